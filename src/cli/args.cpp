@@ -1,0 +1,113 @@
+#include "args.hpp"
+
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include "ecr/core/error.hpp"
+
+namespace ecr::cli {
+
+Args& Args::option(std::string name, std::string metavar, std::string help, std::optional<std::string> def) {
+  opts_.push_back({std::move(name), std::move(metavar), std::move(help), std::move(def)});
+  return *this;
+}
+
+Args& Args::positional(std::string name, std::string help, bool required) {
+  pos_.push_back({std::move(name), std::move(help), required});
+  return *this;
+}
+
+const Args::Opt* Args::find(std::string_view name) const {
+  for (const auto& o : opts_)
+    if (o.name == name) return &o;
+  return nullptr;
+}
+
+bool Args::parse(const std::vector<std::string>& argv) {
+  std::size_t next_pos = 0;
+  for (std::size_t i = 0; i < argv.size(); ++i) {
+    const std::string& a = argv[i];
+    if (a == "--help" || a == "-h") {
+      fmt::print("{}", help());
+      return false;
+    }
+    if (a.size() > 2 && a.starts_with("--")) {
+      std::string name = a.substr(2), value;
+      bool inline_value = false;
+      if (auto eq = name.find('='); eq != std::string::npos) {
+        value = name.substr(eq + 1);
+        name.resize(eq);
+        inline_value = true;
+      }
+      const Opt* o = find(name);
+      if (!o) fail<InputError>("unknown option '--{}' (see --help)", name);
+      if (o->metavar.empty()) {
+        if (inline_value) fail<InputError>("option '--{}' takes no value", name);
+        values_[name] = "1";
+      } else {
+        if (!inline_value) {
+          if (i + 1 >= argv.size()) fail<InputError>("option '--{}' expects a value {}", name, o->metavar);
+          value = argv[++i];
+        }
+        values_[name] = value;
+      }
+      continue;
+    }
+    if (next_pos < pos_.size()) values_[pos_[next_pos++].name] = a;
+    else rest_.push_back(a);
+  }
+  for (std::size_t p = next_pos; p < pos_.size(); ++p)
+    if (pos_[p].required) fail<InputError>("missing argument {} (see --help)", pos_[p].name);
+  return true;
+}
+
+bool Args::has(std::string_view name) const { return values_.find(name) != values_.end(); }
+
+std::optional<std::string> Args::get_opt(std::string_view name) const {
+  if (auto it = values_.find(name); it != values_.end()) return it->second;
+  if (const Opt* o = find(name); o && o->def) return o->def;
+  return std::nullopt;
+}
+
+std::string Args::get(std::string_view name) const {
+  if (auto v = get_opt(name)) return *v;
+  fail<InputError>("missing required option '--{}' (see --help)", name);
+}
+
+long long Args::get_int(std::string_view name) const {
+  const std::string v = get(name);
+  long long out = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (ec != std::errc() || p != v.data() + v.size())
+    fail<InputError>("option '--{}': expected an integer, got '{}'", name, v);
+  return out;
+}
+
+double Args::get_double(std::string_view name) const {
+  const std::string v = get(name);
+  try {
+    std::size_t used = 0;
+    double d = std::stod(v, &used);
+    if (used == v.size()) return d;
+  } catch (const std::exception&) {
+  }
+  fail<InputError>("option '--{}': expected a number, got '{}'", name, v);
+}
+
+std::string Args::help() const {
+  std::string out = fmt::format("usage: {}\n\n{}\n", usage_, summary_);
+  if (!pos_.empty()) {
+    out += "\narguments:\n";
+    for (const auto& p : pos_) out += fmt::format("  {:<24} {}\n", p.name, p.help);
+  }
+  out += "\noptions:\n";
+  for (const auto& o : opts_) {
+    std::string left = "--" + o.name + (o.metavar.empty() ? "" : " " + o.metavar);
+    out += fmt::format("  {:<24} {}{}\n", left, o.help, o.def ? fmt::format(" (default: {})", *o.def) : "");
+  }
+  out += fmt::format("  {:<24} {}\n", "--help", "show this help");
+  return out;
+}
+
+}  // namespace ecr::cli

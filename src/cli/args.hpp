@@ -1,0 +1,55 @@
+// A small argument parser shared by the `ecr` subcommands: `--name value`, `--name=value`,
+// boolean `--flag`, positionals, and a generated `--help`. Unknown options are an error, so a
+// typo never silently falls back to a default.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ecr::cli {
+
+class Args {
+ public:
+  // `usage` is the first line of --help ("ecr inspect BUNDLE [options]").
+  Args(std::string usage, std::string summary) : usage_(std::move(usage)), summary_(std::move(summary)) {}
+
+  // Declare before parse(). `metavar` empty means a boolean flag.
+  Args& option(std::string name, std::string metavar, std::string help, std::optional<std::string> def = {});
+  Args& flag(std::string name, std::string help) { return option(std::move(name), "", std::move(help)); }
+  Args& positional(std::string name, std::string help, bool required = true);
+
+  // Returns false when --help was printed (the caller exits 0). Throws ecr::InputError on misuse.
+  bool parse(const std::vector<std::string>& argv);
+
+  bool has(std::string_view name) const;
+  std::string get(std::string_view name) const;  // value or default; InputError when missing
+  std::optional<std::string> get_opt(std::string_view name) const;
+  long long get_int(std::string_view name) const;
+  double get_double(std::string_view name) const;
+  bool get_flag(std::string_view name) const { return has(name); }
+  const std::vector<std::string>& rest() const { return rest_; }  // positionals beyond the declared ones
+
+  std::string help() const;
+
+ private:
+  struct Opt {
+    std::string name, metavar, help;
+    std::optional<std::string> def;
+  };
+  struct Pos {
+    std::string name, help;
+    bool required;
+  };
+  const Opt* find(std::string_view name) const;
+
+  std::string usage_, summary_;
+  std::vector<Opt> opts_;
+  std::vector<Pos> pos_;
+  std::map<std::string, std::string, std::less<>> values_;
+  std::vector<std::string> rest_;
+};
+
+}  // namespace ecr::cli

@@ -1,0 +1,15 @@
+// The subcommands of the `ecr` tool. Each lives in its own file and takes the arguments after
+// its name; it returns the process exit code and throws ecr::Error for anything the user got
+// wrong (main prints it and exits 1).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace ecr::cli {
+
+using Argv = std::vector<std::string>;
+
+int inspect(const Argv& args);
+
+}  // namespace ecr::cli

@@ -1,0 +1,58 @@
+// `ecr`: the command-line face of the library. Dispatches to one subcommand per file.
+#include <cstdio>
+#include <exception>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include "commands.hpp"
+#include "ecr/core/error.hpp"
+
+namespace {
+
+struct Command {
+  std::string_view name;
+  std::string_view summary;
+  int (*run)(const ecr::cli::Argv&);
+};
+
+// Subcommands, in the order --help lists them.
+constexpr Command kCommands[] = {
+    {"inspect", "show a bundle's metadata and tensor table; --verify checks every checksum", ecr::cli::inspect},
+};
+
+void print_help() {
+  fmt::print("usage: ecr <command> [options]\n\n"
+             "Empathetic Conversational Recommender inference engine.\n\ncommands:\n");
+  for (const auto& c : kCommands) fmt::print("  {:<10} {}\n", c.name, c.summary);
+  fmt::print("\nRun 'ecr <command> --help' for a command's options.\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    print_help();
+    return 2;
+  }
+  const std::string_view name = argv[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    print_help();
+    return 0;
+  }
+  for (const auto& c : kCommands) {
+    if (c.name != name) continue;
+    try {
+      return c.run(ecr::cli::Argv(argv + 2, argv + argc));
+    } catch (const ecr::Error& e) {
+      fmt::print(stderr, "ecr {}: {}\n", name, e.what());
+      return 1;
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "ecr {}: unexpected failure: {}\n", name, e.what());
+      return 1;
+    }
+  }
+  fmt::print(stderr, "ecr: unknown command '{}'\n\n", name);
+  print_help();
+  return 2;
+}

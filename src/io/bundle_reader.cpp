@@ -1,0 +1,298 @@
+// Reading a bundle: every size and offset is checked before it is used, in the order of
+// docs/format.md, so that a truncated or hostile file ends in a FormatError, never in a read
+// outside the image.
+#include <zlib.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_map>
+
+#include "ecr/core/utf8.hpp"
+#include "ecr/io/bundle.hpp"
+#include "mapped_file.hpp"
+
+namespace ecr {
+
+namespace {
+
+constexpr char kMagic[8] = {'E', 'C', 'R', 'B', 'U', 'N', 'D', 'L'};
+constexpr std::size_t kHeaderSize = 64;
+constexpr int kMaxRank = 8;
+constexpr std::uint32_t kMaxNameLength = 4096;
+// zstd cannot expand a frame by more than this: each block of at most 128 KiB needs at least a
+// 3-byte header. A declared size beyond it is a lie, and refusing it stops allocation bombs.
+constexpr std::uint64_t kMaxZstdRatio = (128 * 1024) / 3 + 1;
+
+// Little-endian reads through memcpy: the image has no alignment guarantee for these fields.
+template <class T>
+T load_le(const std::byte* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;  // the format is little-endian and so is every platform ecr builds for
+}
+
+// Walks the table with bounds checks; every read names what it was reading.
+class Cursor {
+ public:
+  Cursor(std::span<const std::byte> bytes, const std::string& label) : bytes_(bytes), label_(label) {}
+  template <class T>
+  T read(std::string_view what, std::size_t entry) {
+    need(sizeof(T), what, entry);
+    T v = load_le<T>(bytes_.data() + pos_);
+    pos_ += sizeof(T);
+    return v;
+  }
+  std::string_view read_bytes(std::size_t n, std::string_view what, std::size_t entry) {
+    need(n, what, entry);
+    std::string_view s(reinterpret_cast<const char*>(bytes_.data() + pos_), n);
+    pos_ += n;
+    return s;
+  }
+  bool done() const { return pos_ == bytes_.size(); }
+
+ private:
+  void need(std::size_t n, std::string_view what, std::size_t entry) const {
+    if (bytes_.size() - pos_ < n)
+      fail<FormatError>("bundle '{}': tensor table ends inside entry {} (reading {})", label_, entry, what);
+  }
+  std::span<const std::byte> bytes_;
+  const std::string& label_;
+  std::size_t pos_ = 0;
+};
+
+}  // namespace
+
+std::string_view codec_name(Codec codec) { return codec == Codec::raw ? "raw" : "zstd"; }
+
+std::uint32_t crc32(std::span<const std::byte> bytes) {
+  uLong crc = ::crc32(0L, Z_NULL, 0);
+  const auto* p = reinterpret_cast<const Bytef*>(bytes.data());
+  std::size_t left = bytes.size();
+  while (left > 0) {  // zlib takes a uInt length
+    const uInt chunk = static_cast<uInt>(std::min<std::size_t>(left, 1u << 30));
+    crc = ::crc32(crc, p, chunk);
+    p += chunk;
+    left -= chunk;
+  }
+  return static_cast<std::uint32_t>(crc);
+}
+
+struct Bundle::Impl {
+  std::string label;
+  std::shared_ptr<detail::FileImage> image;
+  nlohmann::json metadata;
+  std::vector<TensorInfo> infos;
+  std::vector<Tensor> tensors;  // parallel to infos
+  std::unordered_map<std::string_view, std::size_t> index;
+
+  void parse(const BundleOptions& options);
+  void check_crc(const TensorInfo& info) const;
+};
+
+void Bundle::Impl::parse(const BundleOptions& options) {
+  const std::span<const std::byte> file = image->bytes();
+  const std::uint64_t size = file.size();
+  if (size < kHeaderSize)
+    fail<FormatError>("bundle '{}': {} bytes is shorter than the 64-byte header", label, size);
+  const std::byte* h = file.data();
+  if (std::memcmp(h, kMagic, sizeof kMagic) != 0)
+    fail<FormatError>("bundle '{}': bad magic (expected 'ECRBUNDL'; not an ecr bundle)", label);
+  const auto version = load_le<std::uint32_t>(h + 8);
+  if (version != kBundleVersion)
+    fail<FormatError>("bundle '{}': version {} (this build reads version {})", label, version, kBundleVersion);
+  const auto alignment = load_le<std::uint32_t>(h + 12);
+  if (alignment != kBundleAlignment)
+    fail<FormatError>("bundle '{}': alignment {} (expected {})", label, alignment, kBundleAlignment);
+  const auto meta_off = load_le<std::uint64_t>(h + 16);
+  const auto meta_size = load_le<std::uint64_t>(h + 24);
+  const auto table_off = load_le<std::uint64_t>(h + 32);
+  const auto table_size = load_le<std::uint64_t>(h + 40);
+  const auto count = load_le<std::uint64_t>(h + 48);
+  const auto meta_crc = load_le<std::uint32_t>(h + 56);
+  const auto table_crc = load_le<std::uint32_t>(h + 60);
+
+  if (meta_off != kHeaderSize)
+    fail<FormatError>("bundle '{}': metadata_offset {} (expected {})", label, meta_off, kHeaderSize);
+  if (meta_size > size - meta_off)
+    fail<FormatError>("bundle '{}': metadata of {} bytes at offset {} runs past the end of the file ({} bytes)",
+                      label, meta_size, meta_off, size);
+  if (table_off != meta_off + meta_size)
+    fail<FormatError>("bundle '{}': table_offset {} (expected {} = metadata end)", label, table_off, meta_off + meta_size);
+  if (table_size > size - table_off)
+    fail<FormatError>("bundle '{}': tensor table of {} bytes at offset {} runs past the end of the file ({} bytes)",
+                      label, table_size, table_off, size);
+  const std::uint64_t table_end = table_off + table_size;
+
+  const auto meta_bytes = file.subspan(meta_off, meta_size);
+  const auto table_bytes = file.subspan(table_off, table_size);
+  if (crc32(meta_bytes) != meta_crc) fail<FormatError>("bundle '{}': metadata checksum mismatch", label);
+  if (crc32(table_bytes) != table_crc) fail<FormatError>("bundle '{}': tensor table checksum mismatch", label);
+
+  const std::string_view meta_text(reinterpret_cast<const char*>(meta_bytes.data()), meta_bytes.size());
+  if (auto bad = utf8_error_offset(meta_text))
+    fail<FormatError>("bundle '{}': metadata is not valid UTF-8 (byte {})", label, *bad);
+  metadata = nlohmann::json::parse(meta_text, nullptr, /*allow_exceptions=*/false);
+  if (metadata.is_discarded()) fail<FormatError>("bundle '{}': metadata is not valid JSON", label);
+  if (!metadata.is_object()) fail<FormatError>("bundle '{}': metadata must be a JSON object", label);
+
+  // The smallest entry (rank 0, one-byte name) is 33 bytes; more entries than that cannot fit.
+  constexpr std::uint64_t kMinEntry = 4 + 1 + 4 + 8 + 8 + 4 + 4;
+  if (count > table_size / kMinEntry)
+    fail<FormatError>("bundle '{}': tensor_count {} cannot fit in a {}-byte table", label, count, table_size);
+  infos.reserve(count);
+  Cursor cur(table_bytes, label);
+  for (std::size_t e = 0; e < count; ++e) {
+    TensorInfo info;
+    const auto name_len = cur.read<std::uint32_t>("name_length", e);
+    if (name_len == 0 || name_len > kMaxNameLength)
+      fail<FormatError>("bundle '{}': entry {}: name_length {} (expected 1..{})", label, e, name_len, kMaxNameLength);
+    info.name = std::string(cur.read_bytes(name_len, "name", e));
+    if (info.name.find('\0') != std::string::npos || !is_valid_utf8(info.name))
+      fail<FormatError>("bundle '{}': entry {}: name is not NUL-free UTF-8", label, e);
+    const auto dtype = cur.read<std::uint8_t>("dtype", e);
+    const auto codec = cur.read<std::uint8_t>("codec", e);
+    const auto rank = cur.read<std::uint8_t>("rank", e);
+    const auto reserved8 = cur.read<std::uint8_t>("reserved", e);
+    if (!dtype_from_code(dtype))
+      fail<FormatError>("bundle '{}': tensor '{}': unknown dtype code {}", label, info.name, dtype);
+    if (codec > 1) fail<FormatError>("bundle '{}': tensor '{}': unknown codec {}", label, info.name, codec);
+    if (rank > kMaxRank) fail<FormatError>("bundle '{}': tensor '{}': rank {} (at most {})", label, info.name, rank, kMaxRank);
+    if (reserved8 != 0) fail<FormatError>("bundle '{}': tensor '{}': reserved byte is {} (expected 0)", label, info.name, reserved8);
+    info.dtype = *dtype_from_code(dtype);
+    info.codec = static_cast<Codec>(codec);
+    for (int d = 0; d < rank; ++d) {
+      const auto dim = cur.read<std::uint64_t>("dims", e);
+      if (dim > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+        fail<FormatError>("bundle '{}': tensor '{}': dimension {} is too large", label, info.name, dim);
+      info.shape.push_back(static_cast<std::int64_t>(dim));
+    }
+    info.offset = cur.read<std::uint64_t>("data_offset", e);
+    info.stored_size = cur.read<std::uint64_t>("stored_size", e);
+    info.crc32 = cur.read<std::uint32_t>("crc32", e);
+    if (cur.read<std::uint32_t>("reserved", e) != 0)
+      fail<FormatError>("bundle '{}': tensor '{}': reserved field is not 0", label, info.name);
+
+    std::int64_t numel = 0;
+    try {
+      numel = shape_numel(info.shape);
+    } catch (const ShapeError&) {
+      fail<FormatError>("bundle '{}': tensor '{}': element count of {} overflows", label, info.name, shape_string(info.shape));
+    }
+    const std::uint64_t elem = dtype_size(info.dtype);
+    if (static_cast<std::uint64_t>(numel) > std::numeric_limits<std::uint64_t>::max() / 2 / elem)
+      fail<FormatError>("bundle '{}': tensor '{}': byte size of {} overflows", label, info.name, shape_string(info.shape));
+    const std::uint64_t raw_size = static_cast<std::uint64_t>(numel) * elem;
+    if (info.codec == Codec::raw && info.stored_size != raw_size)
+      fail<FormatError>("bundle '{}': tensor '{}': stored_size {} but {} {} needs {} bytes", label, info.name,
+                        info.stored_size, dtype_name(info.dtype), shape_string(info.shape), raw_size);
+    if (info.codec == Codec::zstd && raw_size / kMaxZstdRatio > info.stored_size)
+      fail<FormatError>("bundle '{}': tensor '{}': {} zstd bytes cannot hold {} bytes", label, info.name,
+                        info.stored_size, raw_size);
+    if (info.offset % kBundleAlignment != 0)
+      fail<FormatError>("bundle '{}': tensor '{}': data_offset {} is not a multiple of {}", label, info.name, info.offset,
+                        kBundleAlignment);
+    if (info.offset < table_end)
+      fail<FormatError>("bundle '{}': tensor '{}': data_offset {} lies before the end of the table ({})", label,
+                        info.name, info.offset, table_end);
+    if (info.offset > size || info.stored_size > size - info.offset)
+      fail<FormatError>("bundle '{}': tensor '{}': {} bytes at offset {} run past the end of the file ({} bytes)",
+                        label, info.name, info.stored_size, info.offset, size);
+    infos.push_back(std::move(info));
+  }
+  if (!cur.done())
+    fail<FormatError>("bundle '{}': tensor table has trailing bytes after {} entries", label, count);
+
+  for (std::size_t i = 0; i < infos.size(); ++i)
+    if (!index.emplace(infos[i].name, i).second)
+      fail<FormatError>("bundle '{}': duplicate tensor name '{}'", label, infos[i].name);
+
+  std::vector<const TensorInfo*> by_offset;
+  for (const auto& info : infos) by_offset.push_back(&info);
+  std::sort(by_offset.begin(), by_offset.end(), [](auto* a, auto* b) { return a->offset < b->offset; });
+  for (std::size_t i = 1; i < by_offset.size(); ++i)
+    if (by_offset[i - 1]->offset + by_offset[i - 1]->stored_size > by_offset[i]->offset)
+      fail<FormatError>("bundle '{}': data of tensors '{}' and '{}' overlap", label, by_offset[i - 1]->name,
+                        by_offset[i]->name);
+
+  // Everything is in bounds; now make the tensors.
+  tensors.reserve(infos.size());
+  for (const auto& info : infos) {
+    const std::byte* stored = file.data() + info.offset;
+    if (info.codec == Codec::raw) {
+      if (options.verify_checksums) check_crc(info);
+      tensors.push_back(Tensor::wrap(const_cast<std::byte*>(stored), info.dtype, info.shape, image,
+                                     StorageKind::mapped, Device::cpu, info.name));
+      continue;
+    }
+    check_crc(info);  // decompressing reads every byte anyway; never feed zstd a corrupted frame
+    Tensor t = Tensor::empty(info.dtype, info.shape, info.name);
+    const unsigned long long declared = ZSTD_getFrameContentSize(stored, info.stored_size);
+    if (declared == ZSTD_CONTENTSIZE_ERROR || declared == ZSTD_CONTENTSIZE_UNKNOWN || declared != t.nbytes())
+      fail<FormatError>("bundle '{}': tensor '{}': zstd frame does not declare {} bytes", label, info.name, t.nbytes());
+    const std::size_t got = ZSTD_decompress(t.raw(), t.nbytes(), stored, info.stored_size);
+    if (ZSTD_isError(got) || got != t.nbytes())
+      fail<FormatError>("bundle '{}': tensor '{}': zstd: {}", label, info.name,
+                        ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short frame");
+    tensors.push_back(std::move(t));
+  }
+}
+
+void Bundle::Impl::check_crc(const TensorInfo& info) const {
+  const auto stored = image->bytes().subspan(info.offset, info.stored_size);
+  if (crc32(stored) != info.crc32)
+    fail<FormatError>("bundle '{}': tensor '{}': checksum mismatch (stored data is corrupted)", label, info.name);
+}
+
+Bundle Bundle::open(const std::filesystem::path& path, BundleOptions options) {
+  auto impl = std::make_shared<Impl>();
+  impl->label = path.string();
+  impl->image = options.memory_map ? detail::FileImage::map(path) : detail::FileImage::read(path);
+  impl->parse(options);
+  Bundle b;
+  b.impl_ = std::move(impl);
+  return b;
+}
+
+Bundle Bundle::from_bytes(std::span<const std::byte> bytes, std::string label, BundleOptions options) {
+  auto impl = std::make_shared<Impl>();
+  impl->label = std::move(label);
+  impl->image = detail::FileImage::copy(bytes);
+  impl->parse(options);
+  Bundle b;
+  b.impl_ = std::move(impl);
+  return b;
+}
+
+const std::string& Bundle::label() const { return impl_->label; }
+const nlohmann::json& Bundle::metadata() const { return impl_->metadata; }
+const std::vector<TensorInfo>& Bundle::tensors() const { return impl_->infos; }
+std::uint64_t Bundle::file_size() const { return impl_->image->bytes().size(); }
+
+bool Bundle::contains(std::string_view name) const { return impl_->index.count(name) != 0; }
+
+const TensorInfo& Bundle::info(std::string_view name) const {
+  auto it = impl_->index.find(name);
+  if (it == impl_->index.end()) fail<FormatError>("bundle '{}': no tensor '{}'", impl_->label, name);
+  return impl_->infos[it->second];
+}
+
+Tensor Bundle::tensor(std::string_view name) const {
+  auto it = impl_->index.find(name);
+  if (it == impl_->index.end()) fail<FormatError>("bundle '{}': no tensor '{}'", impl_->label, name);
+  return impl_->tensors[it->second];
+}
+
+Tensor Bundle::tensor(std::string_view name, DType dtype, const Shape& shape) const {
+  Tensor t = tensor(name);
+  if (t.dtype() != dtype || t.shape() != shape)
+    fail<ShapeError>("bundle '{}': tensor '{}': expected {} {}, found {} {}", impl_->label, name, dtype_name(dtype),
+                     shape_string(shape), dtype_name(t.dtype()), shape_string(t.shape()));
+  return t;
+}
+
+void Bundle::verify() const {
+  for (const auto& info : impl_->infos) impl_->check_crc(info);
+}
+
+}  // namespace ecr

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what ecr needs to build and test from Debian's packages (run as root or with sudo).
+# Safe to run again: apt-get skips what is already there.
+set -euo pipefail
+packages=(
+  build-essential cmake ninja-build ccache pkg-config
+  libeigen3-dev libfmt-dev doctest-dev libzstd-dev zlib1g-dev nlohmann-json3-dev libbenchmark-dev
+  python3 python3-numpy python3-torch   # converter, torch references (tests' oracle)
+  clang                                 # the libFuzzer target
+  tmux                                  # drives `ecr chat` in its terminal test
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

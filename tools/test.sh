@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Sets up and runs the test suite: installs dependencies, builds (Release), runs ctest.
+#   tools/test.sh                 Release build in build/
+#   tools/test.sh --sanitize      AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/install_deps.sh
+
+build=build type=Release extra=()
+if [ "${1:-}" = "--sanitize" ]; then
+  build=build-asan type=RelWithDebInfo extra=(-DECR_SANITIZE=address,undefined -DECR_BUILD_BENCHMARKS=OFF)
+fi
+jobs=$(nproc)
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=$type -DECR_WITH_CUDA=OFF "${extra[@]}"
+cmake --build "$build" -j"$jobs"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+ctest --test-dir "$build" --output-on-failure -j"$jobs"
