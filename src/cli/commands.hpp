@@ -11,5 +11,6 @@ namespace ecr::cli {
 using Argv = std::vector<std::string>;
 
 int inspect(const Argv& args);
+int tokenize(const Argv& args);
 
 }  // namespace ecr::cli
