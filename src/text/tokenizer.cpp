@@ -31,7 +31,7 @@ struct ByteLevel {
     for (int b = 0; b < 256; ++b) {
       const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
       const char32_t c = printable ? static_cast<char32_t>(b) : next++;
-      text::append_utf8(symbol[b], c);
+      append_utf8(symbol[b], c);
       byte_of[c] = static_cast<std::int16_t>(b);
     }
   }
@@ -40,7 +40,7 @@ struct ByteLevel {
   std::optional<std::string> to_bytes(std::string_view token) const {
     std::string out;
     for (std::size_t i = 0; i < token.size();) {
-      const text::Utf8Step step = text::decode_utf8(token, i);
+      const Utf8Step step = decode_utf8(token, i);
       if (!step.valid || step.code_point >= byte_of.size() || byte_of[step.code_point] < 0) return std::nullopt;
       out += static_cast<char>(byte_of[step.code_point]);
       i += step.size;
@@ -115,7 +115,7 @@ struct ClassAt {
 };
 
 ClassAt class_at(std::string_view s, std::size_t i) {
-  const text::Utf8Step step = text::decode_utf8(s, i);  // `s` was validated by encode()
+  const Utf8Step step = decode_utf8(s, i);  // `s` was validated by encode()
   return {classify(step.code_point), step.size};
 }
 
@@ -236,7 +236,7 @@ std::shared_ptr<const Tokenizer::Impl> Tokenizer::Impl::build(const nlohmann::js
   for (const auto& [token, id] : added) {
     if (id < 0 || id > kMaxTokenId)
       fail<FormatError>("added token '{}' has id {}, expected one in [0, {}]", token, id, kMaxTokenId);
-    if (token.empty() || text::find_invalid_utf8(token) != std::string::npos)
+    if (token.empty() || !is_valid_utf8(token))
       fail<FormatError>("added token '{}' must be non-empty UTF-8", token);
     max_id = std::max(max_id, id);
   }
@@ -441,9 +441,9 @@ void Tokenizer::Impl::encode_ordinary(std::string_view text, std::vector<std::in
 }
 
 std::vector<std::int32_t> Tokenizer::encode(std::string_view text) const {
-  if (const std::size_t bad = text::find_invalid_utf8(text); bad != std::string_view::npos)
-    fail<InputError>("text to tokenize is not valid UTF-8 at byte offset {} (byte 0x{:02X})", bad,
-                     static_cast<unsigned char>(text[bad]));
+  if (const auto bad = utf8_error_offset(text))
+    fail<InputError>("text to tokenize is not valid UTF-8 at byte offset {} (byte 0x{:02X})", *bad,
+                     static_cast<unsigned char>(text[*bad]));
   std::vector<std::int32_t> out;
   out.reserve(text.size() / 3 + 4);
   Scratch scratch;
@@ -472,7 +472,7 @@ const std::string& Tokenizer::Impl::checked(const std::vector<std::string>& tabl
 std::string Tokenizer::decode(std::span<const std::int32_t> ids) const {
   std::string bytes;
   for (const std::int32_t id : ids) bytes += impl_->checked(impl_->token_bytes, id);
-  return text::replace_invalid_utf8(bytes);
+  return replace_invalid_utf8(bytes);
 }
 
 std::optional<std::int32_t> Tokenizer::token_to_id(std::string_view token) const {
