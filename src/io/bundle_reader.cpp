@@ -213,8 +213,11 @@ void Bundle::Impl::parse(const BundleOptions& options) {
     if (!index.emplace(infos[i].name, i).second)
       fail<FormatError>("bundle '{}': duplicate tensor name '{}'", label, infos[i].name);
 
+  // Empty tensors take no bytes (the next tensor may start at the same offset), so only tensors
+  // with data can overlap.
   std::vector<const TensorInfo*> by_offset;
-  for (const auto& info : infos) by_offset.push_back(&info);
+  for (const auto& info : infos)
+    if (info.stored_size > 0) by_offset.push_back(&info);
   std::sort(by_offset.begin(), by_offset.end(), [](auto* a, auto* b) { return a->offset < b->offset; });
   for (std::size_t i = 1; i < by_offset.size(); ++i)
     if (by_offset[i - 1]->offset + by_offset[i - 1]->stored_size > by_offset[i]->offset)
