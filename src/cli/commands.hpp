@@ -11,6 +11,7 @@ namespace ecr::cli {
 using Argv = std::vector<std::string>;
 
 int inspect(const Argv& args);
+int link(const Argv& args);
 int tokenize(const Argv& args);
 
 }  // namespace ecr::cli

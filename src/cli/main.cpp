@@ -19,6 +19,7 @@ struct Command {
 // Subcommands, in the order --help lists them.
 constexpr Command kCommands[] = {
     {"inspect", "show a bundle's metadata and tensor table; --verify checks every checksum", ecr::cli::inspect},
+    {"link", "find knowledge-graph entities in ReDial dialogs; --eval measures precision and recall", ecr::cli::link},
     {"tokenize", "encode JSON lines of text to token ids (GPT-2 / RoBERTa byte-level BPE)", ecr::cli::tokenize},
 };
 
