@@ -2,6 +2,8 @@
 """Converts HuggingFace checkpoints into one `ecr` bundle (docs/format.md).
 
     convert.py --out BUNDLE [--gpt2 NAME=DIR]... [--roberta NAME=DIR]... [--dtype f32|f16|bf16]
+               [--rec-prompt NAME=model.pt]... [--conv-prompt NAME=model.pt]... [--prompt-n-head NH]
+               [--kg DIR [--dialogs FILE [--uniform-emotions]] [--reviews FILE]]
                [--codec raw|zstd] [--zstd-level N]
 
 A DIR holds config.json, the weights (model.safetensors, else pytorch_model.bin) and the
@@ -15,6 +17,13 @@ the bundle in command-line order.
 - --roberta: RobertaForMaskedLM or RobertaModel, stored under the bare RobertaModel names;
   lm_head.*, the pooler (unused by ECR) and the position_ids / token_type_ids buffers are
   dropped.
+
+- --rec-prompt / --conv-prompt: ECR's / UniCRS's KGPrompt state dict (tools/ecr_prompt.py), stored
+  as float32 whatever --dtype says. The prefix is split into the heads of the GPT-2 components
+  given before it (they must agree), or --prompt-n-head. An emotion classifier is a --gpt2 whose
+  checkpoint has score.weight.
+- --reviews: calls tools/ecr_reviews.py's add_to_bundle(meta, tensors, FILE, kg) with the
+  ecr_kg.KnowledgeGraph of --kg (the module is imported only when the option is given).
 
 Every tensor's shape is checked against config.json; unknown or missing keys are errors.
 --dtype casts floating-point weights (all of them, LayerNorm included); integer tensors keep
@@ -40,6 +49,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ecr_bundle import BundleError, BundleWriter, DEFAULT_ZSTD_LEVEL  # noqa: E402
 import ecr_kg  # noqa: E402
+import ecr_prompt  # noqa: E402
 
 DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 
@@ -329,7 +339,34 @@ def add_roberta(bundle, name, directory):
         bundle.tensor(f"{name}/{key[len(root):]}", sd[key])
 
 
-PARTS = {"gpt2": add_gpt2, "roberta": add_roberta}
+# --- KGPrompt (tools/ecr_prompt.py) ---------------------------------------------------------------
+
+def prompt_heads(bundle, path):
+    """The attention heads the prefix is split into: --prompt-n-head, else the one n_head all GPT-2
+    components given so far agree on."""
+    if getattr(bundle, "prompt_n_head", None):
+        return bundle.prompt_n_head
+    heads = {c["config"]["n_head"] for c in bundle.meta["components"].values() if c["type"].startswith("gpt2")}
+    if len(heads) != 1:
+        raise ConvertError(f"{path}: cannot tell the prompt's attention heads: give the backbone (--gpt2) first, "
+                           "or --prompt-n-head" + (f" (the GPT-2 components have {sorted(heads)})" if heads else ""))
+    return heads.pop()
+
+
+def add_prompt(kind):
+    def add(bundle, name, path):
+        if not os.path.isfile(path):
+            raise ConvertError(f"{path}: no such file (expected a KGPrompt model.pt)")
+        if name in bundle.meta["components"]:
+            raise ConvertError(f"component {name!r} given twice")
+        adder = ecr_prompt.add_rec_prompt if kind == "rec" else ecr_prompt.add_conv_prompt
+        adder(bundle, bundle.meta, name, path, prompt_heads(bundle, path))
+    return add
+
+
+PARTS = {"gpt2": add_gpt2, "roberta": add_roberta, "rec_prompt": add_prompt("rec"),
+         "conv_prompt": add_prompt("conv")}
+PART_HELP = {"gpt2": "NAME=DIR", "roberta": "NAME=DIR", "rec_prompt": "NAME=model.pt", "conv_prompt": "NAME=model.pt"}
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -348,27 +385,40 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="HuggingFace checkpoints -> ecr bundle")
     parser.add_argument("--out", required=True, help="bundle file to write")
     for part in PARTS:
-        parser.add_argument(f"--{part}", action=_Part, metavar="NAME=DIR", help=f"add a {part} component")
+        parser.add_argument(f"--{part.replace('_', '-')}", dest=part, action=_Part, metavar=PART_HELP[part],
+                            help=f"add a {part} component")
+    parser.add_argument("--prompt-n-head", type=int, help="attention heads of the KGPrompt prefixes (default: "
+                        "the GPT-2 components')")
     parser.add_argument("--dtype", choices=list(DTYPES), default="f32", help="floating-point weights (default f32)")
     parser.add_argument("--codec", choices=["raw", "zstd"], default="raw", help="tensor codec (default raw)")
     parser.add_argument("--zstd-level", type=int, default=DEFAULT_ZSTD_LEVEL)
     parser.add_argument("--kg", metavar="DIR", help="add the knowledge graph (UniCRS/ECR files, tools/ecr_kg.py)")
     parser.add_argument("--dialogs", metavar="FILE", help="with --kg: ReDial dialogs for the co-occurrence matrix")
     parser.add_argument("--uniform-emotions", action="store_true", help="with --dialogs: plain co-occurrence")
+    parser.add_argument("--reviews", metavar="FILE", help="with --kg: movie reviews (tools/ecr_reviews.py)")
+    parser.add_argument("--untrained", action="store_true", help="mark the bundle as random weights (metadata \"untrained\": true)")
     parser.set_defaults(parts=[])
     args = parser.parse_args(argv)
     if not args.parts and not args.kg:
         parser.error("nothing to convert: give at least one of --kg, " + ", ".join(f"--{p}" for p in PARTS))
-    if (args.dialogs and not args.kg) or (args.uniform_emotions and not args.dialogs):
-        parser.error("--dialogs needs --kg, and --uniform-emotions needs --dialogs")
+    if (args.dialogs and not args.kg) or (args.uniform_emotions and not args.dialogs) or (args.reviews and not args.kg):
+        parser.error("--dialogs and --reviews need --kg, and --uniform-emotions needs --dialogs")
+    # Imported only when asked for: the reviews part is optional.
+    ecr_reviews = __import__("ecr_reviews") if args.reviews else None
+    review_errors = (getattr(ecr_reviews, "ReviewError", ValueError),) if ecr_reviews else ()
     try:
         bundle = Bundle(args.dtype, args.codec, args.zstd_level)
+        bundle.prompt_n_head = args.prompt_n_head
+        if args.untrained:  # hosts warn that such a bundle's output is noise
+            bundle.meta["untrained"] = True
         for part, name, directory in args.parts:
             PARTS[part](bundle, name, directory)
         if args.kg:  # integer and f32 tensors, kept as they are whatever --dtype says
-            ecr_kg.add_to_bundle(bundle.meta, bundle.tensors, args.kg, args.dialogs, args.uniform_emotions)
+            kg = ecr_kg.add_to_bundle(bundle.meta, bundle.tensors, args.kg, args.dialogs, args.uniform_emotions)
+            if ecr_reviews:
+                ecr_reviews.add_to_bundle(bundle.meta, bundle.tensors, args.reviews, kg)
         bundle.write(args.out)
-    except (ConvertError, BundleError, ecr_kg.KgError) as e:
+    except (ConvertError, BundleError, ecr_kg.KgError, ecr_prompt.ConversionError) + review_errors as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -78,6 +78,11 @@ struct Dialog {
 
 // --- ECR_SPEC section 2: context building (no model involved) ----------------------------------
 
+// Text prepared as ECR's process_utt does: `@<id>` -> the title from `mentions` (spaces
+// collapsed), whitespace collapsed, HTML entities decoded. from_redial applies it to every
+// message; the Recommender applies it to host turns before tokenizing.
+std::string redial_text(std::string_view text, const MovieMentions& mentions);
+
 // The turns the context alternates over: an empty user turn first when the system speaks first.
 std::vector<Turn> context_turns(const Dialog& dialog);
 

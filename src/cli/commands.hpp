@@ -13,5 +13,11 @@ using Argv = std::vector<std::string>;
 int inspect(const Argv& args);
 int link(const Argv& args);
 int tokenize(const Argv& args);
+int forward(const Argv& args);
+int generate(const Argv& args);
+int recommend(const Argv& args);
+int eval(const Argv& args);
+int respond(const Argv& args);
+int chat(const Argv& args);
 
 }  // namespace ecr::cli

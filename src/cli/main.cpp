@@ -21,6 +21,12 @@ constexpr Command kCommands[] = {
     {"inspect", "show a bundle's metadata and tensor table; --verify checks every checksum", ecr::cli::inspect},
     {"link", "find knowledge-graph entities in ReDial dialogs; --eval measures precision and recall", ecr::cli::link},
     {"tokenize", "encode JSON lines of text to token ids (GPT-2 / RoBERTa byte-level BPE)", ecr::cli::tokenize},
+    {"forward", "run a GPT-2 / RoBERTa component over token ids; write hidden states or logits as .npy", ecr::cli::forward},
+    {"generate", "continue a prompt with a GPT-2 component (greedy or sampled), printing tokens or text", ecr::cli::generate},
+    {"recommend", "recommend items for a dialog (JSON), with the entities and emotions each turn gave", ecr::cli::recommend},
+    {"eval", "recommendation metrics (Recall/MRR/NDCG@K, AUC, RT@K) over ReDial dialogs", ecr::cli::eval},
+    {"respond", "recommend for a dialog (JSON) and write ECR's reply about the best item, streamed", ecr::cli::respond},
+    {"chat", "talk to a bundle: type turns, see ranked items, emotions and the streamed reply", ecr::cli::chat},
 };
 
 void print_help() {

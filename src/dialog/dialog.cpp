@@ -162,7 +162,8 @@ std::string collapse_whitespace(std::string_view s) {
   return out;
 }
 
-// ECR's process_utt: @<id> -> the title (spaces collapsed) when the dialog knows it.
+}  // namespace
+
 std::string redial_text(std::string_view text, const MovieMentions& mentions) {
   std::string out;
   for (std::size_t i = 0; i < text.size(); ++i) {
@@ -179,8 +180,6 @@ std::string redial_text(std::string_view text, const MovieMentions& mentions) {
   }
   return html_unescape(collapse_whitespace(out));
 }
-
-}  // namespace
 
 Dialog Dialog::from_json(const json& j) {
   if (!j.is_object()) fail<InputError>("dialog: expected a JSON object with 'turns'");

@@ -1,6 +1,7 @@
 // Reading the co-occurrence matrix (validated CSR) and G = C E.
 #include "ecr/kg/cooccurrence.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "ecr/core/error.hpp"
@@ -12,16 +13,24 @@ std::int64_t CooccurrenceMatrix::column(std::int64_t k) const {
 }
 
 CooccurrenceMatrix CooccurrenceMatrix::load(const Bundle& bundle, std::int64_t num_entities) {
-  const std::string label = fmt::format("bundle '{}'", bundle.label());
+  if (num_entities < 1) fail<InputError>("co-occurrence: {} entities: expected at least 1", num_entities);
+  return from_tensors(bundle.tensor("cooccurrence/indptr"), bundle.tensor("cooccurrence/indices"),
+                      bundle.tensor("cooccurrence/values"), num_entities, fmt::format("bundle '{}'", bundle.label()));
+}
+
+CooccurrenceMatrix CooccurrenceMatrix::from_tensors(Tensor indptr_tensor, Tensor indices_tensor, Tensor values_tensor,
+                                                    std::int64_t num_entities, std::string_view label) {
   if (num_entities < 1) fail<InputError>("co-occurrence: {} entities: expected at least 1", num_entities);
   CooccurrenceMatrix c;
   c.n_ = num_entities;
-  c.indptr_ = bundle.tensor("cooccurrence/indptr", DType::i64, {num_entities + 1});
-  c.indices_ = bundle.tensor("cooccurrence/indices");
+  c.indptr_ = std::move(indptr_tensor);
+  c.indptr_.expect(DType::i64, {num_entities + 1});
+  c.indices_ = std::move(indices_tensor);
   if (c.indices_.dtype() != DType::i32) c.indices_.expect_rank(DType::i64, 1);
   c.indices_.expect_rank(c.indices_.dtype(), 1);
   const std::int64_t nnz = c.indices_.numel();
-  c.values_ = bundle.tensor("cooccurrence/values", DType::f32, {nnz});
+  c.values_ = std::move(values_tensor);
+  c.values_.expect(DType::f32, {nnz});
 
   const auto indptr = std::as_const(c.indptr_).span<std::int64_t>();
   const auto values = std::as_const(c.values_).span<float>();
@@ -58,7 +67,7 @@ float CooccurrenceMatrix::at(std::int64_t row, std::int64_t col) const {
   return 0.f;
 }
 
-Tensor CooccurrenceMatrix::multiply(const Tensor& e) const {
+Tensor CooccurrenceMatrix::multiply(const Tensor& e, ThreadPool* pool) const {
   if (e.rank() != 2 || e.dim(0) != n_)
     fail<ShapeError>("co-occurrence: G = C E needs E with {} rows (N, H), found {}", n_, shape_string(e.shape()));
   e.expect_rank(DType::f32, 2);
@@ -67,8 +76,18 @@ Tensor CooccurrenceMatrix::multiply(const Tensor& e) const {
   auto out = g.matrix<float>();
   const auto* indptr = indptr_.data<std::int64_t>();
   const auto* values = values_.data<float>();
-  for (std::int64_t row = 0; row < n_; ++row)
-    for (std::int64_t k = indptr[row]; k < indptr[row + 1]; ++k) out.row(row) += values[k] * x.row(column(k));
+  constexpr std::int64_t block = 256;  // rows per task
+  auto rows = [&](std::size_t b) {
+    const std::int64_t first = static_cast<std::int64_t>(b) * block, last = std::min(n_, first + block);
+    for (std::int64_t row = first; row < last; ++row)
+      for (std::int64_t k = indptr[row]; k < indptr[row + 1]; ++k) out.row(row) += values[k] * x.row(column(k));
+  };
+  const auto blocks = static_cast<std::size_t>((n_ + block - 1) / block);
+  if (pool) {
+    pool->parallel_for(blocks, rows);
+  } else {
+    for (std::size_t b = 0; b < blocks; ++b) rows(b);
+  }
   return g;
 }
 

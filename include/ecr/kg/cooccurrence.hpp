@@ -5,8 +5,10 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 
 #include "ecr/core/tensor.hpp"
+#include "ecr/core/thread_pool.hpp"
 #include "ecr/io/bundle.hpp"
 
 namespace ecr {
@@ -18,6 +20,10 @@ class CooccurrenceMatrix {
   // f32, finite and >= 0. `num_entities` is the KG's N (the matrix must be N x N). Throws
   // FormatError naming the tensor and the entry, ShapeError for a dtype or shape.
   static CooccurrenceMatrix load(const Bundle& bundle, std::int64_t num_entities);
+  // The same checks on tensors a host (or a test) already holds; `label` names their source in
+  // errors.
+  static CooccurrenceMatrix from_tensors(Tensor indptr, Tensor indices, Tensor values, std::int64_t num_entities,
+                                         std::string_view label = "co-occurrence");
 
   std::int64_t size() const { return n_; }
   std::int64_t nnz() const { return values_.numel(); }
@@ -28,7 +34,8 @@ class CooccurrenceMatrix {
   float at(std::int64_t row, std::int64_t col) const;
 
   // G = C E for E (N, H) f32 on the CPU -> (N, H) f32. Throws ShapeError when E is not N rows.
-  Tensor multiply(const Tensor& e) const;
+  // Rows are split into fixed blocks across `pool` (when given): the result does not depend on it.
+  Tensor multiply(const Tensor& e, ThreadPool* pool = nullptr) const;
 
  private:
   std::int64_t column(std::int64_t k) const;  // indices[k], whatever its integer type

@@ -1,0 +1,174 @@
+// bench_engine: times the CPU transformer engine on a bundle and measures this machine's two
+// ceilings, printing one JSON object (benchmarks/compare_torch.py puts it beside PyTorch):
+//
+//   stream_read_gbps   reading a 512 MiB array with every thread (the decode floor's bandwidth)
+//   gemm_gflops        independent 1024^3 Eigen GEMMs, one per thread (the prefill floor's rate)
+//   gpt2.prefill_ms    a fresh state fed `tokens` ids, logits for the last one
+//   gpt2.decode_ms     one token after a context of `tokens`, logits included (state copied per rep)
+//   roberta.encode_ms  `tokens` ids through the encoder
+//
+// Each time is the median of --reps runs after one warm-up. FLOP and byte counts that the floors
+// need are printed with them, so that the torch side is judged against the same numbers.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <numeric>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <Eigen/Core>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "ecr/core/thread_pool.hpp"
+#include "ecr/io/bundle.hpp"
+#include "ecr/models/gpt2.hpp"
+#include "ecr/models/roberta.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+template <class F>
+double median_ms(int reps, F&& run) {
+  run();  // warm-up: first-touch of weights and buffers
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    const auto t0 = Clock::now();
+    run();
+    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+double stream_read_gbps(ecr::ThreadPool& pool) {
+  constexpr std::size_t kFloats = std::size_t{128} << 20;  // 512 MiB, far beyond the caches
+  constexpr std::size_t kChunk = std::size_t{1} << 20;
+  std::vector<float> data(kFloats, 1.0f);
+  std::vector<double> partial(kFloats / kChunk);
+  double best = 1e30;
+  for (int rep = 0; rep < 10; ++rep) {
+    const auto t0 = Clock::now();
+    pool.parallel_for(partial.size(), [&](std::size_t c) {
+      partial[c] = Eigen::Map<const Eigen::VectorXf>(data.data() + c * kChunk, kChunk).sum();
+    });
+    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  if (std::accumulate(partial.begin(), partial.end(), 0.0) != static_cast<double>(kFloats)) std::abort();
+  return static_cast<double>(kFloats * sizeof(float)) / best / 1e9;
+}
+
+double gemm_gflops(int threads) {
+  constexpr int n = 1024;
+  double best = 1e30;
+  std::vector<Eigen::MatrixXf> a(threads, Eigen::MatrixXf::Random(n, n)), b(threads, Eigen::MatrixXf::Random(n, n)),
+      c(threads, Eigen::MatrixXf(n, n));
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = Clock::now();
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t) workers.emplace_back([&, t] { c[t].noalias() = a[t] * b[t]; });
+    for (auto& w : workers) w.join();
+    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  return 2.0 * n * n * n * threads / best / 1e9;
+}
+
+std::vector<std::int32_t> random_ids(std::size_t n, std::int32_t vocab) {
+  std::mt19937 rng(1);
+  std::uniform_int_distribution<std::int32_t> dist(4, vocab - 1);
+  std::vector<std::int32_t> ids(n);
+  for (auto& id : ids) id = dist(rng);
+  return ids;
+}
+
+nlohmann::json bench_gpt2(const ecr::Bundle& bundle, const std::string& name, std::shared_ptr<ecr::ThreadPool> pool,
+                          std::int64_t tokens, int reps) {
+  const ecr::Gpt2Model model = ecr::Gpt2Model::load(bundle, name, std::move(pool));
+  const ecr::Gpt2Config& c = model.config();
+  const auto ids = random_ids(static_cast<std::size_t>(tokens), static_cast<std::int32_t>(c.vocab_size));
+  const double prefill = median_ms(reps, [&] {
+    ecr::Gpt2State state = model.start();
+    model.forward(state, ids, ecr::Logits::last);
+  });
+
+  ecr::Gpt2State context = model.start();
+  context.reserve(tokens + 1);
+  model.forward(context, ids, ecr::Logits::last);
+  const std::int32_t next = ids.front();
+  ecr::Gpt2State state = context;
+  std::vector<double> ms;
+  for (int i = 0; i < 4 * reps + 1; ++i) {
+    state = context;  // back to `tokens` of context: every step decodes at the same length
+    const auto t0 = Clock::now();
+    model.forward(state, std::span<const std::int32_t>(&next, 1), ecr::Logits::last);
+    if (i > 0) ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+
+  const double d = static_cast<double>(c.n_embd), inner = static_cast<double>(c.n_inner);
+  const double t = static_cast<double>(tokens), layers = static_cast<double>(c.n_layer);
+  const double layer_params = 4 * d * d + 2 * d * inner;
+  const double layer_bytes = (layer_params + 9 * d + inner) * 4;  // weights, biases, 2 layer norms
+  return {
+      {"prefill_ms", prefill},
+      // Linear layers, causal attention (half of the score and value products) and the LM head row.
+      {"prefill_flops", 2 * t * layer_params * layers + 2 * t * t * d * layers + 2 * d * c.vocab_size},
+      {"decode_ms", ms[ms.size() / 2]},
+      {"decode_bytes", layers * layer_bytes + c.vocab_size * d * 4 + layers * 2 * (t + 1) * d * 4},
+      {"config", {{"layers", c.n_layer}, {"hidden", c.n_embd}, {"vocab", c.vocab_size}}},
+  };
+}
+
+nlohmann::json bench_roberta(const ecr::Bundle& bundle, const std::string& name,
+                             std::shared_ptr<ecr::ThreadPool> pool, std::int64_t tokens, int reps) {
+  const ecr::RobertaModel model = ecr::RobertaModel::load(bundle, name, std::move(pool));
+  const ecr::RobertaConfig& c = model.config();
+  const auto ids = random_ids(static_cast<std::size_t>(tokens), static_cast<std::int32_t>(c.vocab_size));
+  const double encode = median_ms(reps, [&] { model.encode(ids); });
+  const double d = static_cast<double>(c.hidden_size), inner = static_cast<double>(c.intermediate_size);
+  const double t = static_cast<double>(tokens), layers = static_cast<double>(c.num_hidden_layers);
+  return {{"encode_ms", encode}, {"flops", 2 * t * (4 * d * d + 2 * d * inner) * layers + 4 * t * t * d * layers}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string bundle_path, gpt2 = "lm", roberta;
+  int threads = 0, reps = 5;
+  std::int64_t tokens = 200;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string key = argv[i], value = argv[i + 1];
+    if (key == "--bundle") bundle_path = value;
+    else if (key == "--gpt2") gpt2 = value;
+    else if (key == "--roberta") roberta = value;
+    else if (key == "--threads") threads = std::stoi(value);
+    else if (key == "--tokens") tokens = std::stoll(value);
+    else if (key == "--reps") reps = std::stoi(value);
+    else {
+      fmt::print(stderr, "unknown option {}\n", key);
+      return 2;
+    }
+  }
+  if (bundle_path.empty()) {
+    fmt::print(stderr,
+               "usage: bench_engine --bundle B [--gpt2 NAME] [--roberta NAME] [--threads N] [--tokens 200] [--reps 5]\n");
+    return 2;
+  }
+  try {
+    auto pool = std::make_shared<ecr::ThreadPool>(threads);
+    const ecr::Bundle bundle = ecr::Bundle::open(bundle_path);
+    nlohmann::json out = {{"threads", pool->size()}, {"tokens", tokens}};
+    out["stream_read_gbps"] = stream_read_gbps(*pool);
+    out["gemm_gflops"] = gemm_gflops(pool->size());
+    if (!gpt2.empty()) out["gpt2"] = bench_gpt2(bundle, gpt2, pool, tokens, reps);
+    if (!roberta.empty()) out["roberta"] = bench_roberta(bundle, roberta, pool, tokens, reps);
+    fmt::print("{}\n", out.dump(2));
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "bench_engine: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

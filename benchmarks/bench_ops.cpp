@@ -1,0 +1,89 @@
+// Micro-benchmarks of the engine's GEMM (nn::linear) at GPT-2 small's shapes, prefill (200 rows)
+// and decode (1 row), beside one plain Eigen GEMM of the same shape: the gap is what the
+// fixed-width output chunks (thread-count independence) cost. Google Benchmark; run with
+// --benchmark_filter=... to pick shapes. Counters: GFLOP/s for prefill rows, GB/s of weights for
+// decode rows.
+#include <benchmark/benchmark.h>
+
+#include "ecr/core/thread_pool.hpp"
+#include "ecr/nn/attention.hpp"
+#include "ecr/nn/linear.hpp"
+
+namespace {
+
+using namespace ecr;
+
+Tensor filled(Shape shape) {
+  Tensor t = Tensor::empty(DType::f32, std::move(shape));
+  nn::view(t).setRandom();
+  return t;
+}
+
+void set_counters(benchmark::State& state, std::int64_t rows, std::int64_t in, std::int64_t out) {
+  const double iterations = static_cast<double>(state.iterations());
+  if (rows == 1)
+    state.counters["GB/s"] = benchmark::Counter(iterations * static_cast<double>(in * out) * 4 / 1e9,
+                                                benchmark::Counter::kIsRate);
+  else
+    state.counters["GFLOP/s"] = benchmark::Counter(iterations * 2.0 * static_cast<double>(rows * in * out) / 1e9,
+                                                   benchmark::Counter::kIsRate);
+}
+
+// Args: rows, in, out, threads.
+void BM_linear(benchmark::State& state) {
+  const std::int64_t rows = state.range(0), in = state.range(1), out = state.range(2);
+  ThreadPool pool(static_cast<int>(state.range(3)));
+  const Tensor x = filled({rows, in});
+  const nn::Linear layer{filled({out, in}), filled({out})};
+  Tensor y = Tensor::empty(DType::f32, {rows, out});
+  for (auto _ : state) {
+    nn::linear(nn::view(x), layer, nn::view(y), pool);
+    benchmark::DoNotOptimize(y.raw());
+  }
+  set_counters(state, rows, in, out);
+}
+
+// The same product as one Eigen call on one thread: the reference for the chunked version.
+void BM_eigen_gemm(benchmark::State& state) {
+  const std::int64_t rows = state.range(0), in = state.range(1), out = state.range(2);
+  const Tensor x = filled({rows, in}), w = filled({out, in});
+  Tensor y = Tensor::empty(DType::f32, {rows, out});
+  for (auto _ : state) {
+    nn::view(y).noalias() = nn::view(x) * nn::view(w).transpose();
+    benchmark::DoNotOptimize(y.raw());
+  }
+  set_counters(state, rows, in, out);
+}
+
+// Args: queries, keys (one head of 64).
+void BM_attend(benchmark::State& state) {
+  const std::int64_t queries = state.range(0), keys = state.range(1);
+  const Tensor q = filled({queries, 64}), k = filled({keys, 64}), v = filled({keys, 64});
+  Tensor out = Tensor::empty(DType::f32, {queries, 64});
+  for (auto _ : state) {
+    nn::attend(nn::view(q), nn::view(k), nn::view(v), nn::view(out), 0.125f, keys - queries);
+    benchmark::DoNotOptimize(out.raw());
+  }
+}
+
+void shapes(benchmark::internal::Benchmark* b, bool threads) {
+  for (const auto& s : std::vector<std::vector<std::int64_t>>{{200, 768, 2304},
+                                                              {200, 768, 3072},
+                                                              {200, 3072, 768},
+                                                              {1, 768, 2304},
+                                                              {1, 3072, 768},
+                                                              {1, 768, 50257}})
+    for (std::int64_t t : threads ? std::vector<std::int64_t>{1, 2} : std::vector<std::int64_t>{1}) {
+      auto args = s;
+      if (threads) args.push_back(t);
+      b->Args(args);
+    }
+}
+
+}  // namespace
+
+BENCHMARK(BM_linear)->Apply([](auto* b) { shapes(b, true); })->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_eigen_gemm)->Apply([](auto* b) { shapes(b, false); })->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_attend)->Args({200, 200})->Args({1, 201})->Unit(benchmark::kMicrosecond);
+
+BENCHMARK_MAIN();

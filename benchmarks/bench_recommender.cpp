@@ -1,0 +1,110 @@
+// bench_recommender: times ecr::Recommender on a bundle, printing one JSON object that
+// benchmarks/bench_recommender.py puts beside PyTorch:
+//
+//   load_ms           Recommender::load: open the bundle, load every model, build the static
+//                     tables (R-GCN entity table E, emotion table M, G = C E, prefix rows, linker)
+//   load_verified_ms  the same with every tensor's CRC-32 checked (the library's default)
+//   recommend_ms      one recommend() call on --dialog (median of --reps after a warm-up)
+//   inputs            what the models saw (context ids, prompt ids, entities and their emotions),
+//                     so that the torch side computes the very same request
+//   top                the ten best items with their scores, to check the torch side agrees
+//
+//   bench_recommender --bundle B.ecr --dialog D.json [--threads N] [--reps R]
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "ecr/recommender.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string bundle, dialog_path;
+  int threads = 0, reps = 10;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string key = argv[i], value = argv[i + 1];
+    if (key == "--bundle") bundle = value;
+    else if (key == "--dialog") dialog_path = value;
+    else if (key == "--threads") threads = std::stoi(value);
+    else if (key == "--reps") reps = std::max(1, std::stoi(value));
+    else {
+      fmt::print(stderr, "bench_recommender: unknown option {}\n", key);
+      return 2;
+    }
+  }
+  if (bundle.empty() || dialog_path.empty()) {
+    fmt::print(stderr, "usage: bench_recommender --bundle B.ecr --dialog D.json [--threads N] [--reps R]\n");
+    return 2;
+  }
+  try {
+    std::ifstream in(dialog_path);
+    const ecr::Dialog dialog =
+        ecr::Dialog::parse(std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()));
+    ecr::RecommenderOptions options;
+    options.threads = static_cast<std::size_t>(threads);
+
+    // Loads: best of three each (the file is in the page cache after the first).
+    double load_ms = 1e30, verified_ms = 1e30;
+    for (int rep = 0; rep < 3; ++rep) {
+      options.verify_checksums = true;
+      auto t0 = Clock::now();
+      { const auto r = ecr::Recommender::load(bundle, options); }
+      verified_ms = std::min(verified_ms, ms_since(t0));
+      options.verify_checksums = false;
+      t0 = Clock::now();
+      { const auto r = ecr::Recommender::load(bundle, options); }
+      load_ms = std::min(load_ms, ms_since(t0));
+    }
+
+    const auto recommender = ecr::Recommender::load(bundle, options);
+    ecr::RecommendRequest request;
+    request.top_k = 10;
+    ecr::Recommendation r = recommender.recommend(dialog, request);  // warm-up
+    std::vector<double> times;
+    for (int rep = 0; rep < reps; ++rep) {
+      const auto t0 = Clock::now();
+      r = recommender.recommend(dialog, request);
+      times.push_back(ms_since(t0));
+    }
+    std::sort(times.begin(), times.end());
+
+    nlohmann::json entities = nlohmann::json::array(), ids = nlohmann::json::array(), probs = nlohmann::json::array();
+    for (const auto& e : r.prompt_entities) {
+      entities.push_back(e.id);
+      ids.push_back(e.emotions.ids);
+      probs.push_back(e.emotions.probs);
+    }
+    nlohmann::json top = nlohmann::json::array();
+    for (const auto& item : r.items) top.push_back({item.id, item.score});
+    const nlohmann::json out = {
+        {"threads", threads},
+        {"load_ms", load_ms},
+        {"load_verified_ms", verified_ms},
+        {"recommend_ms", times[times.size() / 2]},
+        {"recommend_min_ms", times.front()},
+        {"inputs",
+         {{"context_ids", r.context_ids},
+          {"prompt_ids", r.prompt_ids},
+          {"entities", entities},
+          {"emotion_ids", r.emotion_fusion ? ids : nlohmann::json(nullptr)},
+          {"emotion_probs", r.emotion_fusion ? probs : nlohmann::json(nullptr)}}},
+        {"top", top}};
+    fmt::print("{}\n", out.dump());
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "bench_recommender: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

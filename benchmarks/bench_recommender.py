@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""ecr::Recommender beside PyTorch at the published shapes: bundle load (with the static tables)
+and one recommendation.
+
+    bench_recommender.py --bench BUILD/benchmarks/bench_recommender [--threads N] [--reps 10] [--data DIR]
+
+Makes once, into --data, a random bundle with tools/make_random_bundle.py --size published
+(GPT-2 backbone 12 x 768, RoBERTa 12 x 768, ECR rec KGPrompt with 8 R-GCN bases and 10 prefix
+rows) over a synthetic KG of 31,162 entities (with a co-occurrence matrix counted from random
+labelled dialogs), and a dialog of 200+ context tokens with 32 entities and host emotions.
+Then it runs bench_recommender on it and times the same work in PyTorch:
+
+  load       ecr: Recommender::load (bundle, models, entity table E = proj2(proj1(g) + g) with
+             g = RGCN(node_embeds) + node_embeds, emotion table, G = C E, prefix rows, linker).
+             torch: torch.load of the three checkpoints, weights prepared as the forward pass
+             wants them, and the same static tables (edges and C from .npy files made once).
+  recommend  one dialog: RoBERTa over the prompt ids, the rec prompt, GPT-2 with the prefix over
+             the context ids, scores z E^T over all entities, the top 10 items. The torch side
+             gets exactly the ids, entities and emotions the engine used.
+
+The PyTorch side is written for speed (benchmarks/compare_torch.py's GPT-2 and RoBERTa:
+pre-transposed, fused QKV, inference_mode) and runs twice, as installed ("torch") and with
+multi-row linears through oneDNN ("+onednn"); the speed-up is over the faster of the two.
+"""
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TOOLS = os.path.join(ROOT, "tools")
+SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data")
+sys.path.insert(0, HERE)
+sys.path.insert(0, TOOLS)
+import compare_torch as ct  # noqa: E402
+import kgprompt_reference as kgp  # noqa: E402
+
+ENTITIES = 31162
+CONTEXT_ENTITIES = 32
+
+
+# --- data, made once --------------------------------------------------------------------------
+
+def make_data(directory):
+    bundle = os.path.join(directory, "bench.ecr")
+    if os.path.exists(bundle):
+        return bundle
+    os.makedirs(directory, exist_ok=True)
+    checkpoints = os.path.join(directory, "checkpoints")
+    subprocess.run([sys.executable, os.path.join(TOOLS, "make_random_bundle.py"), "--out", bundle + ".tmp",
+                    "--size", "published", "--synthetic-entities", str(ENTITIES), "--components",
+                    "backbone,text_encoder,rec_prompt", "--keep-checkpoints", checkpoints], check=True)
+    edges, _, _ = kgp.build_edges(os.path.join(checkpoints, "kg"))
+    np.save(os.path.join(directory, "edges.npy"), edges)
+    from ecr_bundle import read_bundle
+    _, tensors = read_bundle(bundle + ".tmp")
+    for part in ("indptr", "indices", "values"):
+        np.save(os.path.join(directory, f"cooc_{part}.npy"), np.array(tensors[f"cooccurrence/{part}"]))
+    make_dialog(os.path.join(directory, "dialog.json"), os.path.join(checkpoints, "kg"))
+    os.replace(bundle + ".tmp", bundle)
+    return bundle
+
+
+def make_dialog(path, kg_dir):
+    """Ten turns of real ReDial text (well over 200 GPT-2 tokens), 32 KG entities spread over
+    them, host emotions on the user turns."""
+    texts = []
+    with open(os.path.join(SHARED, "redial", "dialogs.jsonl"), encoding="utf-8") as f:
+        for line in f:
+            texts += [m["text"] for m in json.loads(line)["messages"] if len(m["text"]) > 40]
+            if len(texts) >= 40:
+                break
+    with open(os.path.join(kg_dir, "entity2id.json"), encoding="utf-8") as f:
+        n = len(json.load(f))
+    rng = np.random.default_rng(5)
+    ids = [int(i) for i in rng.choice(n, size=CONTEXT_ENTITIES, replace=False)]
+    turns = []
+    for t in range(10):
+        turn = {"role": "user" if t % 2 == 0 else "system", "text": " ".join(texts[4 * t:4 * t + 4]),
+                "entities": ids[t * CONTEXT_ENTITIES // 10:(t + 1) * CONTEXT_ENTITIES // 10]}
+        if t % 2 == 0:
+            turn["emotions"] = {"like": 0.6, "curious": 0.25, "happy": 0.1}
+        turns.append(turn)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"turns": turns}, f)
+
+
+# --- the torch side ---------------------------------------------------------------------------
+
+class PrefixGpt2(ct.TorchGpt2):
+    """compare_torch's GPT-2 with a prefix prompt: the final hidden state of the last token."""
+
+    def last_hidden(self, ids, prefix):
+        T, d, nh = ids.shape[0], self.d, self.heads
+        S = prefix.shape[0]
+        kv = prefix.view(S, len(self.layers), 2, nh, d // nh)
+        x = self.wte[ids] + self.wpe[:T]
+        mask = torch.cat([torch.zeros(T, S), torch.full((T, T), float("-inf")).triu(1)], 1)
+        for i, L in enumerate(self.layers):
+            h = F.layer_norm(x, (d,), *L["ln_1"], self.eps)
+            q, k, v = L["attn"](h).view(T, 3, nh, d // nh).permute(1, 2, 0, 3)
+            k = torch.cat([kv[:, i, 0].transpose(0, 1), k], 1)
+            v = torch.cat([kv[:, i, 1].transpose(0, 1), v], 1)
+            s = torch.matmul(q, k.transpose(1, 2)) * (1.0 / math.sqrt(d // nh)) + mask
+            a = torch.matmul(torch.softmax(s, -1), v).transpose(0, 1).reshape(T, d)
+            x = x + L["proj"](a)
+            h = F.gelu(L["fc"](F.layer_norm(x, (d,), *L["ln_2"], self.eps)), approximate="tanh")
+            x = x + L["out"](h)
+        return F.layer_norm(x[-1], (d,), *self.ln_f, self.eps)
+
+
+class TorchRecommender:
+    def __init__(self, data, onednn):
+        checkpoints = os.path.join(data, "checkpoints")
+        self.backbone = PrefixGpt2(os.path.join(checkpoints, "backbone"), onednn)
+        self.text_encoder = ct.TorchRoberta(os.path.join(checkpoints, "text_encoder"), onednn)
+        sd = torch.load(os.path.join(checkpoints, "rec_prompt", "model.pt"), map_location="cpu")
+        lin = lambda k: ct.Linear(sd[f"{k}.weight"], sd.get(f"{k}.bias"), onednn)
+        mlp = lambda k: (lin(f"{k}.0"), lin(f"{k}.2"))
+        self.hidden = sd["cross_attn.weight"].shape[0]
+        self.token_proj1, self.token_proj2 = mlp("token_proj1"), lin("token_proj2")
+        self.cross_attn = lin("cross_attn")
+        self.fuse1, self.fuse2 = mlp("emo_fuse_proj1"), lin("emo_fuse_proj2")
+        self.prompt_proj1, self.prompt_proj2 = mlp("prompt_proj1"), lin("prompt_proj2")
+
+        # Static tables, as the engine builds them at load.
+        node = sd["node_embeds"]
+        g = self.rgcn(node, np.load(os.path.join(data, "edges.npy")), sd) + node
+        self.entities = lin("entity_proj2")(self.mlp(mlp("entity_proj1"), g) + g)
+        m = sd["emo_embeds"]
+        self.emotions = lin("emo_proj2")(self.mlp(mlp("emo_proj1"), m) + m)
+        indptr, indices, values = (np.load(os.path.join(data, f"cooc_{p}.npy")) for p in ("indptr", "indices", "values"))
+        c = torch.sparse_csr_tensor(torch.from_numpy(indptr.astype(np.int64)), torch.from_numpy(indices.astype(np.int64)),
+                                    torch.from_numpy(values), (node.shape[0], node.shape[0]))
+        self.global_entities = c @ self.entities
+        q = sd["rec_prefix_embeds"]
+        q = self.mlp(mlp("rec_prefix_proj"), q) + q
+        self.prefix_rows = self.prompt_proj2(self.mlp(self.prompt_proj1, q) + q)
+
+    @staticmethod
+    def mlp(layers, x):
+        return layers[1](F.relu(layers[0](x)))
+
+    @staticmethod
+    def rgcn(x, edges, sd):
+        """RGCNConv (bases, mean per relation, root, bias): per relation one sparse mean, one GEMM."""
+        n, (R, B) = x.shape[0], sd["kg_encoder.comp"].shape
+        w = (sd["kg_encoder.comp"] @ sd["kg_encoder.weight"].reshape(B, -1)).reshape(R, x.shape[1], -1)
+        src, dst, rel = (torch.from_numpy(edges[:, i].copy()) for i in range(3))
+        rows = rel * n + dst
+        degree = torch.bincount(rows, minlength=R * n).float()
+        a = torch.sparse_coo_tensor(torch.stack([rows, src]), 1.0 / degree[rows], (R * n, n)).to_sparse_csr()
+        means = (a @ x).view(R, n, -1)
+        return x @ sd["kg_encoder.root"] + sd["kg_encoder.bias"] + torch.einsum("rni,rio->no", means, w)
+
+    def recommend(self, inputs, items, k=10):
+        tokens = self.text_encoder.forward(inputs["prompt_ids"])
+        tk = self.token_proj2(self.mlp(self.token_proj1, tokens) + tokens)
+        ek = self.entities[inputs["entities"]]
+        attention = self.cross_attn(tk) @ ek.T / self.hidden
+        p = torch.softmax(attention, 0).T @ tk + ek
+        p = torch.cat([p, self.global_entities[inputs["entities"]]])
+        mu = torch.einsum("lkh,lk->lh", self.emotions[inputs["emotion_ids"]], inputs["emotion_probs"])
+        p = self.fuse2(self.mlp(self.fuse1, torch.cat([p, torch.cat([mu, mu])], 1)))
+        p = self.prompt_proj2(self.mlp(self.prompt_proj1, p) + p)
+        prefix = torch.cat([self.prefix_rows, p])
+        z = self.backbone.last_hidden(inputs["context_ids"], prefix)
+        scores = self.entities @ z
+        top = scores[items].topk(k)
+        return items[top.indices], top.values
+
+
+def bench_torch(data, inputs, items, threads, reps, onednn):
+    torch.set_num_threads(threads)
+    with torch.inference_mode():
+        load = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            model = TorchRecommender(data, onednn)
+            load.append((time.perf_counter() - t0) * 1e3)
+            del model
+        model = TorchRecommender(data, onednn)
+        ids, values = model.recommend(inputs, items)
+        recommend = ct.median_ms(reps, lambda: model.recommend(inputs, items), budget_s=60.0)
+    return {"load_ms": min(load), "recommend_ms": recommend, "top": list(zip(ids.tolist(), values.tolist()))}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--bench", default=os.path.join(ROOT, "build-rec-native", "benchmarks", "bench_recommender"))
+    p.add_argument("--data", default=os.path.join(ROOT, "build-rec-native", "bench-recommender-data"))
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--json-out", help="also write both sides' raw numbers here")
+    a = p.parse_args()
+
+    bundle = make_data(a.data)
+    engine = json.loads(subprocess.run([a.bench, "--bundle", bundle, "--dialog", os.path.join(a.data, "dialog.json"),
+                                        "--threads", str(a.threads), "--reps", str(a.reps)],
+                                       check=True, capture_output=True, text=True).stdout)
+    x = engine["inputs"]
+    inputs = {"prompt_ids": torch.tensor(x["prompt_ids"]), "context_ids": torch.tensor(x["context_ids"]),
+              "entities": torch.tensor(x["entities"]), "emotion_ids": torch.tensor(x["emotion_ids"]),
+              "emotion_probs": torch.tensor(x["emotion_probs"])}
+    with open(os.path.join(a.data, "checkpoints", "kg", "item_ids.json"), encoding="utf-8") as f:
+        items = torch.tensor(json.load(f))
+    plain = bench_torch(a.data, inputs, items, a.threads, a.reps, onednn=False)
+    onednn = bench_torch(a.data, inputs, items, a.threads, a.reps, onednn=True)
+
+    agree = [i for i, _ in engine["top"]] == [i for i, _ in plain["top"]] == [i for i, _ in onednn["top"]]
+    diff = max(abs(e[1] - t[1]) for e, t in zip(engine["top"], plain["top"]))
+    print(f"threads {a.threads}; GPT-2 12x768 + RoBERTa 12x768, {ENTITIES} entities, 8 bases, 10 prefix rows, "
+          f"{len(x['context_ids'])}-token context, {len(x['entities'])} entities (+{len(x['entities'])} global); "
+          f"torch {torch.__version__}")
+    print(f"{'':40} {'ecr':>9} {'torch':>9} {'+onednn':>9} {'speed-up':>9}")
+    rows = [("load + static tables (ms)", engine["load_ms"], "load_ms"),
+            ("  ecr with every CRC-32 checked (ms)", engine["load_verified_ms"], "load_ms"),
+            ("recommend, one dialog (ms)", engine["recommend_ms"], "recommend_ms")]
+    for name, ours, key in rows:
+        best = min(plain[key], onednn[key])
+        print(f"{name:40} {ours:9.1f} {plain[key]:9.1f} {onednn[key]:9.1f} {best / ours:8.2f}x")
+    print(f"top-10 items {'identical' if agree else 'DIFFER'}; max |score difference| over them {diff:.2e}")
+    if a.json_out:
+        with open(a.json_out, "w") as f:
+            json.dump({"engine": engine, "torch": plain, "torch_onednn": onednn}, f, indent=2)
+    return 0 if agree else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+// RoBERTa encoder (HuggingFace RobertaModel semantics, ECR_SPEC section 3): the text encoder
+// whose last hidden states feed the KG prompt.
+//
+// Batches are packed back to back: each sequence attends to its own tokens only, which is what
+// an attention mask over a right-padded batch computes, without the padding work.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ecr/core/tensor.hpp"
+#include "ecr/core/thread_pool.hpp"
+#include "ecr/io/bundle.hpp"
+#include "ecr/nn/linear.hpp"
+#include "ecr/nn/ops.hpp"
+
+namespace ecr {
+
+struct RobertaConfig {
+  std::int64_t hidden_size = 0;
+  std::int64_t num_hidden_layers = 0;
+  std::int64_t num_attention_heads = 0;
+  std::int64_t intermediate_size = 0;
+  std::int64_t max_position_embeddings = 0;
+  std::int64_t type_vocab_size = 0;
+  std::int64_t vocab_size = 0;
+  std::int64_t pad_token_id = 1;  // position ids start after it
+  float layer_norm_eps = 1e-5f;
+  nn::Activation activation = nn::Activation::gelu_erf;
+
+  std::int64_t head_dim() const { return hidden_size / num_attention_heads; }
+  // Longest input: positions run from pad_token_id + 1 to max_position_embeddings - 1.
+  std::int64_t max_tokens() const { return max_position_embeddings - pad_token_id - 1; }
+  // From a HuggingFace RobertaConfig JSON; ConfigError naming `component` and the field.
+  static RobertaConfig from_json(const nlohmann::json& config, std::string_view component);
+};
+
+class RobertaModel {
+ public:
+  // Loads component `name` (type "roberta"), tensors named as in a bare RobertaModel
+  // (`name/embeddings.word_embeddings.weight`, ...), each checked against the config.
+  static RobertaModel load(const Bundle& bundle, std::string_view name, std::shared_ptr<ThreadPool> pool = nullptr);
+
+  const RobertaConfig& config() const { return config_; }
+  const std::string& name() const { return name_; }
+
+  // Last hidden state, (T, hidden_size). InputError past max_tokens() or on an unknown id.
+  Tensor encode(std::span<const std::int32_t> ids) const;
+  // One (T_b, hidden_size) tensor per sequence (views of one buffer).
+  std::vector<Tensor> encode(std::span<const std::vector<std::int32_t>> batch) const;
+
+ private:
+  struct Layer {
+    nn::Linear qkv;  // query, key and value stacked: (3 * hidden, hidden)
+    nn::Linear attention_output;
+    nn::LayerNorm attention_norm;
+    nn::Linear intermediate;
+    nn::Linear output;
+    nn::LayerNorm output_norm;
+  };
+
+  std::string name_;
+  RobertaConfig config_;
+  Tensor word_embeddings_, position_embeddings_, token_type_embeddings_;
+  nn::LayerNorm embeddings_norm_;
+  std::vector<Layer> layers_;
+  std::shared_ptr<ThreadPool> pool_;
+};
+
+}  // namespace ecr

@@ -1,0 +1,129 @@
+// ecr::Responder: ECR's emotion-aligned, knowledge-grounded reply (ECR_SPEC sections 7 and 8).
+//
+// One request, top to bottom (Responder::respond):
+//   dialog -> template: text encoder + conv prompt (UniCRS) -> backbone writes the first
+//             sentence after "System:", with <movie> slots
+//   items  -> names fill the slots -> knowledge: review entities of the items, KG triples on
+//             the configured relations -> prompt text of section 8
+//          -> generator (KV-cached decoding, streamed) -> reply.
+// Inputs, as UniCRS's conv dataset and collator build them: the conv prompt reads the same
+// RoBERTa prompt as the rec prompt (<s>, then the turns each ended by </s>, newest 199 tokens)
+// and the same context entities (newest 32); the backbone reads the newest 198 GPT-2 context
+// tokens followed by the 2 tokens of "System:" (200 in all, where ECR_SPEC 7 reads 200 + 2).
+// Text as ECR's code has it (src/pipeline/reply_text.hpp, retrieval.hpp): "Movie Name" keeps a
+// title's "(1999)"; KG neighbours lose theirs; review entities keep theirs.
+// Like the Recommender it is immutable after load and serves many threads at once.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ecr/models/generate.hpp"
+#include "ecr/recommender.hpp"
+
+namespace ecr {
+
+struct ResponderOptions {
+  ComponentNames components;
+  // Threads for the ops of one request; 0 means one per core. Results do not depend on it.
+  std::size_t threads = 0;
+  // Section 2 (UniCRS's conv inputs are the rec ones): GPT-2 context tokens, "System:"
+  // included; RoBERTa prompt tokens, <s> included; context entities.
+  std::size_t context_tokens = 200;
+  std::size_t prompt_tokens = 200;
+  std::size_t max_entities = kMaxContextEntities;
+  // Section 7: the template decoder.
+  std::int64_t template_max_new_tokens = 50;
+  std::int64_t template_no_repeat_ngram = 3;
+  // Section 8: the generator; every decoding option of the engine is available here (empty
+  // stop_tokens: the generator's <|endoftext|>; an on_token set here sees every reply token).
+  GenerateOptions generation = [] {
+    GenerateOptions g;
+    g.max_new_tokens = 150;
+    g.no_repeat_ngram_size = 3;
+    return g;
+  }();
+  std::size_t prompt_max_tokens = 149;  // the generator prompt's tokens, before the final eos
+  std::size_t items_in_reply = 1;     // how many recommended items fill the reply
+  std::size_t review_entities = 4;    // "Related Entities": at most this many
+  std::size_t knowledge_triples = 2;  // "Related Knowledge from KG": at most this many
+  // Relations whose one-hop neighbours count as knowledge; empty: the bundle's list (metadata
+  // components.<generator>.knowledge_relations), else starring, writer, productionCompany,
+  // director, musicComposer, those the KG has. A name matches a KG relation by its name, by the
+  // display name of a DBpedia URI key, or by alias ("starring" is the ReDial KG's "star"); the
+  // prompt writes the name given here. A name given here or by the bundle that the KG lacks is a
+  // ConfigError at load.
+  std::vector<std::string> knowledge_relations;
+  // Knowledge choice: most frequent first (deterministic) unless a seed asks for sampling.
+  std::optional<std::uint64_t> knowledge_seed;
+  bool verify_checksums = true;
+};
+
+struct KnowledgeTriple {
+  std::string movie, relation, entity;
+  std::string text() const;  // "{movie}'s {relation} is {entity}"
+};
+
+struct Response {
+  std::string text;          // the reply
+  std::string template_text; // first sentence with <movie> slots, as the backbone wrote it
+  std::string first_sentence;  // the template with the items filled in
+  std::vector<RecommendedItem> items;  // the items the reply names (items_in_reply, distinct)
+  std::vector<std::string> review_entities;
+  std::vector<KnowledgeTriple> knowledge;
+  // The generator's prompt (section 8), byte for byte, its final <|endoftext|> included.
+  std::string prompt_text;
+  TurnEmotions user_emotions;
+  // Inputs and outputs as the models saw them, for debugging and the torch parity tests.
+  std::vector<std::int32_t> template_input_ids;  // backbone: GPT-2 context, then "System:"
+  std::vector<std::int32_t> conv_prompt_ids;     // text encoder: <s> + RoBERTa context
+  std::vector<std::int32_t> conv_entities;       // the conv prompt's entities
+  std::vector<std::int32_t> template_ids;        // backbone's new tokens (a final eos included)
+  std::vector<std::int32_t> prompt_ids;          // generator input: <= prompt_max_tokens + eos
+  std::vector<std::int32_t> reply_ids;           // generator's new tokens (a final eos included)
+};
+
+// Called with each decoded piece of the reply as soon as it is known; return false to stop.
+// Pieces are whole UTF-8 characters and add up to Response::text exactly: what a later token
+// may still change (the first bytes of a split character, trailing spaces) waits for it.
+using ReplyStream = std::function<bool(std::string_view piece)>;
+
+class Responder {
+ public:
+  // Throws ConfigError / FormatError / ShapeError naming the bundle, component and tensor when
+  // the backbone, text encoder, conv prompt, generator or KG are missing or do not fit together.
+  // The review entities are optional: without them "Related Entities" reads "None".
+  static Responder load(const std::filesystem::path& bundle, ResponderOptions options = {});
+  static Responder load(const Bundle& bundle, ResponderOptions options = {});
+
+  // The reply to `dialog` naming the recommendation's first items. Entities for the conv prompt
+  // are the recommendation's analysed turns' (else the dialog's). InputError for a dialog without
+  // turns or a recommendation without items.
+  Response respond(const Dialog& dialog, const Recommendation& recommendation, const ReplyStream& stream = {}) const;
+
+  const ResponderOptions& options() const;
+  const KnowledgeGraph& graph() const;
+  // The knowledge relations in use, as the prompt names them.
+  std::vector<std::string> knowledge_relations() const;
+  bool has_review_entities() const;
+
+  // Recommend, then respond, with a Recommender loaded from the same bundle.
+  struct Turn {
+    Recommendation recommendation;
+    Response response;
+  };
+  static Turn converse(const Recommender& recommender, const Responder& responder, const Dialog& dialog,
+                       const RecommendRequest& request = {}, const ReplyStream& stream = {});
+
+ private:
+  struct Impl;
+  std::shared_ptr<const Impl> impl_;
+};
+
+}  // namespace ecr

@@ -1,0 +1,111 @@
+// `ecr chat`: talk to a bundle. Each line typed is a user turn; the Recommender ranks items with
+// the emotions it read, and the Responder's reply streams as it decodes and joins the dialog as
+// the system's turn. Works on a terminal and on a pipe alike (no prompts when stdin is not a
+// terminal). With --dialog it answers one dialog file with JSON and exits.
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "commands.hpp"
+#include "conversation.hpp"
+#include "ecr/core/error.hpp"
+
+namespace ecr::cli {
+
+namespace {
+
+constexpr std::string_view kHelp = "commands: /reset starts a new dialog, /json toggles JSON output, /quit leaves";
+
+std::string trim(const std::string& s) {
+  const auto begin = s.find_first_not_of(" \t\r\n");
+  if (begin == std::string::npos) return "";
+  return s.substr(begin, s.find_last_not_of(" \t\r\n") - begin + 1);
+}
+
+// One user turn: recommend, stream the reply, and keep both turns in the dialog.
+void take_turn(const Conversation& c, Dialog& dialog, std::string text, bool as_json) {
+  dialog.add_turn({Role::user, std::move(text), {}, {}});
+  Responder::Turn turn;
+  try {
+    turn.recommendation = c.recommender.recommend(dialog, c.request);
+    if (!as_json) {
+      print_items(turn.recommendation);
+      fmt::print("ecr> ");
+      std::fflush(stdout);
+    }
+    turn.response = c.responder.respond(dialog, turn.recommendation, [&](std::string_view piece) {
+      if (!as_json) {
+        fmt::print("{}", piece);
+        std::fflush(stdout);
+      }
+      return true;
+    });
+  } catch (const Error&) {
+    dialog.turns.pop_back();  // the turn failed: the dialog stays as it was
+    throw;
+  }
+  if (as_json)
+    print_json(turn_json(c, turn));
+  else
+    fmt::print("\n");
+  // The reply names the items where the template had slots: their ids join the dialog with it.
+  Turn reply{Role::system, turn.response.text, {}, {}};
+  if (turn.response.template_text.find("<movie>") != std::string::npos)
+    for (const auto& item : turn.response.items) reply.entities.push_back(item.id);
+  dialog.add_turn(std::move(reply));
+}
+
+}  // namespace
+
+int chat(const Argv& argv) {
+  Args args("ecr chat --bundle BUNDLE [--dialog DIALOG.json] [options]",
+            "An interactive conversation with a bundle: type a message, see the ranked items with the emotions\n"
+            "read from it and the reply as it is written. /reset, /json and /quit are commands. With --dialog,\n"
+            "answers that dialog (as `ecr respond --json` does) and exits.");
+  declare_conversation_options(args);
+  args.option("dialog", "FILE", "answer this dialog (JSON; - reads standard input) and exit")
+      .flag("json", "start with JSON output (one object per turn)");
+  if (!args.parse(argv)) return 0;
+  const Conversation c = open_conversation(args);
+  if (args.has("dialog")) return respond_once(c, args.get("dialog"), true);
+
+  const bool terminal = ::isatty(STDIN_FILENO) != 0;
+  bool as_json = args.get_flag("json");
+  if (const std::string note = untrained_note(c); !note.empty()) fmt::print("{}\n", note);
+  fmt::print("ecr chat: {} items, {}\n", c.recommender.graph().items().size(), kHelp);
+  Dialog dialog;
+  for (std::string line;;) {
+    if (terminal) {
+      fmt::print("you> ");
+      std::fflush(stdout);
+    }
+    if (!std::getline(std::cin, line)) break;
+    line = trim(line);
+    if (line.empty()) continue;
+    if (line == "/quit" || line == "/exit") break;
+    if (line == "/reset") {
+      dialog = Dialog{};
+      fmt::print("(new dialog)\n");
+    } else if (line == "/json") {
+      as_json = !as_json;
+      fmt::print("(JSON output {})\n", as_json ? "on" : "off");
+    } else if (line.front() == '/') {
+      fmt::print("{}\n", kHelp);
+    } else {
+      try {
+        take_turn(c, dialog, line, as_json);
+      } catch (const Error& e) {
+        fmt::print("\nerror: {}\n", e.what());
+      }
+    }
+    std::fflush(stdout);
+  }
+  if (terminal) fmt::print("\n");
+  return 0;
+}
+
+}  // namespace ecr::cli

@@ -1,0 +1,130 @@
+#include "conversation.hpp"
+
+#include <fmt/format.h>
+
+#include "ecr/core/error.hpp"
+
+namespace ecr::cli {
+
+namespace {
+
+using nlohmann::json;
+
+nlohmann::json emotions_json(const TurnEmotions& e) {
+  json out = json::array();
+  for (std::size_t k = 0; k < e.ids.size(); ++k)
+    if (e.ids[k] != kPadEmotion) out.push_back({{"label", kEmotionLabels[e.ids[k]]}, {"prob", e.probs[k]}});
+  return out;
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  for (std::size_t begin = 0; begin <= text.size();) {
+    const std::size_t end = std::min(text.find(',', begin), text.size());
+    if (end > begin) out.push_back(text.substr(begin, end - begin));
+    begin = end + 1;
+  }
+  return out;
+}
+
+long long at_least(const Args& args, const char* name, long long min) {
+  const long long v = args.get_int(name);
+  if (v < min) fail<InputError>("--{} must be at least {}, got {}", name, min, v);
+  return v;
+}
+
+}  // namespace
+
+void declare_conversation_options(Args& args) {
+  args.option("bundle", "BUNDLE", "a full bundle (tools/make_random_bundle.py or tools/convert.py)")
+      .option("top-k", "K", "items to rank", "5")
+      .option("items", "N", "recommended items the reply names (ECR: 1)", "1")
+      .option("max-new-tokens", "N", "most tokens of the reply (ECR: 150)", "150")
+      .option("temperature", "T", "0: greedy (ECR); > 0: sample the reply at this temperature", "0")
+      .option("sample-top-k", "K", "sampling: keep the K most likely tokens (0: all)", "0")
+      .option("top-p", "P", "sampling: nucleus probability", "1")
+      .option("repetition-penalty", "R", "HF repetition penalty (1: none)", "1")
+      .option("no-repeat-ngram", "N", "never repeat an n-gram of this size (ECR: 3; 0: off)", "3")
+      .option("seed", "S", "sampling seed for the reply", "0")
+      .option("knowledge-seed", "S", "sample review entities and KG triples as ECR does (default: most frequent first)")
+      .option("relations", "LIST", "comma-separated KG relations for knowledge (default: the bundle's, else ECR's)")
+      .option("threads", "N", "threads for one request (0: one per core)", "0")
+      .flag("no-link", "use only the entity ids the dialog carries, not the linker");
+}
+
+Conversation open_conversation(const Args& args) {
+  const long long threads = at_least(args, "threads", 0);
+  RecommenderOptions rec;
+  rec.threads = static_cast<std::size_t>(threads);
+  rec.link_text = !args.get_flag("no-link");
+  ResponderOptions resp;
+  resp.threads = static_cast<std::size_t>(threads);
+  resp.items_in_reply = static_cast<std::size_t>(at_least(args, "items", 1));
+  resp.generation.max_new_tokens = at_least(args, "max-new-tokens", 1);
+  resp.generation.temperature = static_cast<float>(args.get_double("temperature"));
+  resp.generation.top_k = at_least(args, "sample-top-k", 0);
+  resp.generation.top_p = static_cast<float>(args.get_double("top-p"));
+  resp.generation.repetition_penalty = static_cast<float>(args.get_double("repetition-penalty"));
+  resp.generation.no_repeat_ngram_size = at_least(args, "no-repeat-ngram", 0);
+  resp.generation.seed = static_cast<std::uint64_t>(at_least(args, "seed", 0));
+  if (args.has("knowledge-seed"))
+    resp.knowledge_seed = static_cast<std::uint64_t>(at_least(args, "knowledge-seed", 0));
+  if (args.has("relations")) resp.knowledge_relations = split_list(args.get("relations"));
+
+  Conversation c;
+  c.bundle = Bundle::open(args.get("bundle"));
+  c.recommender = Recommender::load(c.bundle, rec);
+  c.responder = Responder::load(c.bundle, resp);
+  c.request.top_k = static_cast<std::size_t>(at_least(args, "top-k", 1));
+  const auto& meta = c.bundle.metadata();
+  c.untrained = meta.contains("untrained") && meta["untrained"] == true;
+  return c;
+}
+
+std::string untrained_note(const Conversation& c) {
+  if (!c.untrained) return "";
+  return fmt::format("note: bundle '{}' was built from random, untrained checkpoints: its items and replies are "
+                     "noise that only shows the machinery works.",
+                     c.bundle.label());
+}
+
+std::string emotions_text(const TurnEmotions& e) {
+  std::string s;
+  for (std::size_t k = 0; k < e.ids.size(); ++k)
+    if (e.ids[k] != kPadEmotion)
+      s += fmt::format("{}{} {:.2f}", s.empty() ? "" : ", ", kEmotionLabels[e.ids[k]], e.probs[k]);
+  return s.empty() ? "none over 0.1" : s;
+}
+
+nlohmann::json turn_json(const Conversation& c, const Responder::Turn& turn) {
+  const Recommendation& rec = turn.recommendation;
+  const Response& r = turn.response;
+  json items = json::array(), named = json::array(), knowledge = json::array();
+  for (const auto& item : rec.items) items.push_back({{"id", item.id}, {"name", item.name}, {"score", item.score}});
+  for (const auto& item : r.items) named.push_back({{"id", item.id}, {"name", item.name}});
+  for (const auto& t : r.knowledge) knowledge.push_back(t.text());
+  return {{"untrained", c.untrained},
+          {"items", std::move(items)},
+          {"user_emotions", emotions_json(rec.user_emotions)},
+          {"reply", r.text},
+          {"template", r.template_text},
+          {"first_sentence", r.first_sentence},
+          {"reply_items", std::move(named)},
+          {"review_entities", r.review_entities},
+          {"knowledge", std::move(knowledge)},
+          {"prompt_text", r.prompt_text},
+          {"template_ids", r.template_ids},
+          {"reply_ids", r.reply_ids}};
+}
+
+void print_items(const Recommendation& r) {
+  fmt::print("emotions: {}\n", emotions_text(r.user_emotions));
+  for (std::size_t i = 0; i < r.items.size(); ++i)
+    fmt::print("{:>4}. {}  ({:.3f})\n", i + 1, r.items[i].name, r.items[i].score);
+}
+
+void print_json(const nlohmann::json& j) {
+  fmt::print("{}\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+}  // namespace ecr::cli

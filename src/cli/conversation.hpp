@@ -1,0 +1,47 @@
+// What `ecr respond` and `ecr chat` share: loading the Recommender and the Responder from one
+// bundle, the options that tune a reply, and printing a turn as text or JSON.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "args.hpp"
+#include "ecr/io/bundle.hpp"
+#include "ecr/recommender.hpp"
+#include "ecr/responder.hpp"
+
+namespace ecr::cli {
+
+struct Conversation {
+  Bundle bundle;
+  Recommender recommender;
+  Responder responder;
+  RecommendRequest request;
+  // Metadata "untrained": true, which tools/make_random_bundle.py writes: random weights.
+  bool untrained = false;
+};
+
+// Declares the options below on `args`.
+void declare_conversation_options(Args& args);
+// Loads both models as the parsed options say. InputError on a bad option value.
+Conversation open_conversation(const Args& args);
+
+// The warning a bundle of random weights deserves, or "" for a trained one.
+std::string untrained_note(const Conversation& c);
+
+// {"untrained", "items", "user_emotions", "reply", "template", "first_sentence", "reply_items",
+//  "review_entities", "knowledge", "prompt_text", "template_ids", "reply_ids"}
+nlohmann::json turn_json(const Conversation& c, const Responder::Turn& turn);
+// The ranked items, with the user's emotions as the prompt took them.
+void print_items(const Recommendation& r);
+// One line for emotions: "curious 0.60, like 0.20" or "none over 0.1".
+std::string emotions_text(const TurnEmotions& e);
+// Prints one JSON value on one line (invalid UTF-8 replaced).
+void print_json(const nlohmann::json& j);
+
+// One turn for the dialog in a file (- for standard input): the JSON object of turn_json, or the
+// items, the streamed reply and its template and knowledge as text. Used by respond and chat.
+int respond_once(const Conversation& c, const std::string& dialog_path, bool as_json);
+
+}  // namespace ecr::cli

@@ -1,0 +1,311 @@
+// `ecr eval`: ECR's recommendation metrics (ECR_SPEC 10) over ReDial dialogs.
+//
+// Samples, as UniCRS/ECR build them: every system turn that mentions a recommendable movie
+// (its annotated `item` names that are KG items) gives one sample per such movie, with the dialog
+// before that turn as the context. Entities are the messages' annotations (the linker is off
+// unless --link-text). Feedback is the seeker's `liked` for that movie in initiatorQuestions,
+// else the recommender's report of it in respondentQuestions, else unknown (no AUC pair).
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "args.hpp"
+#include "commands.hpp"
+#include "ecr/core/error.hpp"
+#include "ecr/eval/metrics.hpp"
+#include "ecr/recommender.hpp"
+#include "ecr/responder.hpp"
+
+namespace ecr::cli {
+
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+struct Sample {
+  Dialog context;
+  std::int64_t gold = 0;
+  eval::Feedback feedback = eval::Feedback::unknown;
+};
+
+struct Counts {
+  std::size_t dialogs = 0, unknown_feedback = 0, not_items = 0;
+};
+
+eval::Feedback feedback_of(const json& record, const std::string& movie_id) {
+  for (const char* field : {"initiatorQuestions", "respondentQuestions"}) {
+    const auto questions = record.find(field);
+    if (questions == record.end() || !questions->is_object()) continue;
+    const auto answers = questions->find(movie_id);
+    if (answers == questions->end() || !answers->is_object()) continue;
+    const auto liked = answers->find("liked");
+    if (liked == answers->end() || !liked->is_number_integer()) continue;
+    const auto value = liked->get<int>();
+    if (value == 0) return eval::Feedback::negative;
+    if (value == 1) return eval::Feedback::positive;
+    return eval::Feedback::unknown;
+  }
+  return eval::Feedback::unknown;
+}
+
+// The samples of one ReDial record.
+void add_samples(const json& record, const Recommender& recommender, std::vector<Sample>& out, Counts& counts) {
+  const KnowledgeGraph& kg = recommender.graph();
+  const Dialog dialog = Dialog::from_redial(record, &kg);
+  // KG movie -> the ReDial ids (movieMentions keys) whose title resolves to it.
+  std::map<std::int64_t, std::string> redial_id;
+  for (const auto& [id, title] : dialog.movie_mentions)
+    if (const auto entity = recommender.linker().resolve_title(title)) redial_id.emplace(*entity, id);
+
+  for (std::size_t t = 1; t < dialog.turns.size(); ++t) {
+    const Turn& turn = dialog.turns[t];
+    if (turn.role != Role::system) continue;
+    std::vector<std::int64_t> golds;
+    for (std::int64_t e : turn.entities) {
+      if (std::find(golds.begin(), golds.end(), e) != golds.end()) continue;
+      if (kg.is_item(e))
+        golds.push_back(e);
+      else if (kg.entity_type(e) == EntityType::movie)
+        ++counts.not_items;
+    }
+    if (golds.empty()) continue;
+    Dialog context;
+    context.movie_mentions = dialog.movie_mentions;
+    context.turns.assign(dialog.turns.begin(), dialog.turns.begin() + static_cast<std::ptrdiff_t>(t));
+    for (std::int64_t gold : golds) {
+      const auto id = redial_id.find(gold);
+      const auto feedback = id == redial_id.end() ? eval::Feedback::unknown : feedback_of(record, id->second);
+      out.push_back({context, gold, feedback});
+    }
+  }
+}
+
+// 1-based rank of the gold item among all items (ties: the lower id first, as the Recommender
+// ranks) and its softmax probability over the items.
+eval::RankedSample rank_of(const Sample& s, const std::vector<float>& scores, std::span<const std::int32_t> items) {
+  const float gold = scores[static_cast<std::size_t>(s.gold)];
+  float top = gold;
+  for (std::int32_t id : items) top = std::max(top, scores[static_cast<std::size_t>(id)]);
+  std::int64_t rank = 1;
+  double sum = 0;
+  for (std::int32_t id : items) {
+    const float v = scores[static_cast<std::size_t>(id)];
+    if (v > gold || (v == gold && id < s.gold)) ++rank;
+    sum += std::exp(static_cast<double>(v) - top);
+  }
+  return {rank, std::exp(static_cast<double>(gold) - top) / sum, s.feedback};
+}
+
+class Progress {
+ public:
+  explicit Progress(std::size_t total) : total_(total), tty_(::isatty(::fileno(stderr)) != 0), start_(Clock::now()) {}
+  void update(std::size_t done) {
+    const double seconds = std::chrono::duration<double>(Clock::now() - start_).count();
+    if (tty_) {
+      constexpr std::size_t width = 30;
+      const std::size_t filled = total_ ? done * width / total_ : width;
+      fmt::print(stderr, "\r[{}{}] {}/{} samples, {:.1f} s", std::string(filled, '='), std::string(width - filled, ' '),
+                 done, total_, seconds);
+      if (done == total_) fmt::print(stderr, "\n");
+    } else if (done == total_ || done * 10 / std::max<std::size_t>(total_, 1) > reported_) {
+      reported_ = done * 10 / std::max<std::size_t>(total_, 1);
+      fmt::print(stderr, "eval: {}/{} samples, {:.1f} s\n", done, total_, seconds);
+    }
+    std::fflush(stderr);
+  }
+
+ private:
+  std::size_t total_, reported_ = 0;
+  bool tty_;
+  Clock::time_point start_;
+};
+
+// --- replies (--responses): ECR's generation metrics over the Responder's replies ------------------
+
+struct ReplyStats {
+  std::vector<std::vector<std::string>> words;  // each reply split on whitespace, as ECR's evaluate_conv
+  double seconds = 0;
+};
+
+std::vector<std::string> split_words(const std::string& text) {
+  std::vector<std::string> words;
+  std::size_t at = 0;
+  while ((at = text.find_first_not_of(" \t\n\r\f\v", at)) != std::string::npos) {
+    const std::size_t end = std::min(text.find_first_of(" \t\n\r\f\v", at), text.size());
+    words.push_back(text.substr(at, end - at));
+    at = end;
+  }
+  return words;
+}
+
+// Dist-n as ECR_SPEC 10 defines it (distinct / all n-grams) and as ECR's evaluate_conv reports
+// it (distinct n-grams / non-empty replies), and the mean reply length in words.
+json reply_report(const ReplyStats& stats) {
+  std::size_t words = 0, replies = 0;
+  for (const auto& w : stats.words) {
+    words += w.size();
+    replies += !w.empty();
+  }
+  json out = {{"replies", stats.words.size()},
+              {"avg_words", stats.words.empty() ? 0.0 : static_cast<double>(words) / stats.words.size()},
+              {"seconds", stats.seconds}};
+  for (int n = 1; n <= 4; ++n) {
+    std::set<std::vector<std::string>> distinct;
+    for (const auto& w : stats.words)
+      for (std::size_t i = 0; i + n <= w.size(); ++i) distinct.emplace(w.begin() + i, w.begin() + i + n);
+    out[fmt::format("dist@{}", n)] = eval::distinct_n(stats.words, n);
+    out[fmt::format("dist@{}_per_reply", n)] = replies ? static_cast<double>(distinct.size()) / replies : 0.0;
+  }
+  return out;
+}
+
+}  // namespace
+
+int eval(const Argv& argv) {
+  Args args("ecr eval --bundle BUNDLE --dialogs FILE.jsonl [options]",
+            "Recommendation metrics of ECR over ReDial dialogs (one JSON object a line): every system turn that\n"
+            "mentions a recommendable movie is a sample with the dialog before it as context. Prints Recall, MRR\n"
+            "and NDCG @1/10/50, RT@K (recall over liked movies) and the feedback AUC, global and batch-averaged.");
+  args.option("bundle", "BUNDLE", "bundle with backbone, text_encoder, rec_prompt and the KG")
+      .option("dialogs", "FILE", "ReDial dialogs, JSON lines")
+      .option("batch-size", "N", "samples per Recommender batch and per AUC batch", "32")
+      .option("limit", "N", "read only the first N dialogs")
+      .option("threads", "N", "threads (0: one per core)", "0")
+      .option("json", "OUT", "also write the metrics as JSON to OUT")
+      .option("responses", "N", "also write replies for the first N samples (conv_prompt and generator needed) and "
+              "report Dist-1..4 and their mean length", "0")
+      .flag("link-text", "also link entities in turns without annotations")
+      .flag("no-global-entities", "leave the co-occurrence (global) entities out of the prompt");
+  if (!args.parse(argv)) return 0;
+  const long long batch_size = args.get_int("batch-size");
+  const long long threads = args.get_int("threads");
+  const long long limit = args.has("limit") ? args.get_int("limit") : -1;
+  if (batch_size < 1) fail<InputError>("--batch-size must be at least 1, got {}", batch_size);
+  if (threads < 0) fail<InputError>("--threads must be 0 or more, got {}", threads);
+  if (args.has("limit") && limit < 1) fail<InputError>("--limit must be at least 1, got {}", limit);
+
+  RecommenderOptions options;
+  options.threads = static_cast<std::size_t>(threads);
+  options.link_text = args.get_flag("link-text");
+  options.global_entities = !args.get_flag("no-global-entities");
+  const auto t0 = Clock::now();
+  const Recommender recommender = Recommender::load(args.get("bundle"), options);
+  const long long responses = args.get_int("responses");
+  if (responses < 0) fail<InputError>("--responses must be 0 or more, got {}", responses);
+  ResponderOptions responder_options;
+  responder_options.threads = options.threads;
+  const std::optional<Responder> responder =
+      responses ? std::optional(Responder::load(recommender.bundle(), responder_options)) : std::nullopt;
+  ReplyStats reply_stats;
+  const double load_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+
+  const std::string path = args.get("dialogs");
+  std::ifstream in(path);
+  if (!in) fail<IoError>("{}: cannot open", path);
+  std::vector<Sample> samples;
+  Counts counts;
+  std::size_t line_number = 0;
+  for (std::string line; (limit < 0 || static_cast<long long>(counts.dialogs) < limit) && std::getline(in, line);) {
+    ++line_number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    json record;
+    try {
+      record = json::parse(line);
+    } catch (const json::exception& e) {
+      fail<InputError>("{}:{}: not valid JSON: {}", path, line_number, e.what());
+    }
+    try {
+      add_samples(record, recommender, samples, counts);
+    } catch (const InputError& e) {
+      fail<InputError>("{}:{}: {}", path, line_number, e.what());
+    }
+    ++counts.dialogs;
+  }
+
+  const auto items = recommender.graph().items();
+  std::vector<eval::RankedSample> ranked;
+  ranked.reserve(samples.size());
+  Progress progress(samples.size());
+  const auto t1 = Clock::now();
+  const auto step = static_cast<std::size_t>(batch_size);
+  RecommendRequest request;
+  request.top_k = 1;
+  request.all_scores = true;
+  for (std::size_t first = 0; first < samples.size(); first += step) {
+    const std::size_t count = std::min(step, samples.size() - first);
+    std::vector<Dialog> batch;
+    for (std::size_t i = first; i < first + count; ++i) batch.push_back(samples[i].context);
+    const auto results = recommender.recommend_batch(batch, request);
+    for (std::size_t i = 0; i < count; ++i) ranked.push_back(rank_of(samples[first + i], *results[i].all_scores, items));
+    for (std::size_t i = 0; responder && i < count && first + i < static_cast<std::size_t>(responses); ++i) {
+      const auto r0 = Clock::now();  // the reply about the top item, as ECR's rec_gen is the top-1 prediction
+      reply_stats.words.push_back(split_words(responder->respond(samples[first + i].context, results[i]).text));
+      reply_stats.seconds += std::chrono::duration<double>(Clock::now() - r0).count();
+    }
+    progress.update(first + count);
+  }
+  const double eval_seconds = std::chrono::duration<double>(Clock::now() - t1).count();
+
+  const eval::Report report = eval::rank_report(ranked, eval::kDefaultKs, step);
+  for (const eval::RankedSample& s : ranked) counts.unknown_feedback += s.feedback == eval::Feedback::unknown;
+  fmt::print("{} dialogs, {} samples ({} positive, {} negative, {} without feedback), {} items; "
+             "load {:.2f} s, eval {:.2f} s ({:.1f} ms/sample)\n",
+             counts.dialogs, report.samples, report.positives, report.negatives, counts.unknown_feedback, items.size(),
+             load_seconds, eval_seconds, report.samples ? 1000.0 * eval_seconds / report.samples : 0.0);
+  fmt::print("{:<8}", "");
+  for (std::int64_t k : eval::kDefaultKs) fmt::print(" {:>8}", fmt::format("@{}", k));
+  fmt::print("\n");
+  for (const char* metric : {"recall", "mrr", "ndcg", "rt"}) {
+    fmt::print("{:<8}", metric);
+    for (std::int64_t k : eval::kDefaultKs) fmt::print(" {:>8.4f}", report.values.at(fmt::format("{}@{}", metric, k)));
+    fmt::print("\n");
+  }
+  fmt::print("auc {:.4f}, auc_batch {:.4f} (batches of {}; -1: no positive/negative pair)\n", report.values.at("auc"),
+             report.values.at("auc_batch"), step);
+  const json replies = responder ? reply_report(reply_stats) : json();
+  if (responder) {
+    fmt::print("replies {} ({:.2f} s each), {:.1f} words on average\n", replies["replies"].get<std::size_t>(),
+               reply_stats.words.empty() ? 0.0 : reply_stats.seconds / reply_stats.words.size(),
+               replies["avg_words"].get<double>());
+    fmt::print("{:<8}", "");
+    for (int n = 1; n <= 4; ++n) fmt::print(" {:>8}", fmt::format("dist@{}", n));
+    fmt::print("\n{:<8}", "ratio");
+    for (int n = 1; n <= 4; ++n) fmt::print(" {:>8.4f}", replies[fmt::format("dist@{}", n)].get<double>());
+    fmt::print("\n{:<8}", "/reply");
+    for (int n = 1; n <= 4; ++n) fmt::print(" {:>8.4f}", replies[fmt::format("dist@{}_per_reply", n)].get<double>());
+    fmt::print("\n(ratio: distinct / all n-grams, ECR_SPEC 10; /reply: distinct n-grams per reply, ECR's evaluate_conv)\n");
+  }
+
+  if (const auto out = args.get_opt("json")) {
+    json j = {{"bundle", args.get("bundle")},
+              {"dialogs_file", path},
+              {"dialogs", counts.dialogs},
+              {"samples", report.samples},
+              {"positives", report.positives},
+              {"negatives", report.negatives},
+              {"unknown_feedback", counts.unknown_feedback},
+              {"movies_not_items", counts.not_items},
+              {"items", items.size()},
+              {"batch_size", step},
+              {"load_seconds", load_seconds},
+              {"eval_seconds", eval_seconds},
+              {"metrics", report.values}};
+    if (responder) j["replies"] = replies;
+    std::ofstream f(*out);
+    if (!f) fail<IoError>("{}: cannot write", *out);
+    f << j.dump(2) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace ecr::cli

@@ -1,0 +1,148 @@
+// `ecr recommend`: one dialog (Dialog JSON) through the Recommender, printing the ranked items
+// and, per turn, the entities and emotions the prompt used; --json prints all of it.
+#include <fstream>
+#include <iostream>
+#include <iterator>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "args.hpp"
+#include "commands.hpp"
+#include "ecr/core/error.hpp"
+#include "ecr/recommender.hpp"
+
+namespace ecr::cli {
+
+namespace {
+
+using nlohmann::json;
+
+std::string read_input(const std::string& path) {
+  if (path == "-") return {std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail<IoError>("{}: cannot open", path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+json emotions_json(const TurnEmotions& e) {
+  json out = json::array();
+  for (std::size_t k = 0; k < e.ids.size(); ++k)
+    if (e.ids[k] != kPadEmotion) out.push_back({{"label", kEmotionLabels[e.ids[k]]}, {"prob", e.probs[k]}});
+  return out;
+}
+
+json item_json(const RecommendedItem& item) { return {{"id", item.id}, {"name", item.name}, {"score", item.score}}; }
+
+json to_json(const Recommendation& r) {
+  json items = json::array(), turns = json::array(), context = json::array(), entities = json::array();
+  for (const auto& item : r.items) items.push_back(item_json(item));
+  for (const auto& item : r.context_entities) context.push_back(item_json(item));
+  for (const auto& t : r.turns) {
+    json linked = json::array();
+    for (const auto& e : t.entities)
+      linked.push_back({{"id", e.id}, {"name", e.name}, {"begin", e.begin}, {"end", e.end},
+                        {"source", link_source_name(e.source)}});
+    json turn = {{"role", role_name(t.role)}, {"text", t.text}, {"entities", std::move(linked)}};
+    if (t.emotions) {
+      json probs = json::object();
+      for (std::size_t l = 0; l < kEmotionLabels.size(); ++l) probs[std::string(kEmotionLabels[l])] = (*t.emotions)[l];
+      turn["emotions"] = std::move(probs);
+      turn["emotions_from"] = t.emotions_from_classifier ? "classifier" : "host";
+      turn["selected"] = emotions_json(t.selected);
+    }
+    turns.push_back(std::move(turn));
+  }
+  for (const auto& e : r.prompt_entities) entities.push_back({{"id", e.id}, {"emotions", emotions_json(e.emotions)}});
+  json out = {{"items", std::move(items)},
+              {"turns", std::move(turns)},
+              {"context_entities", std::move(context)},
+              {"prompt_entities", std::move(entities)},
+              {"emotion_fusion", r.emotion_fusion},
+              {"user_emotions", emotions_json(r.user_emotions)},
+              {"context_ids", r.context_ids},
+              {"prompt_ids", r.prompt_ids}};
+  if (r.all_scores) out["all_scores"] = *r.all_scores;
+  return out;
+}
+
+std::string emotions_text(const TurnEmotions& e) {
+  std::string s;
+  for (std::size_t k = 0; k < e.ids.size(); ++k)
+    if (e.ids[k] != kPadEmotion) s += fmt::format("{}{} {:.2f}", s.empty() ? "" : ", ", kEmotionLabels[e.ids[k]], e.probs[k]);
+  return s.empty() ? "none over 0.1" : s;
+}
+
+void print_table(const Recommendation& r, const KnowledgeGraph& kg) {
+  fmt::print("top {} of {} items\n{:>4}  {:>10}  {:>7}  {}\n", r.items.size(), kg.items().size(), "rank", "score", "id",
+             "item");
+  for (std::size_t i = 0; i < r.items.size(); ++i)
+    fmt::print("{:>4}  {:>10.4f}  {:>7}  {}\n", i + 1, r.items[i].score, r.items[i].id, r.items[i].name);
+  fmt::print("\nturns{}\n", r.emotion_fusion ? "" : " (no emotions: the prompt ran without emotion fusion)");
+  for (std::size_t t = 0; t < r.turns.size(); ++t) {
+    const auto& turn = r.turns[t];
+    fmt::print("{:>4}  {:<6}  {}\n", t, role_name(turn.role), turn.text);
+    if (turn.emotions)
+      fmt::print("{:>14}emotions ({}): {}\n", "", turn.emotions_from_classifier ? "classifier" : "host",
+                 emotions_text(turn.selected));
+    std::string linked;
+    for (const auto& e : turn.entities)
+      linked += fmt::format("{}{} [{}, {}]", linked.empty() ? "" : "; ", e.name, e.id, link_source_name(e.source));
+    if (!linked.empty()) fmt::print("{:>14}entities: {}\n", "", linked);
+  }
+  if (!r.context_entities.empty()) {
+    fmt::print("\ncontext entities by affinity (z . E[e])\n");
+    for (const auto& e : r.context_entities) fmt::print("{:>10.4f}  {:>7}  {}\n", e.score, e.id, e.name);
+  }
+}
+
+}  // namespace
+
+int recommend(const Argv& argv) {
+  Args args("ecr recommend --bundle BUNDLE --dialog DIALOG.json [options]",
+            "Recommends items for a dialog: {\"turns\": [{\"role\": \"user\"|\"system\", \"text\": ..., \"entities\": [ids],\n"
+            "\"emotions\": {label: prob}}], \"movieMentions\": {...}} (entities and emotions optional: the linker and\n"
+            "the bundle's emotion classifier fill them in). Prints the ranked items and, per turn, the entities\n"
+            "and emotions the prompt used.");
+  args.option("bundle", "BUNDLE", "bundle with backbone, text_encoder, rec_prompt and the KG")
+      .option("dialog", "FILE", "the dialog as JSON; - reads standard input", "-")
+      .option("top-k", "K", "items to return", "10")
+      .option("threads", "N", "threads for one request (0: one per core)", "0")
+      .flag("json", "print everything as one JSON object")
+      .flag("all-scores", "with --json: include the score of every entity")
+      .flag("exclude-mentioned", "leave items the dialog mentions out of the ranking")
+      .flag("no-global-entities", "leave the co-occurrence (global) entities out of the prompt")
+      .flag("no-link", "use only the entity ids the dialog carries, not the linker");
+  if (!args.parse(argv)) return 0;
+  const long long top_k = args.get_int("top-k");
+  const long long threads = args.get_int("threads");
+  if (top_k < 1) fail<InputError>("--top-k must be at least 1, got {}", top_k);
+  if (threads < 0) fail<InputError>("--threads must be 0 or more, got {}", threads);
+
+  const std::string path = args.get("dialog");
+  json j;
+  try {
+    j = json::parse(read_input(path));
+  } catch (const json::exception& e) {
+    fail<InputError>("{}: not valid JSON: {}", path == "-" ? "<stdin>" : path, e.what());
+  }
+  const Dialog dialog = Dialog::from_json(j);
+
+  RecommenderOptions options;
+  options.threads = static_cast<std::size_t>(threads);
+  options.exclude_mentioned = args.get_flag("exclude-mentioned");
+  options.global_entities = !args.get_flag("no-global-entities");
+  options.link_text = !args.get_flag("no-link");
+  const Recommender recommender = Recommender::load(args.get("bundle"), options);
+  RecommendRequest request;
+  request.top_k = static_cast<std::size_t>(top_k);
+  request.all_scores = args.get_flag("all-scores");
+  const Recommendation r = recommender.recommend(dialog, request);
+  if (args.get_flag("json"))
+    fmt::print("{}\n", to_json(r).dump(-1, ' ', false, json::error_handler_t::replace));
+  else
+    print_table(r, recommender.graph());
+  return 0;
+}
+
+}  // namespace ecr::cli

@@ -1,0 +1,72 @@
+// `ecr respond`: one dialog (Dialog JSON) through the Recommender and the Responder: the ranked
+// items, the template the backbone wrote, the knowledge, and the reply, streamed as it decodes.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+
+#include <fmt/format.h>
+
+#include "commands.hpp"
+#include "conversation.hpp"
+#include "ecr/core/error.hpp"
+
+namespace ecr::cli {
+
+namespace {
+
+Dialog read_dialog(const std::string& path) {
+  std::string text;
+  if (path == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  } else {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail<IoError>("{}: cannot open", path);
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  try {
+    return Dialog::from_json(nlohmann::json::parse(text));
+  } catch (const nlohmann::json::exception& e) {
+    fail<InputError>("{}: not valid JSON: {}", path == "-" ? "<stdin>" : path, e.what());
+  }
+}
+
+}  // namespace
+
+// Shared with `ecr chat --dialog`: one turn for a dialog file, as JSON or text.
+int respond_once(const Conversation& c, const std::string& dialog_path, bool as_json) {
+  const Dialog dialog = read_dialog(dialog_path);
+  if (as_json) {
+    print_json(turn_json(c, Responder::converse(c.recommender, c.responder, dialog, c.request)));
+    return 0;
+  }
+  if (const std::string note = untrained_note(c); !note.empty()) fmt::print("{}\n\n", note);
+  const Recommendation rec = c.recommender.recommend(dialog, c.request);
+  print_items(rec);
+  fmt::print("reply: ");
+  std::fflush(stdout);
+  const Response r = c.responder.respond(dialog, rec, [](std::string_view piece) {
+    fmt::print("{}", piece);
+    std::fflush(stdout);
+    return true;
+  });
+  fmt::print("\n\ntemplate: {}\n", r.template_text);
+  for (const auto& e : r.review_entities) fmt::print("review entity: {}\n", e);
+  for (const auto& t : r.knowledge) fmt::print("knowledge: {}\n", t.text());
+  return 0;
+}
+
+int respond(const Argv& argv) {
+  Args args("ecr respond --bundle BUNDLE --dialog DIALOG.json [options]",
+            "Recommends items for a dialog and writes ECR's reply about the best one (ECR_SPEC 7, 8): the\n"
+            "template from the backbone with the conv prompt, review entities and KG knowledge of the item,\n"
+            "then the generator. The reply streams as it decodes; --json prints one JSON object instead.");
+  declare_conversation_options(args);
+  args.option("dialog", "FILE", "the dialog as JSON (as `ecr recommend` takes it); - reads standard input", "-")
+      .flag("json", "print the turn as one JSON object");
+  if (!args.parse(argv)) return 0;
+  const Conversation c = open_conversation(args);
+  return respond_once(c, args.get("dialog"), args.get_flag("json"));
+}
+
+}  // namespace ecr::cli

@@ -1,0 +1,305 @@
+#include "ecr/models/gpt2.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "ecr/nn/attention.hpp"
+#include "ecr/nn/weights.hpp"
+
+namespace ecr {
+
+namespace {
+
+std::int64_t positive_int(const nlohmann::json& config, const char* key, std::string_view component) {
+  const auto it = config.find(key);
+  if (it == config.end() || !it->is_number_integer() || it->get<std::int64_t>() <= 0)
+    fail<ConfigError>("component '{}': config field '{}' must be a positive integer", component, key);
+  return it->get<std::int64_t>();
+}
+
+// A (rows, width) matrix in `buffer`, reallocating only when it has fewer rows than asked.
+nn::MutableMap scratch(Tensor& buffer, std::int64_t rows, std::int64_t width) {
+  if (!buffer.defined() || buffer.dim(0) < rows || buffer.dim(1) != width)
+    buffer = Tensor::empty(DType::f32, {std::max<std::int64_t>(rows, 1), width});
+  return {buffer.data<float>(), rows, width, Eigen::OuterStride<>(width)};
+}
+
+}  // namespace
+
+Gpt2Config Gpt2Config::from_json(const nlohmann::json& config, std::string_view component) {
+  if (!config.is_object()) fail<ConfigError>("component '{}': config must be a JSON object", component);
+  Gpt2Config c;
+  c.n_layer = positive_int(config, "n_layer", component);
+  c.n_head = positive_int(config, "n_head", component);
+  c.n_embd = positive_int(config, "n_embd", component);
+  c.n_positions = positive_int(config, "n_positions", component);
+  c.vocab_size = positive_int(config, "vocab_size", component);
+  c.n_inner = config.contains("n_inner") && !config["n_inner"].is_null() ? positive_int(config, "n_inner", component)
+                                                                         : 4 * c.n_embd;
+  if (c.n_embd % c.n_head != 0)
+    fail<ConfigError>("component '{}': n_embd {} is not a multiple of n_head {}", component, c.n_embd, c.n_head);
+  if (config.contains("layer_norm_epsilon")) {
+    if (!config["layer_norm_epsilon"].is_number())
+      fail<ConfigError>("component '{}': config field 'layer_norm_epsilon' must be a number", component);
+    c.layer_norm_epsilon = config["layer_norm_epsilon"].get<float>();
+  }
+  const std::string act = config.value("activation_function", std::string("gelu_new"));
+  if (act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "gelu_fast")
+    c.activation = nn::Activation::gelu_tanh;
+  else if (act == "gelu")
+    c.activation = nn::Activation::gelu_erf;
+  else
+    fail<ConfigError>("component '{}': activation_function '{}' is not supported (gelu_new, gelu)", component, act);
+  // Variants of the attention that GPT-2 checkpoints in this project never use.
+  if (config.value("scale_attn_by_inverse_layer_idx", false) || !config.value("scale_attn_weights", true) ||
+      config.value("add_cross_attention", false))
+    fail<ConfigError>("component '{}': only GPT-2's standard self-attention is supported", component);
+  if (config.contains("id2label") && config["id2label"].is_object())
+    c.num_labels = static_cast<std::int64_t>(config["id2label"].size());
+  else
+    c.num_labels = config.value("num_labels", std::int64_t{2});
+  return c;
+}
+
+// --- state ------------------------------------------------------------------------------------
+
+Gpt2State::Gpt2State(const Gpt2Config& config, std::size_t batch)
+    : layers_(config.n_layer), heads_(config.n_head), head_dim_(config.head_dim()), sequences_(batch) {}
+
+Gpt2State::Gpt2State(const Gpt2State& other)
+    : layers_(other.layers_), heads_(other.heads_), head_dim_(other.head_dim_), sequences_(other.sequences_) {
+  const std::pair<Tensor*, const Tensor*> buffers[] = {
+      {&x_, &other.x_},           {&normed_, &other.normed_}, {&qkv_, &other.qkv_},   {&attn_, &other.attn_},
+      {&mlp_, &other.mlp_},       {&hidden_, &other.hidden_}, {&last_, &other.last_}, {&logits_, &other.logits_}};
+  for (const auto& [mine, theirs] : buffers)
+    if (theirs->defined()) *mine = theirs->clone();
+}
+
+Gpt2State& Gpt2State::operator=(const Gpt2State& other) {
+  if (this != &other) *this = Gpt2State(other);
+  return *this;
+}
+
+void Gpt2State::grow(Sequence& s, std::int64_t rows) const {
+  if (rows <= s.capacity) return;
+  const std::int64_t capacity = std::max(rows, 2 * s.capacity);
+  std::vector<float> kv(static_cast<std::size_t>(layers_ * 2 * heads_ * capacity * head_dim_));
+  const std::int64_t used = s.length() * head_dim_;
+  for (std::int64_t block = 0; block < layers_ * 2 * heads_; ++block)
+    std::copy_n(s.kv.data() + block * s.capacity * head_dim_, used, kv.data() + block * capacity * head_dim_);
+  s.kv = std::move(kv);
+  s.capacity = capacity;
+}
+
+void Gpt2State::reserve(std::int64_t more) {
+  for (auto& s : sequences_) grow(s, s.length() + more);
+}
+
+float* Gpt2State::keys(Sequence& s, std::int64_t layer, std::int64_t head) const {
+  return s.kv.data() + ((layer * 2 + 0) * heads_ + head) * s.capacity * head_dim_;
+}
+
+float* Gpt2State::values(Sequence& s, std::int64_t layer, std::int64_t head) const {
+  return s.kv.data() + ((layer * 2 + 1) * heads_ + head) * s.capacity * head_dim_;
+}
+
+// --- model ------------------------------------------------------------------------------------
+
+Gpt2Model Gpt2Model::load(const Bundle& bundle, std::string_view name, std::shared_ptr<ThreadPool> pool) {
+  const auto& components = bundle.metadata().value("components", nlohmann::json::object());
+  const auto it = components.find(std::string(name));
+  if (it == components.end())
+    fail<ConfigError>("bundle '{}': no component '{}'", bundle.label(), name);
+  const std::string type = it->value("type", "");
+  if (type != "gpt2" && type != "gpt2_classifier")
+    fail<ConfigError>("bundle '{}': component '{}' has type '{}', expected gpt2 or gpt2_classifier", bundle.label(),
+                      name, type);
+
+  Gpt2Model m;
+  m.name_ = name;
+  m.config_ = Gpt2Config::from_json(it->value("config", nlohmann::json()), name);
+  m.pool_ = pool ? std::move(pool) : ThreadPool::shared_default();
+  const Gpt2Config& c = m.config_;
+  const std::string t = m.name_ + "/transformer.";
+  m.wte_ = nn::load_weight(bundle, t + "wte.weight", {c.vocab_size, c.n_embd});
+  m.wpe_ = nn::load_weight(bundle, t + "wpe.weight", {c.n_positions, c.n_embd});
+  for (std::int64_t l = 0; l < c.n_layer; ++l) {
+    const std::string h = t + "h." + std::to_string(l) + ".";
+    m.layers_.push_back({
+        nn::load_layer_norm(bundle, h + "ln_1", c.n_embd, c.layer_norm_epsilon),
+        nn::load_conv1d(bundle, h + "attn.c_attn", c.n_embd, 3 * c.n_embd),
+        nn::load_conv1d(bundle, h + "attn.c_proj", c.n_embd, c.n_embd),
+        nn::load_layer_norm(bundle, h + "ln_2", c.n_embd, c.layer_norm_epsilon),
+        nn::load_conv1d(bundle, h + "mlp.c_fc", c.n_embd, c.n_inner),
+        nn::load_conv1d(bundle, h + "mlp.c_proj", c.n_inner, c.n_embd),
+    });
+  }
+  m.ln_f_ = nn::load_layer_norm(bundle, t + "ln_f", c.n_embd, c.layer_norm_epsilon);
+  m.lm_head_.weight = it->value("tied_lm_head", true)
+                          ? m.wte_
+                          : nn::load_weight(bundle, m.name_ + "/lm_head.weight", {c.vocab_size, c.n_embd});
+  if (type == "gpt2_classifier")
+    m.score_.weight = nn::load_weight(bundle, m.name_ + "/score.weight", {c.num_labels, c.n_embd});
+  return m;
+}
+
+Gpt2State Gpt2Model::start(const Tensor& prefix) const { return start(std::span<const Tensor>(&prefix, 1)); }
+
+Gpt2State Gpt2Model::start(std::span<const Tensor> prefixes) const {
+  const Gpt2Config& c = config_;
+  Gpt2State state(c, prefixes.size());
+  for (std::size_t b = 0; b < prefixes.size(); ++b) {
+    const Tensor& p = prefixes[b];
+    if (!p.defined()) continue;
+    if (p.dtype() != DType::f32 || p.rank() != 2 || p.dim(1) != c.prefix_width())
+      fail<ShapeError>("component '{}': prefix '{}' must be f32 (S, {}) = (S, layers * 2 * n_embd), found {} {}",
+                       name_, p.name(), c.prefix_width(), dtype_name(p.dtype()), shape_string(p.shape()));
+    auto& s = state.sequences_[b];
+    state.grow(s, p.dim(0));
+    s.prefix = p.dim(0);
+    const float* src = p.data<float>();
+    for (std::int64_t row = 0; row < s.prefix; ++row)
+      for (std::int64_t l = 0; l < c.n_layer; ++l)
+        for (std::int64_t h = 0; h < c.n_head; ++h) {
+          const float* k = src + row * c.prefix_width() + (l * 2 * c.n_head + h) * c.head_dim();
+          const float* v = k + c.n_embd;
+          std::copy_n(k, c.head_dim(), state.keys(s, l, h) + row * c.head_dim());
+          std::copy_n(v, c.head_dim(), state.values(s, l, h) + row * c.head_dim());
+        }
+  }
+  return state;
+}
+
+Gpt2Output Gpt2Model::forward(Gpt2State& state, std::span<const std::vector<std::int32_t>> tokens,
+                              Logits logits) const {
+  std::vector<std::span<const std::int32_t>> spans(tokens.begin(), tokens.end());
+  return run(state, spans, logits);
+}
+
+Gpt2Output Gpt2Model::forward(Gpt2State& state, std::span<const std::int32_t> tokens, Logits logits) const {
+  return run(state, std::span<const std::span<const std::int32_t>>(&tokens, 1), logits);
+}
+
+Gpt2Output Gpt2Model::forward(std::span<const std::int32_t> ids, const Tensor& prefix, Logits logits) const {
+  if (static_cast<std::int64_t>(ids.size()) > config_.n_positions) ids = ids.last(static_cast<std::size_t>(config_.n_positions));
+  Gpt2State state = start(prefix);
+  return forward(state, ids, logits);
+}
+
+Tensor Gpt2Model::classify(std::span<const std::vector<std::int32_t>> batch) const {
+  if (!has_classifier())
+    fail<ConfigError>("component '{}' is not a gpt2_classifier: it has no score head", name_);
+  std::vector<Tensor> none(batch.size());
+  Gpt2State state = start(none);
+  for (const auto& ids : batch)
+    if (ids.empty()) fail<InputError>("component '{}': cannot classify an empty sequence", name_);
+  Gpt2Output out = forward(state, batch, Logits::none);
+  const auto b = static_cast<std::int64_t>(batch.size());
+  Tensor last = Tensor::empty(DType::f32, {b, config_.n_embd});
+  Tensor scores = Tensor::empty(DType::f32, {b, config_.num_labels}, name_ + " scores");
+  for (std::int64_t i = 0; i < b; ++i)
+    nn::view(last).row(i) = nn::view(out.hidden).row(out.offsets[static_cast<std::size_t>(i) + 1] - 1);
+  nn::linear(nn::view(last), score_, nn::view(scores), *pool_);
+  return scores;
+}
+
+Gpt2Output Gpt2Model::run(Gpt2State& state, std::span<const std::span<const std::int32_t>> tokens,
+                          Logits logits) const {
+  const Gpt2Config& c = config_;
+  const std::int64_t d = c.n_embd;
+  if (tokens.size() != state.batch())
+    fail<InputError>("component '{}': {} sequences given for a state of {}", name_, tokens.size(), state.batch());
+
+  Gpt2Output out;
+  out.offsets.assign(tokens.size() + 1, 0);
+  for (std::size_t b = 0; b < tokens.size(); ++b) {
+    const auto n = static_cast<std::int64_t>(tokens[b].size());
+    const auto& s = state.sequences_[b];
+    if (s.tokens + n > c.n_positions)
+      fail<InputError>("component '{}': sequence {} would reach position {}, but the model has {} positions",
+                       name_, b, s.tokens + n - 1, c.n_positions);
+    if (n == 0 && logits == Logits::last)
+      fail<InputError>("component '{}': sequence {} has no token to take logits from", name_, b);
+    out.offsets[b + 1] = out.offsets[b] + n;
+  }
+  const std::int64_t rows = out.offsets.back();
+  for (auto& s : state.sequences_) state.grow(s, s.length() + rows);
+
+  nn::MutableMap x = scratch(state.x_, rows, d);
+  nn::MutableMap normed = scratch(state.normed_, rows, d);
+  nn::MutableMap attn = scratch(state.attn_, rows, d);
+  nn::MutableMap mlp = scratch(state.mlp_, rows, c.n_inner);
+  nn::MutableMap qkv = scratch(state.qkv_, rows, 3 * d);
+
+  // Token + position embeddings.
+  const nn::ConstMap wte = nn::view(wte_), wpe = nn::view(wpe_);
+  for (std::size_t b = 0; b < tokens.size(); ++b) {
+    const std::int64_t first = out.offsets[b];
+    const auto n = static_cast<std::int64_t>(tokens[b].size());
+    nn::gather_rows(wte, tokens[b], x.middleRows(first, n), "token id");
+    for (std::int64_t i = 0; i < n; ++i) x.row(first + i) += wpe.row(state.sequences_[b].tokens + i);
+  }
+
+  for (std::int64_t l = 0; l < c.n_layer; ++l) {
+    const Layer& layer = layers_[static_cast<std::size_t>(l)];
+    nn::layer_norm(x, layer.ln_1, normed);
+    nn::linear(normed, layer.c_attn, qkv, *pool_);
+    attention(l, state, out.offsets);
+    nn::linear(attn, layer.c_proj, x, *pool_, nn::Activation::none, /*accumulate=*/true);
+    nn::layer_norm(x, layer.ln_2, normed);
+    nn::linear(normed, layer.c_fc, mlp, *pool_, c.activation);
+    nn::linear(mlp, layer.mlp_proj, x, *pool_, nn::Activation::none, /*accumulate=*/true);
+  }
+  for (std::size_t b = 0; b < tokens.size(); ++b) state.sequences_[b].tokens += static_cast<std::int64_t>(tokens[b].size());
+
+  nn::layer_norm(x, ln_f_, scratch(state.hidden_, rows, d));
+  out.hidden = state.hidden_.rows(0, rows);
+  if (logits == Logits::all) {
+    nn::linear(scratch(state.hidden_, rows, d), lm_head_, scratch(state.logits_, rows, c.vocab_size), *pool_);
+    out.logits = state.logits_.rows(0, rows);
+  } else if (logits == Logits::last) {
+    const auto batch = static_cast<std::int64_t>(tokens.size());
+    nn::MutableMap last = scratch(state.last_, batch, d);
+    for (std::int64_t b = 0; b < batch; ++b) last.row(b) = nn::view(out.hidden).row(out.offsets[b + 1] - 1);
+    nn::linear(last, lm_head_, scratch(state.logits_, batch, c.vocab_size), *pool_);
+    out.logits = state.logits_.rows(0, batch);
+  }
+  return out;
+}
+
+// Appends the new keys/values to each sequence's cache, then runs every (sequence, head) pair:
+// the new queries see the prefix, the earlier tokens and themselves causally.
+void Gpt2Model::attention(std::int64_t l, Gpt2State& state, std::span<const std::int64_t> offsets) const {
+  const Gpt2Config& c = config_;
+  const std::int64_t d = c.n_embd, hd = c.head_dim(), heads = c.n_head;
+  const float* qkv = state.qkv_.data<float>();
+  float* attn = state.attn_.data<float>();
+  const auto batch = static_cast<std::int64_t>(state.batch());
+  for (std::int64_t b = 0; b < batch; ++b) {
+    auto& s = state.sequences_[static_cast<std::size_t>(b)];
+    for (std::int64_t r = offsets[b]; r < offsets[b + 1]; ++r) {
+      const std::int64_t pos = s.length() + (r - offsets[b]);
+      for (std::int64_t h = 0; h < heads; ++h) {
+        std::copy_n(qkv + r * 3 * d + d + h * hd, hd, state.keys(s, l, h) + pos * hd);
+        std::copy_n(qkv + r * 3 * d + 2 * d + h * hd, hd, state.values(s, l, h) + pos * hd);
+      }
+    }
+  }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  pool_->parallel_for(static_cast<std::size_t>(batch * heads), [&](std::size_t task) {
+    const auto b = static_cast<std::int64_t>(task) / heads, h = static_cast<std::int64_t>(task) % heads;
+    auto& s = state.sequences_[static_cast<std::size_t>(b)];
+    const std::int64_t n = offsets[b + 1] - offsets[b];
+    if (n == 0) return;
+    const std::int64_t past = s.length(), keys = past + n;
+    const Eigen::OuterStride<> row_stride(hd);
+    nn::attend(nn::ConstMap(qkv + offsets[b] * 3 * d + h * hd, n, hd, Eigen::OuterStride<>(3 * d)),
+               nn::ConstMap(state.keys(s, l, h), keys, hd, row_stride),
+               nn::ConstMap(state.values(s, l, h), keys, hd, row_stride),
+               nn::MutableMap(attn + offsets[b] * d + h * hd, n, hd, Eigen::OuterStride<>(d)), scale, past);
+  });
+}
+
+}  // namespace ecr

@@ -1,0 +1,167 @@
+#include "ecr/models/roberta.hpp"
+
+#include <cmath>
+
+#include "ecr/nn/attention.hpp"
+#include "ecr/nn/weights.hpp"
+
+namespace ecr {
+
+namespace {
+
+std::int64_t int_field(const nlohmann::json& config, const char* key, std::string_view component, std::int64_t min) {
+  const auto it = config.find(key);
+  if (it == config.end() || !it->is_number_integer() || it->get<std::int64_t>() < min)
+    fail<ConfigError>("component '{}': config field '{}' must be an integer >= {}", component, key, min);
+  return it->get<std::int64_t>();
+}
+
+// Query, key and value weights stacked into one (3 * hidden, hidden) layer: one GEMM instead of three.
+nn::Linear load_qkv(const Bundle& bundle, const std::string& prefix, std::int64_t hidden) {
+  Tensor weight = Tensor::empty(DType::f32, {3 * hidden, hidden}, prefix + ".{query,key,value}.weight");
+  Tensor bias = Tensor::empty(DType::f32, {3 * hidden}, prefix + ".{query,key,value}.bias");
+  const char* parts[] = {"query", "key", "value"};
+  for (std::int64_t i = 0; i < 3; ++i) {
+    const nn::Linear part = nn::load_linear(bundle, prefix + "." + parts[i], hidden, hidden);
+    nn::view(weight).middleRows(i * hidden, hidden) = nn::view(part.weight);
+    nn::view(bias).middleCols(i * hidden, hidden) = nn::view(part.bias);
+  }
+  return {std::move(weight), std::move(bias)};
+}
+
+}  // namespace
+
+RobertaConfig RobertaConfig::from_json(const nlohmann::json& config, std::string_view component) {
+  if (!config.is_object()) fail<ConfigError>("component '{}': config must be a JSON object", component);
+  RobertaConfig c;
+  c.hidden_size = int_field(config, "hidden_size", component, 1);
+  c.num_hidden_layers = int_field(config, "num_hidden_layers", component, 1);
+  c.num_attention_heads = int_field(config, "num_attention_heads", component, 1);
+  c.intermediate_size = int_field(config, "intermediate_size", component, 1);
+  c.max_position_embeddings = int_field(config, "max_position_embeddings", component, 1);
+  c.type_vocab_size = int_field(config, "type_vocab_size", component, 1);
+  c.vocab_size = int_field(config, "vocab_size", component, 1);
+  c.pad_token_id = config.contains("pad_token_id") ? int_field(config, "pad_token_id", component, 0) : 1;
+  if (c.hidden_size % c.num_attention_heads != 0)
+    fail<ConfigError>("component '{}': hidden_size {} is not a multiple of num_attention_heads {}", component,
+                      c.hidden_size, c.num_attention_heads);
+  if (c.max_tokens() < 1)
+    fail<ConfigError>("component '{}': max_position_embeddings {} leaves no position after pad_token_id {}",
+                      component, c.max_position_embeddings, c.pad_token_id);
+  if (config.contains("layer_norm_eps")) {
+    if (!config["layer_norm_eps"].is_number())
+      fail<ConfigError>("component '{}': config field 'layer_norm_eps' must be a number", component);
+    c.layer_norm_eps = config["layer_norm_eps"].get<float>();
+  }
+  const std::string act = config.value("hidden_act", std::string("gelu"));
+  if (act == "gelu")
+    c.activation = nn::Activation::gelu_erf;
+  else if (act == "gelu_new")
+    c.activation = nn::Activation::gelu_tanh;
+  else
+    fail<ConfigError>("component '{}': hidden_act '{}' is not supported (gelu, gelu_new)", component, act);
+  if (config.value("position_embedding_type", std::string("absolute")) != "absolute")
+    fail<ConfigError>("component '{}': only absolute position embeddings are supported", component);
+  return c;
+}
+
+RobertaModel RobertaModel::load(const Bundle& bundle, std::string_view name, std::shared_ptr<ThreadPool> pool) {
+  const auto& components = bundle.metadata().value("components", nlohmann::json::object());
+  const auto it = components.find(std::string(name));
+  if (it == components.end()) fail<ConfigError>("bundle '{}': no component '{}'", bundle.label(), name);
+  if (it->value("type", "") != "roberta")
+    fail<ConfigError>("bundle '{}': component '{}' has type '{}', expected roberta", bundle.label(), name,
+                      it->value("type", ""));
+
+  RobertaModel m;
+  m.name_ = name;
+  m.config_ = RobertaConfig::from_json(it->value("config", nlohmann::json()), name);
+  m.pool_ = pool ? std::move(pool) : ThreadPool::shared_default();
+  const RobertaConfig& c = m.config_;
+  const std::int64_t h = c.hidden_size;
+  const float eps = c.layer_norm_eps;
+  const std::string e = m.name_ + "/embeddings.";
+  m.word_embeddings_ = nn::load_weight(bundle, e + "word_embeddings.weight", {c.vocab_size, h});
+  m.position_embeddings_ = nn::load_weight(bundle, e + "position_embeddings.weight", {c.max_position_embeddings, h});
+  m.token_type_embeddings_ = nn::load_weight(bundle, e + "token_type_embeddings.weight", {c.type_vocab_size, h});
+  m.embeddings_norm_ = nn::load_layer_norm(bundle, e + "LayerNorm", h, eps);
+  for (std::int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = m.name_ + "/encoder.layer." + std::to_string(l) + ".";
+    m.layers_.push_back({
+        load_qkv(bundle, p + "attention.self", h),
+        nn::load_linear(bundle, p + "attention.output.dense", h, h),
+        nn::load_layer_norm(bundle, p + "attention.output.LayerNorm", h, eps),
+        nn::load_linear(bundle, p + "intermediate.dense", h, c.intermediate_size),
+        nn::load_linear(bundle, p + "output.dense", c.intermediate_size, h),
+        nn::load_layer_norm(bundle, p + "output.LayerNorm", h, eps),
+    });
+  }
+  return m;
+}
+
+Tensor RobertaModel::encode(std::span<const std::int32_t> ids) const {
+  std::vector<std::vector<std::int32_t>> batch{{ids.begin(), ids.end()}};
+  return encode(batch).front();
+}
+
+std::vector<Tensor> RobertaModel::encode(std::span<const std::vector<std::int32_t>> batch) const {
+  const RobertaConfig& c = config_;
+  const std::int64_t h = c.hidden_size, hd = c.head_dim(), heads = c.num_attention_heads;
+  std::vector<std::int64_t> offsets(batch.size() + 1, 0);
+  for (std::size_t b = 0; b < batch.size(); ++b) {
+    const auto n = static_cast<std::int64_t>(batch[b].size());
+    if (n > c.max_tokens())
+      fail<InputError>("component '{}': sequence {} has {} tokens, the model takes at most {}", name_, b, n,
+                       c.max_tokens());
+    offsets[b + 1] = offsets[b] + n;
+  }
+  const std::int64_t rows = offsets.back();
+  Tensor hidden = Tensor::empty(DType::f32, {rows, h}, name_ + " last hidden state");
+  Tensor qkv = Tensor::empty(DType::f32, {rows, 3 * h});
+  Tensor attn = Tensor::empty(DType::f32, {rows, h});
+  Tensor mlp = Tensor::empty(DType::f32, {rows, c.intermediate_size});
+  nn::MutableMap x = nn::view(hidden);
+
+  // Embeddings: word + position + token type 0. As HF's create_position_ids_from_input_ids,
+  // a padding id takes position pad_token_id and the others count on from pad_token_id + 1.
+  const nn::ConstMap positions = nn::view(position_embeddings_), token_type = nn::view(token_type_embeddings_);
+  for (std::size_t b = 0; b < batch.size(); ++b) {
+    nn::gather_rows(nn::view(word_embeddings_), batch[b], x.middleRows(offsets[b], offsets[b + 1] - offsets[b]),
+                    "token id");
+    std::int64_t position = c.pad_token_id;
+    for (std::int64_t i = offsets[b]; i < offsets[b + 1]; ++i) {
+      const bool pad = batch[b][static_cast<std::size_t>(i - offsets[b])] == c.pad_token_id;
+      x.row(i) += positions.row(pad ? c.pad_token_id : ++position) + token_type.row(0);
+    }
+  }
+  nn::layer_norm(x, embeddings_norm_, x);
+
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float* q = qkv.data<float>();
+  float* a = attn.data<float>();
+  for (const Layer& layer : layers_) {
+    nn::linear(x, layer.qkv, nn::view(qkv), *pool_);
+    pool_->parallel_for(batch.size() * static_cast<std::size_t>(heads), [&](std::size_t task) {
+      const std::size_t b = task / static_cast<std::size_t>(heads);
+      const auto head = static_cast<std::int64_t>(task % static_cast<std::size_t>(heads));
+      const std::int64_t first = offsets[b], n = offsets[b + 1] - first;
+      if (n == 0) return;
+      const Eigen::OuterStride<> stride(3 * h);
+      const float* base = q + first * 3 * h + head * hd;
+      nn::attend(nn::ConstMap(base, n, hd, stride), nn::ConstMap(base + h, n, hd, stride),
+                 nn::ConstMap(base + 2 * h, n, hd, stride),
+                 nn::MutableMap(a + first * h + head * hd, n, hd, Eigen::OuterStride<>(h)), scale, std::nullopt);
+    });
+    nn::linear(nn::view(attn), layer.attention_output, x, *pool_, nn::Activation::none, /*accumulate=*/true);
+    nn::layer_norm(x, layer.attention_norm, x);
+    nn::linear(x, layer.intermediate, nn::view(mlp), *pool_, c.activation);
+    nn::linear(nn::view(mlp), layer.output, x, *pool_, nn::Activation::none, /*accumulate=*/true);
+    nn::layer_norm(x, layer.output_norm, x);
+  }
+
+  std::vector<Tensor> out;
+  for (std::size_t b = 0; b < batch.size(); ++b) out.push_back(hidden.rows(offsets[b], offsets[b + 1] - offsets[b]));
+  return out;
+}
+
+}  // namespace ecr

@@ -1,0 +1,366 @@
+// The Recommender composes the engine's parts into ECR's recommendation (ECR_SPEC 2, 4, 5, 6).
+// A batch goes through each stage together: one classifier batch over every user turn that
+// needs emotions, one RoBERTa batch, the prompts, one GPT-2 batch and one GEMM for the scores.
+#include "ecr/recommender.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <string_view>
+#include <utility>
+
+#include "ecr/core/error.hpp"
+#include "ecr/core/thread_pool.hpp"
+#include "ecr/kg/cooccurrence.hpp"
+#include "ecr/models/entity_encoder.hpp"
+#include "ecr/models/gpt2.hpp"
+#include "ecr/models/prompt_encoder.hpp"
+#include "ecr/models/roberta.hpp"
+#include "ecr/nn/linear.hpp"
+#include "ecr/text/tokenizer.hpp"
+
+namespace ecr {
+
+namespace {
+
+// ECR_SPEC 2: the turn separators of the two contexts, and RoBERTa's leading token.
+constexpr std::string_view kContextEos = "<|endoftext|>";
+constexpr std::string_view kPromptSep = "</s>";
+constexpr std::string_view kPromptCls = "<s>";
+// ECR_SPEC 6: the classifier reads the user turn followed by eos, unless the component's
+// "input_template" says otherwise.
+constexpr std::string_view kEmotionTemplate = "{text}<|endoftext|>";
+
+const nlohmann::json& component_entry(const Bundle& bundle, const std::string& name, std::string_view role) {
+  const auto& meta = bundle.metadata();
+  const auto components = meta.find("components");
+  if (name.empty() || components == meta.end() || !components->is_object() || !components->contains(name))
+    fail<ConfigError>("bundle '{}': no component '{}' (the recommender's {})", bundle.label(), name, role);
+  return (*components)[name];
+}
+
+// The bundle, once the components recommendation cannot do without are known to be there.
+Bundle with_components(Bundle bundle, const ComponentNames& names) {
+  component_entry(bundle, names.backbone, "backbone");
+  component_entry(bundle, names.text_encoder, "text encoder");
+  component_entry(bundle, names.rec_prompt, "rec prompt");
+  return bundle;
+}
+
+bool has_component(const Bundle& bundle, const std::string& name) {
+  const auto& meta = bundle.metadata();
+  const auto components = meta.find("components");
+  return !name.empty() && components != meta.end() && components->is_object() && components->contains(name);
+}
+
+Tokenizer component_tokenizer(const Bundle& bundle, const std::string& name, std::string_view role) {
+  const auto& entry = component_entry(bundle, name, role);
+  const auto key = entry.find("tokenizer");
+  if (key == entry.end() || !key->is_string())
+    fail<ConfigError>("bundle '{}': component '{}' names no tokenizer", bundle.label(), name);
+  const auto& meta = bundle.metadata();
+  const auto tokenizers = meta.find("tokenizers");
+  if (tokenizers == meta.end() || !tokenizers->is_object() || !tokenizers->contains(key->get<std::string>()))
+    fail<ConfigError>("bundle '{}': component '{}' uses tokenizer '{}', which the bundle lacks", bundle.label(), name,
+                      key->get<std::string>());
+  return Tokenizer::from_json((*tokenizers)[key->get<std::string>()]);
+}
+
+std::int32_t special_token(const Tokenizer& tokenizer, std::string_view token, const std::string& component) {
+  const auto id = tokenizer.token_to_id(token);
+  if (!id) fail<ConfigError>("component '{}': its tokenizer has no '{}' token (ECR_SPEC 1)", component, token);
+  return *id;
+}
+
+void keep_newest(std::vector<std::int32_t>& ids, std::size_t limit) {
+  if (ids.size() > limit) ids.erase(ids.begin(), ids.end() - static_cast<std::ptrdiff_t>(limit));
+}
+
+// Ranking order: higher score first, then the lower id, so ties are deterministic.
+bool ranks_before(const RecommendedItem& a, const RecommendedItem& b) {
+  return a.score != b.score ? a.score > b.score : a.id < b.id;
+}
+
+}  // namespace
+
+struct Recommender::Impl {
+  struct Classifier {
+    Gpt2Model model;
+    Tokenizer tokenizer;
+    std::string before, after;  // the input template around {text}
+    bool multi_label = false;   // sigmoid per label instead of a softmax
+  };
+
+  Bundle bundle;
+  RecommenderOptions options;
+  std::shared_ptr<ThreadPool> pool;
+  Tokenizer context_tokenizer, prompt_tokenizer;
+  KnowledgeGraph kg;
+  EntityLinker linker;
+  std::int32_t prompt_cls = 0;
+  Gpt2Model backbone;
+  RobertaModel text_encoder;
+  PromptEncoder rec_prompt;
+  bool global_entities = false;  // asked for and the bundle has the co-occurrence matrix
+  std::optional<Classifier> classifier;
+
+  Impl(Bundle b, RecommenderOptions o)
+      : bundle(with_components(std::move(b), o.components)),
+        options(std::move(o)),
+        pool(options.threads ? std::make_shared<ThreadPool>(static_cast<int>(options.threads))
+                             : ThreadPool::shared_default()),
+        context_tokenizer(component_tokenizer(bundle, options.components.backbone, "backbone")),
+        prompt_tokenizer(component_tokenizer(bundle, options.components.text_encoder, "text encoder")),
+        kg(KnowledgeGraph::load(bundle)),
+        linker(kg, options.linker) {}
+
+  void load_models();
+  void load_classifier();
+
+  // One request through the whole pipeline; `dialogs` and the result line up.
+  std::vector<Recommendation> run(std::span<const Dialog> dialogs, const RecommendRequest& request) const;
+};
+
+void Recommender::Impl::load_models() {
+  const ComponentNames& names = options.components;
+  if (options.context_tokens == 0 || options.prompt_tokens < 2)
+    fail<ConfigError>("recommender: context_tokens must be >= 1 and prompt_tokens >= 2 (found {} and {})",
+                      options.context_tokens, options.prompt_tokens);
+
+  special_token(context_tokenizer, kContextEos, names.backbone);
+  special_token(prompt_tokenizer, kPromptSep, names.text_encoder);
+  prompt_cls = special_token(prompt_tokenizer, kPromptCls, names.text_encoder);
+
+  backbone = Gpt2Model::load(bundle, names.backbone, pool);
+  text_encoder = RobertaModel::load(bundle, names.text_encoder, pool);
+  if (options.context_tokens > static_cast<std::size_t>(backbone.config().n_positions))
+    fail<ConfigError>("recommender: context_tokens {} exceeds component '{}''s {} positions", options.context_tokens,
+                      names.backbone, backbone.config().n_positions);
+  if (options.prompt_tokens > static_cast<std::size_t>(text_encoder.config().max_tokens()))
+    fail<ConfigError>("recommender: prompt_tokens {} exceeds component '{}''s {} tokens", options.prompt_tokens,
+                      names.text_encoder, text_encoder.config().max_tokens());
+
+  // The matrix is only needed for G = C E, built once here.
+  std::optional<CooccurrenceMatrix> cooccurrence;
+  if (options.global_entities && bundle.contains("cooccurrence/indptr"))
+    cooccurrence = CooccurrenceMatrix::load(bundle, kg.num_entities());
+  global_entities = cooccurrence.has_value();
+  rec_prompt = PromptEncoder::load(bundle, names.rec_prompt, RelationCsr::from_graph(kg),
+                                   cooccurrence ? &*cooccurrence : nullptr, pool);
+  const PromptConfig& p = rec_prompt.config();
+  const Gpt2Config& g = backbone.config();
+  if (p.kind != PromptKind::rec)
+    fail<ConfigError>("component '{}' is a conv prompt; the recommender needs a kgprompt_rec", names.rec_prompt);
+  if (p.hidden_size != g.n_embd || p.n_layer != g.n_layer || p.n_head != g.n_head)
+    fail<ConfigError>("component '{}' (H {}, {} layers, {} heads) does not fit backbone '{}' (H {}, {} layers, {} heads)",
+                      names.rec_prompt, p.hidden_size, p.n_layer, p.n_head, names.backbone, g.n_embd, g.n_layer,
+                      g.n_head);
+  if (p.token_hidden_size != text_encoder.config().hidden_size)
+    fail<ConfigError>("component '{}' reads {}-wide token states, text encoder '{}' gives {}", names.rec_prompt,
+                      p.token_hidden_size, names.text_encoder, text_encoder.config().hidden_size);
+  if (p.n_emotion != static_cast<std::int64_t>(kEmotionLabels.size()))
+    fail<ConfigError>("component '{}' has {} emotion labels, ECR has {}", names.rec_prompt, p.n_emotion,
+                      kEmotionLabels.size());
+  load_classifier();
+}
+
+void Recommender::Impl::load_classifier() {
+  const std::string& name = options.components.emotion_classifier;
+  if (!has_component(bundle, name)) return;  // optional: host emotions, or none
+  const auto& entry = component_entry(bundle, name, "emotion classifier");
+  Classifier c{Gpt2Model::load(bundle, name, pool), component_tokenizer(bundle, name, "emotion classifier"), {}, {},
+               false};
+  if (!c.model.has_classifier() || c.model.config().num_labels != static_cast<std::int64_t>(kEmotionLabels.size()))
+    fail<ConfigError>("component '{}': an emotion classifier needs a score head over the {} ECR labels, found {}", name,
+                      kEmotionLabels.size(), c.model.config().num_labels);
+  std::string input_template(kEmotionTemplate);
+  if (const auto t = entry.find("input_template"); t != entry.end()) {
+    if (!t->is_string()) fail<ConfigError>("component '{}': input_template must be a string", name);
+    input_template = t->get<std::string>();
+  }
+  const auto slot = input_template.find("{text}");
+  if (slot == std::string::npos) fail<ConfigError>("component '{}': input_template has no {{text}} slot", name);
+  c.before = input_template.substr(0, slot);
+  c.after = input_template.substr(slot + 6);
+  // HuggingFace's config states a multi-label head this way.
+  const auto config = entry.find("config");
+  c.multi_label = config != entry.end() && config->is_object() &&
+                  config->value("problem_type", std::string()) == "multi_label_classification";
+  classifier = std::move(c);
+}
+
+std::vector<Recommendation> Recommender::Impl::run(std::span<const Dialog> dialogs,
+                                                   const RecommendRequest& request) const {
+  if (request.top_k == 0) fail<InputError>("recommend: top_k must be at least 1");
+  const std::size_t batch = dialogs.size();
+  std::vector<Recommendation> out(batch);
+  std::vector<Dialog> prepared(batch);  // per turn: the prepared text, entity ids and emotions the models see
+
+  // Turns, entities and host emotions.
+  for (std::size_t b = 0; b < batch; ++b) {
+    const Dialog& input = dialogs[b];
+    if (input.turns.empty()) fail<InputError>("dialog {}: it has no turns", b);
+    input.validate(kg);  // before merging, so the error names the host's turn
+    Dialog merged;
+    merged.movie_mentions = input.movie_mentions;
+    for (const Turn& turn : input.turns) merged.add_turn(turn);
+    Dialog& model_view = prepared[b];
+    for (std::size_t t = 0; t < merged.turns.size(); ++t) {
+      const Turn& turn = merged.turns[t];
+      TurnAnalysis analysis{turn.role, turn.text, {}, turn.emotions, false, {}};
+      if (!turn.entities.empty())
+        analysis.entities = linker.from_ids(turn.entities);
+      else if (options.link_text)
+        analysis.entities = linker.link(turn.text, &merged.movie_mentions);
+      Turn seen{turn.role, redial_text(turn.text, merged.movie_mentions), {}, turn.emotions};
+      for (const auto& e : analysis.entities) seen.entities.push_back(e.id);
+      model_view.turns.push_back(std::move(seen));
+      out[b].turns.push_back(std::move(analysis));
+    }
+  }
+
+  // ECR_SPEC 6: the classifier labels every user turn the host left unlabelled, in one batch.
+  if (classifier) {
+    std::vector<std::pair<std::size_t, std::size_t>> where;
+    std::vector<std::vector<std::int32_t>> inputs;
+    const auto positions = static_cast<std::size_t>(classifier->model.config().n_positions);
+    for (std::size_t b = 0; b < batch; ++b)
+      for (std::size_t t = 0; t < prepared[b].turns.size(); ++t) {
+        const Turn& turn = prepared[b].turns[t];
+        if (turn.role != Role::user || turn.emotions || turn.text.empty()) continue;
+        auto ids = classifier->tokenizer.encode(classifier->before + turn.text + classifier->after);
+        keep_newest(ids, positions);
+        where.emplace_back(b, t);
+        inputs.push_back(std::move(ids));
+      }
+    if (!inputs.empty()) {
+      const Tensor scores = classifier->model.classify(inputs);
+      for (std::size_t k = 0; k < where.size(); ++k) {
+        const float* s = scores.data<float>() + k * kEmotionLabels.size();
+        EmotionProbs probs{};
+        if (classifier->multi_label) {
+          for (std::size_t l = 0; l < probs.size(); ++l) probs[l] = 1.0f / (1.0f + std::exp(-s[l]));
+        } else {
+          const float top = *std::max_element(s, s + probs.size());
+          float sum = 0;
+          for (std::size_t l = 0; l < probs.size(); ++l) sum += probs[l] = std::exp(s[l] - top);
+          for (float& p : probs) p /= sum;
+        }
+        const auto [b, t] = where[k];
+        prepared[b].turns[t].emotions = probs;
+        out[b].turns[t].emotions = probs;
+        out[b].turns[t].emotions_from_classifier = true;
+      }
+    }
+  }
+
+  // ECR_SPEC 2: the contexts and the entities with the emotions they carry.
+  std::vector<std::vector<std::int32_t>> prompt_ids(batch), context_ids(batch);
+  for (std::size_t b = 0; b < batch; ++b) {
+    Recommendation& r = out[b];
+    for (std::size_t t = 0; t < r.turns.size(); ++t) {
+      if (r.turns[t].role != Role::user) continue;
+      r.turns[t].selected = select_emotions(r.turns[t].emotions);
+      r.user_emotions = r.turns[t].selected;
+    }
+    r.emotion_fusion = std::any_of(prepared[b].turns.begin(), prepared[b].turns.end(),
+                                   [](const Turn& t) { return t.emotions.has_value(); });
+    r.prompt_entities = context_entities(prepared[b], options.max_entities);
+
+    r.context_ids = context_tokenizer.encode(context_text(prepared[b], kContextEos));
+    if (r.context_ids.empty()) fail<InputError>("dialog {}: no turn has any text", b);
+    keep_newest(r.context_ids, options.context_tokens);
+    r.prompt_ids = prompt_tokenizer.encode(context_text(prepared[b], kPromptSep));
+    keep_newest(r.prompt_ids, options.prompt_tokens - 1);
+    r.prompt_ids.insert(r.prompt_ids.begin(), prompt_cls);
+    context_ids[b] = r.context_ids;
+    prompt_ids[b] = r.prompt_ids;
+  }
+
+  // ECR_SPEC 4: text encoder, then the rec prompt of each dialog.
+  const std::vector<Tensor> token_states = text_encoder.encode(prompt_ids);
+  std::vector<Tensor> prefixes(batch);
+  for (std::size_t b = 0; b < batch; ++b) {
+    const Recommendation& r = out[b];
+    std::vector<std::int32_t> entities, emotion_ids;
+    std::vector<float> emotion_probs;
+    for (const ContextEntity& e : r.prompt_entities) {
+      entities.push_back(static_cast<std::int32_t>(e.id));
+      emotion_ids.insert(emotion_ids.end(), e.emotions.ids.begin(), e.emotions.ids.end());
+      emotion_probs.insert(emotion_probs.end(), e.emotions.probs.begin(), e.emotions.probs.end());
+    }
+    if (!r.emotion_fusion) {
+      emotion_ids.clear();
+      emotion_probs.clear();
+    }
+    prefixes[b] = rec_prompt.rec_prompt({token_states[b], entities, emotion_ids, emotion_probs, global_entities});
+  }
+
+  // ECR_SPEC 5: z is the backbone's last hidden state; scores z E^T over every entity.
+  Gpt2State state = backbone.start(prefixes);
+  const Gpt2Output hidden = backbone.forward(state, context_ids, Logits::none);
+  const std::int64_t width = backbone.config().n_embd;
+  Tensor z = Tensor::empty(DType::f32, {static_cast<std::int64_t>(batch), width}, "z");
+  for (std::size_t b = 0; b < batch; ++b)
+    nn::view(z).row(static_cast<std::int64_t>(b)) = nn::view(hidden.hidden).row(hidden.offsets[b + 1] - 1);
+  const Tensor& table = rec_prompt.entity_table();
+  Tensor scores = Tensor::empty(DType::f32, {static_cast<std::int64_t>(batch), table.dim(0)}, "scores");
+  nn::linear(nn::view(z), nn::Linear{table, {}}, nn::view(scores), *pool);
+
+  const auto items = kg.items();
+  for (std::size_t b = 0; b < batch; ++b) {
+    Recommendation& r = out[b];
+    const float* s = scores.data<float>() + static_cast<std::int64_t>(b) * table.dim(0);
+    std::set<std::int64_t> mentioned;
+    if (options.exclude_mentioned)
+      for (const Turn& turn : prepared[b].turns) mentioned.insert(turn.entities.begin(), turn.entities.end());
+    std::vector<RecommendedItem> ranked;
+    ranked.reserve(items.size());
+    for (std::int32_t id : items)
+      if (!mentioned.count(id)) ranked.push_back({id, {}, s[id]});
+    const std::size_t k = std::min(request.top_k, ranked.size());
+    std::partial_sort(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(k), ranked.end(), ranks_before);
+    ranked.resize(k);
+    for (auto& item : ranked) item.name = kg.entity_name(item.id);
+    r.items = std::move(ranked);
+
+    std::set<std::int64_t> seen;
+    for (const ContextEntity& e : r.prompt_entities)
+      if (seen.insert(e.id).second) r.context_entities.push_back({e.id, std::string(kg.entity_name(e.id)), s[e.id]});
+    std::sort(r.context_entities.begin(), r.context_entities.end(), ranks_before);
+    if (request.all_scores) r.all_scores.emplace(s, s + table.dim(0));
+  }
+  return out;
+}
+
+Recommender Recommender::load(const std::filesystem::path& bundle, RecommenderOptions options) {
+  BundleOptions bundle_options;
+  bundle_options.verify_checksums = options.verify_checksums;
+  return load(Bundle::open(bundle, bundle_options), std::move(options));
+}
+
+Recommender Recommender::load(const Bundle& bundle, RecommenderOptions options) {
+  auto impl = std::make_shared<Impl>(bundle, std::move(options));
+  impl->load_models();
+  Recommender r;
+  r.impl_ = std::move(impl);
+  return r;
+}
+
+Recommendation Recommender::recommend(const Dialog& dialog, const RecommendRequest& request) const {
+  return std::move(impl_->run(std::span<const Dialog>(&dialog, 1), request).front());
+}
+
+std::vector<Recommendation> Recommender::recommend_batch(std::span<const Dialog> dialogs,
+                                                         const RecommendRequest& request) const {
+  if (dialogs.empty()) return {};
+  return impl_->run(dialogs, request);
+}
+
+const KnowledgeGraph& Recommender::graph() const { return impl_->kg; }
+const EntityLinker& Recommender::linker() const { return impl_->linker; }
+const RecommenderOptions& Recommender::options() const { return impl_->options; }
+const Bundle& Recommender::bundle() const { return impl_->bundle; }
+const Tensor& Recommender::entity_table() const { return impl_->rec_prompt.entity_table(); }
+
+}  // namespace ecr

@@ -1,0 +1,288 @@
+// The Responder composes the engine's parts into ECR's reply (ECR_SPEC 7 and 8): UniCRS's conv
+// model writes a template, ECR's generator writes the reply from the items, their knowledge and
+// that template.
+#include "ecr/responder.hpp"
+
+#include <algorithm>
+#include <set>
+
+#include "ecr/core/thread_pool.hpp"
+#include "ecr/models/entity_encoder.hpp"
+#include "ecr/models/gpt2.hpp"
+#include "ecr/models/prompt_encoder.hpp"
+#include "ecr/models/roberta.hpp"
+#include "ecr/text/tokenizer.hpp"
+#include "reply_text.hpp"
+#include "retrieval.hpp"
+
+namespace ecr {
+
+namespace {
+
+constexpr std::string_view kContextEos = "<|endoftext|>";
+constexpr std::string_view kPromptSep = "</s>";
+constexpr std::string_view kPromptCls = "<s>";
+// UniCRS's conv collator appends the tokens of "System:" to the context to make it answer.
+constexpr std::string_view kSystemCue = "System:";
+
+const nlohmann::json& component_entry(const Bundle& bundle, const std::string& name, std::string_view role) {
+  const auto& meta = bundle.metadata();
+  const auto components = meta.find("components");
+  if (name.empty() || components == meta.end() || !components->is_object() || !components->contains(name))
+    fail<ConfigError>("bundle '{}': no component '{}' (the responder's {})", bundle.label(), name, role);
+  return (*components)[name];
+}
+
+Tokenizer component_tokenizer(const Bundle& bundle, const std::string& name, std::string_view role) {
+  const auto& entry = component_entry(bundle, name, role);
+  const auto key = entry.find("tokenizer");
+  if (key == entry.end() || !key->is_string())
+    fail<ConfigError>("bundle '{}': component '{}' names no tokenizer", bundle.label(), name);
+  const auto& tokenizers = bundle.metadata().value("tokenizers", nlohmann::json::object());
+  if (!tokenizers.is_object() || !tokenizers.contains(key->get<std::string>()))
+    fail<ConfigError>("bundle '{}': component '{}' uses tokenizer '{}', which the bundle lacks", bundle.label(), name,
+                      key->get<std::string>());
+  return Tokenizer::from_json(tokenizers[key->get<std::string>()]);
+}
+
+std::int32_t special_token(const Tokenizer& tokenizer, std::string_view token, const std::string& component) {
+  const auto id = tokenizer.token_to_id(token);
+  if (!id) fail<ConfigError>("component '{}': its tokenizer has no '{}' token (ECR_SPEC 1)", component, token);
+  return *id;
+}
+
+void keep_newest(std::vector<std::int32_t>& ids, std::size_t limit) {
+  if (ids.size() > limit) ids.erase(ids.begin(), ids.end() - static_cast<std::ptrdiff_t>(limit));
+}
+
+// The bundle's knowledge relations (components.<generator>.knowledge_relations), if it names any.
+std::optional<std::vector<std::string>> bundle_relations(const Bundle& bundle, const std::string& generator) {
+  const auto& entry = component_entry(bundle, generator, "generator");
+  const auto it = entry.find("knowledge_relations");
+  if (it == entry.end()) return std::nullopt;
+  if (!it->is_array() || !std::all_of(it->begin(), it->end(), [](const auto& r) { return r.is_string(); }))
+    fail<ConfigError>("bundle '{}': components.{}.knowledge_relations must be a list of relation names",
+                      bundle.label(), generator);
+  return it->get<std::vector<std::string>>();
+}
+
+// The dialog as the models read it: turns merged, text prepared as ECR prepares it, and the
+// entities (and emotions) the Recommender found when it analysed the turns.
+Dialog model_view(const Dialog& dialog, const Recommendation& recommendation) {
+  Dialog view;
+  view.movie_mentions = dialog.movie_mentions;
+  if (recommendation.turns.empty()) {
+    for (const Turn& turn : dialog.turns) view.add_turn(turn);
+  } else {
+    for (const TurnAnalysis& t : recommendation.turns) {
+      Turn turn{t.role, t.text, {}, t.emotions};
+      for (const LinkedEntity& e : t.entities) turn.entities.push_back(e.id);
+      view.add_turn(std::move(turn));
+    }
+  }
+  for (Turn& turn : view.turns) turn.text = redial_text(turn.text, view.movie_mentions);
+  return view;
+}
+
+}  // namespace
+
+std::string KnowledgeTriple::text() const { return movie + "'s " + relation + " is " + entity; }
+
+struct Responder::Impl {
+  Bundle bundle;
+  ResponderOptions options;
+  std::shared_ptr<ThreadPool> pool;
+  Tokenizer context_tokenizer, prompt_tokenizer, generator_tokenizer;
+  KnowledgeGraph kg;
+  Gpt2Model backbone, generator;
+  RobertaModel text_encoder;
+  PromptEncoder conv_prompt;
+  std::optional<ReviewStore> reviews;
+  std::vector<responder::KnowledgeRelation> relations;
+  std::vector<std::int32_t> system_cue;
+  std::int32_t context_eos = 0, prompt_cls = 0, generator_eos = 0;
+
+  Impl(Bundle b, ResponderOptions o)
+      : bundle(std::move(b)),
+        options(std::move(o)),
+        pool(options.threads ? std::make_shared<ThreadPool>(static_cast<int>(options.threads))
+                             : ThreadPool::shared_default()),
+        context_tokenizer(component_tokenizer(bundle, options.components.backbone, "backbone")),
+        prompt_tokenizer(component_tokenizer(bundle, options.components.text_encoder, "text encoder")),
+        generator_tokenizer(component_tokenizer(bundle, options.components.generator, "generator")),
+        kg(KnowledgeGraph::load(bundle)) {}
+
+  void load_models();
+  Response respond(const Dialog& dialog, const Recommendation& recommendation, const ReplyStream& stream) const;
+  std::vector<std::int32_t> write_template(const Dialog& view, Response& r) const;
+};
+
+void Responder::Impl::load_models() {
+  const ComponentNames& names = options.components;
+  component_entry(bundle, names.conv_prompt, "conv prompt");
+  if (options.context_tokens == 0 || options.prompt_tokens < 2 || options.template_max_new_tokens < 1 ||
+      options.items_in_reply == 0)
+    fail<ConfigError>("responder: context_tokens, template_max_new_tokens and items_in_reply must be >= 1 and "
+                      "prompt_tokens >= 2 (found {}, {}, {} and {})",
+                      options.context_tokens, options.template_max_new_tokens, options.items_in_reply,
+                      options.prompt_tokens);
+  context_eos = special_token(context_tokenizer, kContextEos, names.backbone);
+  special_token(prompt_tokenizer, kPromptSep, names.text_encoder);
+  prompt_cls = special_token(prompt_tokenizer, kPromptCls, names.text_encoder);
+  generator_eos = special_token(generator_tokenizer, kContextEos, names.generator);
+  system_cue = context_tokenizer.encode(kSystemCue);
+  if (options.context_tokens <= system_cue.size())
+    fail<ConfigError>("responder: context_tokens {} leaves no room for the context before \"System:\"",
+                      options.context_tokens);
+
+  backbone = Gpt2Model::load(bundle, names.backbone, pool);
+  generator = Gpt2Model::load(bundle, names.generator, pool);
+  text_encoder = RobertaModel::load(bundle, names.text_encoder, pool);
+  conv_prompt = PromptEncoder::load(bundle, names.conv_prompt, RelationCsr::from_graph(kg), nullptr, pool);
+
+  const Gpt2Config& g = backbone.config();
+  const PromptConfig& p = conv_prompt.config();
+  if (p.kind != PromptKind::conv)
+    fail<ConfigError>("component '{}' is a rec prompt; the responder needs a kgprompt_conv", names.conv_prompt);
+  if (p.hidden_size != g.n_embd || p.n_layer != g.n_layer || p.n_head != g.n_head)
+    fail<ConfigError>("component '{}' (H {}, {} layers, {} heads) does not fit backbone '{}' (H {}, {} layers, {} heads)",
+                      names.conv_prompt, p.hidden_size, p.n_layer, p.n_head, names.backbone, g.n_embd, g.n_layer,
+                      g.n_head);
+  if (p.token_hidden_size != text_encoder.config().hidden_size)
+    fail<ConfigError>("component '{}' reads {}-wide token states, text encoder '{}' gives {}", names.conv_prompt,
+                      p.token_hidden_size, names.text_encoder, text_encoder.config().hidden_size);
+  if (options.prompt_tokens > static_cast<std::size_t>(text_encoder.config().max_tokens()))
+    fail<ConfigError>("responder: prompt_tokens {} exceeds component '{}''s {} tokens", options.prompt_tokens,
+                      names.text_encoder, text_encoder.config().max_tokens());
+  if (static_cast<std::int64_t>(options.context_tokens) + options.template_max_new_tokens > g.n_positions)
+    fail<ConfigError>("responder: context_tokens {} + template_max_new_tokens {} exceed backbone '{}''s {} positions",
+                      options.context_tokens, options.template_max_new_tokens, names.backbone, g.n_positions);
+  if (static_cast<std::int64_t>(options.prompt_max_tokens) + 1 + options.generation.max_new_tokens >
+      generator.config().n_positions)
+    fail<ConfigError>("responder: prompt_max_tokens {} + 1 + max_new_tokens {} exceed generator '{}''s {} positions",
+                      options.prompt_max_tokens, options.generation.max_new_tokens, names.generator,
+                      generator.config().n_positions);
+
+  if (ReviewStore::present(bundle)) reviews = ReviewStore::load(bundle);
+  if (!options.knowledge_relations.empty()) {
+    relations = responder::resolve_relations(kg, options.knowledge_relations, true);
+  } else if (auto listed = bundle_relations(bundle, names.generator)) {
+    relations = responder::resolve_relations(kg, *listed, true);
+  } else {
+    relations = responder::resolve_relations(kg, responder::kDefaultKnowledgeRelations, false);
+  }
+}
+
+// ECR_SPEC 7, as UniCRS's conv model runs it: the conv prompt over the RoBERTa context and the
+// context entities (the rec prompt's inputs), then greedy decoding after context + "System:".
+std::vector<std::int32_t> Responder::Impl::write_template(const Dialog& view, Response& r) const {
+  r.template_input_ids = context_tokenizer.encode(context_text(view, kContextEos));
+  keep_newest(r.template_input_ids, options.context_tokens - system_cue.size());
+  r.template_input_ids.insert(r.template_input_ids.end(), system_cue.begin(), system_cue.end());
+
+  r.conv_prompt_ids = prompt_tokenizer.encode(context_text(view, kPromptSep));
+  keep_newest(r.conv_prompt_ids, options.prompt_tokens - 1);
+  r.conv_prompt_ids.insert(r.conv_prompt_ids.begin(), prompt_cls);
+  for (const ContextEntity& e : context_entities(view, options.max_entities))
+    r.conv_entities.push_back(static_cast<std::int32_t>(e.id));
+
+  const Tensor prefix = conv_prompt.conv_prompt(text_encoder.encode(r.conv_prompt_ids), r.conv_entities);
+  GenerateOptions decoding;
+  decoding.max_new_tokens = options.template_max_new_tokens;
+  decoding.no_repeat_ngram_size = options.template_no_repeat_ngram;
+  decoding.stop_tokens = {context_eos};
+  r.template_ids = generate(backbone, r.template_input_ids, decoding, prefix).tokens;
+
+  // UniCRS decodes the cue with the new tokens; the template is what follows the last "System: ".
+  std::vector<std::int32_t> written = system_cue;
+  written.insert(written.end(), r.template_ids.begin(), r.template_ids.end());
+  return written;
+}
+
+Response Responder::Impl::respond(const Dialog& dialog, const Recommendation& recommendation,
+                                  const ReplyStream& stream) const {
+  if (dialog.turns.empty()) fail<InputError>("respond: the dialog has no turns");
+  if (recommendation.items.empty()) fail<InputError>("respond: the recommendation has no items");
+  const Dialog view = model_view(dialog, recommendation);
+  view.validate(kg);
+  Response r;
+  r.user_emotions = recommendation.user_emotions;
+
+  // The items the reply names, as the prompt names them.
+  std::vector<responder::PromptItem> items;
+  std::vector<std::string> names;
+  std::set<std::int64_t> taken;
+  for (const RecommendedItem& item : recommendation.items) {
+    if (r.items.size() == options.items_in_reply) break;
+    if (!taken.insert(item.id).second) continue;
+    responder::PromptItem p;
+    if (kg.contains(item.id) && item.id != kg.pad_entity() && !kg.entity_name(item.id).empty()) {
+      p.kg_id = item.id;
+      p.name = kg.entity_name(item.id);
+    } else if (!item.name.empty()) {
+      p.name = item.name;
+    } else {
+      fail<InputError>("respond: item {} is not a KG entity and has no name", item.id);
+    }
+    names.push_back(p.name);
+    items.push_back(std::move(p));
+    r.items.push_back(item);
+  }
+
+  // Section 7: the template, then its slots filled.
+  r.template_text = responder::template_from_decoded(context_tokenizer.decode(write_template(view, r)));
+  r.first_sentence = responder::fill_template(r.template_text, names);
+
+  // Section 8: knowledge, prompt text, generator.
+  std::optional<std::mt19937_64> rng;
+  if (options.knowledge_seed) rng.emplace(*options.knowledge_seed);
+  if (reviews)
+    r.review_entities = responder::choose_review_entities(*reviews, items, options.review_entities, rng ? &*rng : nullptr);
+  r.knowledge = responder::choose_knowledge(kg, items, relations, options.knowledge_triples, rng ? &*rng : nullptr);
+  r.prompt_text = responder::generator_prompt_text(names, r.review_entities, r.knowledge, r.first_sentence);
+  r.prompt_ids = responder::generator_prompt_ids(generator_tokenizer, r.prompt_text, options.prompt_max_tokens,
+                                                 generator_eos);
+
+  GenerateOptions decoding = options.generation;
+  if (decoding.stop_tokens.empty()) decoding.stop_tokens = {generator_eos};
+  responder::ReplyTextStream streamer(generator_tokenizer, stream);
+  decoding.on_token = [&streamer, host = options.generation.on_token](std::int32_t token) {
+    const bool go_on = !host || host(token);
+    return streamer.push(token) && go_on;
+  };
+  r.reply_ids = generate(generator, r.prompt_ids, decoding).tokens;
+  r.text = responder::clean_decoded(generator_tokenizer.decode(r.reply_ids));
+  streamer.finish(r.text);
+  return r;
+}
+
+Responder Responder::load(const std::filesystem::path& bundle, ResponderOptions options) {
+  BundleOptions bundle_options;
+  bundle_options.verify_checksums = options.verify_checksums;
+  return load(Bundle::open(bundle, bundle_options), std::move(options));
+}
+
+Responder Responder::load(const Bundle& bundle, ResponderOptions options) {
+  auto impl = std::make_shared<Impl>(bundle, std::move(options));
+  impl->load_models();
+  Responder r;
+  r.impl_ = std::move(impl);
+  return r;
+}
+
+Response Responder::respond(const Dialog& dialog, const Recommendation& recommendation,
+                            const ReplyStream& stream) const {
+  return impl_->respond(dialog, recommendation, stream);
+}
+
+const ResponderOptions& Responder::options() const { return impl_->options; }
+const KnowledgeGraph& Responder::graph() const { return impl_->kg; }
+bool Responder::has_review_entities() const { return impl_->reviews.has_value(); }
+
+std::vector<std::string> Responder::knowledge_relations() const {
+  std::vector<std::string> names;
+  for (const auto& r : impl_->relations) names.push_back(r.name);
+  return names;
+}
+
+}  // namespace ecr

@@ -1,0 +1,34 @@
+// The tiny random ECR bundle on the real ReDial KG (tools/make_random_bundle.py --size tiny):
+// every component, the co-occurrence matrix of the shared dialogs, and the checkpoints beside it
+// for the torch references. Made once per build tree (model_fixtures.hpp's cached_fixture).
+#pragma once
+
+#include <string>
+
+#include <fmt/format.h>
+
+#include "model_fixtures.hpp"
+
+namespace ecr::test {
+
+struct RecommenderFixture {
+  fs::path checkpoints;  // backbone/, text_encoder/, rec_prompt/model.pt, emotion_classifier/, ...
+  fs::path bundle;
+  fs::path kg_dir;  // the shared ReDial KG the bundle was built from
+};
+
+inline RecommenderFixture recommender_fixture() {
+  const fs::path kg = shared_data() / "redial";
+  std::string recipe = "recommender tiny redial seed 3";
+  for (const char* tool : {"make_random_bundle.py", "make_random_kgprompt.py", "ecr_prompt.py", "ecr_kg.py"})
+    recipe += file_text(tools_dir() / tool);
+  const fs::path dir = cached_fixture(recipe, [&](const fs::path& out) {
+    return run_python(fmt::format("make_random_bundle.py --out {0}/tiny.ecr --size tiny --kg-dir {1} --dialogs "
+                                  "{1}/dialogs.jsonl --keep-checkpoints {0}/checkpoints --seed 3",
+                                  out.string(), kg.string())) == 0;
+  });
+  REQUIRE_MESSAGE(!dir.empty(), "could not make the tiny recommender bundle");
+  return {dir / "checkpoints", dir / "tiny.ecr", kg};
+}
+
+}  // namespace ecr::test

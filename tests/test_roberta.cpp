@@ -1,0 +1,107 @@
+// RoBERTa against the plain-PyTorch reference (tools/torch_reference.py) on a random
+// RobertaForMaskedLM checkpoint: last hidden states, batching, position ids around padding ids,
+// the length limit and mis-shaped weights.
+#include <random>
+
+#include "ecr/io/bundle.hpp"
+#include "ecr/models/roberta.hpp"
+#include "model_fixtures.hpp"
+
+using namespace ecr;
+using namespace ecr::test;
+
+namespace {
+
+constexpr int kVocab = 50266;
+
+RobertaFixture tiny() { return roberta_fixture(2, 4, 64, 256, 130); }
+
+std::vector<std::int32_t> random_ids(std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<std::int32_t> dist(3, kVocab - 1);
+  std::vector<std::int32_t> ids(n);
+  for (auto& id : ids) id = dist(rng);
+  ids.front() = 0;  // <s>
+  ids.back() = 2;   // </s>
+  return ids;
+}
+
+Tensor torch_roberta(const RobertaFixture& f, std::span<const std::int32_t> ids, const std::string& tag) {
+  const fs::path dir = temp_dir("roberta_ref_" + tag);
+  REQUIRE(run_python(fmt::format("torch_reference.py roberta --checkpoint {} --ids {} --out {}/hidden.npy",
+                                 f.checkpoint.string(), join_ids(ids), dir.string())) == 0);
+  return read_npy(dir / "hidden.npy");
+}
+
+}  // namespace
+
+TEST_CASE("roberta: last hidden states match torch") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const RobertaFixture f = tiny();
+  const Bundle bundle = Bundle::open(f.bundle);
+  const RobertaModel model = RobertaModel::load(bundle, "text");
+  const auto ids = random_ids(21, 1);
+  const Tensor out = model.encode(ids);
+  CHECK(out.shape() == Shape{21, 64});
+  CHECK(max_abs_diff(out, torch_roberta(f, ids, "plain")) < 1e-4f);
+}
+
+TEST_CASE("roberta: padding ids inside a sequence take HF's position ids") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const RobertaFixture f = tiny();
+  const Bundle bundle = Bundle::open(f.bundle);
+  const RobertaModel model = RobertaModel::load(bundle, "text");
+  auto ids = random_ids(12, 2);
+  ids[4] = 1;  // <pad>: position pad_token_id, and the tokens after it count on without it
+  ids[10] = 1;
+  CHECK(max_abs_diff(model.encode(ids), torch_roberta(f, ids, "pad")) < 1e-4f);
+}
+
+TEST_CASE("roberta: a batch of different lengths equals one sequence at a time") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const Bundle bundle = Bundle::open(tiny().bundle);
+  const RobertaModel model = RobertaModel::load(bundle, "text", std::make_shared<ThreadPool>(2));
+  const std::vector<std::vector<std::int32_t>> batch = {random_ids(7, 3), random_ids(30, 4), random_ids(2, 5)};
+  const std::vector<Tensor> out = model.encode(batch);
+  REQUIRE(out.size() == 3);
+  for (std::size_t b = 0; b < batch.size(); ++b) {
+    CHECK(out[b].dim(0) == static_cast<std::int64_t>(batch[b].size()));
+    CHECK(max_abs_diff(out[b].clone(), model.encode(batch[b])) < 1e-5f);
+  }
+}
+
+TEST_CASE("roberta: too many tokens or unknown ids give InputError") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const Bundle bundle = Bundle::open(tiny().bundle);
+  const RobertaModel model = RobertaModel::load(bundle, "text");
+  const RobertaConfig& c = model.config();
+  CHECK(c.max_tokens() == c.max_position_embeddings - 2);  // positions 2.. after pad_token_id 1
+  const auto limit = static_cast<std::size_t>(c.max_tokens());
+  CHECK_NOTHROW(model.encode(random_ids(limit, 6)));
+  CHECK_THROWS_AS(model.encode(random_ids(limit + 1, 6)), InputError);
+  CHECK_THROWS_AS(model.encode(std::vector<std::int32_t>{0, kVocab, 2}), InputError);
+}
+
+TEST_CASE("roberta: a bundle that does not match its config gives ShapeError naming the tensor") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const Bundle good = Bundle::open(tiny().bundle);
+  const std::string bad_name = "text/encoder.layer.1.attention.self.key.bias";
+  BundleWriter writer(good.metadata());
+  for (const TensorInfo& info : good.tensors()) {
+    Tensor t = good.tensor(info.name);
+    if (info.name == bad_name) t = t.rows(0, t.dim(0) - 1);
+    writer.add(info.name, t);
+  }
+  try {
+    RobertaModel::load(Bundle::from_bytes(writer.bytes(), "bad.ecr"), "text");
+    FAIL("loading a mis-shaped tensor did not throw");
+  } catch (const ShapeError& e) {
+    CHECK(std::string(e.what()).find(bad_name) != std::string::npos);
+  }
+  CHECK_THROWS_AS(RobertaModel::load(good, "lm"), ConfigError);
+}
