@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -44,6 +45,8 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, TOOLS)
 import compare_torch as ct  # noqa: E402
 import kgprompt_reference as kgp  # noqa: E402
+
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
 ENTITIES = 31162
 CONTEXT_ENTITIES = 32
@@ -184,12 +187,10 @@ def bench_torch(data, inputs, items, threads, reps, onednn):
     torch.set_num_threads(threads)
     with torch.inference_mode():
         load = []
-        for _ in range(3):
+        while len(load) < 3 and sum(load) < 60e3:  # best of three, fewer when one takes long
             t0 = time.perf_counter()
             model = TorchRecommender(data, onednn)
             load.append((time.perf_counter() - t0) * 1e3)
-            del model
-        model = TorchRecommender(data, onednn)
         ids, values = model.recommend(inputs, items)
         recommend = ct.median_ms(reps, lambda: model.recommend(inputs, items), budget_s=60.0)
     return {"load_ms": min(load), "recommend_ms": recommend, "top": list(zip(ids.tolist(), values.tolist()))}

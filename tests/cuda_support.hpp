@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -20,12 +21,16 @@
 
 namespace ecr::test {
 
-#define ECR_REQUIRE_GPU()                                                        \
-  do {                                                                           \
-    if (!::ecr::cuda::available()) {                                             \
-      MESSAGE("skipped: no usable GPU: " << ::ecr::cuda::unavailable_reason());  \
-      return;                                                                    \
-    }                                                                            \
+// Skips a test case without a usable GPU, or fails it when ECR_REQUIRE_GPU is set in the
+// environment (tools/gpu_check.sh sets it, so a GPU run never passes by skipping).
+#define ECR_REQUIRE_GPU()                                                                      \
+  do {                                                                                         \
+    if (!::ecr::cuda::available()) {                                                           \
+      if (std::getenv("ECR_REQUIRE_GPU"))                                                      \
+        FAIL("ECR_REQUIRE_GPU is set, but there is no usable GPU: " << ::ecr::cuda::unavailable_reason()); \
+      MESSAGE("skipped: no usable GPU: " << ::ecr::cuda::unavailable_reason());                \
+      return;                                                                                  \
+    }                                                                                          \
   } while (0)
 
 inline constexpr DType kStorages[] = {DType::f32, DType::f16, DType::bf16};

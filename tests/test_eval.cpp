@@ -58,8 +58,7 @@ json run_eval(const ecr::test::RecommenderFixture& fx, const fs::path& out, cons
                                                     ecr::test::cli_path().string(), fx.bundle.string(),
                                                     (fx.kg_dir / "dialogs.jsonl").string(), out.string(), extra),
                                         &log);
-  INFO(log);
-  REQUIRE(rc == 0);
+  REQUIRE_MESSAGE(rc == 0, log);
   std::string table;  // the report without the progress lines
   for (std::size_t at = 0, end; at < log.size(); at = end + 1) {
     end = std::min(log.find('\n', at), log.size());

@@ -399,6 +399,7 @@ TEST_CASE("ecr recommend prints the ranking, and all of it as JSON") {
   CHECK(j["turns"][0]["emotions_from"] == "classifier");
   CHECK(j["turns"][1]["entities"][0]["source"] == "mention");
   CHECK(j["context_ids"].size() > 10);
+  CHECK(j["untrained"] == true);  // make_random_bundle.py marks its bundles
 
   // The same through stdin, as a table; the library's own ranking comes out.
   REQUIRE(ecr::test::run_command(fmt::format("{} recommend --bundle {} --dialog - --top-k 3 < {}", cli,

@@ -79,7 +79,8 @@ fi
 
 # --- 3. tests ------------------------------------------------------------------------------------
 note "ctest -R cuda"
-(cd "$build" && timeout "$(budget 180)" ctest -R cuda --output-on-failure --timeout 120) >"$out/ctest.log" 2>&1
+# ECR_REQUIRE_GPU turns a test that would skip for want of a GPU into a failure.
+(cd "$build" && ECR_REQUIRE_GPU=1 timeout "$(budget 180)" ctest -R cuda --output-on-failure --timeout 120) >"$out/ctest.log" 2>&1
 ctest_rc=$?
 { grep -E "tests passed|tests failed|Failed|\*\*\*|Not Run|Passed|Timeout" "$out/ctest.log" | sed 's/^ *//' | tail -60
   echo "ctest exit code: $ctest_rc"; } >"$out/ctest-summary.txt"

@@ -138,10 +138,19 @@ int recommend(const Argv& argv) {
   request.top_k = static_cast<std::size_t>(top_k);
   request.all_scores = args.get_flag("all-scores");
   const Recommendation r = recommender.recommend(dialog, request);
-  if (args.get_flag("json"))
-    fmt::print("{}\n", to_json(r).dump(-1, ' ', false, json::error_handler_t::replace));
-  else
-    print_table(r, recommender.graph());
+  // tools/make_random_bundle.py marks random weights this way.
+  const auto& meta = recommender.bundle().metadata();
+  const bool untrained = meta.contains("untrained") && meta["untrained"] == true;
+  if (args.get_flag("json")) {
+    json out = to_json(r);
+    out["untrained"] = untrained;
+    fmt::print("{}\n", out.dump(-1, ' ', false, json::error_handler_t::replace));
+    return 0;
+  }
+  if (untrained)
+    fmt::print("note: bundle '{}' was built from random, untrained checkpoints: its ranking is noise\n\n",
+               recommender.bundle().label());
+  print_table(r, recommender.graph());
   return 0;
 }
 

@@ -8,6 +8,7 @@
 
 #include "ecr/core/error.hpp"
 #include "ecr/core/utf8.hpp"
+#include "../kg/words.hpp"
 
 namespace ecr {
 
@@ -146,22 +147,6 @@ std::string html_unescape(std::string_view s) {
   return out;
 }
 
-std::string collapse_whitespace(std::string_view s) {
-  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; };
-  std::string out;
-  for (std::size_t i = 0; i < s.size();) {
-    while (i < s.size() && space(s[i])) ++i;
-    std::size_t j = i;
-    while (j < s.size() && !space(s[j])) ++j;
-    if (j > i) {
-      if (!out.empty()) out.push_back(' ');
-      out.append(s.substr(i, j - i));
-    }
-    i = j;
-  }
-  return out;
-}
-
 }  // namespace
 
 std::string redial_text(std::string_view text, const MovieMentions& mentions) {
@@ -171,14 +156,14 @@ std::string redial_text(std::string_view text, const MovieMentions& mentions) {
       std::size_t j = i + 1;
       while (j < text.size() && text[j] >= '0' && text[j] <= '9') ++j;
       if (auto it = mentions.find(text.substr(i + 1, j - i - 1)); it != mentions.end()) {
-        out += collapse_whitespace(it->second);
+        out += kg_words::collapse_spaces(it->second);
         i = j - 1;
         continue;
       }
     }
     out.push_back(text[i]);
   }
-  return html_unescape(collapse_whitespace(out));
+  return html_unescape(kg_words::collapse_spaces(out));
 }
 
 Dialog Dialog::from_json(const json& j) {

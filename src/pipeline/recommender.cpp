@@ -18,62 +18,24 @@
 #include "ecr/models/roberta.hpp"
 #include "ecr/nn/linear.hpp"
 #include "ecr/text/tokenizer.hpp"
+#include "components.hpp"
 
 namespace ecr {
 
+using namespace pipeline;
+
 namespace {
 
-// ECR_SPEC 2: the turn separators of the two contexts, and RoBERTa's leading token.
-constexpr std::string_view kContextEos = "<|endoftext|>";
-constexpr std::string_view kPromptSep = "</s>";
-constexpr std::string_view kPromptCls = "<s>";
 // ECR_SPEC 6: the classifier reads the user turn followed by eos, unless the component's
 // "input_template" says otherwise.
 constexpr std::string_view kEmotionTemplate = "{text}<|endoftext|>";
 
-const nlohmann::json& component_entry(const Bundle& bundle, const std::string& name, std::string_view role) {
-  const auto& meta = bundle.metadata();
-  const auto components = meta.find("components");
-  if (name.empty() || components == meta.end() || !components->is_object() || !components->contains(name))
-    fail<ConfigError>("bundle '{}': no component '{}' (the recommender's {})", bundle.label(), name, role);
-  return (*components)[name];
-}
-
 // The bundle, once the components recommendation cannot do without are known to be there.
 Bundle with_components(Bundle bundle, const ComponentNames& names) {
-  component_entry(bundle, names.backbone, "backbone");
-  component_entry(bundle, names.text_encoder, "text encoder");
-  component_entry(bundle, names.rec_prompt, "rec prompt");
+  component_entry(bundle, names.backbone, "recommender", "backbone");
+  component_entry(bundle, names.text_encoder, "recommender", "text encoder");
+  component_entry(bundle, names.rec_prompt, "recommender", "rec prompt");
   return bundle;
-}
-
-bool has_component(const Bundle& bundle, const std::string& name) {
-  const auto& meta = bundle.metadata();
-  const auto components = meta.find("components");
-  return !name.empty() && components != meta.end() && components->is_object() && components->contains(name);
-}
-
-Tokenizer component_tokenizer(const Bundle& bundle, const std::string& name, std::string_view role) {
-  const auto& entry = component_entry(bundle, name, role);
-  const auto key = entry.find("tokenizer");
-  if (key == entry.end() || !key->is_string())
-    fail<ConfigError>("bundle '{}': component '{}' names no tokenizer", bundle.label(), name);
-  const auto& meta = bundle.metadata();
-  const auto tokenizers = meta.find("tokenizers");
-  if (tokenizers == meta.end() || !tokenizers->is_object() || !tokenizers->contains(key->get<std::string>()))
-    fail<ConfigError>("bundle '{}': component '{}' uses tokenizer '{}', which the bundle lacks", bundle.label(), name,
-                      key->get<std::string>());
-  return Tokenizer::from_json((*tokenizers)[key->get<std::string>()]);
-}
-
-std::int32_t special_token(const Tokenizer& tokenizer, std::string_view token, const std::string& component) {
-  const auto id = tokenizer.token_to_id(token);
-  if (!id) fail<ConfigError>("component '{}': its tokenizer has no '{}' token (ECR_SPEC 1)", component, token);
-  return *id;
-}
-
-void keep_newest(std::vector<std::int32_t>& ids, std::size_t limit) {
-  if (ids.size() > limit) ids.erase(ids.begin(), ids.end() - static_cast<std::ptrdiff_t>(limit));
 }
 
 // Ranking order: higher score first, then the lower id, so ties are deterministic.
@@ -109,8 +71,8 @@ struct Recommender::Impl {
         options(std::move(o)),
         pool(options.threads ? std::make_shared<ThreadPool>(static_cast<int>(options.threads))
                              : ThreadPool::shared_default()),
-        context_tokenizer(component_tokenizer(bundle, options.components.backbone, "backbone")),
-        prompt_tokenizer(component_tokenizer(bundle, options.components.text_encoder, "text encoder")),
+        context_tokenizer(component_tokenizer(bundle, options.components.backbone, "recommender", "backbone")),
+        prompt_tokenizer(component_tokenizer(bundle, options.components.text_encoder, "recommender", "text encoder")),
         kg(KnowledgeGraph::load(bundle)),
         linker(kg, options.linker) {}
 
@@ -167,8 +129,8 @@ void Recommender::Impl::load_models() {
 void Recommender::Impl::load_classifier() {
   const std::string& name = options.components.emotion_classifier;
   if (!has_component(bundle, name)) return;  // optional: host emotions, or none
-  const auto& entry = component_entry(bundle, name, "emotion classifier");
-  Classifier c{Gpt2Model::load(bundle, name, pool), component_tokenizer(bundle, name, "emotion classifier"), {}, {},
+  const auto& entry = component_entry(bundle, name, "recommender", "emotion classifier");
+  Classifier c{Gpt2Model::load(bundle, name, pool), component_tokenizer(bundle, name, "recommender", "emotion classifier"), {}, {},
                false};
   if (!c.model.has_classifier() || c.model.config().num_labels != static_cast<std::int64_t>(kEmotionLabels.size()))
     fail<ConfigError>("component '{}': an emotion classifier needs a score head over the {} ECR labels, found {}", name,

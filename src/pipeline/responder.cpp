@@ -12,52 +12,22 @@
 #include "ecr/models/prompt_encoder.hpp"
 #include "ecr/models/roberta.hpp"
 #include "ecr/text/tokenizer.hpp"
+#include "components.hpp"
 #include "reply_text.hpp"
 #include "retrieval.hpp"
 
 namespace ecr {
 
+using namespace pipeline;
+
 namespace {
 
-constexpr std::string_view kContextEos = "<|endoftext|>";
-constexpr std::string_view kPromptSep = "</s>";
-constexpr std::string_view kPromptCls = "<s>";
 // UniCRS's conv collator appends the tokens of "System:" to the context to make it answer.
 constexpr std::string_view kSystemCue = "System:";
 
-const nlohmann::json& component_entry(const Bundle& bundle, const std::string& name, std::string_view role) {
-  const auto& meta = bundle.metadata();
-  const auto components = meta.find("components");
-  if (name.empty() || components == meta.end() || !components->is_object() || !components->contains(name))
-    fail<ConfigError>("bundle '{}': no component '{}' (the responder's {})", bundle.label(), name, role);
-  return (*components)[name];
-}
-
-Tokenizer component_tokenizer(const Bundle& bundle, const std::string& name, std::string_view role) {
-  const auto& entry = component_entry(bundle, name, role);
-  const auto key = entry.find("tokenizer");
-  if (key == entry.end() || !key->is_string())
-    fail<ConfigError>("bundle '{}': component '{}' names no tokenizer", bundle.label(), name);
-  const auto& tokenizers = bundle.metadata().value("tokenizers", nlohmann::json::object());
-  if (!tokenizers.is_object() || !tokenizers.contains(key->get<std::string>()))
-    fail<ConfigError>("bundle '{}': component '{}' uses tokenizer '{}', which the bundle lacks", bundle.label(), name,
-                      key->get<std::string>());
-  return Tokenizer::from_json(tokenizers[key->get<std::string>()]);
-}
-
-std::int32_t special_token(const Tokenizer& tokenizer, std::string_view token, const std::string& component) {
-  const auto id = tokenizer.token_to_id(token);
-  if (!id) fail<ConfigError>("component '{}': its tokenizer has no '{}' token (ECR_SPEC 1)", component, token);
-  return *id;
-}
-
-void keep_newest(std::vector<std::int32_t>& ids, std::size_t limit) {
-  if (ids.size() > limit) ids.erase(ids.begin(), ids.end() - static_cast<std::ptrdiff_t>(limit));
-}
-
 // The bundle's knowledge relations (components.<generator>.knowledge_relations), if it names any.
 std::optional<std::vector<std::string>> bundle_relations(const Bundle& bundle, const std::string& generator) {
-  const auto& entry = component_entry(bundle, generator, "generator");
+  const auto& entry = component_entry(bundle, generator, "responder", "generator");
   const auto it = entry.find("knowledge_relations");
   if (it == entry.end()) return std::nullopt;
   if (!it->is_array() || !std::all_of(it->begin(), it->end(), [](const auto& r) { return r.is_string(); }))
@@ -107,9 +77,9 @@ struct Responder::Impl {
         options(std::move(o)),
         pool(options.threads ? std::make_shared<ThreadPool>(static_cast<int>(options.threads))
                              : ThreadPool::shared_default()),
-        context_tokenizer(component_tokenizer(bundle, options.components.backbone, "backbone")),
-        prompt_tokenizer(component_tokenizer(bundle, options.components.text_encoder, "text encoder")),
-        generator_tokenizer(component_tokenizer(bundle, options.components.generator, "generator")),
+        context_tokenizer(component_tokenizer(bundle, options.components.backbone, "responder", "backbone")),
+        prompt_tokenizer(component_tokenizer(bundle, options.components.text_encoder, "responder", "text encoder")),
+        generator_tokenizer(component_tokenizer(bundle, options.components.generator, "responder", "generator")),
         kg(KnowledgeGraph::load(bundle)) {}
 
   void load_models();
@@ -119,7 +89,7 @@ struct Responder::Impl {
 
 void Responder::Impl::load_models() {
   const ComponentNames& names = options.components;
-  component_entry(bundle, names.conv_prompt, "conv prompt");
+  component_entry(bundle, names.conv_prompt, "responder", "conv prompt");
   if (options.context_tokens == 0 || options.prompt_tokens < 2 || options.template_max_new_tokens < 1 ||
       options.items_in_reply == 0)
     fail<ConfigError>("responder: context_tokens, template_max_new_tokens and items_in_reply must be >= 1 and "
