@@ -165,6 +165,10 @@ TEST_CASE("gpt2: classifier scores match torch") {
     const Reference ref = torch_gpt2(f, batch[b], {}, "classifier" + std::to_string(b));
     CHECK(max_abs_diff(slice_rows(scores, static_cast<std::int64_t>(b), 1).reshape({9}), ref.logits) < 1e-4f);
   }
+  // Past n_positions (128), the newest tokens decide.
+  const auto long_ids = random_ids(150, 22);
+  const std::vector<std::vector<std::int32_t>> clipped = {{long_ids.end() - 128, long_ids.end()}};
+  CHECK(max_abs_diff(model.classify(std::vector<std::vector<std::int32_t>>{long_ids}), model.classify(clipped)) == 0.0f);
   CHECK_THROWS_AS(Gpt2Model::load(Bundle::open(tiny().bundle), "lm").classify(batch), ConfigError);
 }
 

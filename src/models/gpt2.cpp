@@ -182,20 +182,27 @@ Gpt2Output Gpt2Model::forward(Gpt2State& state, std::span<const std::int32_t> to
   return run(state, std::span<const std::span<const std::int32_t>>(&tokens, 1), logits);
 }
 
+std::span<const std::int32_t> Gpt2Model::newest(std::span<const std::int32_t> ids) const {
+  const auto limit = static_cast<std::size_t>(config_.n_positions);
+  return ids.size() > limit ? ids.last(limit) : ids;
+}
+
 Gpt2Output Gpt2Model::forward(std::span<const std::int32_t> ids, const Tensor& prefix, Logits logits) const {
-  if (static_cast<std::int64_t>(ids.size()) > config_.n_positions) ids = ids.last(static_cast<std::size_t>(config_.n_positions));
   Gpt2State state = start(prefix);
-  return forward(state, ids, logits);
+  return forward(state, newest(ids), logits);
 }
 
 Tensor Gpt2Model::classify(std::span<const std::vector<std::int32_t>> batch) const {
   if (!has_classifier())
     fail<ConfigError>("component '{}' is not a gpt2_classifier: it has no score head", name_);
-  std::vector<Tensor> none(batch.size());
-  Gpt2State state = start(none);
-  for (const auto& ids : batch)
+  std::vector<std::span<const std::int32_t>> sequences;
+  for (const auto& ids : batch) {
     if (ids.empty()) fail<InputError>("component '{}': cannot classify an empty sequence", name_);
-  Gpt2Output out = forward(state, batch, Logits::none);
+    sequences.push_back(newest(ids));
+  }
+  std::vector<Tensor> no_prefixes(batch.size());
+  Gpt2State state = start(no_prefixes);
+  Gpt2Output out = run(state, sequences, Logits::none);
   const auto b = static_cast<std::int64_t>(batch.size());
   Tensor last = Tensor::empty(DType::f32, {b, config_.n_embd});
   Tensor scores = Tensor::empty(DType::f32, {b, config_.num_labels}, name_ + " scores");

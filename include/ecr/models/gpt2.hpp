@@ -10,9 +10,9 @@
 // result as when run alone (up to float rounding of the differently shaped GEMMs).
 //
 // Context limit: positions are learned up to n_positions. forward() on a state throws
-// InputError when a token would pass that limit; the one-shot forward(ids) keeps the newest
-// n_positions tokens and returns outputs for those only; generate() keeps the newest prompt
-// tokens that leave room for max_new_tokens (models/generate.hpp).
+// InputError when a token would pass that limit; the one-shot forward(ids) and classify() keep
+// the newest n_positions tokens (forward returns outputs for those only); generate() keeps the
+// newest prompt tokens that leave room for max_new_tokens (models/generate.hpp).
 #pragma once
 
 #include <cstdint>
@@ -121,7 +121,8 @@ class Gpt2Model {
   // One sequence from scratch, keeping its newest n_positions tokens (outputs are for those).
   Gpt2Output forward(std::span<const std::int32_t> ids, const Tensor& prefix = {}, Logits logits = Logits::none) const;
 
-  // gpt2_classifier: the `score` head on each sequence's last token, (batch, num_labels).
+  // gpt2_classifier: the `score` head on each sequence's last token, (batch, num_labels); like
+  // the one-shot forward, each sequence keeps its newest n_positions tokens.
   Tensor classify(std::span<const std::vector<std::int32_t>> batch) const;
 
  private:
@@ -133,6 +134,8 @@ class Gpt2Model {
     nn::Linear c_fc;
     nn::Linear mlp_proj;
   };
+  // The last n_positions of `ids` (the context policy of the one-shot calls).
+  std::span<const std::int32_t> newest(std::span<const std::int32_t> ids) const;
   Gpt2Output run(Gpt2State& state, std::span<const std::span<const std::int32_t>> tokens, Logits logits) const;
   void attention(std::int64_t layer, Gpt2State& state, std::span<const std::int64_t> offsets) const;
 
