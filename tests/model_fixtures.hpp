@@ -11,11 +11,13 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <random>
 #include <sstream>
 #include <string>
 
 #include <fmt/format.h>
 
+#include "ecr/models/gpt2.hpp"
 #include "support.hpp"
 
 namespace ecr::test {
@@ -95,6 +97,25 @@ inline std::string join_ids(std::span<const std::int32_t> ids) {
   std::string s;
   for (std::size_t i = 0; i < ids.size(); ++i) s += (i ? "," : "") + std::to_string(ids[i]);
   return s;
+}
+
+// The GPT-2 side's vocabulary (50257 byte-level tokens + <pad> + <movie>).
+inline constexpr int kVocab = 50259;
+
+inline std::vector<std::int32_t> random_ids(std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<std::int32_t> dist(0, kVocab - 1);
+  std::vector<std::int32_t> ids(n);
+  for (auto& id : ids) id = dist(rng);
+  return ids;
+}
+
+inline Tensor random_prefix(const Gpt2Config& c, std::int64_t rows, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 0.5f);
+  Tensor p = Tensor::empty(DType::f32, {rows, c.prefix_width()}, "prefix");
+  for (float& v : p.span<float>()) v = dist(rng);
+  return p;
 }
 
 }  // namespace ecr::test

@@ -15,23 +15,6 @@ using namespace ecr::test;
 
 namespace {
 
-constexpr int kVocab = 50259;
-
-std::vector<std::int32_t> random_ids(std::size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<std::int32_t> dist(0, kVocab - 1);
-  std::vector<std::int32_t> ids(n);
-  for (auto& id : ids) id = dist(rng);
-  return ids;
-}
-
-Tensor random_prefix(const Gpt2Config& c, std::int64_t rows, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 0.5f);
-  Tensor p = Tensor::empty(DType::f32, {rows, c.prefix_width()}, "prefix");
-  for (float& v : p.span<float>()) v = dist(rng);
-  return p;
-}
 
 struct Reference {
   Tensor logits;  // (T, V), or (num_labels) for a classifier
