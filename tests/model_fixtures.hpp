@@ -100,11 +100,13 @@ inline std::string join_ids(std::span<const std::int32_t> ids) {
 }
 
 // The GPT-2 side's vocabulary (50257 byte-level tokens + <pad> + <movie>).
-inline constexpr int kVocab = 50259;
+inline constexpr int kGpt2Vocab = 50259;
 
-inline std::vector<std::int32_t> random_ids(std::size_t n, unsigned seed) {
+// n token ids drawn uniformly from [low, high] (default: the whole GPT-2 vocabulary).
+inline std::vector<std::int32_t> random_ids(std::size_t n, unsigned seed, std::int32_t low = 0,
+                                            std::int32_t high = kGpt2Vocab - 1) {
   std::mt19937 rng(seed);
-  std::uniform_int_distribution<std::int32_t> dist(0, kVocab - 1);
+  std::uniform_int_distribution<std::int32_t> dist(low, high);
   std::vector<std::int32_t> ids(n);
   for (auto& id : ids) id = dist(rng);
   return ids;

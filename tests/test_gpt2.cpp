@@ -186,7 +186,7 @@ TEST_CASE("gpt2: a context longer than n_positions keeps the newest tokens") {
   model.forward(state, newest);
   const std::int32_t more = 5;
   CHECK_THROWS_AS(model.forward(state, std::span<const std::int32_t>(&more, 1)), InputError);
-  CHECK_THROWS_AS(model.forward(std::vector<std::int32_t>{1, kVocab}), InputError);
+  CHECK_THROWS_AS(model.forward(std::vector<std::int32_t>{1, kGpt2Vocab}), InputError);
 }
 
 TEST_CASE("gpt2: a bundle that does not match its config gives ShapeError naming the tensor") {

@@ -16,11 +16,9 @@ constexpr int kVocab = 50266;
 
 RobertaFixture tiny() { return roberta_fixture(2, 4, 64, 256, 130); }
 
-std::vector<std::int32_t> random_ids(std::size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<std::int32_t> dist(3, kVocab - 1);
-  std::vector<std::int32_t> ids(n);
-  for (auto& id : ids) id = dist(rng);
+// A RoBERTa input: <s>, random ordinary tokens (ids from 3), </s>.
+std::vector<std::int32_t> roberta_ids(std::size_t n, unsigned seed) {
+  auto ids = random_ids(n, seed, 3, kVocab - 1);
   ids.front() = 0;  // <s>
   ids.back() = 2;   // </s>
   return ids;
@@ -41,7 +39,7 @@ TEST_CASE("roberta: last hidden states match torch") {
   const RobertaFixture f = tiny();
   const Bundle bundle = Bundle::open(f.bundle);
   const RobertaModel model = RobertaModel::load(bundle, "text");
-  const auto ids = random_ids(21, 1);
+  const auto ids = roberta_ids(21, 1);
   const Tensor out = model.encode(ids);
   CHECK(out.shape() == Shape{21, 64});
   CHECK(max_abs_diff(out, torch_roberta(f, ids, "plain")) < 1e-4f);
@@ -53,7 +51,7 @@ TEST_CASE("roberta: padding ids inside a sequence take HF's position ids") {
   const RobertaFixture f = tiny();
   const Bundle bundle = Bundle::open(f.bundle);
   const RobertaModel model = RobertaModel::load(bundle, "text");
-  auto ids = random_ids(12, 2);
+  auto ids = roberta_ids(12, 2);
   ids[4] = 1;  // <pad>: position pad_token_id, and the tokens after it count on without it
   ids[10] = 1;
   CHECK(max_abs_diff(model.encode(ids), torch_roberta(f, ids, "pad")) < 1e-4f);
@@ -64,7 +62,7 @@ TEST_CASE("roberta: a batch of different lengths equals one sequence at a time")
   ECR_REQUIRE_TORCH();
   const Bundle bundle = Bundle::open(tiny().bundle);
   const RobertaModel model = RobertaModel::load(bundle, "text", std::make_shared<ThreadPool>(2));
-  const std::vector<std::vector<std::int32_t>> batch = {random_ids(7, 3), random_ids(30, 4), random_ids(2, 5)};
+  const std::vector<std::vector<std::int32_t>> batch = {roberta_ids(7, 3), roberta_ids(30, 4), roberta_ids(2, 5)};
   const std::vector<Tensor> out = model.encode(batch);
   REQUIRE(out.size() == 3);
   for (std::size_t b = 0; b < batch.size(); ++b) {
@@ -81,8 +79,8 @@ TEST_CASE("roberta: too many tokens or unknown ids give InputError") {
   const RobertaConfig& c = model.config();
   CHECK(c.max_tokens() == c.max_position_embeddings - 2);  // positions 2.. after pad_token_id 1
   const auto limit = static_cast<std::size_t>(c.max_tokens());
-  CHECK_NOTHROW(model.encode(random_ids(limit, 6)));
-  CHECK_THROWS_AS(model.encode(random_ids(limit + 1, 6)), InputError);
+  CHECK_NOTHROW(model.encode(roberta_ids(limit, 6)));
+  CHECK_THROWS_AS(model.encode(roberta_ids(limit + 1, 6)), InputError);
   CHECK_THROWS_AS(model.encode(std::vector<std::int32_t>{0, kVocab, 2}), InputError);
 }
 
