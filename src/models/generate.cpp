@@ -10,7 +10,12 @@ namespace {
 
 constexpr float kBanned = -std::numeric_limits<float>::infinity();
 
-void check_options(const GenerateOptions& o) {
+// The top 53 bits as a double in [0, 1): the same on every standard library.
+double uniform(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+
+}  // namespace
+
+void check_generate_options(const GenerateOptions& o) {
   if (o.max_new_tokens < 0) fail<InputError>("generate: max_new_tokens {} is negative", o.max_new_tokens);
   if (!(o.temperature >= 0.0f)) fail<InputError>("generate: temperature {} is negative", o.temperature);
   if (o.top_k < 0) fail<InputError>("generate: top_k {} is negative", o.top_k);
@@ -20,11 +25,6 @@ void check_options(const GenerateOptions& o) {
   if (o.no_repeat_ngram_size < 0)
     fail<InputError>("generate: no_repeat_ngram_size {} is negative", o.no_repeat_ngram_size);
 }
-
-// The top 53 bits as a double in [0, 1): the same on every standard library.
-double uniform(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
-
-}  // namespace
 
 void apply_repetition_penalty(std::span<float> logits, std::span<const std::int32_t> context, float penalty) {
   if (penalty == 1.0f) return;
@@ -104,7 +104,7 @@ std::int32_t choose_token(std::span<float> logits, const GenerateOptions& option
 
 Generation generate(const Gpt2Model& model, std::span<const std::int32_t> prompt, const GenerateOptions& options,
                     const Tensor& prefix) {
-  check_options(options);
+  check_generate_options(options);
   if (prompt.empty()) fail<InputError>("generate: the prompt is empty");
   const std::int64_t positions = model.config().n_positions;
   if (options.max_new_tokens >= positions)

@@ -113,17 +113,6 @@ GraphKey key_of(const GenerateOptions& o) {
   return {o.temperature, o.top_k, o.top_p, o.seed, o.repetition_penalty, o.no_repeat_ngram_size};
 }
 
-// ecr::generate's option checks, with its messages.
-void check_options(const GenerateOptions& o) {
-  if (o.max_new_tokens < 0) fail<InputError>("generate: max_new_tokens {} is negative", o.max_new_tokens);
-  if (!(o.temperature >= 0.0f)) fail<InputError>("generate: temperature {} is negative", o.temperature);
-  if (o.top_k < 0) fail<InputError>("generate: top_k {} is negative", o.top_k);
-  if (!(o.top_p > 0.0f && o.top_p <= 1.0f)) fail<InputError>("generate: top_p {} is outside (0, 1]", o.top_p);
-  if (!(o.repetition_penalty > 0.0f))
-    fail<InputError>("generate: repetition_penalty {} must be positive", o.repetition_penalty);
-  if (o.no_repeat_ngram_size < 0)
-    fail<InputError>("generate: no_repeat_ngram_size {} is negative", o.no_repeat_ngram_size);
-}
 
 kernels::Activation kernel_activation(nn::Activation a) {
   return a == nn::Activation::gelu_erf ? kernels::Activation::gelu_erf : kernels::Activation::gelu_tanh;
@@ -431,7 +420,7 @@ Gpt2DeviceOutput Gpt2Session::forward(std::span<const std::int32_t> tokens, Logi
 Generation Gpt2Session::generate(std::span<const std::int32_t> prompt, const GenerateOptions& options) {
   Impl& m = *impl_;
   const Gpt2Config& c = m.w->config;
-  check_options(options);
+  check_generate_options(options);
   if (prompt.empty()) fail<InputError>("generate: the prompt is empty");
   if (options.max_new_tokens >= c.n_positions)
     fail<InputError>("generate: max_new_tokens {} leaves no room for a prompt in {} positions", options.max_new_tokens,

@@ -47,6 +47,10 @@ struct Generation {
 Generation generate(const Gpt2Model& model, std::span<const std::int32_t> prompt, const GenerateOptions& options,
                     const Tensor& prefix = {});
 
+// InputError naming the option when `options` asks for something impossible (a negative count,
+// top_p outside (0, 1], a non-positive penalty). generate() and the device decoder call it.
+void check_generate_options(const GenerateOptions& options);
+
 // The logits processors, exposed for tests and other decoders. `context` is prompt + generated.
 // HF RepetitionPenaltyLogitsProcessor: a seen token's logit is divided by `penalty` when
 // positive, multiplied when negative.
