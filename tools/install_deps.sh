@@ -6,7 +6,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libeigen3-dev libfmt-dev doctest-dev libzstd-dev zlib1g-dev nlohmann-json3-dev libbenchmark-dev
   python3 python3-numpy python3-torch   # converter, torch references (tests' oracle)
-  clang                                 # the libFuzzer target
+  clang libclang-rt-dev                 # the libFuzzer target (its runtime is a separate package)
   tmux                                  # drives `ecr chat` in its terminal test
 )
 missing=()
