@@ -18,8 +18,8 @@ the bundle in command-line order.
   lm_head.*, the pooler (unused by ECR) and the position_ids / token_type_ids buffers are
   dropped.
 
-- --rec-prompt / --conv-prompt: ECR's / UniCRS's KGPrompt state dict (tools/ecr_prompt.py), stored
-  as float32 whatever --dtype says. The prefix is split into the heads of the GPT-2 components
+- --rec-prompt / --conv-prompt: ECR's / UniCRS's KGPrompt state dict (tools/ecr_prompt.py), its
+  floating tensors cast to --dtype like every other weight. The prefix is split into the heads of the GPT-2 components
   given before it (they must agree), or --prompt-n-head. An emotion classifier is a --gpt2 whose
   checkpoint has score.weight.
 - --reviews: calls tools/ecr_reviews.py's add_to_bundle(meta, tensors, FILE, kg) with the
@@ -360,7 +360,7 @@ def add_prompt(kind):
         if name in bundle.meta["components"]:
             raise ConvertError(f"component {name!r} given twice")
         adder = ecr_prompt.add_rec_prompt if kind == "rec" else ecr_prompt.add_conv_prompt
-        adder(bundle, bundle.meta, name, path, prompt_heads(bundle, path))
+        adder(bundle, bundle.meta, name, path, prompt_heads(bundle, path), bundle.dtype)
     return add
 
 

@@ -9,7 +9,8 @@ PromptEncoder.
 metadata is still being assembled (BundleWriter takes its metadata when it is made). `meta` is
 the bundle's metadata dict; meta["components"][name] becomes
     {"type": "kgprompt_rec" | "kgprompt_conv", "config": {...}}
-and every tensor the forward path uses goes in as "name/<checkpoint key>", as float32. Keys the
+and every tensor the forward path uses goes in as "name/<checkpoint key>", as float32 unless
+the caller passes another floating dtype (convert.py passes its --dtype). Keys the
 published forward path never reads are dropped (rec: emo_fuse_proj3.*, copy_proj_1.*,
 copy_proj_2.*; both: edge_index, edge_type, since the KG files are the source of edges). Any
 other unknown key, a missing key, or shapes that contradict each other raise ConversionError.
@@ -96,23 +97,23 @@ def _config(sd, kind, n_head, path):
     return config
 
 
-def _add(kind, writer, meta, name, model_pt_path, n_head):
+def _add(kind, writer, meta, name, model_pt_path, n_head, dtype=torch.float32):
     sd = _select(_load(model_pt_path), kind, model_pt_path)
     meta.setdefault("components", {})[name] = {"type": f"kgprompt_{kind}",
                                                "config": _config(sd, kind, n_head, model_pt_path)}
     for key, tensor in sd.items():
-        writer.add(f"{name}/{key}", tensor.detach().to(torch.float32).contiguous().numpy())
+        writer.add(f"{name}/{key}", tensor.detach().to(dtype).contiguous())
     return meta["components"][name]
 
 
-def add_rec_prompt(writer, meta, name, model_pt_path, n_head):
+def add_rec_prompt(writer, meta, name, model_pt_path, n_head, dtype=torch.float32):
     """ECR's rec KGPrompt (model.pt). n_head: the backbone's attention heads."""
-    return _add("rec", writer, meta, name, model_pt_path, n_head)
+    return _add("rec", writer, meta, name, model_pt_path, n_head, dtype)
 
 
-def add_conv_prompt(writer, meta, name, model_pt_path, n_head):
+def add_conv_prompt(writer, meta, name, model_pt_path, n_head, dtype=torch.float32):
     """UniCRS's conv KGPrompt (model.pt). n_head: the backbone's attention heads."""
-    return _add("conv", writer, meta, name, model_pt_path, n_head)
+    return _add("conv", writer, meta, name, model_pt_path, n_head, dtype)
 
 
 class _Collector:
