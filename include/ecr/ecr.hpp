@@ -5,6 +5,7 @@
 #include "ecr/core/tensor.hpp"
 #include "ecr/core/utf8.hpp"
 #include "ecr/device/cuda.hpp"
+#include "ecr/default_bundle.hpp"
 #include "ecr/dialog.hpp"
 #include "ecr/eval/metrics.hpp"
 #include "ecr/io/bundle.hpp"
