@@ -78,8 +78,12 @@ def batches(items, size, rng):
 def fit(name, model_params, steps_of_epoch, epochs, lr, step_fn, log, max_steps=None, weight_decay=0.01):
     """AdamW with linear warm-up and cosine decay over all steps; tqdm shows loss and ETA. Returns
     the mean loss of the first and the last tenth of the steps (the smoke check compares them)."""
-    params = [p for p in model_params if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    groups = list(model_params)
+    if groups and not isinstance(groups[0], dict):
+        groups = [{"params": groups}]
+    groups = [dict(g, params=[p for p in g["params"] if p.requires_grad]) for g in groups]
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     plan = [steps_of_epoch(e) for e in range(epochs)]
     total = sum(len(p) for p in plan)
     if max_steps:
@@ -246,33 +250,37 @@ def train_emotion(c, vocab, size, a, log, rng):
                 for d in c.train for t in d.turns if t.user and t.text]
     model = Gpt2(vocab, size["c_d"], size["c_layers"], size["c_heads"], 256, num_labels=9)
 
-    def logits(seqs):
-        x = vocab.compact(pad(seqs, EOS))
-        h = model(x)
-        last = torch.tensor([len(s) - 1 for s in seqs])
-        return h[torch.arange(len(seqs)), last] @ model.score.T
-
     def step(batch):
         target = torch.tensor([w for _, w in batch])
-        return -(target * logits([s for s, _ in batch]).log_softmax(-1)).sum(-1).mean()
+        return -(target * classify(model, [s for s, _ in batch]).log_softmax(-1)).sum(-1).mean()
 
     model.train()
     res = fit("emotion_classifier", model.parameters(), lambda e: batches(examples, 64, rng), size["cls_epochs"], 2e-3,
               step, log, size["max_steps"])
     model.eval()
-    # Every user turn gets the classifier's emotions, as the engine will give them at inference.
+    return model, res
+
+
+def classify(model, seqs):
+    """ECR_SPEC 6: the score head on each sequence's last hidden state."""
+    h = model(model.vocab.compact(pad(seqs, EOS)))
+    return h[torch.arange(len(seqs)), torch.tensor([len(s) - 1 for s in seqs])] @ model.score.T
+
+
+def label_emotions(c, model, log):
+    """Every user turn gets the classifier's emotions, as the engine will give them at inference."""
+    skip = len(c.tok.encode("User: "))
     with torch.no_grad():
         turns = [t for d in c.dialogs for t in d.turns if t.user and t.text]
         for i in range(0, len(turns), 256):
             chunk = turns[i:i + 256]
-            probs = logits([t.g_ids[len(c.tok.encode("User: ")):][-255:] for t in chunk]).softmax(-1)
+            probs = classify(model, [t.g_ids[skip:][-255:] for t in chunk]).softmax(-1)
             for t, p in zip(chunk, probs.tolist()):
                 t.emotions = p
         agree = [max(range(9), key=lambda k: t.emotions[k]) == max(range(9), key=lambda k: t.weak[k])
                  for d in c.valid for t in d.turns if t.user and t.text]
         if agree:
             log.stage("emotion_classifier", valid_top1_agreement_with_weak_labels=float(np.mean(agree)))
-    return model, res
 
 
 class PromptBatcher:
@@ -350,10 +358,18 @@ def train_rec(c, vocab, r_vocab, backbone, text_encoder, cooc, size, a, log, rng
         weight = torch.tensor([w for *_, w in batch])
         return (F.cross_entropy(logits, target, reduction="none") * weight).sum() / weight.sum()
 
+    # ECR freezes its DialoGPT backbone here. A 4-layer backbone trained from scratch on 400k tokens
+    # could not be steered by the prefix alone (the prompt's projections stayed at their initial
+    # scale and the ranking ignored the dialog), so its blocks are tuned too, at a fifth of the
+    # prompt's learning rate; the embeddings, and with them the LM head, stay as the LM left them.
+    tuned = [p for n, p in backbone.named_parameters() if n.startswith(("transformer.h.", "transformer.ln_f."))]
+    for p in tuned:
+        p.requires_grad_(True)
     prompt.train()
-    res = fit("rec_prompt", prompt.parameters(), lambda e: batches(train, 32, rng), size["rec_epochs"], 1e-3, step,
-              log, size["max_steps"])
+    res = fit("rec_prompt", [{"params": list(prompt.parameters())}, {"params": tuned, "lr": a.rec_lr / 5}],
+              lambda e: batches(train, 32, rng), size["rec_epochs"], a.rec_lr, step, log, size["max_steps"])
     prompt.eval()
+    backbone.requires_grad_(False)
     items = torch.tensor(sorted(c.kg.item_set))
     with torch.no_grad():
         hits = {1: [], 10: [], 50: []}
@@ -414,9 +430,10 @@ def generator_examples(c, dialogs, rng):
             if t and not turn.user and turn.items and turn.text]
 
 
-def train_generator(c, vocab, backbone, size, a, log, rng):
+def train_generator(c, vocab, lm_state, size, a, log, rng):
+    """lm_state: the backbone as the language-model stage left it (before the rec stage tuned it)."""
     model = Gpt2(vocab, size["d"], size["layers"], size["heads"], size["positions"])
-    model.load_state_dict(backbone.state_dict())
+    model.load_state_dict(lm_state)
 
     def step(batch):
         seqs = [p + r for p, r in batch]
@@ -433,6 +450,29 @@ def train_generator(c, vocab, backbone, size, a, log, rng):
               size["gen_epochs"], 5e-4, step, log, size["max_steps"])
     model.eval()
     return model, res
+
+
+def load_gpt2(model, directory):
+    """A checkpoint save_gpt2 wrote, back into a trainer module (the same training vocabulary)."""
+    sd = torch.load(os.path.join(directory, "pytorch_model.bin"), map_location="cpu")
+    own = {"transformer.wte": sd.pop("transformer.wte.weight")[model.vocab.ids],
+           "transformer.wpe": sd.pop("transformer.wpe.weight")}
+    sd.pop("lm_head.weight", None)
+    if "score.weight" in sd:
+        own["score"] = sd.pop("score.weight")
+    model.load_state_dict({**sd, **own})
+    return model.eval()
+
+
+def load_roberta(model, directory):
+    sd = torch.load(os.path.join(directory, "pytorch_model.bin"), map_location="cpu")
+    e = "embeddings."
+    own = {e + "word_embeddings": sd.pop(e + "word_embeddings.weight")[model.vocab.ids],
+           e + "position_embeddings": sd.pop(e + "position_embeddings.weight"),
+           e + "token_type_embeddings": sd.pop(e + "token_type_embeddings.weight")}
+    own.update({k: v for k, v in model.state_dict().items() if k.startswith("mlm_")})  # the head is not saved
+    model.load_state_dict({**sd, **own})
+    return model.eval()
 
 
 # --- output ----------------------------------------------------------------------------------------
@@ -483,6 +523,12 @@ def main(argv=None):
     p.add_argument("--smoke", action="store_true", help="tiny models, a few dialogs and steps; fails unless losses fall")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--resume-from", metavar="CHECKPOINTS", help="take the backbone, text encoder and emotion "
+                   "classifier from an earlier run's checkpoints folder and train the later stages only")
+    p.add_argument("--rec-epochs", type=int, help="override the rec prompt's epochs")
+    p.add_argument("--rec-lr", type=float, default=1e-3, help="the rec prompt's peak learning rate")
+    p.add_argument("--gen-epochs", type=int, help="override the generator's epochs")
+    p.add_argument("--conv-examples", type=int, help="override how many templates the conv prompt trains on")
     a = p.parse_args(argv)
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
@@ -517,20 +563,35 @@ def main(argv=None):
     log.stage("data", gpt2_vocab_rows=len(vocab), roberta_vocab_rows=len(r_vocab), classifier_vocab_rows=len(c_vocab))
 
     results = {}
-    backbone, results["backbone"] = train_backbone(c, vocab, size, a, log, rng)
+    for key in ("rec_epochs", "gen_epochs", "conv_examples"):
+        if getattr(a, key):
+            size = dict(size, **{key: getattr(a, key)})
+    if a.resume_from:
+        r = a.resume_from
+        backbone = load_gpt2(Gpt2(vocab, size["d"], size["layers"], size["heads"], size["positions"]), f"{r}/backbone")
+        text_encoder = load_roberta(Roberta(vocab=r_vocab, d=size["r_d"], n_layer=size["r_layers"], n_head=size["r_heads"],
+                                            inner=size["r_inner"], max_positions=data.PROMPT_TOKENS + 3,
+                                            pad_full_id=R_PAD), f"{r}/text_encoder")
+        emotion = load_gpt2(Gpt2(c_vocab, size["c_d"], size["c_layers"], size["c_heads"], 256, num_labels=9),
+                            f"{r}/emotion_classifier")
+        log.stage("resumed", checkpoints=r)
+    else:
+        backbone, results["backbone"] = train_backbone(c, vocab, size, a, log, rng)
+        text_encoder, results["text_encoder"] = train_text_encoder(c, r_vocab, size, a, log, rng)
+        emotion, results["emotion_classifier"] = train_emotion(c, c_vocab, size, a, log, rng)
     backbone.requires_grad_(False)
-    text_encoder, results["text_encoder"] = train_text_encoder(c, r_vocab, size, a, log, rng)
     text_encoder.requires_grad_(False)
-    emotion, results["emotion_classifier"] = train_emotion(c, c_vocab, size, a, log, rng)
+    label_emotions(c, emotion, log)
 
     annotated = os.path.join(a.out, "annotated_dialogs.jsonl")
     write_annotated(c, annotated)
     kg_meta = ecr_kg.load_kg(c.kg.directory)
     cooc = ecr_kg.cooccurrence(kg_meta, ecr_kg.read_dialogs(annotated))
     log.stage("data", cooccurrence_nnz=int(len(cooc[2])))
+    lm_state = {k: v.clone() for k, v in backbone.state_dict().items()}
     rec, results["rec_prompt"] = train_rec(c, vocab, r_vocab, backbone, text_encoder, cooc, size, a, log, rng)
     conv, results["conv_prompt"] = train_conv(c, vocab, r_vocab, backbone, text_encoder, rec, size, a, log, rng)
-    generator, results["generator"] = train_generator(c, vocab, backbone, size, a, log, rng)
+    generator, results["generator"] = train_generator(c, vocab, lm_state, size, a, log, rng)
 
     ck = os.path.join(a.out, "checkpoints")
     vocab_dir = os.path.join(a.data, "gpt2")
