@@ -60,6 +60,10 @@ struct RecommenderOptions {
   bool global_entities = true;
   // Leave items already mentioned in the dialog out of the ranking (off: the paper's setting).
   bool exclude_mentioned = false;
+  // ECR's emotions (host-given or the classifier's). Off: every turn is taken as unlabelled, so
+  // the rec prompt runs without emotion fusion and global entities (the paper's "w/o emotion"
+  // ablation; `ecr eval --no-emotions`).
+  bool emotions = true;
   // Run the linker on the text of turns that carry no entity ids; off: only the dialog's ids
   // count (ecr eval uses ReDial's annotations this way).
   bool link_text = true;

@@ -2,9 +2,15 @@
 //
 // Samples, as UniCRS/ECR build them: every system turn that mentions a recommendable movie
 // (its annotated `item` names that are KG items) gives one sample per such movie, with the dialog
-// before that turn as the context. Entities are the messages' annotations (the linker is off
-// unless --link-text). Feedback is the seeker's `liked` for that movie in initiatorQuestions,
-// else the recommender's report of it in respondentQuestions, else unknown (no AUC pair).
+// before that turn as the context. Entities are the messages' annotations; a record without any
+// (the raw ReDial test split) is annotated by the linker first, message by message, exactly as
+// the trainer (tools/ecr_train) annotates its training dialogs. Feedback is the seeker's `liked`
+// for that movie in initiatorQuestions, else the recommender's report of it in
+// respondentQuestions, else unknown (no AUC pair).
+//
+// Baselines go through the same samples and metrics: `--baseline random` (seeded uniform
+// scores) and `--baseline popularity` (how often each item is mentioned in --popularity-from's
+// dialogs, annotated the same way); `--no-emotions` is ECR's "w/o emotion" ablation.
 #include <unistd.h>
 
 #include <chrono>
@@ -13,6 +19,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <random>
 #include <set>
 
 #include <fmt/format.h>
@@ -58,10 +65,36 @@ eval::Feedback feedback_of(const json& record, const std::string& movie_id) {
   return eval::Feedback::unknown;
 }
 
+bool has_annotations(const json& record) {
+  for (const auto& m : record["messages"])
+    if (m.is_object() && (m.contains("item") || m.contains("movie") || m.contains("entity"))) return true;
+  return false;
+}
+
+// A ReDial record as a Dialog with entity ids: its annotations, else the linker's entities of
+// each message (movies as `item`, the rest as `entity`, as the annotations have them).
+Dialog annotated_dialog(const json& record, const Recommender& recommender) {
+  const KnowledgeGraph& kg = recommender.graph();
+  if (!record.is_object() || !record.contains("messages") || !record["messages"].is_array() ||
+      has_annotations(record))
+    return Dialog::from_redial(record, &kg);
+  const MovieMentions mentions = Dialog::from_redial(record).movie_mentions;
+  json copy = record;
+  for (auto& m : copy["messages"]) {
+    if (!m.is_object() || !m.contains("text") || !m["text"].is_string()) continue;
+    json items = json::array(), others = json::array();
+    for (const auto& e : recommender.linker().link(m["text"].get_ref<const std::string&>(), &mentions))
+      (kg.is_item(e.id) ? items : others).push_back(std::string(kg.entity_key(e.id)));
+    m["item"] = std::move(items);
+    m["entity"] = std::move(others);
+  }
+  return Dialog::from_redial(copy, &kg);
+}
+
 // The samples of one ReDial record.
 void add_samples(const json& record, const Recommender& recommender, std::vector<Sample>& out, Counts& counts) {
   const KnowledgeGraph& kg = recommender.graph();
-  const Dialog dialog = Dialog::from_redial(record, &kg);
+  const Dialog dialog = annotated_dialog(record, recommender);
   // KG movie -> the ReDial ids (movieMentions keys) whose title resolves to it.
   std::map<std::int64_t, std::string> redial_id;
   for (const auto& [id, title] : dialog.movie_mentions)
@@ -88,6 +121,36 @@ void add_samples(const json& record, const Recommender& recommender, std::vector
       out.push_back({context, gold, feedback});
     }
   }
+}
+
+// How often each entity is mentioned in the dialogs of `files` (comma-separated): the
+// popularity baseline's scores.
+std::vector<float> mention_counts(const std::string& files, const Recommender& recommender) {
+  std::vector<float> counts(static_cast<std::size_t>(recommender.graph().num_entities()), 0.f);
+  std::size_t begin = 0;
+  while (begin <= files.size()) {
+    const std::size_t end = std::min(files.find(',', begin), files.size());
+    const std::string path = files.substr(begin, end - begin);
+    begin = end + 1;
+    if (path.empty()) continue;
+    std::ifstream in(path);
+    if (!in) fail<IoError>("{}: cannot open (--popularity-from)", path);
+    std::size_t line_number = 0;
+    for (std::string line; std::getline(in, line);) {
+      ++line_number;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      try {
+        for (const Turn& turn : annotated_dialog(json::parse(line), recommender).turns)
+          for (std::int64_t e : turn.entities)
+            if (recommender.graph().is_item(e)) counts[static_cast<std::size_t>(e)] += 1.f;
+      } catch (const json::exception& e) {
+        fail<InputError>("{}:{}: not valid JSON: {}", path, line_number, e.what());
+      } catch (const InputError& e) {
+        fail<InputError>("{}:{}: {}", path, line_number, e.what());
+      }
+    }
+  }
+  return counts;
 }
 
 // 1-based rank of the gold item among all items (ties: the lower id first, as the Recommender
@@ -176,7 +239,7 @@ int eval(const Argv& argv) {
             "Recommendation metrics of ECR over ReDial dialogs (one JSON object a line): every system turn that\n"
             "mentions a recommendable movie is a sample with the dialog before it as context. Prints Recall, MRR\n"
             "and NDCG @1/10/50, RT@K (recall over liked movies) and the feedback AUC, global and batch-averaged.");
-  args.option("bundle", "BUNDLE", "bundle with backbone, text_encoder, rec_prompt and the KG")
+  args.option("bundle", "BUNDLE", kBundleHelp)
       .option("dialogs", "FILE", "ReDial dialogs, JSON lines")
       .option("batch-size", "N", "samples per Recommender batch and per AUC batch", "32")
       .option("limit", "N", "read only the first N dialogs")
@@ -185,7 +248,11 @@ int eval(const Argv& argv) {
       .option("responses", "N", "also write replies for the first N samples (conv_prompt and generator needed) and "
               "report Dist-1..4 and their mean length", "0")
       .flag("link-text", "also link entities in turns without annotations")
-      .flag("no-global-entities", "leave the co-occurrence (global) entities out of the prompt");
+      .flag("no-global-entities", "leave the co-occurrence (global) entities out of the prompt")
+      .flag("no-emotions", "ECR's ablation: no emotions (no classifier, no emotion fusion, no global entities)")
+      .option("baseline", "NAME", "model (the bundle), random, or popularity", "model")
+      .option("popularity-from", "FILES", "comma-separated ReDial files whose item mentions rank --baseline popularity")
+      .option("seed", "S", "seed of --baseline random", "0");
   if (!args.parse(argv)) return 0;
   const long long batch_size = args.get_int("batch-size");
   const long long threads = args.get_int("threads");
@@ -198,8 +265,17 @@ int eval(const Argv& argv) {
   options.threads = static_cast<std::size_t>(threads);
   options.link_text = args.get_flag("link-text");
   options.global_entities = !args.get_flag("no-global-entities");
+  options.emotions = !args.get_flag("no-emotions");
+  const std::string baseline = args.get("baseline");
+  if (baseline != "model" && baseline != "random" && baseline != "popularity")
+    fail<InputError>("--baseline must be model, random or popularity, got '{}'", baseline);
+  if ((baseline == "popularity") != args.has("popularity-from"))
+    fail<InputError>("--baseline popularity and --popularity-from FILES go together");
+  const long long seed = args.get_int("seed");
+  if (seed < 0) fail<InputError>("--seed must be 0 or more, got {}", seed);
   const auto t0 = Clock::now();
-  const Recommender recommender = Recommender::load(args.get("bundle"), options);
+  const std::filesystem::path bundle_path = bundle_or_default(args);
+  const Recommender recommender = Recommender::load(bundle_path, options);
   const long long responses = args.get_int("responses");
   if (responses < 0) fail<InputError>("--responses must be 0 or more, got {}", responses);
   ResponderOptions responder_options;
@@ -233,6 +309,10 @@ int eval(const Argv& argv) {
   }
 
   const auto items = recommender.graph().items();
+  const std::size_t n_entities = static_cast<std::size_t>(recommender.graph().num_entities());
+  std::vector<float> popularity;
+  if (baseline == "popularity") popularity = mention_counts(args.get("popularity-from"), recommender);
+  std::mt19937_64 random_scores(static_cast<std::uint64_t>(seed));
   std::vector<eval::RankedSample> ranked;
   ranked.reserve(samples.size());
   Progress progress(samples.size());
@@ -245,6 +325,17 @@ int eval(const Argv& argv) {
     const std::size_t count = std::min(step, samples.size() - first);
     std::vector<Dialog> batch;
     for (std::size_t i = first; i < first + count; ++i) batch.push_back(samples[i].context);
+    if (baseline != "model") {
+      std::uniform_real_distribution<float> uniform(0.f, 1.f);
+      std::vector<float> scores(n_entities);
+      for (std::size_t i = 0; i < count; ++i) {
+        if (baseline == "random")
+          for (float& v : scores) v = uniform(random_scores);
+        ranked.push_back(rank_of(samples[first + i], baseline == "random" ? scores : popularity, items));
+      }
+      progress.update(first + count);
+      continue;
+    }
     const auto results = recommender.recommend_batch(batch, request);
     for (std::size_t i = 0; i < count; ++i) ranked.push_back(rank_of(samples[first + i], *results[i].all_scores, items));
     for (std::size_t i = 0; responder && i < count && first + i < static_cast<std::size_t>(responses); ++i) {
@@ -287,7 +378,9 @@ int eval(const Argv& argv) {
   }
 
   if (const auto out = args.get_opt("json")) {
-    json j = {{"bundle", args.get("bundle")},
+    json j = {{"bundle", bundle_path.string()},
+              {"baseline", baseline},
+              {"emotions", options.emotions},
               {"dialogs_file", path},
               {"dialogs", counts.dialogs},
               {"samples", report.samples},

@@ -169,12 +169,13 @@ std::vector<Recommendation> Recommender::Impl::run(std::span<const Dialog> dialo
     Dialog& model_view = prepared[b];
     for (std::size_t t = 0; t < merged.turns.size(); ++t) {
       const Turn& turn = merged.turns[t];
-      TurnAnalysis analysis{turn.role, turn.text, {}, turn.emotions, false, {}};
+      const std::optional<EmotionProbs> emotions = options.emotions ? turn.emotions : std::nullopt;
+      TurnAnalysis analysis{turn.role, turn.text, {}, emotions, false, {}};
       if (!turn.entities.empty())
         analysis.entities = linker.from_ids(turn.entities);
       else if (options.link_text)
         analysis.entities = linker.link(turn.text, &merged.movie_mentions);
-      Turn seen{turn.role, redial_text(turn.text, merged.movie_mentions), {}, turn.emotions};
+      Turn seen{turn.role, redial_text(turn.text, merged.movie_mentions), {}, emotions};
       for (const auto& e : analysis.entities) seen.entities.push_back(e.id);
       model_view.turns.push_back(std::move(seen));
       out[b].turns.push_back(std::move(analysis));
@@ -182,7 +183,7 @@ std::vector<Recommendation> Recommender::Impl::run(std::span<const Dialog> dialo
   }
 
   // ECR_SPEC 6: the classifier labels every user turn the host left unlabelled, in one batch.
-  if (classifier) {
+  if (classifier && options.emotions) {
     std::vector<std::pair<std::size_t, std::size_t>> where;
     std::vector<std::vector<std::int32_t>> inputs;
     const auto positions = static_cast<std::size_t>(classifier->model.config().n_positions);
