@@ -1,5 +1,6 @@
 // Writes a bundle with one tensor, opens it again and checks what comes back: the smallest
-// program that proves an installed ecr links and works.
+// program that proves an installed ecr links and works. Then, when the shipped model is found
+// (ecr::default_bundle_path()), one recommendation and reply from it.
 #include <cstdio>
 #include <filesystem>
 
@@ -16,7 +17,24 @@ int main(int argc, char** argv) {
     const ecr::Tensor back = bundle.tensor("demo/weight", ecr::DType::f32, {2, 2});
     const float sum = back.matrix<float>().sum();
     std::printf("consumer: read %s, sum %.1f\n", path.c_str(), sum);
-    return sum == 10.f ? 0 : 1;
+    if (sum != 10.f) return 1;
+    std::filesystem::path model;
+    try {
+      model = ecr::default_bundle_path();
+    } catch (const ecr::ConfigError& e) {
+      std::printf("consumer: no shipped model here (%s)\n", e.what());
+      return 0;
+    }
+    const ecr::Bundle shipped = ecr::Bundle::open(model);
+    const auto recommender = ecr::Recommender::load(shipped);
+    const auto responder = ecr::Responder::load(shipped);
+    const ecr::Dialog dialog = ecr::Dialog::parse(
+        R"({"turns": [{"role": "user", "text": "I love horror movies like The Shining. Any ideas?"}]})");
+    const auto turn = ecr::Responder::converse(recommender, responder, dialog, {.top_k = 3});
+    std::printf("consumer: %s recommends", model.filename().c_str());
+    for (const auto& item : turn.recommendation.items) std::printf(" | %s", item.name.c_str());
+    std::printf("\nconsumer: reply: %s\n", turn.response.text.c_str());
+    return turn.recommendation.items.size() == 3 && !turn.response.text.empty() ? 0 : 1;
   } catch (const ecr::Error& e) {
     std::fprintf(stderr, "consumer: %s\n", e.what());
     return 1;

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "ecr/core/error.hpp"
+#include "ecr/default_bundle.hpp"
 
 namespace ecr::cli {
 
@@ -108,6 +109,11 @@ std::string Args::help() const {
   }
   out += fmt::format("  {:<24} {}\n", "--help", "show this help");
   return out;
+}
+
+std::filesystem::path bundle_or_default(const Args& args) {
+  if (auto given = args.get_opt("bundle")) return *given;
+  return default_bundle_path();
 }
 
 }  // namespace ecr::cli

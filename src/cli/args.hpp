@@ -3,6 +3,7 @@
 // typo never silently falls back to a default.
 #pragma once
 
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -51,5 +52,9 @@ class Args {
   std::map<std::string, std::string, std::less<>> values_;
   std::vector<std::string> rest_;
 };
+
+// --bundle when given, else the shipped model (ecr::default_bundle_path()).
+std::filesystem::path bundle_or_default(const Args& args);
+inline constexpr const char* kBundleHelp = "the bundle (default: the shipped model, models/README.md; or $ECR_BUNDLE)";
 
 }  // namespace ecr::cli

@@ -36,7 +36,7 @@ long long at_least(const Args& args, const char* name, long long min) {
 }  // namespace
 
 void declare_conversation_options(Args& args) {
-  args.option("bundle", "BUNDLE", "a full bundle (tools/make_random_bundle.py or tools/convert.py)")
+  args.option("bundle", "BUNDLE", kBundleHelp)
       .option("top-k", "K", "items to rank", "5")
       .option("items", "N", "recommended items the reply names (ECR: 1)", "1")
       .option("max-new-tokens", "N", "most tokens of the reply (ECR: 150)", "150")
@@ -72,7 +72,7 @@ Conversation open_conversation(const Args& args) {
   if (args.has("relations")) resp.knowledge_relations = split_list(args.get("relations"));
 
   Conversation c;
-  c.bundle = Bundle::open(args.get("bundle"));
+  c.bundle = Bundle::open(bundle_or_default(args));
   c.recommender = Recommender::load(c.bundle, rec);
   c.responder = Responder::load(c.bundle, resp);
   c.request.top_k = static_cast<std::size_t>(at_least(args, "top-k", 1));

@@ -104,7 +104,7 @@ int recommend(const Argv& argv) {
             "\"emotions\": {label: prob}}], \"movieMentions\": {...}} (entities and emotions optional: the linker and\n"
             "the bundle's emotion classifier fill them in). Prints the ranked items and, per turn, the entities\n"
             "and emotions the prompt used.");
-  args.option("bundle", "BUNDLE", "bundle with backbone, text_encoder, rec_prompt and the KG")
+  args.option("bundle", "BUNDLE", kBundleHelp)
       .option("dialog", "FILE", "the dialog as JSON; - reads standard input", "-")
       .option("top-k", "K", "items to return", "10")
       .option("threads", "N", "threads for one request (0: one per core)", "0")
@@ -133,7 +133,7 @@ int recommend(const Argv& argv) {
   options.exclude_mentioned = args.get_flag("exclude-mentioned");
   options.global_entities = !args.get_flag("no-global-entities");
   options.link_text = !args.get_flag("no-link");
-  const Recommender recommender = Recommender::load(args.get("bundle"), options);
+  const Recommender recommender = Recommender::load(bundle_or_default(args), options);
   RecommendRequest request;
   request.top_k = static_cast<std::size_t>(top_k);
   request.all_scores = args.get_flag("all-scores");
