@@ -46,11 +46,11 @@ SIZES = {
     # backbone/generator, text encoder, classifier; epochs per stage.
     "full": dict(d=128, layers=4, heads=4, positions=512, r_d=128, r_layers=2, r_heads=4, r_inner=512,
                  c_d=64, c_layers=2, c_heads=4, n_prefix_rec=10, n_prefix_conv=10, bases=8,
-                 lm_epochs=4, mlm_epochs=3, cls_epochs=3, rec_epochs=2, conv_epochs=1, gen_epochs=1,
+                 lm_epochs=4, mlm_epochs=3, cls_epochs=3, rec_epochs=3, conv_epochs=1, gen_epochs=2,
                  conv_examples=4800, max_steps=None, dialogs=None),
     "smoke": dict(d=32, layers=1, heads=2, positions=512, r_d=32, r_layers=1, r_heads=2, r_inner=64,
                   c_d=32, c_layers=1, c_heads=2, n_prefix_rec=4, n_prefix_conv=4, bases=2,
-                  lm_epochs=1, mlm_epochs=1, cls_epochs=1, rec_epochs=1, conv_epochs=1, gen_epochs=1,
+                  lm_epochs=1, mlm_epochs=1, cls_epochs=1, rec_epochs=3, conv_epochs=1, gen_epochs=1,
                   conv_examples=None, max_steps=12, dialogs=40),
 }
 TEMPLATE_TOKENS = 50     # ECR_SPEC 7: the template decoder's new tokens
@@ -366,8 +366,11 @@ def train_rec(c, vocab, r_vocab, backbone, text_encoder, cooc, size, a, log, rng
     for p in tuned:
         p.requires_grad_(True)
     prompt.train()
+    if a.entity_init:
+        with torch.no_grad():
+            prompt.node_embeds.normal_(0, a.entity_init)
     res = fit("rec_prompt", [{"params": list(prompt.parameters())}, {"params": tuned, "lr": a.rec_lr / 5}],
-              lambda e: batches(train, 32, rng), size["rec_epochs"], a.rec_lr, step, log, size["max_steps"])
+              lambda e: batches(train, 32, rng), size["rec_epochs"], a.rec_lr, step, log, a.rec_steps or size["max_steps"])
     prompt.eval()
     backbone.requires_grad_(False)
     items = torch.tensor(sorted(c.kg.item_set))
@@ -526,8 +529,12 @@ def main(argv=None):
     p.add_argument("--resume-from", metavar="CHECKPOINTS", help="take the backbone, text encoder and emotion "
                    "classifier from an earlier run's checkpoints folder and train the later stages only")
     p.add_argument("--rec-epochs", type=int, help="override the rec prompt's epochs")
-    p.add_argument("--rec-lr", type=float, default=1e-3, help="the rec prompt's peak learning rate")
+    p.add_argument("--rec-lr", type=float, default=2e-3, help="the rec prompt's peak learning rate")
     p.add_argument("--gen-epochs", type=int, help="override the generator's epochs")
+    p.add_argument("--rec-steps", type=int, help="stop the rec stage after this many steps (and end the run)")
+    # KGPrompt draws node_embeds from +-sqrt(6 / (N + d)) (0.016 here): the entity table then starts
+    # almost constant and the ranking stayed at popularity; N(0, 0.1) lets the KG's structure show.
+    p.add_argument("--entity-init", type=float, default=0.1, help="node_embeds ~ N(0, this); 0: KGPrompt's uniform init")
     p.add_argument("--conv-examples", type=int, help="override how many templates the conv prompt trains on")
     a = p.parse_args(argv)
     torch.manual_seed(a.seed)
@@ -590,6 +597,8 @@ def main(argv=None):
     log.stage("data", cooccurrence_nnz=int(len(cooc[2])))
     lm_state = {k: v.clone() for k, v in backbone.state_dict().items()}
     rec, results["rec_prompt"] = train_rec(c, vocab, r_vocab, backbone, text_encoder, cooc, size, a, log, rng)
+    if a.rec_steps:
+        return 0
     conv, results["conv_prompt"] = train_conv(c, vocab, r_vocab, backbone, text_encoder, rec, size, a, log, rng)
     generator, results["generator"] = train_generator(c, vocab, lm_state, size, a, log, rng)
 

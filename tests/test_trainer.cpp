@@ -1,0 +1,38 @@
+// The trainer (tools/ecr_train) in its smoke mode: tiny models, a few dialogs, a few steps of every
+// stage. It must see every stage's loss fall and write, through the real converter, a bundle the
+// engine loads and runs end to end, so the path that made the shipped model cannot rot.
+#include <fmt/format.h>
+
+#include "ecr/recommender.hpp"
+#include "ecr/responder.hpp"
+#include "support.hpp"
+
+using namespace ecr;
+namespace fs = std::filesystem;
+
+TEST_CASE("the trainer's smoke run: every loss falls, and its bundle recommends and replies") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const fs::path dir = test::temp_dir("trainer_smoke");
+  std::string out;
+  const int rc = test::run_command(
+      fmt::format("cd {} && {} -m ecr_train --smoke --threads 1 --data {} --ecr {} --out {} 2>&1", test::tools_dir().string(),
+                  ECR_PYTHON, test::shared_data().string(), test::cli_path().string(), dir.string()),
+      &out);
+  INFO(out.substr(out.size() > 4000 ? out.size() - 4000 : 0));
+  REQUIRE(rc == 0);
+  CHECK(out.find("smoke: every stage's loss fell") != std::string::npos);
+
+  const Bundle bundle = Bundle::open(dir / "ecr.ecr");
+  const Recommender recommender = Recommender::load(bundle);
+  const Responder responder = Responder::load(bundle);
+  RecommendRequest request;
+  request.top_k = 3;
+  const auto turn = Responder::converse(
+      recommender, responder,
+      Dialog::parse(R"J({"turns": [{"role": "user", "text": "I loved The Shining (1980). Anything as scary?"}]})J"),
+      request);
+  CHECK(turn.recommendation.items.size() == 3);
+  CHECK(turn.recommendation.emotion_fusion);  // the bundle's classifier labelled the turn
+  CHECK_FALSE(turn.response.reply_ids.empty());
+}
