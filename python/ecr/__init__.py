@@ -1,0 +1,31 @@
+"""ecr: the Empathetic Conversational Recommender (RecSys 2024) on the project's C++ engine.
+
+    import ecr
+    recommender = ecr.Recommender.load()          # the shipped model, or ecr.Recommender.load("x.ecr")
+    rec = recommender.recommend({"turns": [{"role": "user", "text": "I loved The Matrix (1999)"}]}, top_k=5)
+    for item in rec.items:
+        print(item.name, item.score)
+
+    responder = ecr.Responder.load(recommender=recommender)
+    for piece in responder.stream(dialog):       # the reply as it decodes, whole characters
+        print(piece, end="", flush=True)
+
+Loaded models are immutable and shared across threads; inference releases the GIL. Failures
+are ecr.Error subclasses (ecr.InputError for a bad dialog, ecr.FormatError for a bad file, ...).
+The converter (PyTorch checkpoints -> bundle) is `python3 -m ecr.convert`; importing ecr never
+imports torch.
+"""
+
+from .errors import ConfigError, DeviceError, Error, FormatError, InputError, IoError, ShapeError
+from .results import (Emotion, Entity, Item, Knowledge, PromptEntity, Recommendation, Response, TensorInfo, Turn,
+                      TurnAnalysis)
+from ._ecr import (EMOTION_LABELS, Bundle, Dialog, KnowledgeGraph, Recommender, ReplyStream, Responder, Tokenizer,
+                   __version__, default_bundle_path)
+
+__all__ = [
+    "Recommender", "Responder", "ReplyStream", "Dialog", "Bundle", "Tokenizer", "KnowledgeGraph",
+    "default_bundle_path", "EMOTION_LABELS", "__version__",
+    "Error", "FormatError", "ShapeError", "InputError", "IoError", "DeviceError", "ConfigError",
+    "Emotion", "Entity", "Item", "Knowledge", "PromptEntity", "Recommendation", "Response", "TensorInfo", "Turn",
+    "TurnAnalysis",
+]

@@ -1,0 +1,146 @@
+"""What the library returns, as frozen dataclasses (the fields of include/ecr/recommender.hpp and
+responder.hpp under their Python names). The extension module builds them; nothing here runs a
+model. Token ids and scores are numpy arrays; everything else is plain Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Emotion:
+    """One emotion label as the prompt took it (probability over 0.1, at most 3 a turn)."""
+
+    label: str
+    prob: float
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A ranked KG entity: its id, display name and score z . E[id]."""
+
+    id: int
+    name: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """An entity found in a turn: byte offsets [begin, end) into the turn's UTF-8 text (0, 0 for
+    ids the host gave) and where it came from: "mention" (@id), "text" (a written name) or "host"."""
+
+    id: int
+    name: str
+    begin: int
+    end: int
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """A turn of a dialog as the host gives it (ecr.Dialog.turns)."""
+
+    role: str
+    text: str
+    entities: tuple[int, ...] = ()
+    emotions: Optional[dict[str, float]] = None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnAnalysis:
+    """What the Recommender made of one turn (after merging consecutive turns of one role).
+
+    emotions: a probability per label (the host's or the classifier's), None for system turns
+    and unlabelled ones; emotions_from: "host", "classifier" or None; selected: the labels the
+    prompt used."""
+
+    role: str
+    text: str
+    entities: tuple[Entity, ...]
+    emotions: Optional[dict[str, float]]
+    emotions_from: Optional[str]
+    selected: tuple[Emotion, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PromptEntity:
+    """A context entity of the rec prompt, with the emotions of the user's reaction to it."""
+
+    id: int
+    emotions: tuple[Emotion, ...]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Recommendation:
+    """Recommender.recommend's answer: items best first, the analysed turns, the context entities
+    ranked by affinity, the user's latest emotions, and the inputs as the models saw them.
+    all_scores (every entity's score) is there when asked for."""
+
+    items: list[Item]
+    turns: list[TurnAnalysis]
+    context_entities: list[Item]
+    user_emotions: tuple[Emotion, ...]
+    emotion_fusion: bool
+    prompt_entities: list[PromptEntity]
+    context_ids: np.ndarray
+    prompt_ids: np.ndarray
+    all_scores: Optional[np.ndarray] = None
+    # The library's own object, which Responder.respond takes back without a copy.
+    _native: object = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Knowledge:
+    """A KG triple the reply was grounded on."""
+
+    movie: str
+    relation: str
+    entity: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.movie}'s {self.relation} is {self.entity}"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Response:
+    """Responder.respond's answer: the reply and what grounded it. template is the backbone's
+    first sentence with <movie> slots, first_sentence the same with the items' names; prompt_text
+    is the generator's prompt byte for byte. recommendation is the one the reply is about."""
+
+    text: str
+    template: str
+    first_sentence: str
+    items: list[Item]
+    review_entities: list[str]
+    knowledge: list[Knowledge]
+    prompt_text: str
+    user_emotions: tuple[Emotion, ...]
+    template_input_ids: np.ndarray
+    conv_prompt_ids: np.ndarray
+    conv_entities: np.ndarray
+    template_ids: np.ndarray
+    prompt_ids: np.ndarray
+    reply_ids: np.ndarray
+    recommendation: Optional[Recommendation] = None
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInfo:
+    """A row of a bundle's tensor table (docs/format.md)."""
+
+    name: str
+    dtype: str
+    codec: str
+    shape: tuple[int, ...]
+    offset: int
+    stored_size: int
+    crc32: int
+
+
+__all__ = ["Emotion", "Item", "Entity", "Turn", "TurnAnalysis", "PromptEntity", "Recommendation", "Knowledge",
+           "Response", "TensorInfo"]

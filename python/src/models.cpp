@@ -1,0 +1,378 @@
+// ecr.Recommender, ecr.Responder and ecr.ReplyStream. Every model call copies its Python inputs
+// into C++ values first, then runs without the GIL, so Python threads sharing one loaded model
+// run their requests at the same time; results become ecr.results dataclasses afterwards.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <fmt/format.h>
+#include <pybind11/stl.h>
+
+#include "bindings.hpp"
+#include "ecr/core/error.hpp"
+
+namespace ecr::python {
+
+namespace {
+
+void check_device(const std::string& device) {
+  if (device != "cpu")
+    fail<ConfigError>("device '{}': the Recommender and Responder run on the CPU in this version (device=\"cpu\")",
+                      device);
+}
+
+std::size_t thread_count(long long threads) {
+  if (threads < 0) fail<ConfigError>("threads must be 0 (one per core) or more, got {}", threads);
+  return static_cast<std::size_t>(threads);
+}
+
+RecommendRequest request_arg(long long top_k, bool all_scores) {
+  if (top_k < 1) fail<InputError>("top_k must be at least 1, got {}", top_k);
+  RecommendRequest request;
+  request.top_k = static_cast<std::size_t>(top_k);
+  request.all_scores = all_scores;
+  return request;
+}
+
+std::shared_ptr<Recommendation> native_recommendation(py::handle recommendation) {
+  if (!py::isinstance(recommendation, types().recommendation) || recommendation.attr("_native").is_none())
+    throw py::type_error("recommendation: expected the ecr.Recommendation that Recommender.recommend returned");
+  return recommendation.attr("_native").cast<std::shared_ptr<Recommendation>>();
+}
+
+Recommender load_recommender(py::handle path, long long threads, const std::string& device, bool exclude_mentioned,
+                             bool global_entities, bool link_text, bool emotion_classifier, bool verify_checksums) {
+  check_device(device);
+  RecommenderOptions options;
+  options.threads = thread_count(threads);
+  options.exclude_mentioned = exclude_mentioned;
+  options.global_entities = global_entities;
+  options.link_text = link_text;
+  options.verify_checksums = verify_checksums;
+  if (!emotion_classifier) options.components.emotion_classifier.clear();
+  const Bundle bundle = bundle_arg(path, verify_checksums);
+  py::gil_scoped_release unlocked;
+  return Recommender::load(bundle, std::move(options));
+}
+
+// A Responder with the Recommender whose items its replies are about.
+struct Chat {
+  Recommender recommender;
+  Responder responder;
+  std::size_t top_k = 5;
+};
+
+// The reply of one request, decoded on a worker thread and handed to Python piece by piece.
+class ReplyStream {
+ public:
+  ReplyStream(const Chat& chat, Dialog dialog, RecommendRequest request, py::object given)
+      : state_(std::make_shared<State>()), recommendation_(std::move(given)) {
+    std::shared_ptr<Recommendation> native = recommendation_.is_none() ? nullptr : native_recommendation(recommendation_);
+    worker_ = std::thread([state = state_, chat, dialog = std::move(dialog), request, native]() mutable {
+      try {
+        if (!native) native = std::make_shared<Recommendation>(chat.recommender.recommend(dialog, request));
+        {
+          std::lock_guard lock(state->mutex);
+          state->recommendation = native;
+        }
+        Response response = chat.responder.respond(dialog, *native, [&](std::string_view piece) {
+          std::lock_guard lock(state->mutex);
+          if (state->cancelled) return false;
+          if (!piece.empty()) state->pieces.emplace_back(piece);
+          state->wake.notify_all();
+          return true;
+        });
+        std::lock_guard lock(state->mutex);
+        state->response = std::move(response);
+      } catch (...) {
+        std::lock_guard lock(state->mutex);
+        state->error = std::current_exception();
+      }
+      std::lock_guard lock(state->mutex);
+      state->done = true;
+      state->wake.notify_all();
+    });
+  }
+
+  ReplyStream(const ReplyStream&) = delete;
+  ReplyStream& operator=(const ReplyStream&) = delete;
+  ~ReplyStream() { close(); }
+
+  py::str next() {
+    for (;;) {
+      std::optional<std::string> piece;
+      bool finished = false;
+      {
+        py::gil_scoped_release unlocked;
+        std::unique_lock lock(state_->mutex);
+        // Wakes now and then so that Ctrl-C reaches Python while a long reply decodes.
+        state_->wake.wait_for(lock, std::chrono::milliseconds(100),
+                              [&] { return !state_->pieces.empty() || state_->done; });
+        if (!state_->pieces.empty()) {
+          piece = std::move(state_->pieces.front());
+          state_->pieces.pop_front();
+        } else {
+          finished = state_->done;
+        }
+      }
+      if (piece) return py::str(*piece);
+      if (finished) {
+        join();
+        if (state_->error) std::rethrow_exception(std::exchange(state_->error, nullptr));
+        throw py::stop_iteration();
+      }
+      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    }
+  }
+
+  // Stops the reply after the token being decoded and waits for the worker.
+  void close() {
+    {
+      std::lock_guard lock(state_->mutex);
+      state_->cancelled = true;
+    }
+    join();
+  }
+
+  py::object recommendation() {
+    if (recommendation_.is_none()) {
+      std::shared_ptr<Recommendation> native;
+      {
+        std::lock_guard lock(state_->mutex);
+        native = state_->recommendation;
+      }
+      if (native) recommendation_ = recommendation_object(std::move(native));
+    }
+    return recommendation_;
+  }
+
+  py::object response() {
+    if (response_.is_none()) {
+      std::optional<Response> done;
+      {
+        std::lock_guard lock(state_->mutex);
+        if (state_->done && state_->response) done = state_->response;
+      }
+      if (done) response_ = response_object(*done, recommendation());
+    }
+    return response_;
+  }
+
+ private:
+  struct State {
+    std::mutex mutex;
+    std::condition_variable wake;
+    std::deque<std::string> pieces;
+    bool done = false, cancelled = false;
+    std::exception_ptr error;
+    std::shared_ptr<Recommendation> recommendation;
+    std::optional<Response> response;
+  };
+
+  void join() {
+    if (!worker_.joinable()) return;
+    py::gil_scoped_release unlocked;
+    worker_.join();
+  }
+
+  std::shared_ptr<State> state_;
+  std::thread worker_;
+  py::object recommendation_, response_ = py::none();
+};
+
+}  // namespace
+
+void bind_models(py::module_& m) {
+  // Carried inside ecr.Recommendation so that Responder.respond takes it back without a copy.
+  // Immutable, so a copy is the object itself (dataclasses.asdict deep-copies every field).
+  py::class_<Recommendation, std::shared_ptr<Recommendation>>(m, "_NativeRecommendation")
+      .def("__copy__", [](py::object self) { return self; })
+      .def("__deepcopy__", [](py::object self, py::handle) { return self; });
+
+  py::class_<Recommender>(m, "Recommender", R"doc(
+ECR's emotion-aware recommendation (include/ecr/recommender.hpp): dialog -> emotions -> entities
+-> knowledge-graph prompt -> GPT-2 -> a score for every entity -> ranked items. Load once and
+share across threads: a loaded Recommender is immutable, and recommend() releases the GIL.)doc")
+      .def_static("load", &load_recommender, py::arg("path") = py::none(), py::kw_only(), py::arg("threads") = 0,
+                  py::arg("device") = "cpu", py::arg("exclude_mentioned") = false, py::arg("global_entities") = true,
+                  py::arg("link_text") = true, py::arg("emotion_classifier") = true,
+                  py::arg("verify_checksums") = true, R"doc(
+Loads the models and builds the static tables. path: a bundle file, an ecr.Bundle, or None for
+the shipped model (ecr.default_bundle_path()). threads: for the ops of one request (0: one per
+core; results do not depend on it). exclude_mentioned: leave the dialog's movies out of the
+ranking. global_entities: the co-occurrence entities in the prompt. link_text: link entities in
+turns that carry no ids. emotion_classifier: classify unlabelled user turns with the bundle's
+classifier. ConfigError / FormatError / ShapeError / IoError naming the bundle and the part.)doc")
+      .def(
+          "recommend",
+          [](const Recommender& r, py::handle dialog, long long top_k, bool all_scores) {
+            const RecommendRequest request = request_arg(top_k, all_scores);
+            const Dialog d = dialog_arg(dialog);
+            std::shared_ptr<Recommendation> out;
+            {
+              py::gil_scoped_release unlocked;
+              out = std::make_shared<Recommendation>(r.recommend(d, request));
+            }
+            return recommendation_object(std::move(out));
+          },
+          py::arg("dialog"), py::arg("top_k") = 10, py::arg("all_scores") = false, R"doc(
+The top_k items for a dialog (an ecr.Dialog, a dict {"turns": [...]} or a list of turns), as an
+ecr.Recommendation; all_scores=True adds every entity's score as a numpy array. InputError for an
+empty dialog, an unknown entity id, invalid text or a top_k under 1.)doc")
+      .def(
+          "recommend_batch",
+          [](const Recommender& r, const py::sequence& dialogs, long long top_k, bool all_scores) {
+            const RecommendRequest request = request_arg(top_k, all_scores);
+            std::vector<Dialog> ds;
+            for (const auto& d : dialogs) ds.push_back(dialog_arg(d));
+            std::vector<Recommendation> out;
+            {
+              py::gil_scoped_release unlocked;
+              out = r.recommend_batch(ds, request);
+            }
+            py::list results;
+            for (auto& rec : out) results.append(recommendation_object(std::make_shared<Recommendation>(std::move(rec))));
+            return results;
+          },
+          py::arg("dialogs"), py::arg("top_k") = 10, py::arg("all_scores") = false,
+          "recommend() for each dialog, run as one batch; the same results as one call each.")
+      .def(
+          "link",
+          [](const Recommender& r, const std::string& text, py::handle movie_mentions) {
+            MovieMentions mentions;
+            if (!movie_mentions.is_none())
+              mentions = Dialog::from_json({{"turns", nlohmann::json::array({{{"role", "user"}, {"text", ""}}})},
+                                            {"movieMentions", to_json(movie_mentions, "movie_mentions")}})
+                             .movie_mentions;
+            std::vector<LinkedEntity> linked;
+            {
+              py::gil_scoped_release unlocked;
+              linked = r.linker().link(text, &mentions);
+            }
+            py::list out;
+            for (const auto& e : linked) out.append(linked_entity(e));
+            return out;
+          },
+          py::arg("text"), py::arg("movie_mentions") = py::none(),
+          "The KG entities the linker finds in a text (@<id> through movie_mentions), as ecr.Entity.")
+      .def_property_readonly("graph", [](const Recommender& r) { return r.graph(); }, "The ecr.KnowledgeGraph.")
+      .def_property_readonly("bundle", [](const Recommender& r) { return r.bundle(); }, "The ecr.Bundle it loaded.")
+      .def("__repr__", [](const Recommender& r) {
+        return fmt::format("ecr.Recommender('{}', {} entities, {} items)", r.bundle().label(), r.graph().num_entities(),
+                           r.graph().items().size());
+      });
+
+  py::class_<ReplyStream>(m, "ReplyStream", R"doc(
+The reply of Responder.stream as it decodes: iterate for the pieces (whole UTF-8 characters that
+add up to the reply). Once it is exhausted, .response is the ecr.Response; close() (or leaving a
+with block) stops the reply early.)doc")
+      .def("__iter__", [](py::object self) { return self; })
+      .def("__next__", &ReplyStream::next)
+      .def("close", &ReplyStream::close)
+      .def("__enter__", [](py::object self) { return self; })
+      .def("__exit__", [](ReplyStream& s, py::args) { s.close(); })
+      .def_property_readonly("recommendation", &ReplyStream::recommendation,
+                             "The ecr.Recommendation the reply is about (None until it is known).")
+      .def_property_readonly("response", &ReplyStream::response, "The ecr.Response once the reply is done, else None.");
+
+  py::class_<Chat>(m, "Responder", R"doc(
+ECR's emotion-aligned, knowledge-grounded reply (include/ecr/responder.hpp): the backbone's
+template with the recommended items, their review entities and KG knowledge, then the generator.
+It holds the Recommender whose items the replies name. Immutable after load, shared across
+threads; respond() and stream() release the GIL.)doc")
+      .def_static(
+          "load",
+          [](py::handle path, py::object recommender, long long threads, const std::string& device, long long top_k,
+             long long items, long long max_new_tokens, float temperature, long long sample_top_k, float top_p,
+             float repetition_penalty, long long no_repeat_ngram, std::uint64_t seed,
+             std::optional<std::uint64_t> knowledge_seed, std::optional<std::vector<std::string>> relations,
+             bool link_text, bool verify_checksums) {
+            check_device(device);
+            if (top_k < 1) fail<InputError>("top_k must be at least 1, got {}", top_k);
+            if (items < 1) fail<InputError>("items must be at least 1, got {}", items);
+            ResponderOptions options;
+            options.threads = thread_count(threads);
+            options.items_in_reply = static_cast<std::size_t>(items);
+            options.generation.max_new_tokens = max_new_tokens;
+            options.generation.temperature = temperature;
+            options.generation.top_k = sample_top_k;
+            options.generation.top_p = top_p;
+            options.generation.repetition_penalty = repetition_penalty;
+            options.generation.no_repeat_ngram_size = no_repeat_ngram;
+            options.generation.seed = seed;
+            options.knowledge_seed = knowledge_seed;
+            if (relations) options.knowledge_relations = *relations;
+            options.verify_checksums = verify_checksums;
+            check_generate_options(options.generation);
+
+            std::optional<Recommender> given;
+            if (!recommender.is_none()) given = recommender.cast<Recommender>();
+            const Bundle bundle = path.is_none() && given ? given->bundle() : bundle_arg(path, verify_checksums);
+            RecommenderOptions rec;
+            rec.threads = options.threads;
+            rec.link_text = link_text;
+            rec.verify_checksums = verify_checksums;
+            py::gil_scoped_release unlocked;
+            return Chat{given ? *given : Recommender::load(bundle, rec), Responder::load(bundle, options),
+                        static_cast<std::size_t>(top_k)};
+          },
+          py::arg("path") = py::none(), py::kw_only(), py::arg("recommender") = py::none(), py::arg("threads") = 0,
+          py::arg("device") = "cpu", py::arg("top_k") = 5, py::arg("items") = 1, py::arg("max_new_tokens") = 150,
+          py::arg("temperature") = 0.0f, py::arg("sample_top_k") = 0, py::arg("top_p") = 1.0f,
+          py::arg("repetition_penalty") = 1.0f, py::arg("no_repeat_ngram") = 3, py::arg("seed") = 0,
+          py::arg("knowledge_seed") = py::none(), py::arg("relations") = py::none(), py::arg("link_text") = true,
+          py::arg("verify_checksums") = true, R"doc(
+Loads the Responder, and a Recommender from the same bundle unless one is given. path: a bundle
+file, an ecr.Bundle, or None (the recommender's bundle, else the shipped model). top_k: items
+ranked per request; items: how many the reply names. Decoding is ECR's (greedy, no repeated
+3-grams, 150 tokens at most) unless temperature > 0 samples, with sample_top_k, top_p, seed.
+knowledge_seed samples review entities and KG triples as ECR does (default: most frequent first);
+relations: the KG relations for knowledge (default: the bundle's, else ECR's).)doc")
+      .def(
+          "respond",
+          [](const Chat& chat, py::handle dialog, py::object recommendation, std::optional<long long> top_k) {
+            const Dialog d = dialog_arg(dialog);
+            if (recommendation.is_none()) {
+              const RecommendRequest request = request_arg(top_k.value_or(static_cast<long long>(chat.top_k)), false);
+              std::optional<Responder::Turn> turn;
+              {
+                py::gil_scoped_release unlocked;
+                turn = Responder::converse(chat.recommender, chat.responder, d, request);
+              }
+              py::object rec = recommendation_object(std::make_shared<Recommendation>(std::move(turn->recommendation)));
+              return response_object(turn->response, rec);
+            }
+            const std::shared_ptr<Recommendation> native = native_recommendation(recommendation);
+            std::optional<Response> response;
+            {
+              py::gil_scoped_release unlocked;
+              response = chat.responder.respond(d, *native);
+            }
+            return response_object(*response, recommendation);
+          },
+          py::arg("dialog"), py::arg("recommendation") = py::none(), py::arg("top_k") = py::none(), R"doc(
+The reply to a dialog, as an ecr.Response (its .recommendation the ranking it is about): the
+given recommendation's items, else the Recommender's top_k (default: the one given at load).)doc")
+      .def(
+          "stream",
+          [](const Chat& chat, py::handle dialog, py::object recommendation, std::optional<long long> top_k) {
+            const RecommendRequest request = request_arg(top_k.value_or(static_cast<long long>(chat.top_k)), false);
+            return std::make_unique<ReplyStream>(chat, dialog_arg(dialog), request, std::move(recommendation));
+          },
+          py::arg("dialog"), py::arg("recommendation") = py::none(), py::arg("top_k") = py::none(), R"doc(
+respond() as an iterator over the reply's pieces (whole UTF-8 characters, as soon as they are
+known); the ecr.ReplyStream's .response is the full ecr.Response at the end.)doc")
+      .def_property_readonly("recommender", [](const Chat& chat) { return chat.recommender; })
+      .def_property_readonly("knowledge_relations", [](const Chat& chat) { return chat.responder.knowledge_relations(); })
+      .def_property_readonly("has_review_entities", [](const Chat& chat) { return chat.responder.has_review_entities(); })
+      .def("__repr__", [](const Chat& chat) {
+        return fmt::format("ecr.Responder('{}', top_k={}, items={})", chat.recommender.bundle().label(), chat.top_k,
+                           chat.responder.options().items_in_reply);
+      });
+}
+
+}  // namespace ecr::python
