@@ -87,7 +87,8 @@ def tiny():
 
     def build(out):
         run_tool("make_random_bundle.py", "--out", out / "tiny.ecr", "--size", "tiny", "--kg-dir", kg, "--dialogs",
-                 kg / "dialogs.jsonl", "--keep-checkpoints", out / "checkpoints", "--seed", 3)
+                 kg / "dialogs.jsonl", "--vocab-dir", SHARED / "gpt2", "--keep-checkpoints", out / "checkpoints",
+                 "--seed", 3)
 
     d = cached_fixture("recommender tiny redial seed 3", tools, build)
     return SimpleNamespace(bundle=d / "tiny.ecr", checkpoints=d / "checkpoints", kg_dir=kg)
