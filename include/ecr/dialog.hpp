@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +26,8 @@
 
 namespace ecr {
 
+class Tokenizer;
+
 // ECR_SPEC section 0: the emotion labels in id order; id 9 pads.
 inline constexpr std::array<std::string_view, 9> kEmotionLabels = {
     "like", "curious", "happy", "grateful", "negative", "neutral", "nostalgia", "agreement", "surprise"};
@@ -34,6 +37,9 @@ inline constexpr float kEmotionThreshold = 0.1f;
 inline constexpr std::size_t kEmotionsPerTurn = 3;
 // Section 2: entity_max_length.
 inline constexpr std::size_t kMaxContextEntities = 32;
+// The largest dialog JSON Dialog::parse (and `ecr --dialog`) takes: 64 MiB, some 400,000 turns
+// of chat. Its arrays and objects may nest kMaxJsonDepth levels (core/json_depth.hpp).
+inline constexpr std::size_t kMaxDialogBytes = std::size_t{64} << 20;
 
 std::optional<std::int32_t> emotion_id(std::string_view label);
 
@@ -58,6 +64,8 @@ struct Dialog {
   // that is not a string or not UTF-8, an entity id that is not a non-negative integer, an
   // unknown emotion label or a probability outside [0, 1].
   static Dialog from_json(const nlohmann::json& j);
+  // Also InputError for text over kMaxDialogBytes or nested deeper than kMaxJsonDepth, and for
+  // text that is not JSON (the parser's message, with bytes a terminal would act on escaped).
   static Dialog parse(std::string_view json_text);
   nlohmann::json to_json() const;
 
@@ -110,5 +118,25 @@ struct ContextEntity {
   TurnEmotions emotions;
 };
 std::vector<ContextEntity> context_entities(const Dialog& dialog, std::size_t max_entities = kMaxContextEntities);
+
+// The newest turns of a long dialog that still decide its model inputs, for hosts that keep a
+// conversation going (Responder::recent_turns measures them for both models; `ecr chat` sends
+// every turn this way): the shortest suffix, never splitting a run of one role's turns, whose
+// turns give every context at least the tokens its model reads, with `max_entities` entity ids,
+// and with a turn that has emotions when any turn has them. For it the Recommender and the
+// Responder give what the whole dialog gives (items, contexts, prompt entities, reply) at a cost
+// that stops growing with the dialog, provided the older turns carry the entity ids the linker
+// gave them; Recommendation::turns then covers the suffix only, and exclude_mentioned sees only
+// its entities. Each turn's string of context_strings() ends with its eos, a special token, so
+// a suffix of turns tokenizes to a suffix of the tokens.
+struct ContextBudget {
+  const Tokenizer* tokenizer = nullptr;  // the context's tokenizer
+  std::string_view eos;                  // its end-of-turn token ("<|endoftext|>", "</s>")
+  std::size_t max_tokens = 0;            // the newest tokens its model reads
+};
+Dialog recent_turns(const Dialog& dialog, std::span<const ContextBudget> contexts,
+                    std::size_t max_entities = kMaxContextEntities);
+// Without a tokenizer: `max_tokens` turns with text (each adds at least its eos token).
+Dialog recent_turns(const Dialog& dialog, std::size_t max_tokens, std::size_t max_entities = kMaxContextEntities);
 
 }  // namespace ecr

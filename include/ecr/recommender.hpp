@@ -50,7 +50,8 @@ struct ComponentNames {
 
 struct RecommenderOptions {
   ComponentNames components;
-  // Threads for the ops of one request; 0 means one per core. Results do not depend on it.
+  // Threads for the ops of one request; 0 means one per core, at most ThreadPool::kMaxThreads
+  // (ConfigError above). Results do not depend on it.
   std::size_t threads = 0;
   // ECR_SPEC 2: context_max_length (GPT-2) and the RoBERTa prompt length (including <s>).
   std::size_t context_tokens = 200;

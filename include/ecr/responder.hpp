@@ -31,7 +31,8 @@ namespace ecr {
 
 struct ResponderOptions {
   ComponentNames components;
-  // Threads for the ops of one request; 0 means one per core. Results do not depend on it.
+  // Threads for the ops of one request; 0 means one per core, at most ThreadPool::kMaxThreads
+  // (ConfigError above). Results do not depend on it.
   std::size_t threads = 0;
   // Section 2 (UniCRS's conv inputs are the rec ones): GPT-2 context tokens, "System:"
   // included; RoBERTa prompt tokens, <s> included; context entities.
@@ -120,6 +121,12 @@ class Responder {
   };
   static Turn converse(const Recommender& recommender, const Responder& responder, const Dialog& dialog,
                        const RecommendRequest& request = {}, const ReplyStream& stream = {});
+
+  // The newest turns of `dialog` that decide what converse() computes: ecr::recent_turns measured
+  // with this Responder's tokenizers against the larger of both models' limits (both loaded with
+  // the same component names). For a long conversation, converse() on them gives what the whole
+  // dialog gives at a cost that stops growing with its length; `ecr chat` sends every turn so.
+  static Dialog recent_turns(const Recommender& recommender, const Responder& responder, const Dialog& dialog);
 
  private:
   struct Impl;

@@ -1,10 +1,12 @@
 #include "args.hpp"
 
 #include <charconv>
+#include <cmath>
 
 #include <fmt/format.h>
 
 #include "ecr/core/error.hpp"
+#include "ecr/core/thread_pool.hpp"
 #include "ecr/default_bundle.hpp"
 
 namespace ecr::cli {
@@ -43,6 +45,7 @@ bool Args::parse(const std::vector<std::string>& argv) {
       }
       const Opt* o = find(name);
       if (!o) fail<InputError>("unknown option '--{}' (see --help)", name);
+      if (has(name)) fail<InputError>("option '--{}' is given twice", name);
       if (o->metavar.empty()) {
         if (inline_value) fail<InputError>("option '--{}' takes no value", name);
         values_[name] = "1";
@@ -87,13 +90,18 @@ long long Args::get_int(std::string_view name) const {
 
 double Args::get_double(std::string_view name) const {
   const std::string v = get(name);
+  double d = 0;
+  std::size_t used = 0;
   try {
-    std::size_t used = 0;
-    double d = std::stod(v, &used);
-    if (used == v.size()) return d;
+    d = std::stod(v, &used);
   } catch (const std::exception&) {
+    used = 0;
   }
-  fail<InputError>("option '--{}': expected a number, got '{}'", name, v);
+  if (used == 0 || used != v.size()) fail<InputError>("option '--{}': expected a number, got '{}'", name, v);
+  // stod reads "nan" and "inf"; no option means either.
+  if (std::isnan(d)) fail<InputError>("option '--{}': '{}' is not a number", name, v);
+  if (std::isinf(d)) fail<InputError>("option '--{}': '{}' is not a finite number", name, v);
+  return d;
 }
 
 std::string Args::help() const {
@@ -109,6 +117,15 @@ std::string Args::help() const {
   }
   out += fmt::format("  {:<24} {}\n", "--help", "show this help");
   return out;
+}
+
+static_assert(ThreadPool::kMaxThreads == 1024, "kThreadsHelp states the bound");
+
+int thread_count(const Args& args) {
+  const long long n = args.get_int("threads");
+  if (n < 0 || n > ThreadPool::kMaxThreads)
+    fail<InputError>("--threads must be 0 (one per core) to {}, got {}", ThreadPool::kMaxThreads, n);
+  return static_cast<int>(n);
 }
 
 std::filesystem::path bundle_or_default(const Args& args) {

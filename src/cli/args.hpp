@@ -53,6 +53,10 @@ class Args {
   std::vector<std::string> rest_;
 };
 
+// --threads: 0 (one per core) to ThreadPool::kMaxThreads; InputError otherwise.
+int thread_count(const Args& args);
+inline constexpr const char* kThreadsHelp = "threads (0: one per core; at most 1024)";
+
 // --bundle when given, else the shipped model (ecr::default_bundle_path()).
 std::filesystem::path bundle_or_default(const Args& args);
 inline constexpr const char* kBundleHelp = "the bundle (default: the shipped model, models/README.md; or $ECR_BUNDLE)";

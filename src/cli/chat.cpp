@@ -1,11 +1,16 @@
 // `ecr chat`: talk to a bundle. Each line typed is a user turn; the Recommender ranks items with
 // the emotions it read, and the Responder's reply streams as it decodes and joins the dialog as
 // the system's turn. Works on a terminal and on a pipe alike (no prompts when stdin is not a
-// terminal). With --dialog it answers one dialog file with JSON and exits.
+// terminal; there, an error ends the chat with exit status 1). With --dialog it answers one
+// dialog file with JSON and exits.
+//
+// A turn's cost stops growing once the chat is longer than the models read: the dialog keeps
+// each turn's emotions and entity ids once they are known (the classifier reads only the new
+// line), and each turn sends the models only the recent turns that decide their inputs
+// (Responder::recent_turns).
 #include <unistd.h>
 
 #include <cstdio>
-#include <iostream>
 #include <string>
 
 #include <fmt/format.h>
@@ -13,6 +18,8 @@
 #include "commands.hpp"
 #include "conversation.hpp"
 #include "ecr/core/error.hpp"
+#include "ecr/core/utf8.hpp"
+#include "input.hpp"
 
 namespace ecr::cli {
 
@@ -26,20 +33,38 @@ std::string trim(const std::string& s) {
   return s.substr(begin, s.find_last_not_of(" \t\r\n") - begin + 1);
 }
 
+// Keeps what the Recommender found for the window's turns in the dialog, so that no later turn
+// classifies or links them again. The chat's dialog is merged as it grows (add_turn), so the
+// window's turns are its last ones, one for one.
+void remember(Dialog& dialog, const Recommendation& r) {
+  if (r.turns.size() > dialog.turns.size()) return;
+  const std::size_t first = dialog.turns.size() - r.turns.size();
+  for (std::size_t t = 0; t < r.turns.size(); ++t) {
+    Turn& turn = dialog.turns[first + t];
+    const TurnAnalysis& seen = r.turns[t];
+    if (turn.role != seen.role) return;
+    if (!turn.emotions && seen.emotions) turn.emotions = seen.emotions;
+    if (turn.entities.empty())
+      for (const LinkedEntity& e : seen.entities) turn.entities.push_back(e.id);
+  }
+}
+
 // One user turn: recommend, stream the reply, and keep both turns in the dialog.
 void take_turn(const Conversation& c, Dialog& dialog, std::string text, bool as_json) {
   dialog.add_turn({Role::user, std::move(text), {}, {}});
   Responder::Turn turn;
   try {
-    turn.recommendation = c.recommender.recommend(dialog, c.request);
+    const Dialog window = Responder::recent_turns(c.recommender, c.responder, dialog);
+    turn.recommendation = c.recommender.recommend(window, c.request);
+    remember(dialog, turn.recommendation);
     if (!as_json) {
       print_items(turn.recommendation);
       fmt::print("ecr> ");
       std::fflush(stdout);
     }
-    turn.response = c.responder.respond(dialog, turn.recommendation, [&](std::string_view piece) {
+    turn.response = c.responder.respond(window, turn.recommendation, [&](std::string_view piece) {
       if (!as_json) {
-        fmt::print("{}", piece);
+        fmt::print("{}", printable(piece, true));  // a model's bytes never drive the terminal
         std::fflush(stdout);
       }
       return true;
@@ -78,12 +103,13 @@ int chat(const Argv& argv) {
   if (const std::string note = untrained_note(c); !note.empty()) fmt::print("{}\n", note);
   fmt::print("ecr chat: {} items, {}\n", c.recommender.graph().items().size(), kHelp);
   Dialog dialog;
+  LineReader input("-", "chat input");  // lines of at most kMaxLineBytes
   for (std::string line;;) {
     if (terminal) {
       fmt::print("you> ");
       std::fflush(stdout);
     }
-    if (!std::getline(std::cin, line)) break;
+    if (!input.next(line)) break;
     line = trim(line);
     if (line.empty()) continue;
     if (line == "/quit" || line == "/exit") break;
@@ -99,7 +125,9 @@ int chat(const Argv& argv) {
       try {
         take_turn(c, dialog, line, as_json);
       } catch (const Error& e) {
-        fmt::print("\nerror: {}\n", e.what());
+        if (!terminal) throw;  // a script hears of it: stderr and exit status 1 (main)
+        std::fflush(stdout);
+        fmt::print(stderr, "\nerror: {}\n", printable(e.what()));
       }
     }
     std::fflush(stdout);

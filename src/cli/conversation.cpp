@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include "ecr/core/error.hpp"
+#include "ecr/core/utf8.hpp"
+#include "output.hpp"
 
 namespace ecr::cli {
 
@@ -48,12 +50,12 @@ void declare_conversation_options(Args& args) {
       .option("seed", "S", "sampling seed for the reply", "0")
       .option("knowledge-seed", "S", "sample review entities and KG triples as ECR does (default: most frequent first)")
       .option("relations", "LIST", "comma-separated KG relations for knowledge (default: the bundle's, else ECR's)")
-      .option("threads", "N", "threads for one request (0: one per core)", "0")
+      .option("threads", "N", kThreadsHelp, "0")
       .flag("no-link", "use only the entity ids the dialog carries, not the linker");
 }
 
 Conversation open_conversation(const Args& args) {
-  const long long threads = at_least(args, "threads", 0);
+  const int threads = thread_count(args);
   RecommenderOptions rec;
   rec.threads = static_cast<std::size_t>(threads);
   rec.link_text = !args.get_flag("no-link");
@@ -85,7 +87,7 @@ std::string untrained_note(const Conversation& c) {
   if (!c.untrained) return "";
   return fmt::format("note: bundle '{}' was built from random, untrained checkpoints: its items and replies are "
                      "noise that only shows the machinery works.",
-                     c.bundle.label());
+                     printable(c.bundle.label()));
 }
 
 std::string emotions_text(const TurnEmotions& e) {
@@ -120,11 +122,11 @@ nlohmann::json turn_json(const Conversation& c, const Responder::Turn& turn) {
 void print_items(const Recommendation& r) {
   fmt::print("emotions: {}\n", emotions_text(r.user_emotions));
   for (std::size_t i = 0; i < r.items.size(); ++i)
-    fmt::print("{:>4}. {}  ({:.3f})\n", i + 1, r.items[i].name, r.items[i].score);
+    fmt::print("{:>4}. {}  ({:.3f})\n", i + 1, printable(r.items[i].name), r.items[i].score);
 }
 
 void print_json(const nlohmann::json& j) {
-  fmt::print("{}\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  fmt::print("{}\n", json_text(j));
 }
 
 }  // namespace ecr::cli

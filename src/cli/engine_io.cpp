@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "ecr/io/output_file.hpp"
+
 namespace ecr::cli {
 
 std::vector<std::int32_t> parse_ids(std::string_view text, std::string_view option) {
@@ -77,15 +79,14 @@ void write_npy_f32(const std::filesystem::path& path, const Tensor& tensor) {
   std::string header = fmt::format("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}), }}", dims);
   header.append(63 - (10 + header.size()) % 64, ' ');  // pad so that the data starts 64-aligned
   header += '\n';
-  std::ofstream out(path, std::ios::binary);
   const char magic[8] = {'\x93', 'N', 'U', 'M', 'P', 'Y', 1, 0};
-  const unsigned char size[2] = {static_cast<unsigned char>(header.size() & 0xff),
-                                 static_cast<unsigned char>(header.size() >> 8)};
-  out.write(magic, 8);
-  out.write(reinterpret_cast<const char*>(size), 2);
-  out.write(header.data(), static_cast<std::streamsize>(header.size()));
-  out.write(static_cast<const char*>(tensor.raw()), static_cast<std::streamsize>(tensor.nbytes()));
-  if (!out) fail<IoError>("cannot write '{}'", path.string());
+  const char size[2] = {static_cast<char>(header.size() & 0xff), static_cast<char>(header.size() >> 8)};
+  OutputFile out(path);  // a temporary file renamed into place: never half an array
+  out.write(std::string_view(magic, 8));
+  out.write(std::string_view(size, 2));
+  out.write(header);
+  out.write(std::span<const std::byte>(static_cast<const std::byte*>(tensor.raw()), tensor.nbytes()));
+  out.commit();
 }
 
 }  // namespace ecr::cli

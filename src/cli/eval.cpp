@@ -16,7 +16,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <optional>
 #include <random>
@@ -28,9 +27,12 @@
 #include "args.hpp"
 #include "commands.hpp"
 #include "ecr/core/error.hpp"
+#include "ecr/core/utf8.hpp"
 #include "ecr/eval/metrics.hpp"
+#include "ecr/io/output_file.hpp"
 #include "ecr/recommender.hpp"
 #include "ecr/responder.hpp"
+#include "input.hpp"
 
 namespace ecr::cli {
 
@@ -133,18 +135,17 @@ std::vector<float> mention_counts(const std::string& files, const Recommender& r
     const std::string path = files.substr(begin, end - begin);
     begin = end + 1;
     if (path.empty()) continue;
-    std::ifstream in(path);
-    if (!in) fail<IoError>("{}: cannot open (--popularity-from)", path);
-    std::size_t line_number = 0;
-    for (std::string line; std::getline(in, line);) {
-      ++line_number;
+    LineReader in(path, "--popularity-from");
+    for (std::string line; in.next(line);) {
+      const std::size_t line_number = in.line_number();
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const json record = parse_json(line, fmt::format("{}:{}", path, line_number));
       try {
-        for (const Turn& turn : annotated_dialog(json::parse(line), recommender).turns)
+        for (const Turn& turn : annotated_dialog(record, recommender).turns)
           for (std::int64_t e : turn.entities)
             if (recommender.graph().is_item(e)) counts[static_cast<std::size_t>(e)] += 1.f;
       } catch (const json::exception& e) {
-        fail<InputError>("{}:{}: not valid JSON: {}", path, line_number, e.what());
+        fail<InputError>("{}:{}: {}", path, line_number, printable(e.what()));
       } catch (const InputError& e) {
         fail<InputError>("{}:{}: {}", path, line_number, e.what());
       }
@@ -243,7 +244,7 @@ int eval(const Argv& argv) {
       .option("dialogs", "FILE", "ReDial dialogs, JSON lines")
       .option("batch-size", "N", "samples per Recommender batch and per AUC batch", "32")
       .option("limit", "N", "read only the first N dialogs")
-      .option("threads", "N", "threads (0: one per core)", "0")
+      .option("threads", "N", kThreadsHelp, "0")
       .option("json", "OUT", "also write the metrics as JSON to OUT")
       .option("responses", "N", "also write replies for the first N samples (conv_prompt and generator needed) and "
               "report Dist-1..4 and their mean length", "0")
@@ -255,10 +256,9 @@ int eval(const Argv& argv) {
       .option("seed", "S", "seed of --baseline random", "0");
   if (!args.parse(argv)) return 0;
   const long long batch_size = args.get_int("batch-size");
-  const long long threads = args.get_int("threads");
+  const int threads = thread_count(args);
   const long long limit = args.has("limit") ? args.get_int("limit") : -1;
   if (batch_size < 1) fail<InputError>("--batch-size must be at least 1, got {}", batch_size);
-  if (threads < 0) fail<InputError>("--threads must be 0 or more, got {}", threads);
   if (args.has("limit") && limit < 1) fail<InputError>("--limit must be at least 1, got {}", limit);
 
   RecommenderOptions options;
@@ -286,20 +286,13 @@ int eval(const Argv& argv) {
   const double load_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
 
   const std::string path = args.get("dialogs");
-  std::ifstream in(path);
-  if (!in) fail<IoError>("{}: cannot open", path);
+  LineReader in(path, "dialogs");
   std::vector<Sample> samples;
   Counts counts;
-  std::size_t line_number = 0;
-  for (std::string line; (limit < 0 || static_cast<long long>(counts.dialogs) < limit) && std::getline(in, line);) {
-    ++line_number;
+  for (std::string line; (limit < 0 || static_cast<long long>(counts.dialogs) < limit) && in.next(line);) {
+    const std::size_t line_number = in.line_number();
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json record;
-    try {
-      record = json::parse(line);
-    } catch (const json::exception& e) {
-      fail<InputError>("{}:{}: not valid JSON: {}", path, line_number, e.what());
-    }
+    const json record = parse_json(line, fmt::format("{}:{}", path, line_number));
     try {
       add_samples(record, recommender, samples, counts);
     } catch (const InputError& e) {
@@ -394,9 +387,8 @@ int eval(const Argv& argv) {
               {"eval_seconds", eval_seconds},
               {"metrics", report.values}};
     if (responder) j["replies"] = replies;
-    std::ofstream f(*out);
-    if (!f) fail<IoError>("{}: cannot write", *out);
-    f << j.dump(2) << "\n";
+    // Checked to the last byte and renamed into place: a full disk is an error, not an empty file.
+    write_file(*out, j.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
   }
   return 0;
 }

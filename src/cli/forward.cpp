@@ -22,12 +22,12 @@ int forward(const Argv& argv) {
       .option("prefix", "FILE", "GPT-2 prefix prompt: f32 .npy (S, n_layer * 2 * n_embd)")
       .option("out", "FILE", "the .npy file to write")
       .flag("logits", "write logits instead of hidden states (GPT-2)")
-      .option("threads", "N", "threads (0: one per core)", "0");
+      .option("threads", "N", kThreadsHelp, "0");
   if (!args.parse(argv)) return 0;
   const Bundle bundle = Bundle::open(args.get("bundle"));
   const std::string component = args.get("component");
   const std::vector<std::int32_t> ids = parse_ids(args.get("ids"), "ids");
-  auto pool = std::make_shared<ThreadPool>(static_cast<int>(args.get_int("threads")));
+  auto pool = std::make_shared<ThreadPool>(thread_count(args));
   const auto& meta = bundle.metadata().value("components", nlohmann::json::object());
   const std::string type = meta.contains(component) ? meta[component].value("type", "") : "";
 

@@ -8,11 +8,13 @@
 #include "args.hpp"
 #include "commands.hpp"
 #include "ecr/core/thread_pool.hpp"
+#include "ecr/core/utf8.hpp"
 #include "ecr/io/bundle.hpp"
 #include "ecr/models/generate.hpp"
 #include "ecr/models/gpt2.hpp"
 #include "ecr/text/tokenizer.hpp"
 #include "engine_io.hpp"
+#include "output.hpp"
 
 namespace ecr::cli {
 
@@ -54,15 +56,18 @@ int generate(const Argv& argv) {
       .option("no-repeat-ngram", "N", "never repeat an n-gram of this size (0: off)", "0")
       .option("stop", "IDS", "stop after any of these ids (default: the config's eos_token_id)")
       .option("seed", "S", "sampling seed", "0")
-      .option("threads", "N", "threads (0: one per core)", "0")
+      .option("threads", "N", kThreadsHelp, "0")
       .flag("stream", "print each token as soon as it is chosen")
       .flag("json", "print {\"prompt\", \"generated\", \"text\", \"stop\"} as JSON");
   if (!args.parse(argv)) return 0;
   const Bundle bundle = Bundle::open(args.get("bundle"));
   const std::string component = args.get("component");
   const Gpt2Model model =
-      Gpt2Model::load(bundle, component, std::make_shared<ThreadPool>(static_cast<int>(args.get_int("threads"))));
+      Gpt2Model::load(bundle, component, std::make_shared<ThreadPool>(thread_count(args)));
   const std::optional<Tokenizer> tokenizer = component_tokenizer(bundle, component);
+  if (tokenizer && tokenizer->vocab_size() > model.config().vocab_size)
+    fail<ConfigError>("component '{}': its tokenizer has ids up to {}, beyond its vocab_size {}", component,
+                      tokenizer->vocab_size() - 1, model.config().vocab_size);
 
   if (args.has("ids") == args.has("text")) fail<InputError>("give the prompt as exactly one of --ids or --text");
   std::vector<std::int32_t> prompt;
@@ -102,7 +107,7 @@ int generate(const Argv& argv) {
         const std::string text = tokenizer->decode(streamed);
         std::size_t end = text.size();
         if (text.ends_with("\xEF\xBF\xBD")) end -= 3;
-        if (end > printed) fmt::print("{}", std::string_view(text).substr(printed, end - printed));
+        if (end > printed) fmt::print("{}", printable(std::string_view(text).substr(printed, end - printed), true));
         printed = std::max(printed, end);
       }
       std::fflush(stdout);
@@ -116,12 +121,12 @@ int generate(const Argv& argv) {
   if (args.get_flag("json")) {
     nlohmann::json out = {{"prompt", prompt}, {"generated", result.tokens}, {"stop", reason_name(result.reason)}};
     if (tokenizer) out["text"] = text;
-    fmt::print("{}\n", out.dump());
+    fmt::print("{}\n", json_text(out));
   } else if (options.on_token) {
-    if (tokenizer && printed < text.size()) fmt::print("{}", text.substr(printed));
+    if (tokenizer && printed < text.size()) fmt::print("{}", printable(text.substr(printed), true));
     fmt::print("\n");
   } else if (tokenizer) {
-    fmt::print("{}\n", text);
+    fmt::print("{}\n", printable(text, true));  // a model's bytes never drive the terminal
   } else {
     fmt::print("{}\n", fmt::join(result.tokens, ","));
   }

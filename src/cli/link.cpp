@@ -1,8 +1,6 @@
 // `ecr link`: the entity linker over ReDial dialogs (JSON lines), printing the entities of each
 // message, or with --eval its precision and recall against the messages' annotations.
 #include <cstdio>
-#include <fstream>
-#include <iostream>
 #include <set>
 
 #include <fmt/format.h>
@@ -12,6 +10,8 @@
 #include "ecr/core/error.hpp"
 #include "ecr/dialog.hpp"
 #include "ecr/kg/entity_linker.hpp"
+#include "input.hpp"
+#include "output.hpp"
 
 namespace ecr::cli {
 
@@ -60,28 +60,16 @@ int link(const Argv& argv) {
   options.ambiguity_rules = !args.get_flag("no-ambiguity-rules");
   const EntityLinker linker(kg, options);
 
-  std::ifstream file;
-  if (auto path = args.get_opt("dialogs")) {
-    file.open(*path);
-    if (!file) fail<IoError>("{}: cannot open", *path);
-  }
-  std::istream& in = file.is_open() ? static_cast<std::istream&>(file) : std::cin;
-  const std::string source = args.get_opt("dialogs").value_or("<stdin>");
+  LineReader in(args.get_opt("dialogs").value_or("-"), "dialogs");
+  const std::string& source = in.source();
   const bool eval = args.get_flag("eval");
 
   auto is_movie = [&](std::int64_t id) { return kg.entity_type(id) == EntityType::movie || kg.is_item(id); };
   Counts movies, others;
   long long dialogs = 0, messages = 0;
-  std::size_t line_number = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++line_number;
+  for (std::string line; in.next(line);) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    nlohmann::json record;
-    try {
-      record = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      fail<InputError>("{}:{}: not valid JSON: {}", source, line_number, e.what());
-    }
+    const nlohmann::json record = parse_json(line, fmt::format("{}:{}", source, in.line_number()));
     // Parsing the record as a Dialog checks it (and its movieMentions) the way hosts' input is.
     const Dialog dialog = Dialog::from_redial(record, &kg);
     ++dialogs;
@@ -106,7 +94,7 @@ int link(const Argv& argv) {
                             {"message", m},
                             {"role", message["senderWorkerId"] == record["initiatorWorkerId"] ? "user" : "system"},
                             {"entities", std::move(entities)}};
-      fmt::print("{}\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+      fmt::print("{}\n", json_text(out));
     }
   }
   if (eval) {

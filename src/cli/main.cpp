@@ -1,12 +1,16 @@
 // `ecr`: the command-line face of the library. Dispatches to one subcommand per file.
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <string_view>
+#include <system_error>
 
 #include <fmt/format.h>
 
 #include "commands.hpp"
 #include "ecr/core/error.hpp"
+#include "ecr/core/utf8.hpp"
 
 namespace {
 
@@ -50,13 +54,22 @@ int main(int argc, char** argv) {
   }
   for (const auto& c : kCommands) {
     if (c.name != name) continue;
+    // Messages quote files, dialogs and JSON: printable() keeps their bytes off the terminal.
     try {
-      return c.run(ecr::cli::Argv(argv + 2, argv + argc));
+      const int status = c.run(ecr::cli::Argv(argv + 2, argv + argc));
+      // What went to stdout must have arrived (a full disk, a closed pipe): not a silent success.
+      if (std::fflush(stdout) != 0 || std::ferror(stdout))
+        ecr::fail<ecr::IoError>("cannot write standard output: {}", std::strerror(errno));
+      return status;
     } catch (const ecr::Error& e) {
-      fmt::print(stderr, "ecr {}: {}\n", name, e.what());
+      fmt::print(stderr, "ecr {}: {}\n", name, ecr::printable(e.what()));
+      return 1;
+    } catch (const std::system_error& e) {  // fmt::print could not write standard output
+      fmt::print(stderr, "ecr {}: {}: standard output: {}\n", name, ecr::to_string(ecr::ErrorKind::io),
+                 ecr::printable(e.what()));
       return 1;
     } catch (const std::exception& e) {
-      fmt::print(stderr, "ecr {}: unexpected failure: {}\n", name, e.what());
+      fmt::print(stderr, "ecr {}: unexpected failure: {}\n", name, ecr::printable(e.what()));
       return 1;
     }
   }

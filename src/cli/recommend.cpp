@@ -1,29 +1,21 @@
 // `ecr recommend`: one dialog (Dialog JSON) through the Recommender, printing the ranked items
 // and, per turn, the entities and emotions the prompt used; --json prints all of it.
-#include <fstream>
-#include <iostream>
-#include <iterator>
-
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "args.hpp"
 #include "commands.hpp"
 #include "ecr/core/error.hpp"
+#include "ecr/core/utf8.hpp"
 #include "ecr/recommender.hpp"
+#include "input.hpp"
+#include "output.hpp"
 
 namespace ecr::cli {
 
 namespace {
 
 using nlohmann::json;
-
-std::string read_input(const std::string& path) {
-  if (path == "-") return {std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail<IoError>("{}: cannot open", path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 json emotions_json(const TurnEmotions& e) {
   json out = json::array();
@@ -77,22 +69,23 @@ void print_table(const Recommendation& r, const KnowledgeGraph& kg) {
   fmt::print("top {} of {} items\n{:>4}  {:>10}  {:>7}  {}\n", r.items.size(), kg.items().size(), "rank", "score", "id",
              "item");
   for (std::size_t i = 0; i < r.items.size(); ++i)
-    fmt::print("{:>4}  {:>10.4f}  {:>7}  {}\n", i + 1, r.items[i].score, r.items[i].id, r.items[i].name);
+    fmt::print("{:>4}  {:>10.4f}  {:>7}  {}\n", i + 1, r.items[i].score, r.items[i].id, printable(r.items[i].name));
   fmt::print("\nturns{}\n", r.emotion_fusion ? "" : " (no emotions: the prompt ran without emotion fusion)");
   for (std::size_t t = 0; t < r.turns.size(); ++t) {
     const auto& turn = r.turns[t];
-    fmt::print("{:>4}  {:<6}  {}\n", t, role_name(turn.role), turn.text);
+    fmt::print("{:>4}  {:<6}  {}\n", t, role_name(turn.role), printable(turn.text));  // no terminal commands
     if (turn.emotions)
       fmt::print("{:>14}emotions ({}): {}\n", "", turn.emotions_from_classifier ? "classifier" : "host",
                  emotions_text(turn.selected));
     std::string linked;
     for (const auto& e : turn.entities)
-      linked += fmt::format("{}{} [{}, {}]", linked.empty() ? "" : "; ", e.name, e.id, link_source_name(e.source));
+      linked += fmt::format("{}{} [{}, {}]", linked.empty() ? "" : "; ", printable(e.name), e.id,
+                            link_source_name(e.source));
     if (!linked.empty()) fmt::print("{:>14}entities: {}\n", "", linked);
   }
   if (!r.context_entities.empty()) {
     fmt::print("\ncontext entities by affinity (z . E[e])\n");
-    for (const auto& e : r.context_entities) fmt::print("{:>10.4f}  {:>7}  {}\n", e.score, e.id, e.name);
+    for (const auto& e : r.context_entities) fmt::print("{:>10.4f}  {:>7}  {}\n", e.score, e.id, printable(e.name));
   }
 }
 
@@ -107,7 +100,7 @@ int recommend(const Argv& argv) {
   args.option("bundle", "BUNDLE", kBundleHelp)
       .option("dialog", "FILE", "the dialog as JSON; - reads standard input", "-")
       .option("top-k", "K", "items to return", "10")
-      .option("threads", "N", "threads for one request (0: one per core)", "0")
+      .option("threads", "N", kThreadsHelp, "0")
       .flag("json", "print everything as one JSON object")
       .flag("all-scores", "with --json: include the score of every entity")
       .flag("exclude-mentioned", "leave items the dialog mentions out of the ranking")
@@ -115,18 +108,12 @@ int recommend(const Argv& argv) {
       .flag("no-link", "use only the entity ids the dialog carries, not the linker");
   if (!args.parse(argv)) return 0;
   const long long top_k = args.get_int("top-k");
-  const long long threads = args.get_int("threads");
+  const int threads = thread_count(args);
   if (top_k < 1) fail<InputError>("--top-k must be at least 1, got {}", top_k);
-  if (threads < 0) fail<InputError>("--threads must be 0 or more, got {}", threads);
 
   const std::string path = args.get("dialog");
-  json j;
-  try {
-    j = json::parse(read_input(path));
-  } catch (const json::exception& e) {
-    fail<InputError>("{}: not valid JSON: {}", path == "-" ? "<stdin>" : path, e.what());
-  }
-  const Dialog dialog = Dialog::from_json(j);
+  const Dialog dialog =
+      Dialog::from_json(parse_json(read_input(path, kMaxDialogBytes, "dialog"), path == "-" ? "<stdin>" : path));
 
   RecommenderOptions options;
   options.threads = static_cast<std::size_t>(threads);
@@ -144,12 +131,12 @@ int recommend(const Argv& argv) {
   if (args.get_flag("json")) {
     json out = to_json(r);
     out["untrained"] = untrained;
-    fmt::print("{}\n", out.dump(-1, ' ', false, json::error_handler_t::replace));
+    fmt::print("{}\n", json_text(out));
     return 0;
   }
   if (untrained)
     fmt::print("note: bundle '{}' was built from random, untrained checkpoints: its ranking is noise\n\n",
-               recommender.bundle().label());
+               printable(recommender.bundle().label()));
   print_table(r, recommender.graph());
   return 0;
 }

@@ -1,34 +1,21 @@
 // `ecr respond`: one dialog (Dialog JSON) through the Recommender and the Responder: the ranked
 // items, the template the backbone wrote, the knowledge, and the reply, streamed as it decodes.
 #include <cstdio>
-#include <fstream>
-#include <iostream>
-#include <iterator>
 
 #include <fmt/format.h>
 
 #include "commands.hpp"
 #include "conversation.hpp"
 #include "ecr/core/error.hpp"
+#include "ecr/core/utf8.hpp"
+#include "input.hpp"
 
 namespace ecr::cli {
 
 namespace {
 
 Dialog read_dialog(const std::string& path) {
-  std::string text;
-  if (path == "-") {
-    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-  } else {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail<IoError>("{}: cannot open", path);
-    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
-  try {
-    return Dialog::from_json(nlohmann::json::parse(text));
-  } catch (const nlohmann::json::exception& e) {
-    fail<InputError>("{}: not valid JSON: {}", path == "-" ? "<stdin>" : path, e.what());
-  }
+  return Dialog::from_json(parse_json(read_input(path, kMaxDialogBytes, "dialog"), path == "-" ? "<stdin>" : path));
 }
 
 }  // namespace
@@ -46,13 +33,13 @@ int respond_once(const Conversation& c, const std::string& dialog_path, bool as_
   fmt::print("reply: ");
   std::fflush(stdout);
   const Response r = c.responder.respond(dialog, rec, [](std::string_view piece) {
-    fmt::print("{}", piece);
+    fmt::print("{}", printable(piece, true));  // a model's bytes never drive the terminal
     std::fflush(stdout);
     return true;
   });
-  fmt::print("\n\ntemplate: {}\n", r.template_text);
-  for (const auto& e : r.review_entities) fmt::print("review entity: {}\n", e);
-  for (const auto& t : r.knowledge) fmt::print("knowledge: {}\n", t.text());
+  fmt::print("\n\ntemplate: {}\n", printable(r.template_text));
+  for (const auto& e : r.review_entities) fmt::print("review entity: {}\n", printable(e));
+  for (const auto& t : r.knowledge) fmt::print("knowledge: {}\n", printable(t.text()));
   return 0;
 }
 

@@ -1,8 +1,7 @@
 // `ecr tokenize`: JSON lines {"text": ...} in, {"text": ..., "ids": [...]} out, with a tokenizer
 // from vocab/merges files or from a bundle.
 #include <cstdio>
-#include <fstream>
-#include <iostream>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -11,6 +10,8 @@
 #include "ecr/core/error.hpp"
 #include "ecr/io/bundle.hpp"
 #include "ecr/text/tokenizer.hpp"
+#include "input.hpp"
+#include "output.hpp"
 
 namespace ecr::cli {
 
@@ -31,12 +32,15 @@ Tokenizer load_tokenizer(const Args& args) {
   }
   std::map<std::string, std::int32_t> added;
   if (auto text = args.get_opt("added")) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(*text);
-      added = j.get<std::map<std::string, std::int32_t>>();
-    } catch (const nlohmann::json::exception& e) {
-      fail<InputError>("--added: expected a JSON object of token -> id, got '{}' ({})", *text, e.what());
+    const nlohmann::json j = parse_json(*text, "--added");
+    if (!j.is_object()) fail<InputError>("--added: expected a JSON object of token -> id");
+    // Each id is range-checked before it narrows: 4000000000 must not become -294967296.
+    for (const auto& [token, id] : j.items()) {
+      if (!id.is_number_integer() || id.get<std::int64_t>() < 0 ||
+          id.get<std::int64_t>() > std::numeric_limits<std::int32_t>::max())
+        fail<InputError>("--added: token '{}' has id {}, expected an integer in [0, {}]", token, id.dump(),
+                         std::numeric_limits<std::int32_t>::max());
+      added.emplace(token, id.get<std::int32_t>());
     }
   }
   return Tokenizer::from_files(args.get("vocab"), args.get("merges"), std::move(added));
@@ -56,23 +60,12 @@ int tokenize(const Argv& argv) {
   if (!args.parse(argv)) return 0;
   const Tokenizer tokenizer = load_tokenizer(args);
 
-  std::ifstream file;
-  if (auto input = args.get_opt("input")) {
-    file.open(*input, std::ios::binary);
-    if (!file) fail<IoError>("cannot open input '{}'", *input);
-  }
-  std::istream& in = file.is_open() ? file : std::cin;
-  const std::string source = args.get_opt("input").value_or("<stdin>");
-  std::size_t line_no = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++line_no;
+  LineReader in(args.get_opt("input").value_or("-"), "input");
+  const std::string& source = in.source();
+  for (std::string line; in.next(line);) {
+    const std::size_t line_no = in.line_number();
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    nlohmann::json row;
-    try {
-      row = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      fail<InputError>("{}: line {}: invalid JSON ({})", source, line_no, e.what());
-    }
+    const nlohmann::json row = parse_json(line, fmt::format("{}: line {}", source, line_no));
     if (!row.is_object() || !row.contains("text") || !row["text"].is_string())
       fail<InputError>("{}: line {}: expected an object with a string field \"text\"", source, line_no);
     const std::string& text = row["text"].get_ref<const std::string&>();
@@ -85,7 +78,7 @@ int tokenize(const Argv& argv) {
       fail<InputError>("{}: line {}: {}", source, line_no, why);
     }
     const nlohmann::ordered_json out = {{"text", text}, {"ids", ids}};
-    fmt::print("{}\n", out.dump());
+    fmt::print("{}\n", json_text(out));
   }
   std::fflush(stdout);
   return 0;

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <atomic>
 #include <exception>
+#include <system_error>
+
+#include "ecr/core/error.hpp"
 
 namespace ecr {
 
@@ -18,18 +21,31 @@ struct ThreadPool::Loop {
 };
 
 ThreadPool::ThreadPool(int threads) {
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads > kMaxThreads)
+    fail<ConfigError>("thread pool: {} threads asked for, at most {} are allowed", threads, kMaxThreads);
+  if (threads <= 0) threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, unsigned{kMaxThreads}));
   workers_.reserve(static_cast<std::size_t>(threads - 1));
-  for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { work(); });
+  try {
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { work(); });
+  } catch (const std::exception& e) {  // std::system_error, or bad_alloc for its state
+    // The destructor will not run: stop and join the workers that did start, or their
+    // condition variable would be destroyed under them.
+    stop();
+    fail<IoError>("thread pool: the system refused to start thread {} of {} ({}); ask for fewer threads",
+                  workers_.size() + 2, threads, e.what());
+  }
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::~ThreadPool() { stop(); }
+
+void ThreadPool::stop() noexcept {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
+  workers_.clear();
 }
 
 std::shared_ptr<ThreadPool> ThreadPool::shared_default() {

@@ -1,5 +1,7 @@
 #include "ecr/core/utf8.hpp"
 
+#include <fmt/format.h>
+
 namespace ecr {
 
 Utf8Step decode_utf8(std::string_view s, std::size_t offset) noexcept {
@@ -74,6 +76,29 @@ void append_utf8(std::string& out, char32_t cp) {
     out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
     out += static_cast<char>(0x80 | (cp & 0x3F));
   }
+}
+
+std::string printable(std::string_view s, bool keep_layout) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    const Utf8Step step = decode_utf8(s, i);
+    const char32_t cp = step.code_point;
+    if (!step.valid) {
+      for (std::size_t k = 0; k < step.size; ++k)
+        out += fmt::format("\\x{:02x}", static_cast<unsigned char>(s[i + k]));
+    } else if (keep_layout && (cp == '\n' || cp == '\t')) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x20 || cp == 0x7F) {
+      out += fmt::format("\\x{:02x}", static_cast<unsigned>(cp));
+    } else if (cp >= 0x80 && cp < 0xA0) {
+      out += fmt::format("\\u{:04x}", static_cast<unsigned>(cp));
+    } else {
+      out.append(s.substr(i, step.size));
+    }
+    i += step.size;
+  }
+  return out;
 }
 
 }  // namespace ecr

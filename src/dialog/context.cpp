@@ -1,9 +1,11 @@
 // ECR_SPEC section 2 without a model: the alternating turns, the context strings, the turn
 // emotions and the entity list with the emotions each entity carries.
 #include <algorithm>
+#include <functional>
 #include <numeric>
 
 #include "ecr/dialog.hpp"
+#include "ecr/text/tokenizer.hpp"
 
 namespace ecr {
 
@@ -60,6 +62,64 @@ std::vector<ContextEntity> context_entities(const Dialog& dialog, std::size_t ma
   }
   if (out.size() > max_entities) out.erase(out.begin(), out.end() - static_cast<std::ptrdiff_t>(max_entities));
   return out;
+}
+
+namespace {
+
+// The suffix of recent_turns(): `needed` tokens per context, `tokens(turn, k)` the tokens the
+// merged turn (its text prepared) gives context k.
+Dialog recent_suffix(const Dialog& dialog, std::vector<std::size_t> needed, std::size_t max_entities,
+                     const std::function<std::size_t(const Turn&, std::size_t)>& tokens) {
+  const auto& turns = dialog.turns;
+  std::size_t begin = turns.size(), entities = 0;
+  bool emotions = false;
+  const auto enough = [&] {
+    return entities >= max_entities && std::all_of(needed.begin(), needed.end(), [](auto n) { return n == 0; });
+  };
+  while (begin > 0 && !enough()) {
+    // One run of a role's turns: the one turn the models see once they are merged.
+    std::size_t first = begin - 1;
+    while (first > 0 && turns[first - 1].role == turns[first].role) --first;
+    Dialog run;
+    for (std::size_t t = first; t < begin; ++t) run.add_turn(turns[t]);
+    Turn& merged = run.turns.front();
+    merged.text = redial_text(merged.text, dialog.movie_mentions);
+    for (std::size_t k = 0; k < needed.size(); ++k) needed[k] -= std::min(needed[k], tokens(merged, k));
+    entities += merged.entities.size();
+    emotions = emotions || merged.emotions.has_value();
+    begin = first;
+  }
+  // Emotion fusion is on when any turn has emotions: reach back to the newest one if need be.
+  if (!emotions) {
+    std::size_t t = begin;
+    while (t > 0 && !turns[t - 1].emotions) --t;
+    if (t > 0) {
+      begin = t - 1;
+      while (begin > 0 && turns[begin - 1].role == turns[begin].role) --begin;
+    }
+  }
+  Dialog out;
+  out.movie_mentions = dialog.movie_mentions;
+  out.turns.assign(turns.begin() + static_cast<std::ptrdiff_t>(begin), turns.end());
+  return out;
+}
+
+}  // namespace
+
+Dialog recent_turns(const Dialog& dialog, std::span<const ContextBudget> contexts, std::size_t max_entities) {
+  std::vector<std::size_t> needed;
+  for (const ContextBudget& c : contexts) needed.push_back(c.max_tokens);
+  return recent_suffix(dialog, std::move(needed), max_entities, [&](const Turn& turn, std::size_t k) -> std::size_t {
+    Dialog one;
+    one.turns.push_back(turn);
+    const std::vector<std::string> strings = context_strings(one, contexts[k].eos);
+    return strings.empty() ? 0 : contexts[k].tokenizer->encode(strings.front()).size();
+  });
+}
+
+Dialog recent_turns(const Dialog& dialog, std::size_t max_tokens, std::size_t max_entities) {
+  return recent_suffix(dialog, {max_tokens}, max_entities,
+                       [](const Turn& turn, std::size_t) -> std::size_t { return turn.text.empty() ? 0 : 1; });
 }
 
 }  // namespace ecr

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "ecr/core/error.hpp"
+#include "ecr/core/json_depth.hpp"
 #include "ecr/core/utf8.hpp"
 #include "../kg/words.hpp"
 
@@ -205,11 +206,16 @@ Dialog Dialog::from_json(const json& j) {
 }
 
 Dialog Dialog::parse(std::string_view json_text) {
+  if (json_text.size() > kMaxDialogBytes)
+    fail<InputError>("dialog: {} bytes of JSON, more than the {} MiB a dialog may have", json_text.size(),
+                     kMaxDialogBytes >> 20);
+  if (json_depth(json_text) > kMaxJsonDepth)
+    fail<InputError>("dialog: JSON nests arrays and objects deeper than {} levels", kMaxJsonDepth);
   json j;
   try {
     j = json::parse(json_text);
   } catch (const json::exception& e) {
-    fail<InputError>("dialog: not valid JSON: {}", e.what());
+    fail<InputError>("dialog: not valid JSON: {}", printable(e.what()));
   }
   return from_json(j);
 }

@@ -6,8 +6,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
+#include <new>
 #include <unordered_map>
 
+#include "ecr/core/json_depth.hpp"
 #include "ecr/core/utf8.hpp"
 #include "ecr/io/bundle.hpp"
 #include "mapped_file.hpp"
@@ -61,6 +64,31 @@ class Cursor {
   std::size_t pos_ = 0;
 };
 
+// The first element of a floating tensor that is NaN or infinite ("element 12 is nan"), or "".
+// One pass over the bits (exponent all ones), so f16 and bf16 need no conversion.
+std::string first_non_finite(const Tensor& t) {
+  const auto scan = [&](auto type, auto exponent_mask) -> std::string {
+    using Bits = decltype(type);
+    const auto* p = static_cast<const std::byte*>(t.raw());
+    const auto n = static_cast<std::size_t>(t.numel());
+    for (std::size_t i = 0; i < n; ++i) {
+      Bits bits;
+      std::memcpy(&bits, p + i * sizeof(Bits), sizeof(Bits));
+      if ((bits & exponent_mask) == exponent_mask) {
+        const Bits mantissa = bits & static_cast<Bits>(~exponent_mask & ~(Bits{1} << (8 * sizeof(Bits) - 1)));
+        return fmt::format("element {} is {}", i, mantissa ? "nan" : "inf");
+      }
+    }
+    return {};
+  };
+  switch (t.dtype()) {
+    case DType::f32: return scan(std::uint32_t{}, std::uint32_t{0x7F800000});
+    case DType::f16: return scan(std::uint16_t{}, std::uint16_t{0x7C00});
+    case DType::bf16: return scan(std::uint16_t{}, std::uint16_t{0x7F80});
+    default: return {};
+  }
+}
+
 }  // namespace
 
 std::string_view codec_name(Codec codec) { return codec == Codec::raw ? "raw" : "zstd"; }
@@ -83,11 +111,19 @@ struct Bundle::Impl {
   std::shared_ptr<detail::FileImage> image;
   nlohmann::json metadata;
   std::vector<TensorInfo> infos;
-  std::vector<Tensor> tensors;  // parallel to infos
   std::unordered_map<std::string_view, std::size_t> index;
+  // Parallel to infos, filled at first use: raw tensors are views into the image, zstd ones are
+  // decompressed then (an unused component costs nothing); finite_tensor() checks a floating one
+  // for NaN and infinity once. Bundles are shared across threads, hence the lock.
+  mutable std::mutex mutex;
+  mutable std::vector<Tensor> tensors;
+  mutable std::vector<bool> ready, finite;
+  bool verified = false;  // every CRC was checked at open
 
   void parse(const BundleOptions& options);
   void check_crc(const TensorInfo& info) const;
+  Tensor tensor(std::size_t i, bool check_finite) const;
+  Tensor decompress(const TensorInfo& info) const;
 };
 
 void Bundle::Impl::parse(const BundleOptions& options) {
@@ -138,9 +174,14 @@ void Bundle::Impl::parse(const BundleOptions& options) {
   const std::string_view meta_text(reinterpret_cast<const char*>(meta_bytes.data()), meta_bytes.size());
   if (auto bad = utf8_error_offset(meta_text))
     fail<FormatError>("bundle '{}': metadata is not valid UTF-8 (byte {})", label, *bad);
+  if (json_depth(meta_text) > kMaxJsonDepth)
+    fail<FormatError>("bundle '{}': metadata nests arrays and objects deeper than {} levels", label, kMaxJsonDepth);
   metadata = nlohmann::json::parse(meta_text, nullptr, /*allow_exceptions=*/false);
   if (metadata.is_discarded()) fail<FormatError>("bundle '{}': metadata is not valid JSON", label);
   if (!metadata.is_object()) fail<FormatError>("bundle '{}': metadata must be a JSON object", label);
+  if (const auto u = metadata.find("untrained"); u != metadata.end() && !u->is_boolean())
+    fail<FormatError>("bundle '{}': metadata field 'untrained' must be true or false, found {}", label,
+                      u->type_name());
 
   // The smallest entry (rank 0, one-byte name) is 33 bytes; more entries than that cannot fit.
   constexpr std::uint64_t kMinEntry = 4 + 1 + 4 + 8 + 8 + 4 + 4;
@@ -204,6 +245,16 @@ void Bundle::Impl::parse(const BundleOptions& options) {
     if (info.offset > size || info.stored_size > size - info.offset)
       fail<FormatError>("bundle '{}': tensor '{}': {} bytes at offset {} run past the end of the file ({} bytes)",
                         label, info.name, info.stored_size, info.offset, size);
+    if (info.codec == Codec::zstd) {
+      // The frame header states its content size: checked against the shape now, so that a frame
+      // that lies is refused at open and nothing is ever allocated for it.
+      const unsigned long long declared = ZSTD_getFrameContentSize(file.data() + info.offset, info.stored_size);
+      if (declared == ZSTD_CONTENTSIZE_ERROR || declared == ZSTD_CONTENTSIZE_UNKNOWN)
+        fail<FormatError>("bundle '{}': tensor '{}': zstd frame does not declare its size", label, info.name);
+      if (declared != raw_size)
+        fail<FormatError>("bundle '{}': tensor '{}': zstd frame declares {} bytes, but {} {} has {}", label,
+                          info.name, declared, dtype_name(info.dtype), shape_string(info.shape), raw_size);
+    }
     infos.push_back(std::move(info));
   }
   if (!cur.done())
@@ -224,27 +275,47 @@ void Bundle::Impl::parse(const BundleOptions& options) {
       fail<FormatError>("bundle '{}': data of tensors '{}' and '{}' overlap", label, by_offset[i - 1]->name,
                         by_offset[i]->name);
 
-  // Everything is in bounds; now make the tensors.
-  tensors.reserve(infos.size());
-  for (const auto& info : infos) {
-    const std::byte* stored = file.data() + info.offset;
-    if (info.codec == Codec::raw) {
-      if (options.verify_checksums) check_crc(info);
-      tensors.push_back(Tensor::wrap(const_cast<std::byte*>(stored), info.dtype, info.shape, image,
-                                     StorageKind::mapped, Device::cpu, info.name));
-      continue;
-    }
-    check_crc(info);  // decompressing reads every byte anyway; never feed zstd a corrupted frame
-    Tensor t = Tensor::empty(info.dtype, info.shape, info.name);
-    const unsigned long long declared = ZSTD_getFrameContentSize(stored, info.stored_size);
-    if (declared == ZSTD_CONTENTSIZE_ERROR || declared == ZSTD_CONTENTSIZE_UNKNOWN || declared != t.nbytes())
-      fail<FormatError>("bundle '{}': tensor '{}': zstd frame does not declare {} bytes", label, info.name, t.nbytes());
-    const std::size_t got = ZSTD_decompress(t.raw(), t.nbytes(), stored, info.stored_size);
-    if (ZSTD_isError(got) || got != t.nbytes())
-      fail<FormatError>("bundle '{}': tensor '{}': zstd: {}", label, info.name,
-                        ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short frame");
-    tensors.push_back(std::move(t));
+  // Everything is in bounds. Tensors are made at first use (tensor()).
+  if (options.verify_checksums)
+    for (const auto& info : infos) check_crc(info);
+  verified = options.verify_checksums;
+  tensors.resize(infos.size());
+  ready.assign(infos.size(), false);
+  finite.assign(infos.size(), false);
+}
+
+Tensor Bundle::Impl::decompress(const TensorInfo& info) const {
+  if (!verified) check_crc(info);  // never feed zstd a corrupted frame
+  Tensor t;
+  try {
+    t = Tensor::empty(info.dtype, info.shape, info.name);
+  } catch (const std::bad_alloc&) {
+    fail<IoError>("bundle '{}': tensor '{}': cannot allocate the {} bytes it decompresses to", label, info.name,
+                  info.raw_size());
   }
+  const std::size_t got = ZSTD_decompress(t.raw(), t.nbytes(), image->bytes().data() + info.offset, info.stored_size);
+  if (ZSTD_isError(got) || got != t.nbytes())
+    fail<FormatError>("bundle '{}': tensor '{}': zstd: {}", label, info.name,
+                      ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short frame");
+  return t;
+}
+
+Tensor Bundle::Impl::tensor(std::size_t i, bool check_finite) const {
+  std::lock_guard lock(mutex);
+  const TensorInfo& info = infos[i];
+  if (!ready[i]) {
+    tensors[i] = info.codec == Codec::raw
+                     ? Tensor::wrap(const_cast<std::byte*>(image->bytes().data() + info.offset), info.dtype,
+                                    info.shape, image, StorageKind::mapped, Device::cpu, info.name)
+                     : decompress(info);
+    ready[i] = true;
+  }
+  if (check_finite && !finite[i]) {
+    if (const std::string bad = first_non_finite(tensors[i]); !bad.empty())
+      fail<FormatError>("bundle '{}': tensor '{}': {} (weights must be finite)", label, info.name, bad);
+    finite[i] = true;
+  }
+  return tensors[i];
 }
 
 void Bundle::Impl::check_crc(const TensorInfo& info) const {
@@ -289,7 +360,13 @@ const TensorInfo& Bundle::info(std::string_view name) const {
 Tensor Bundle::tensor(std::string_view name) const {
   auto it = impl_->index.find(name);
   if (it == impl_->index.end()) fail<FormatError>("bundle '{}': no tensor '{}'", impl_->label, name);
-  return impl_->tensors[it->second];
+  return impl_->tensor(it->second, false);
+}
+
+Tensor Bundle::finite_tensor(std::string_view name) const {
+  auto it = impl_->index.find(name);
+  if (it == impl_->index.end()) fail<FormatError>("bundle '{}': no tensor '{}'", impl_->label, name);
+  return impl_->tensor(it->second, true);
 }
 
 Tensor Bundle::tensor(std::string_view name, DType dtype, const Shape& shape) const {
@@ -302,6 +379,7 @@ Tensor Bundle::tensor(std::string_view name, DType dtype, const Shape& shape) co
 
 void Bundle::verify() const {
   for (const auto& info : impl_->infos) impl_->check_crc(info);
+  for (std::size_t i = 0; i < impl_->infos.size(); ++i) impl_->tensor(i, true);
 }
 
 }  // namespace ecr

@@ -3,11 +3,11 @@
 #include <zstd.h>
 
 #include <cstring>
-#include <fstream>
 #include <set>
 
 #include "ecr/core/utf8.hpp"
 #include "ecr/io/bundle.hpp"
+#include "ecr/io/output_file.hpp"
 
 namespace ecr {
 
@@ -112,17 +112,10 @@ std::vector<std::byte> BundleWriter::bytes() const {
 
 void BundleWriter::write(const std::filesystem::path& path) const {
   const auto data = bytes();
-  // Write to a temporary name and rename, so a crash never leaves a half-written bundle behind.
-  const auto tmp = std::filesystem::path(path.string() + ".tmp");
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail<IoError>("'{}': cannot create", tmp.string());
-    out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
-    if (!out) fail<IoError>("'{}': write failed", tmp.string());
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) fail<IoError>("'{}': cannot rename from '{}': {}", path.string(), tmp.string(), ec.message());
+  // Through a temporary file and a rename: a crash or a full disk never leaves half a bundle.
+  OutputFile out(path);
+  out.write(data);
+  out.commit();
 }
 
 }  // namespace ecr

@@ -24,13 +24,17 @@ struct Fd {
 std::size_t file_size_or_throw(int fd, const std::filesystem::path& path) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) fail<IoError>("'{}': cannot stat: {}", path.string(), std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) fail<IoError>("'{}': not a regular file", path.string());
+  if (!S_ISREG(st.st_mode))
+    fail<IoError>("'{}': not a regular file ({})", path.string(),
+                  S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a pipe" : "a device or socket");
   return static_cast<std::size_t>(st.st_size);
 }
 }  // namespace
 
+// O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer for ever; the
+// regular-file check comes right after, and regular files ignore the flag.
 std::shared_ptr<FileImage> FileImage::map(const std::filesystem::path& path) {
-  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)};
   if (f.fd < 0) fail<IoError>("'{}': cannot open: {}", path.string(), std::strerror(errno));
   const std::size_t size = file_size_or_throw(f.fd, path);
   std::shared_ptr<FileImage> image(new FileImage());
@@ -44,7 +48,7 @@ std::shared_ptr<FileImage> FileImage::map(const std::filesystem::path& path) {
 }
 
 std::shared_ptr<FileImage> FileImage::read(const std::filesystem::path& path) {
-  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)};
   if (f.fd < 0) fail<IoError>("'{}': cannot open: {}", path.string(), std::strerror(errno));
   const std::size_t size = file_size_or_throw(f.fd, path);
   std::shared_ptr<FileImage> image(new FileImage());

@@ -209,7 +209,7 @@ json read_json(const fs::path& path) {
   try {
     return json::parse(in);
   } catch (const json::exception& e) {
-    fail<FormatError>("{}: not valid JSON: {}", path.string(), e.what());
+    fail<FormatError>("{}: not valid JSON: {}", path.string(), printable(e.what()));
   }
 }
 

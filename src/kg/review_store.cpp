@@ -80,7 +80,7 @@ struct ReviewStore::Impl {
 
 bool ReviewStore::present(const Bundle& bundle) { return bundle.metadata().contains(kPrefix); }
 
-ReviewStore ReviewStore::load(const Bundle& bundle) {
+ReviewStore ReviewStore::load(const Bundle& bundle, std::optional<std::int64_t> num_entities) {
   const auto& meta = bundle.metadata();
   if (!meta.contains(kPrefix) || !meta.at(kPrefix).is_object())
     fail<FormatError>("{}: no review entities (metadata 'review_entities' is missing or not an object)", bundle.label());
@@ -99,10 +99,13 @@ ReviewStore ReviewStore::load(const Bundle& bundle) {
   const auto entries = bundle.tensor(name("entries"), DType::i32, {nnz}).span<std::int32_t>();
   const auto counts = bundle.tensor(name("counts"), DType::i32, {nnz}).span<std::int32_t>();
 
+  // -1 (no KG entity) or an id of the KG.
+  const auto kg_id_ok = [&](std::int32_t id) { return id >= -1 && (!num_entities || id < *num_entities); };
+  const std::string id_range = num_entities ? fmt::format("an id below {} or -1", *num_entities) : "an id or -1";
   for (std::size_t i = 0; i < entity_ids.size(); ++i) {
-    if (entity_ids[i] < -1)
-      fail<FormatError>("{}: tensor '{}': entry {} is {}, expected an id or -1", bundle.label(), name("entity_kg_ids"),
-                        i, entity_ids[i]);
+    if (!kg_id_ok(entity_ids[i]))
+      fail<FormatError>("{}: tensor '{}': entry {} is {}, expected {}", bundle.label(), name("entity_kg_ids"), i,
+                        entity_ids[i], id_range);
     impl->entity_ids.push_back(entity_ids[i]);
   }
   if (indptr.front() != 0 || indptr.back() != nnz)
@@ -112,9 +115,9 @@ ReviewStore ReviewStore::load(const Bundle& bundle) {
       fail<FormatError>("{}: tensor '{}': entry {} decreases", bundle.label(), name("indptr"), r + 1);
     if (!impl->row_by_key.emplace(keys[r], r).second)
       fail<FormatError>("{}: tensor '{}/movie_keys': '{}' is there twice", bundle.label(), kPrefix, keys[r]);
-    if (movie_ids[r] < -1)
-      fail<FormatError>("{}: tensor '{}': entry {} is {}, expected an id or -1", bundle.label(), name("movie_kg_ids"),
-                        r, movie_ids[r]);
+    if (!kg_id_ok(movie_ids[r]))
+      fail<FormatError>("{}: tensor '{}': entry {} is {}, expected {}", bundle.label(), name("movie_kg_ids"), r,
+                        movie_ids[r], id_range);
     if (movie_ids[r] >= 0 && !impl->row_by_id.emplace(movie_ids[r], r).second)
       fail<FormatError>("{}: tensor '{}': movie {} is there twice", bundle.label(), name("movie_kg_ids"), movie_ids[r]);
   }

@@ -17,11 +17,12 @@ double uniform(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) *
 
 void check_generate_options(const GenerateOptions& o) {
   if (o.max_new_tokens < 0) fail<InputError>("generate: max_new_tokens {} is negative", o.max_new_tokens);
-  if (!(o.temperature >= 0.0f)) fail<InputError>("generate: temperature {} is negative", o.temperature);
+  if (!std::isfinite(o.temperature)) fail<InputError>("generate: temperature {} is not a finite number", o.temperature);
+  if (o.temperature < 0.0f) fail<InputError>("generate: temperature {} is negative", o.temperature);
   if (o.top_k < 0) fail<InputError>("generate: top_k {} is negative", o.top_k);
   if (!(o.top_p > 0.0f && o.top_p <= 1.0f)) fail<InputError>("generate: top_p {} is outside (0, 1]", o.top_p);
-  if (!(o.repetition_penalty > 0.0f))
-    fail<InputError>("generate: repetition_penalty {} must be positive", o.repetition_penalty);
+  if (!(o.repetition_penalty > 0.0f) || std::isinf(o.repetition_penalty))
+    fail<InputError>("generate: repetition_penalty {} must be a positive finite number", o.repetition_penalty);
   if (o.no_repeat_ngram_size < 0)
     fail<InputError>("generate: no_repeat_ngram_size {} is negative", o.no_repeat_ngram_size);
 }

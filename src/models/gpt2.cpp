@@ -44,6 +44,10 @@ Gpt2Config Gpt2Config::from_json(const nlohmann::json& config, std::string_view 
     if (!config["layer_norm_epsilon"].is_number())
       fail<ConfigError>("component '{}': config field 'layer_norm_epsilon' must be a number", component);
     c.layer_norm_epsilon = config["layer_norm_epsilon"].get<float>();
+    // Negative, zero or not finite, it turns every hidden state into NaN.
+    if (!(c.layer_norm_epsilon > 0.0f) || !std::isfinite(c.layer_norm_epsilon))
+      fail<ConfigError>("component '{}': config field 'layer_norm_epsilon' is {}, expected a small positive number",
+                        component, config["layer_norm_epsilon"].dump());
   }
   const std::string act = config.value("activation_function", std::string("gelu_new"));
   if (act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "gelu_fast")
@@ -200,14 +204,23 @@ Tensor Gpt2Model::classify(std::span<const std::vector<std::int32_t>> batch) con
     if (ids.empty()) fail<InputError>("component '{}': cannot classify an empty sequence", name_);
     sequences.push_back(newest(ids));
   }
-  std::vector<Tensor> no_prefixes(batch.size());
-  Gpt2State state = start(no_prefixes);
-  Gpt2Output out = run(state, sequences, Logits::none);
   const auto b = static_cast<std::int64_t>(batch.size());
   Tensor last = Tensor::empty(DType::f32, {b, config_.n_embd});
+  // Chunks of at most kClassifyChunkTokens tokens (or one sequence) share a state, so that the
+  // scratch buffers stay bounded however many sequences come.
+  for (std::size_t first = 0; first < sequences.size();) {
+    std::size_t end = first, tokens = 0;
+    while (end < sequences.size() && (end == first || tokens + sequences[end].size() <= kClassifyChunkTokens))
+      tokens += sequences[end++].size();
+    const std::span<const std::span<const std::int32_t>> chunk(sequences.data() + first, end - first);
+    std::vector<Tensor> no_prefixes(chunk.size());
+    Gpt2State state = start(no_prefixes);
+    const Gpt2Output out = run(state, chunk, Logits::none);
+    for (std::size_t i = 0; i < chunk.size(); ++i)
+      nn::view(last).row(static_cast<std::int64_t>(first + i)) = nn::view(out.hidden).row(out.offsets[i + 1] - 1);
+    first = end;
+  }
   Tensor scores = Tensor::empty(DType::f32, {b, config_.num_labels}, name_ + " scores");
-  for (std::int64_t i = 0; i < b; ++i)
-    nn::view(last).row(i) = nn::view(out.hidden).row(out.offsets[static_cast<std::size_t>(i) + 1] - 1);
   nn::linear(nn::view(last), score_, nn::view(scores), *pool_);
   return scores;
 }
@@ -232,7 +245,12 @@ Gpt2Output Gpt2Model::run(Gpt2State& state, std::span<const std::span<const std:
     out.offsets[b + 1] = out.offsets[b] + n;
   }
   const std::int64_t rows = out.offsets.back();
-  for (auto& s : state.sequences_) state.grow(s, s.length() + rows);
+  // Each sequence's cache grows by its own new tokens only: sized by the batch's total, a batch
+  // of B sequences would hold B times the keys and values it needs.
+  for (std::size_t b = 0; b < tokens.size(); ++b) {
+    auto& s = state.sequences_[b];
+    state.grow(s, s.length() + static_cast<std::int64_t>(tokens[b].size()));
+  }
 
   nn::MutableMap x = scratch(state.x_, rows, d);
   nn::MutableMap normed = scratch(state.normed_, rows, d);

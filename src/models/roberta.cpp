@@ -52,6 +52,10 @@ RobertaConfig RobertaConfig::from_json(const nlohmann::json& config, std::string
     if (!config["layer_norm_eps"].is_number())
       fail<ConfigError>("component '{}': config field 'layer_norm_eps' must be a number", component);
     c.layer_norm_eps = config["layer_norm_eps"].get<float>();
+    // Negative, zero or not finite, it turns every hidden state into NaN.
+    if (!(c.layer_norm_eps > 0.0f) || !std::isfinite(c.layer_norm_eps))
+      fail<ConfigError>("component '{}': config field 'layer_norm_eps' is {}, expected a small positive number",
+                        component, config["layer_norm_eps"].dump());
   }
   const std::string act = config.value("hidden_act", std::string("gelu"));
   if (act == "gelu")

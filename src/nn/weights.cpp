@@ -3,7 +3,7 @@
 namespace ecr::nn {
 
 Tensor load_weight(const Bundle& bundle, const std::string& name, const Shape& shape) {
-  Tensor t = bundle.tensor(name);
+  Tensor t = bundle.finite_tensor(name);  // NaN or infinity: FormatError naming the tensor
   const bool floating = t.dtype() == DType::f32 || t.dtype() == DType::f16 || t.dtype() == DType::bf16;
   if (!floating || t.shape() != shape)
     fail<ShapeError>("bundle '{}': tensor '{}': expected f32, f16 or bf16 {}, found {} {}", bundle.label(), name,

@@ -26,7 +26,18 @@ Tokenizer component_tokenizer(const Bundle& bundle, const std::string& name, std
   if (tokenizers == meta.end() || !tokenizers->is_object() || !tokenizers->contains(key->get<std::string>()))
     fail<ConfigError>("bundle '{}': component '{}' uses tokenizer '{}', which the bundle lacks", bundle.label(), name,
                       key->get<std::string>());
-  return Tokenizer::from_json((*tokenizers)[key->get<std::string>()]);
+  Tokenizer tokenizer = Tokenizer::from_json((*tokenizers)[key->get<std::string>()]);
+  // Every id the tokenizer can give needs a row of the model's embeddings: a mismatch is the
+  // bundle's fault, found here at load rather than as a bad id in the middle of a request.
+  const auto config = entry.find("config");
+  if (config != entry.end() && config->is_object()) {
+    const auto vocab = config->find("vocab_size");
+    if (vocab != config->end() && vocab->is_number_integer() && tokenizer.vocab_size() > vocab->get<std::int64_t>())
+      fail<ConfigError>("bundle '{}': component '{}': tokenizer '{}' has ids up to {}, beyond its vocab_size {}",
+                        bundle.label(), name, key->get<std::string>(), tokenizer.vocab_size() - 1,
+                        vocab->get<std::int64_t>());
+  }
+  return tokenizer;
 }
 
 std::int32_t special_token(const Tokenizer& tokenizer, std::string_view token, const std::string& component) {

@@ -23,7 +23,8 @@ bool has_component(const Bundle& bundle, const std::string& name);
 // metadata.components[name]; ConfigError "no component 'x' (the <user>'s <role>)" when absent.
 const nlohmann::json& component_entry(const Bundle& bundle, const std::string& name, std::string_view user,
                                       std::string_view role);
-// The tokenizer the component names (metadata.tokenizers[...]); ConfigError when it is missing.
+// The tokenizer the component names (metadata.tokenizers[...]); ConfigError when it is missing
+// or has ids at or beyond the component's config.vocab_size.
 Tokenizer component_tokenizer(const Bundle& bundle, const std::string& name, std::string_view user,
                               std::string_view role);
 // The id of a token the models rely on; ConfigError naming the component when absent.

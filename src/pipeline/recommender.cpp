@@ -69,7 +69,8 @@ struct Recommender::Impl {
   Impl(Bundle b, RecommenderOptions o)
       : bundle(with_components(std::move(b), o.components)),
         options(std::move(o)),
-        pool(options.threads ? std::make_shared<ThreadPool>(static_cast<int>(options.threads))
+        pool(options.threads ? std::make_shared<ThreadPool>(static_cast<int>(std::min<std::size_t>(
+                                   options.threads, ThreadPool::kMaxThreads + 1)))  // above the bound: ConfigError
                              : ThreadPool::shared_default()),
         context_tokenizer(component_tokenizer(bundle, options.components.backbone, "recommender", "backbone")),
         prompt_tokenizer(component_tokenizer(bundle, options.components.text_encoder, "recommender", "text encoder")),

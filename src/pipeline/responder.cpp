@@ -75,7 +75,8 @@ struct Responder::Impl {
   Impl(Bundle b, ResponderOptions o)
       : bundle(std::move(b)),
         options(std::move(o)),
-        pool(options.threads ? std::make_shared<ThreadPool>(static_cast<int>(options.threads))
+        pool(options.threads ? std::make_shared<ThreadPool>(static_cast<int>(std::min<std::size_t>(
+                                   options.threads, ThreadPool::kMaxThreads + 1)))  // above the bound: ConfigError
                              : ThreadPool::shared_default()),
         context_tokenizer(component_tokenizer(bundle, options.components.backbone, "responder", "backbone")),
         prompt_tokenizer(component_tokenizer(bundle, options.components.text_encoder, "responder", "text encoder")),
@@ -133,7 +134,7 @@ void Responder::Impl::load_models() {
                       options.prompt_max_tokens, options.generation.max_new_tokens, names.generator,
                       generator.config().n_positions);
 
-  if (ReviewStore::present(bundle)) reviews = ReviewStore::load(bundle);
+  if (ReviewStore::present(bundle)) reviews = ReviewStore::load(bundle, kg.num_entities());
   if (!options.knowledge_relations.empty()) {
     relations = responder::resolve_relations(kg, options.knowledge_relations, true);
   } else if (auto listed = bundle_relations(bundle, names.generator)) {
@@ -243,6 +244,15 @@ Responder Responder::load(const Bundle& bundle, ResponderOptions options) {
 Response Responder::respond(const Dialog& dialog, const Recommendation& recommendation,
                             const ReplyStream& stream) const {
   return impl_->respond(dialog, recommendation, stream);
+}
+
+Dialog Responder::recent_turns(const Recommender& recommender, const Responder& responder, const Dialog& dialog) {
+  const Impl& s = *responder.impl_;
+  const RecommenderOptions& r = recommender.options();
+  const ContextBudget contexts[] = {
+      {&s.context_tokenizer, kContextEos, std::max(r.context_tokens, s.options.context_tokens)},
+      {&s.prompt_tokenizer, kPromptSep, std::max(r.prompt_tokens, s.options.prompt_tokens)}};
+  return ecr::recent_turns(dialog, contexts, std::max(r.max_entities, s.options.max_entities));
 }
 
 const ResponderOptions& Responder::options() const { return impl_->options; }

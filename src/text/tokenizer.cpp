@@ -333,7 +333,7 @@ Tokenizer Tokenizer::from_files(const std::filesystem::path& vocab, const std::f
   try {
     vocab_json = nlohmann::json::parse(vocab_text);
   } catch (const nlohmann::json::exception& e) {
-    fail<FormatError>("{}: invalid JSON: {}", vocab_label, e.what());
+    fail<FormatError>("{}: invalid JSON: {}", vocab_label, printable(e.what()));
   }
   return Tokenizer(Impl::build(vocab_json, vocab_label, merges_text, fmt::format("merges file '{}'", merges.string()),
                          std::move(added_tokens)));

@@ -18,7 +18,12 @@ namespace ecr {
 
 class ThreadPool {
  public:
-  // `threads` counts the calling thread; 0 means one per hardware thread.
+  // The most threads a pool may have (the `--threads` options of `ecr` share the bound).
+  static constexpr int kMaxThreads = 1024;
+
+  // `threads` counts the calling thread; 0 means one per hardware thread (at most kMaxThreads).
+  // ConfigError above kMaxThreads; IoError when the system refuses to start a thread (the
+  // threads already started are stopped first).
   explicit ThreadPool(int threads = 0);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -36,6 +41,7 @@ class ThreadPool {
  private:
   struct Loop;
   void work();
+  void stop() noexcept;
   static void run_chunks(Loop& loop);
 
   std::vector<std::thread> workers_;

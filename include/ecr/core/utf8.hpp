@@ -29,4 +29,9 @@ std::string replace_invalid_utf8(std::string_view s);
 std::optional<std::size_t> utf8_error_offset(std::string_view text) noexcept;
 inline bool is_valid_utf8(std::string_view text) noexcept { return !utf8_error_offset(text); }
 
+// `text` made safe to show on a terminal: control characters (C0, DEL; ESC starts terminal
+// commands, CR and backspace rewrite what is shown) and bytes that are not UTF-8 become \xNN,
+// C1 controls \u00NN; everything else is kept. `keep_layout` keeps newlines and tabs.
+std::string printable(std::string_view text, bool keep_layout = false);
+
 }  // namespace ecr

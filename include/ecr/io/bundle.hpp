@@ -38,7 +38,8 @@ struct TensorInfo {
 };
 
 struct BundleOptions {
-  // Check every tensor's CRC-32 at load. Off: raw tensors are not read until used.
+  // Check every tensor's CRC-32 at load. Off: raw tensors are not read until used (a zstd
+  // tensor's CRC is checked before it is decompressed either way).
   bool verify_checksums = true;
   // Map the file (raw tensors become zero-copy views). Off: read it into memory.
   bool memory_map = true;
@@ -46,7 +47,10 @@ struct BundleOptions {
 
 class Bundle {
  public:
-  // Opens and validates `path`; throws FormatError / IoError naming the file and the fault.
+  // Opens and validates `path`; throws FormatError / IoError naming the file and the fault: the
+  // header, table, bounds, zstd frame sizes and metadata (valid UTF-8 JSON, nested at most
+  // kMaxJsonDepth levels, "untrained" a boolean when present). A FIFO or device is refused
+  // without waiting on it.
   static Bundle open(const std::filesystem::path& path, BundleOptions options = {});
   // Validates an in-memory image (copied); `label` stands for the file name in errors.
   static Bundle from_bytes(std::span<const std::byte> bytes, std::string label = "<memory>",
@@ -58,13 +62,20 @@ class Bundle {
   bool contains(std::string_view name) const;
   const TensorInfo& info(std::string_view name) const;
 
-  // The tensor's data: a view into the map (raw) or the buffer decompressed at load (zstd).
-  // Throws FormatError "bundle 'x': no tensor 'name'" when absent.
+  // The tensor's data, as stored: a view into the map (raw) or the buffer decompressed at its
+  // first use (zstd). Throws FormatError "bundle 'x': no tensor 'name'" when absent. Safe to
+  // call from many threads at once.
   Tensor tensor(std::string_view name) const;
+  // Same, for a model's weights: a floating tensor (f32, f16, bf16) holding NaN or infinity is a
+  // FormatError naming it and the element. Checked at the first request, once per bundle (the
+  // models loaded from one bundle share the check); other dtypes pass as they are.
+  Tensor finite_tensor(std::string_view name) const;
   // Same, checked: ShapeError unless dtype and shape match.
   Tensor tensor(std::string_view name, DType dtype, const Shape& shape) const;
 
-  // Re-checks every tensor's CRC-32 against the stored bytes; throws FormatError on the first fault.
+  // Re-checks every tensor's CRC-32 against the stored bytes, then makes every tensor as
+  // finite_tensor() does (decompressed, floating ones finite); throws FormatError on the first
+  // fault.
   void verify() const;
   // Total file size in bytes.
   std::uint64_t file_size() const;

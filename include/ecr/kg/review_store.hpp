@@ -39,9 +39,10 @@ class ReviewStore {
 
   // True when the bundle carries metadata "review_entities".
   static bool present(const Bundle& bundle);
-  // Reads the review_entities/* tensors, checking every offset, index, count and string. Throws
-  // FormatError naming the tensor (ShapeError for a dtype or shape).
-  static ReviewStore load(const Bundle& bundle);
+  // Reads the review_entities/* tensors, checking every offset, index, count and string, and,
+  // when `num_entities` is given (the KG's), that every KG id is below it. Throws FormatError
+  // naming the tensor (ShapeError for a dtype or shape).
+  static ReviewStore load(const Bundle& bundle, std::optional<std::int64_t> num_entities = std::nullopt);
   // InputError on an empty key, a count below 1 or a key given twice.
   static ReviewStore from_movies(std::vector<Movie> movies);
 

@@ -122,7 +122,9 @@ class Gpt2Model {
   Gpt2Output forward(std::span<const std::int32_t> ids, const Tensor& prefix = {}, Logits logits = Logits::none) const;
 
   // gpt2_classifier: the `score` head on each sequence's last token, (batch, num_labels); like
-  // the one-shot forward, each sequence keeps its newest n_positions tokens.
+  // the one-shot forward, each sequence keeps its newest n_positions tokens. The batch runs in
+  // chunks of at most kClassifyChunkTokens tokens, so its memory does not grow with its size.
+  static constexpr std::size_t kClassifyChunkTokens = 4096;
   Tensor classify(std::span<const std::vector<std::int32_t>> batch) const;
 
  private:

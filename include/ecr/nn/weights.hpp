@@ -13,7 +13,8 @@
 namespace ecr::nn {
 
 // The tensor `name` as f32 with `shape`: f32 tensors stay views into the bundle, f16 and bf16
-// ones are converted. ShapeError (naming the bundle and tensor) on another shape or dtype.
+// ones are converted. ShapeError (naming the bundle and tensor) on another shape or dtype;
+// FormatError when it holds NaN or infinity (Bundle::finite_tensor).
 Tensor load_weight(const Bundle& bundle, const std::string& name, const Shape& shape);
 
 // A Linear from `prefix.weight` stored (out, in) (nn.Linear) and `prefix.bias` (out).
