@@ -1,0 +1,683 @@
+// Hostile input, as a user out to break `ecr` would give it: crafted bundles (made with the
+// Python writer by tests/hostile_bundles.py), dialogs and JSON lines, CLI arguments, outputs that
+// cannot be written (/dev/full, a file size limit), a FIFO, and resource limits set with
+// setrlimit in a child process. Every case must end in a typed error that names the problem, in
+// bounded time and memory, with nothing half-written left behind; long dialogs must cost memory
+// linear in their length.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <typeinfo>
+#include <string>
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "ecr/core/json_depth.hpp"
+#include "ecr/core/thread_pool.hpp"
+#include "ecr/core/utf8.hpp"
+#include "ecr/io/bundle.hpp"
+#include "ecr/io/output_file.hpp"
+#include "ecr/kg/review_store.hpp"
+#include "ecr/models/gpt2.hpp"
+#include "ecr/recommender.hpp"
+#include "ecr/responder.hpp"
+#include "recommender_fixture.hpp"
+#include "responder_fixture.hpp"
+
+using namespace ecr;
+using ecr::test::cli_path;
+using ecr::test::run_command;
+using ecr::test::temp_dir;
+namespace fs = std::filesystem;
+
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitized = true;  // address-space limits and sanitizer runtimes do not mix
+#else
+constexpr bool kSanitized = false;
+#endif
+
+#define SKIP_UNDER_SANITIZERS()                                                   \
+  do {                                                                            \
+    if (kSanitized) {                                                             \
+      MESSAGE("skipped: address-space limits do not apply to sanitizer builds");  \
+      return;                                                                     \
+    }                                                                             \
+  } while (0)
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+struct Run {
+  int status = -1;
+  std::string out, err;
+  double seconds = 0;
+};
+
+// `ecr ARGS` with stdout and stderr kept apart, under a time limit (killed when it runs out).
+// `setup` runs first in the same subshell (ulimit, trap); `input` is its standard input and
+// `output` its standard output (default: DIR/stdout, read back into Run::out).
+Run ecr_run(const std::string& args, const fs::path& dir, const std::string& setup = "", int seconds = 60,
+            const std::string& input = "/dev/null", const std::string& output = "") {
+  Run r;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::error_code ec;
+  fs::remove(dir / "stdout", ec);
+  r.status = run_command(fmt::format("( {} exec timeout -s KILL {} {} {} <{} >{} 2>{}/stderr )", setup, seconds,
+                                     cli_path().string(), args, input,
+                                     output.empty() ? (dir / "stdout").string() : output, dir.string()));
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.out = read_text(dir / "stdout");
+  r.err = read_text(dir / "stderr");
+  return r;
+}
+
+// No byte that a terminal acts on: C0 controls other than newline and tab, DEL, ESC, NUL, C1
+// controls, or anything that is not UTF-8.
+bool terminal_safe(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const Utf8Step step = decode_utf8(s, i);
+    const char32_t c = step.code_point;
+    if (!step.valid || (c < 0x20 && c != '\n' && c != '\t') || c == 0x7F || (c >= 0x80 && c < 0xA0)) return false;
+    i += step.size;
+  }
+  return true;
+}
+
+// A typed error of `kind` whose message has every needle, from `f`.
+template <class E>
+void check_refused(const std::function<void()>& f, std::initializer_list<std::string_view> needles) {
+  try {
+    f();
+    FAIL_CHECK("accepted; expected " << typeid(E).name());
+  } catch (const E& e) {
+    for (auto needle : needles) CHECK_MESSAGE(std::string(e.what()).find(needle) != std::string::npos, e.what());
+  } catch (const std::exception& e) {
+    FAIL_CHECK("wrong exception: " << std::string(e.what()));
+  }
+}
+
+// Runs `f` in a child process under `limits` (RLIMIT_* -> bytes); returns the child's exit code
+// (f's return value; 100 + signal number when it is killed).
+int in_child(const std::vector<std::pair<int, rlim_t>>& limits, const std::function<int()>& f) {
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    for (const auto& [resource, value] : limits) {
+      const rlimit lim{value, value};
+      if (::setrlimit(resource, &lim) != 0) ::_exit(99);
+    }
+    int code = 98;
+    try {
+      code = f();
+    } catch (...) {
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
+}
+
+// Peak resident memory of this process, bytes.
+long peak_rss() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss * 1024L;
+}
+
+// The crafted bundles of tests/hostile_bundles.py, made once per build tree.
+fs::path hostile_bundles() {
+  const auto lm = test::gpt2_fixture(2, 4, 64, 128);
+  const auto full = test::responder_fixture();
+  const fs::path script = test::source_dir() / "tests" / "hostile_bundles.py";
+  const std::string recipe = "hostile " + lm.bundle.string() + " " + full.bundle.string() + test::file_text(script) +
+                             test::file_text(test::tools_dir() / "ecr_bundle.py");
+  const fs::path dir = test::cached_fixture(recipe, [&](const fs::path& out) {
+    std::string log;
+    const int rc = run_command(fmt::format("{} {} --gpt2 {} --full {} --out {}", ECR_PYTHON, script.string(),
+                                           lm.bundle.string(), full.bundle.string(), out.string()),
+                               &log);
+    if (rc != 0) MESSAGE("hostile_bundles.py failed: " << log);
+    return rc == 0;
+  });
+  REQUIRE_MESSAGE(!dir.empty(), "could not make the hostile bundles");
+  return dir;
+}
+
+Gpt2Model load_lm(const fs::path& bundle) { return Gpt2Model::load(Bundle::open(bundle), "lm"); }
+
+}  // namespace
+
+// --- crafted bundles ------------------------------------------------------------------------------
+
+TEST_CASE("hostile bundles: NaN and infinite weights are refused at load, naming the tensor") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const fs::path h = hostile_bundles();
+  check_refused<FormatError>([&] { load_lm(h / "nan_f32.ecr"); }, {"lm/transformer.wte.weight", "nan"});
+  check_refused<FormatError>([&] { load_lm(h / "inf_f32.ecr"); }, {"lm/transformer.h.0.mlp.c_fc.weight", "inf"});
+  check_refused<FormatError>([&] { load_lm(h / "nan_zstd.ecr"); }, {"lm/transformer.wte.weight", "nan"});
+  check_refused<FormatError>([&] { load_lm(h / "inf_f16.ecr"); }, {"lm/transformer.h.1.ln_2.bias", "inf"});
+  // Any floating tensor read as a weight is checked; read as stored, its bytes come back as they are.
+  check_refused<FormatError>([&] { Bundle::open(h / "nan_bf16.ecr").finite_tensor("extra/weights.bf16"); },
+                             {"extra/weights.bf16", "element 9 is nan"});
+  CHECK(std::isnan(static_cast<float>(
+      Bundle::open(h / "nan_bf16.ecr").tensor("extra/weights.bf16").span<Eigen::bfloat16>()[9])));
+  check_refused<FormatError>([&] { Bundle::open(h / "nan_bf16.ecr").verify(); }, {"extra/weights.bf16"});
+  CHECK_NOTHROW(load_lm(h / "nan_bf16.ecr"));  // the model itself is sound
+  const std::string prompt = read_text(h / "nan_rec_prompt.name");
+  check_refused<FormatError>([&] { Recommender::load(h / "nan_rec_prompt.ecr"); }, {prompt, "nan"});
+  // `ecr inspect --verify` decodes and checks every tensor.
+  const fs::path dir = temp_dir("hostile_nan");
+  const Run r = ecr_run(fmt::format("inspect --verify {}", (h / "nan_zstd.ecr").string()), dir);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("lm/transformer.wte.weight") != std::string::npos);
+}
+
+TEST_CASE("hostile bundles: layer_norm_epsilon must be a positive finite number") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const fs::path h = hostile_bundles();
+  for (const char* name : {"eps_negative.ecr", "eps_zero.ecr", "eps_inf.ecr"}) {
+    CAPTURE(name);
+    check_refused<ConfigError>([&] { load_lm(h / name); }, {"'lm'", "layer_norm_epsilon"});
+  }
+}
+
+TEST_CASE("hostile bundles: zstd sizes are checked before anything is allocated") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const fs::path h = hostile_bundles();
+  // 32 GiB claimed by a 1 MiB frame: refused at open, under a 1 GiB address-space limit too.
+  check_refused<FormatError>([&] { Bundle::open(h / "zstd_32gib.ecr"); }, {"extra/blob", "declares"});
+  check_refused<FormatError>([&] { Bundle::open(h / "zstd_mismatch.ecr"); }, {"extra/small", "declares 4000 bytes"});
+  if (!kSanitized) {
+    CHECK(in_child({{RLIMIT_AS, rlim_t{1} << 30}}, [&] {
+            try {
+              Bundle::open(h / "zstd_32gib.ecr");
+            } catch (const FormatError&) {
+              return 0;
+            }
+            return 1;
+          }) == 0);
+  }
+  // An unused 256 MiB tensor (a few KiB of zstd) is never decompressed.
+  CHECK(in_child({}, [&] {
+          const long before = peak_rss();
+          const Bundle b = Bundle::open(h / "unused_zeros.ecr");
+          const Gpt2Model m = Gpt2Model::load(b, "lm");
+          const long grown = peak_rss() - before;
+          if (grown > (long{128} << 20)) return 1;
+          return b.tensor("extra/zeros").numel() == (std::int64_t{1} << 26) ? 0 : 2;  // and it decodes when asked
+        }) == 0);
+}
+
+TEST_CASE("hostile bundles: deeply nested metadata is refused alike by the library and ecr inspect") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const fs::path h = hostile_bundles();
+  const fs::path dir = temp_dir("hostile_deep");
+  for (const char* name : {"deep_100k.ecr", "deep_65.ecr"}) {
+    CAPTURE(name);
+    check_refused<FormatError>([&] { Bundle::open(h / name); }, {"deeper than 64 levels"});
+    const Run r = ecr_run(fmt::format("inspect {} --metadata", (h / name).string()), dir, "", 30);
+    CHECK(r.status == 1);
+    CHECK(r.err.find("deeper than 64 levels") != std::string::npos);
+  }
+  CHECK_NOTHROW(load_lm(h / "deep_64.ecr"));
+  const Run ok = ecr_run(fmt::format("inspect {}", (h / "deep_64.ecr").string()), dir, "", 30);
+  CHECK(ok.status == 0);
+  CHECK(ecr::json_depth("[{\"a\": \"[[[[\"}]") == 2);  // brackets in strings do not count
+  CHECK(ecr::json_depth("[\"\\\"[\"]") == 1);
+}
+
+TEST_CASE("hostile bundles: ecr inspect summarises vocabularies and escapes tensor names") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const fs::path h = hostile_bundles();
+  const fs::path dir = temp_dir("hostile_inspect");
+  const Run r = ecr_run(fmt::format("inspect {}", (h / "escape_name.ecr").string()), dir);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.size() < 20000);  // the 50,257-entry vocabulary is a line, not a megabyte
+  CHECK(r.out.find("<object with 50257 entries>") != std::string::npos);
+  CHECK(terminal_safe(r.out));
+  CHECK(r.out.find("extra/\\x1b[2J\\x1b]0;owned\\x07") != std::string::npos);
+  const Run j = ecr_run(fmt::format("inspect --json {}", (h / "escape_name.ecr").string()), dir);
+  REQUIRE(j.status == 0);
+  CHECK(terminal_safe(j.out));
+  CHECK(nlohmann::json::parse(j.out)["tensors"].size() > 0);
+}
+
+TEST_CASE("hostile bundles: untrained, tokenizer ids and review ids are checked at load") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const fs::path h = hostile_bundles();
+  check_refused<FormatError>([&] { Bundle::open(h / "untrained_yes.ecr"); }, {"'untrained'", "true or false"});
+  check_refused<FormatError>([&] { Bundle::open(h / "untrained_one.ecr"); }, {"'untrained'"});
+  const fs::path dir = temp_dir("hostile_untrained");
+  const Run r = ecr_run(fmt::format("respond --bundle {} --dialog -", (h / "full_untrained_yes.ecr").string()), dir);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("'untrained'") != std::string::npos);
+
+  check_refused<ConfigError>([&] { Recommender::load(h / "tokenizer_beyond_vocab.ecr"); },
+                             {"'backbone'", "beyond its vocab_size"});
+  check_refused<ConfigError>([&] { Responder::load(h / "tokenizer_beyond_vocab.ecr"); }, {"beyond its vocab_size"});
+  check_refused<FormatError>([&] { Responder::load(h / "review_movie_out.ecr"); },
+                             {"review_entities/movie_kg_ids", "100000"});
+  check_refused<FormatError>([&] { Responder::load(h / "review_entity_out.ecr"); },
+                             {"review_entities/entity_kg_ids", "100000"});
+}
+
+// --- files that are not what they seem --------------------------------------------------------------
+
+TEST_CASE("hostile files: a FIFO, a directory, /dev/zero and a device end at once with typed errors") {
+  const fs::path dir = temp_dir("hostile_files");
+  const fs::path fifo = dir / "fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  // No writer ever opens the FIFO: opening it for reading must not wait for one.
+  Run r = ecr_run(fmt::format("inspect {}", fifo.string()), dir, "", 20);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("not a regular file (a pipe)") != std::string::npos);
+  CHECK(r.seconds < 10);
+  check_refused<IoError>([&] { Bundle::open(fifo); }, {"a pipe"});
+  check_refused<IoError>([&] { Bundle::open(dir); }, {"a directory"});
+  check_refused<IoError>([&] { Bundle::open("/dev/zero"); }, {"a device"});
+
+  r = ecr_run(fmt::format("inspect {}", dir.string()), dir);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("io error") != std::string::npos);
+
+  // Unbounded inputs stop at their documented limits.
+  r = ecr_run("recommend --bundle /nonexistent --dialog /dev/zero", dir, "", 30);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("larger than the 64 MiB") != std::string::npos);
+  CHECK(r.seconds < 20);
+  test::write_tiny_kg(dir / "kg");
+  r = ecr_run(fmt::format("link --kg {}/kg --dialogs /dev/zero", dir.string()), dir, "", 30);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("a line longer than the 16 MiB") != std::string::npos);
+
+  // A directory as input is an error, not an empty success.
+  r = ecr_run(fmt::format("recommend --bundle /nonexistent --dialog {}", dir.string()), dir);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("is a directory") != std::string::npos);
+}
+
+TEST_CASE("hostile files: tokenize rejects a directory, endless lines and bad JSON without echoing it") {
+  ECR_REQUIRE_SHARED_DATA();
+  const fs::path dir = temp_dir("hostile_tokenize");
+  const fs::path gpt2 = test::shared_data() / "gpt2";
+  const std::string tok =
+      fmt::format("tokenize --vocab {0}/encoder.json --merges {0}/vocab.bpe", gpt2.string());
+  Run r = ecr_run(fmt::format("{} --input {}", tok, dir.string()), dir);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("is a directory") != std::string::npos);
+  CHECK(r.out.empty());
+
+  r = ecr_run(fmt::format("{} --input /dev/zero", tok), dir, "", 30);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("a line longer than the 16 MiB") != std::string::npos);
+  CHECK(r.seconds < 20);
+
+  // Invalid JSON full of terminal commands and invalid UTF-8: the message quotes none of it raw.
+  std::ofstream(dir / "bad.jsonl") << "{\"text\": \"ok\"}\n{\"text\": \"\x1b]0;owned\x07\xff\xfe\0\x1b[2J\n";
+  r = ecr_run(fmt::format("{} --input {}/bad.jsonl", tok, dir.string()), dir);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("line 2") != std::string::npos);
+  CHECK(terminal_safe(r.err));
+  CHECK(r.out.find("\"ids\"") != std::string::npos);  // line 1 went through
+
+  // A 100,000-deep JSON line is refused before it is parsed.
+  std::ofstream(dir / "deep.jsonl") << std::string(100000, '[') << std::string(100000, ']') << "\n";
+  r = ecr_run(fmt::format("{} --input {}/deep.jsonl", tok, dir.string()), dir);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("deeper than 64 levels") != std::string::npos);
+}
+
+TEST_CASE("hostile files: dialogs that are too big, too deep, or not JSON") {
+  check_refused<InputError>([] { Dialog::parse(std::string(100000, '[') + std::string(100000, ']')); },
+                            {"deeper than 64 levels"});
+  check_refused<InputError>([] { Dialog::parse(std::string(kMaxDialogBytes + 1, ' ')); }, {"64 MiB"});
+  try {
+    Dialog::parse("{\"turns\": [\x1b[2J\xff\x01");
+    FAIL_CHECK("accepted");
+  } catch (const InputError& e) {
+    CHECK(terminal_safe(e.what()));
+  }
+  const fs::path dir = temp_dir("hostile_dialogs");
+  std::ofstream(dir / "bad.json") << "\x1b]0;owned\x07{\"turns\": \xff}";
+  const Run r = ecr_run(fmt::format("recommend --bundle /nonexistent --dialog {}/bad.json", dir.string()), dir);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("not valid JSON") != std::string::npos);
+  CHECK(terminal_safe(r.err));
+}
+
+// --- outputs that cannot be written ----------------------------------------------------------------
+
+TEST_CASE("hostile outputs: /dev/full and a file size limit are errors naming the file, leaving nothing") {
+  const fs::path dir = temp_dir("hostile_outputs");
+  // The library's writer: every write, the flush and the close are checked.
+  check_refused<IoError>(
+      [] {
+        OutputFile f("/dev/full");
+        f.write(std::string(100000, 'x'));
+        f.commit();
+      },
+      {"'/dev/full'", "No space left on device"});
+  check_refused<IoError>([&] { write_file(dir / "missing" / "out.json", "{}"); }, {"missing/out.json", "cannot create"});
+  check_refused<IoError>([&] { write_file(dir, "{}"); }, {"directory"});
+  // A failed write leaves the old file as it was and no temporary file beside it.
+  write_file(dir / "keep.json", "old");
+  ::signal(SIGXFSZ, SIG_IGN);
+  const int code = in_child({{RLIMIT_FSIZE, 1000}}, [&] {
+    try {
+      write_file(dir / "keep.json", std::string(5000, 'n'));
+    } catch (const IoError& e) {
+      return std::string(e.what()).find("keep.json") != std::string::npos ? 0 : 2;
+    }
+    return 1;
+  });
+  ::signal(SIGXFSZ, SIG_DFL);
+  CHECK(code == 0);
+  CHECK(read_text(dir / "keep.json") == "old");
+  std::size_t files = 0;
+  for (const auto& e : fs::directory_iterator(dir)) files += e.is_regular_file();
+  CHECK(files == 1);
+}
+
+TEST_CASE("hostile outputs: ecr forward, inspect and tokenize fail on a full disk") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const auto lm = test::gpt2_fixture(2, 4, 64, 128);
+  const fs::path dir = temp_dir("hostile_forward");
+  const std::string forward = fmt::format("forward --bundle {} --component lm --ids 1,2,3", lm.bundle.string());
+  Run r = ecr_run(forward + " --out /dev/full", dir);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("io error: '/dev/full'") != std::string::npos);
+  CHECK(r.err.find("No space left on device") != std::string::npos);
+
+  // A file size limit (the disk filling up mid-write): no partial .npy, no temporary file.
+  r = ecr_run(forward + fmt::format(" --logits --out {}/h.npy", dir.string()), dir, "trap '' XFSZ; ulimit -f 10;");
+  CHECK(r.status == 1);
+  CHECK(r.err.find("h.npy") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "h.npy"));
+  for (const auto& e : fs::directory_iterator(dir))
+    CHECK_MESSAGE(e.path().filename().string().find("h.npy") == std::string::npos, e.path());
+  r = ecr_run(forward + fmt::format(" --out {}/h.npy", dir.string()), dir);
+  CHECK(r.status == 0);
+  CHECK(test::read_npy(dir / "h.npy").shape() == Shape{3, 64});
+
+  // Standard output on a full disk is a failure too.
+  r = ecr_run(fmt::format("inspect {}", lm.bundle.string()), dir, "", 60, "/dev/null", "/dev/full");
+  CHECK(r.status == 1);
+  CHECK(r.err.find("standard output") != std::string::npos);
+  std::ofstream(dir / "in.jsonl") << "{\"text\": \"hello\"}\n";
+  r = ecr_run(fmt::format("tokenize --bundle {} --tokenizer gpt2", lm.bundle.string()), dir, "", 60,
+              (dir / "in.jsonl").string(), "/dev/full");
+  CHECK(r.status == 1);
+  CHECK(r.err.find("standard output") != std::string::npos);
+}
+
+TEST_CASE("hostile outputs: ecr eval --json to a full disk exits non-zero and leaves no file") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const auto fx = test::recommender_fixture();
+  const fs::path dir = temp_dir("hostile_eval");
+  const std::string eval = fmt::format("eval --bundle {} --dialogs {} --limit 3 --threads 1", fx.bundle.string(),
+                                       (test::shared_data() / "redial" / "test_dialogs.jsonl").string());
+  Run r = ecr_run(eval + " --json /dev/full", dir, "", 300);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("'/dev/full'") != std::string::npos);
+  r = ecr_run(eval + fmt::format(" --json {}/m.json", dir.string()), dir, "trap '' XFSZ; ulimit -f 1;", 300);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("m.json") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "m.json"));
+  std::size_t leftovers = 0;
+  for (const auto& e : fs::directory_iterator(dir)) leftovers += e.path().filename().string().starts_with("m.json");
+  CHECK(leftovers == 0);
+}
+
+// --- arguments ----------------------------------------------------------------------------------------
+
+TEST_CASE("hostile arguments: repeated flags, NaN, out-of-range ids and thread counts") {
+  const fs::path dir = temp_dir("hostile_args");
+  const auto expect = [&](const std::string& args, std::string_view needle) {
+    CAPTURE(args);
+    const Run r = ecr_run(args, dir);
+    CHECK(r.status == 1);
+    CHECK_MESSAGE(r.err.find(needle) != std::string::npos, r.err);
+    CHECK(terminal_safe(r.err));
+  };
+  expect("recommend --top-k 3 --top-k 4", "option '--top-k' is given twice");
+  expect("recommend --json --json", "option '--json' is given twice");
+  expect("recommend --top-k=3 --top-k 3", "given twice");
+  expect("respond --temperature nan", "'nan' is not a number");
+  expect("chat --temperature -nan", "is not a number");
+  expect("respond --temperature inf", "'inf' is not a finite number");
+  expect("respond --top-p 1e999", "expected a number");
+  expect("tokenize --vocab v --merges m --added '{\"<x>\":4000000000}'", "has id 4000000000");
+  expect("tokenize --vocab v --merges m --added '{\"<x>\":-1}'", "has id -1");
+  expect("tokenize --vocab v --merges m --added '[1]'", "expected a JSON object");
+  expect("tokenize --vocab v --merges m --added '{\"<x>\":'", "not valid JSON");
+  expect("recommend --threads 100000", "--threads must be 0 (one per core) to 1024, got 100000");
+  expect("eval --threads -1", "--threads must be 0");
+  expect("recommend --threads 99999999999999999999", "expected an integer");
+  expect("recommend --top-k 0", "--top-k must be at least 1");
+  expect("inspect --bogus x", "unknown option '--bogus'");
+  expect("recommend --dialog \"$(printf '\\033[2J')\"", "io error");  // a file name that is a terminal command
+  // The library's own checks say the same.
+  GenerateOptions g;
+  g.temperature = std::nanf("");
+  check_refused<InputError>([&] { check_generate_options(g); }, {"not a finite number"});
+  g.temperature = -1;
+  check_refused<InputError>([&] { check_generate_options(g); }, {"negative"});
+  check_refused<ConfigError>([] { ThreadPool pool(ThreadPool::kMaxThreads + 1); }, {"at most 1024"});
+}
+
+// --- terminal safety ------------------------------------------------------------------------------------
+
+TEST_CASE("hostile text: printable() escapes every byte a terminal would act on") {
+  CHECK(printable("plain text, é 中") == "plain text, é 中");
+  CHECK(printable("\x1b[2J") == "\\x1b[2J");
+  CHECK(printable(std::string("a\0b", 3)) == "a\\x00b");
+  CHECK(printable("bell\x07 del\x7f cr\r") == "bell\\x07 del\\x7f cr\\x0d");
+  CHECK(printable("\xc2\x9b" "31m") == "\\u009b31m");  // C1 CSI
+  CHECK(printable("\xff\xfe") == "\\xff\\xfe");
+  CHECK(printable("\xe4\xb8") == "\\xe4\\xb8");  // a cut character
+  CHECK(printable("a\nb\tc") == "a\\x0ab\\x09c");
+  CHECK(printable("a\nb\tc", true) == "a\nb\tc");
+}
+
+TEST_CASE("hostile text: dialog text with escapes and NUL is escaped when ecr recommend echoes it") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const auto f = test::responder_fixture();
+  const fs::path dir = temp_dir("hostile_echo");
+  std::ofstream(dir / "d.json")
+      << R"({"turns": [{"role": "user", "text": "I loved The Matrix (1999)\u001b]0;owned\u0007\u0000\u001b[2J\u009b"}]})";
+  const Run r = ecr_run(fmt::format("recommend --bundle {} --dialog {}/d.json", f.bundle.string(), dir.string()), dir);
+  REQUIRE(r.status == 0);
+  CHECK(terminal_safe(r.out));
+  CHECK(r.out.find("The Matrix (1999)\\x1b]0;owned\\x07\\x00\\x1b[2J\\u009b") != std::string::npos);
+  const Run j = ecr_run(fmt::format("recommend --bundle {} --dialog {}/d.json --json", f.bundle.string(), dir.string()),
+                        dir);
+  REQUIRE(j.status == 0);
+  CHECK(terminal_safe(j.out));  // escaped in JSON's own way: the value is the same
+  CHECK(nlohmann::json::parse(j.out)["turns"][0]["text"].get<std::string>().ends_with(
+      std::string("\x1b[2J\xc2\x9b")));
+}
+
+TEST_CASE("hostile text: ecr chat on a pipe reports a failed turn on stderr and exits 1") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const auto f = test::responder_fixture();
+  const fs::path dir = temp_dir("hostile_chat");
+  // The second line is not UTF-8: the turn fails, and a script must hear of it.
+  std::ofstream(dir / "in.txt") << "I loved The Matrix (1999)\x1b[2J\n\xff\xfe broken\nnever reached\n";
+  const Run r = ecr_run(fmt::format("chat --bundle {} --max-new-tokens 5", f.bundle.string()), dir, "", 120,
+                        (dir / "in.txt").string());
+  CHECK(r.status == 1);
+  CHECK(r.err.find("input error") != std::string::npos);
+  CHECK(r.err.find("UTF-8") != std::string::npos);
+  CHECK(r.out.find("input error") == std::string::npos);
+  CHECK(terminal_safe(r.out));
+  CHECK(terminal_safe(r.err));
+  CHECK(r.out.find("ecr> ") != std::string::npos);  // the first turn was answered
+}
+
+// --- resource limits (setrlimit in a child) --------------------------------------------------------
+
+TEST_CASE("hostile limits: threads the system refuses end in a typed error, not a hang") {
+  SKIP_UNDER_SANITIZERS();
+  // 1,024 threads of 8 MiB stacks do not fit in 1 GiB of address space.
+  const int code = in_child({{RLIMIT_AS, rlim_t{1} << 30}}, [] {
+    try {
+      ThreadPool pool(1024);
+    } catch (const IoError& e) {
+      return std::string(e.what()).find("ask for fewer threads") != std::string::npos ? 0 : 2;
+    }
+    return 1;
+  });
+  CHECK(code == 0);
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const auto f = test::responder_fixture();
+  const fs::path dir = temp_dir("hostile_threads");
+  std::ofstream(dir / "d.json") << R"({"turns": [{"role": "user", "text": "Hi"}]})";
+  const Run r = ecr_run(fmt::format("recommend --bundle {} --dialog {}/d.json --threads 1024", f.bundle.string(),
+                                    dir.string()),
+                        dir, "ulimit -v 1500000;", 60);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("io error: thread pool") != std::string::npos);
+}
+
+TEST_CASE("hostile limits: /dev/zero as a dialog stays within 1 GiB of address space") {
+  SKIP_UNDER_SANITIZERS();
+  const fs::path dir = temp_dir("hostile_zero");
+  const Run r = ecr_run("recommend --bundle /nonexistent --dialog /dev/zero", dir, "ulimit -v 1048576;", 30);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("input error") != std::string::npos);
+}
+
+// --- long dialogs ----------------------------------------------------------------------------------------
+
+TEST_CASE("hostile long dialogs: the classifier's memory grows linearly, not with the square") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const auto fx = test::recommender_fixture();
+  // In a child, so that the peak belongs to this dialog alone.
+  const auto peak_growth = [&](int user_turns) {
+    long grown = -1;
+    int pipe_fds[2];
+    REQUIRE(::pipe(pipe_fds) == 0);
+    const int code = in_child({}, [&] {
+      const Recommender rec = Recommender::load(fx.bundle);
+      Dialog warm;
+      warm.add_turn({Role::user, "Hello there, any horror movies?", {}, {}});
+      rec.recommend(warm);
+      const long before = peak_rss();
+      Dialog d;
+      for (int t = 0; t < user_turns; ++t) {
+        d.add_turn({Role::user, fmt::format("I liked The Shining (1980) and Alien (1979), turn {}", t), {}, {}});
+        d.add_turn({Role::system, "Have you seen Halloween (1978)?", {}, {}});
+      }
+      const Recommendation r = rec.recommend(d);
+      const long growth = peak_rss() - before;
+      const bool ok = r.turns.size() == d.turns.size() && r.turns[0].emotions_from_classifier;
+      return ::write(pipe_fds[1], &growth, sizeof growth) == sizeof growth && ok ? 0 : 1;
+    });
+    REQUIRE(code == 0);
+    REQUIRE(::read(pipe_fds[0], &grown, sizeof grown) == sizeof grown);
+    ::close(pipe_fds[0]);
+    ::close(pipe_fds[1]);
+    return grown;
+  };
+  const long small = peak_growth(200), large = peak_growth(2000);
+  MESSAGE("peak growth: 200 user turns " << small / 1024 << " KiB, 2,000 user turns " << large / 1024 << " KiB");
+  // Quadratic growth made 800 turns cost 1.9 GB; linear growth keeps 2,000 well under 100 MB
+  // (sanitizers keep freed memory in quarantine: more room there).
+  CHECK(large < (kSanitized ? long{600} << 20 : long{100} << 20));
+}
+
+TEST_CASE("hostile long dialogs: batched classification equals one sequence at a time") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const auto f = test::gpt2_fixture(2, 4, 64, 128, /*classifier=*/9);
+  const Gpt2Model m = Gpt2Model::load(Bundle::open(f.bundle), "emotion");
+  std::vector<std::vector<std::int32_t>> batch;
+  for (unsigned s = 0; s < 300; ++s) batch.push_back(test::random_ids(1 + s % 40, s, 0, 50256));
+  batch.push_back(test::random_ids(300, 999, 0, 50256));  // longer than the 128 positions: its newest 128
+  const Tensor all = m.classify(batch);  // some 6,000 tokens: two chunks
+  for (std::size_t i = 0; i < batch.size(); i += 37) {
+    const Tensor one = m.classify(std::span(&batch[i], 1));
+    for (std::int64_t l = 0; l < 9; ++l)
+      CHECK(std::fabs(all.data<float>()[i * 9 + l] - one.data<float>()[l]) < 1e-4f);
+  }
+}
+
+TEST_CASE("hostile long dialogs: the recent turns give the whole dialog's recommendation and reply") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const auto fx = test::recommender_fixture();
+  const Bundle b = Bundle::open(fx.bundle);
+  const Recommender rec = Recommender::load(b);
+  ResponderOptions ro;
+  ro.generation.max_new_tokens = 8;
+  const Responder resp = Responder::load(b, ro);
+  const KnowledgeGraph& kg = rec.graph();
+  const auto id = [&](const char* name) { return *kg.entity_id(name); };
+  // 300 user turns with the emotions and entity ids a chat keeps, some turns without text.
+  Dialog d;
+  EmotionProbs like{};
+  like[0] = 0.8f;
+  for (int t = 0; t < 300; ++t) {
+    d.add_turn({Role::user, t % 50 == 7 ? "" : fmt::format("turn {}: more like this please", t),
+                t % 3 ? std::vector<std::int64_t>{} : std::vector<std::int64_t>{id("horror")}, like});
+    d.add_turn({Role::system, "How about The Shining?", {id("The Shining (1980)")}, {}});
+  }
+  d.add_turn({Role::user, "Something scary", {}, like});
+  const Dialog recent = Responder::recent_turns(rec, resp, d);
+  CHECK(recent.turns.size() > 20);    // 200 tokens and 32 entities take a few dozen turns,
+  CHECK(recent.turns.size() < 100);   // not the 601 of the dialog
+  CHECK(recent_turns(d, 200, 32).turns.size() >= 200);  // counting one token a turn: 200 turns with text
+  RecommendRequest request;
+  request.all_scores = true;
+  const Recommendation whole = rec.recommend(d, request), part = rec.recommend(recent, request);
+  CHECK(part.context_ids == whole.context_ids);
+  CHECK(part.prompt_ids == whole.prompt_ids);
+  CHECK(*part.all_scores == *whole.all_scores);
+  REQUIRE(part.prompt_entities.size() == whole.prompt_entities.size());
+  for (std::size_t i = 0; i < part.prompt_entities.size(); ++i) {
+    CHECK(part.prompt_entities[i].id == whole.prompt_entities[i].id);
+    CHECK(part.prompt_entities[i].emotions == whole.prompt_entities[i].emotions);
+  }
+  CHECK(resp.respond(recent, part).reply_ids == resp.respond(d, whole).reply_ids);
+
+  // Emotions on an old turn only: the window reaches back to it, and never splits a run of turns.
+  Dialog old;
+  old.turns.push_back({Role::user, "first", {}, like});
+  for (int t = 0; t < 500; ++t) old.turns.push_back({t % 2 ? Role::user : Role::system, "x", {}, {}});
+  old.turns.push_back({Role::user, "again", {}, {}});
+  old.turns.push_back({Role::user, "and again", {}, {}});
+  CHECK(recent_turns(old, 10, 0).turns.size() == old.turns.size());
+  old.turns[0].emotions.reset();
+  const Dialog tail = recent_turns(old, 10, 0);
+  CHECK(tail.turns.size() == 12);  // the last run of two user turns counts once
+}
