@@ -89,6 +89,12 @@ def best_ms(rounds, reps, fn, budget_s=30.0):
     return best
 
 
+def median_ms(reps, fn, budget_s=30.0):
+    """The median of `reps` runs after a warm-up, fewer when one is slow, to stay near `budget_s`
+    (bench_recommender.py and bench_responder.py time whole requests this way)."""
+    return best_ms(1, reps, fn, budget_s)
+
+
 class Linear:
     """y = x W^T + b, W (out, in); with onednn, inputs of several rows go through oneDNN."""
 

@@ -13,6 +13,11 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "ecr/io/bundle.hpp"
+#include "ecr/kg/cooccurrence.hpp"
+#include "ecr/kg/knowledge_graph.hpp"
+#include "ecr/models/entity_encoder.hpp"
+#include "ecr/models/prompt_encoder.hpp"
 #include "ecr/recommender.hpp"
 #include "ecr/text/tokenizer.hpp"
 #include "recommender_fixture.hpp"
@@ -416,4 +421,69 @@ TEST_CASE("ecr recommend prints the ranking, and all of it as JSON") {
   REQUIRE(ecr::test::run_command(fmt::format("{} recommend --bundle {} --dialog {} --top-k 0", cli, fx.bundle.string(),
                                              (dir / "dialog.json").string()),
                                  &out) == 1);
+}
+
+TEST_CASE("static tables stored by the converter equal the ones computed at load, and rank alike") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const auto fx = test::recommender_fixture();
+  // The fixture's weights again (same seed), with tools/convert.py --static-tables.
+  const fs::path kg_dir = test::shared_data() / "redial";
+  std::string recipe = "recommender tiny redial seed 3 static tables";
+  for (const char* tool : {"make_random_bundle.py", "make_random_kgprompt.py", "ecr_prompt.py", "ecr_kg.py",
+                           "kgprompt_reference.py"})
+    recipe += test::file_text(test::tools_dir() / tool);
+  const fs::path dir = test::cached_fixture(recipe,
+                                            [&](const fs::path& out) {
+                                              return test::run_python(fmt::format(
+                                                         "make_random_bundle.py --out {0}/tiny.ecr --size tiny "
+                                                         "--kg-dir {1} --dialogs {1}/dialogs.jsonl --seed 3 "
+                                                         "--static-tables",
+                                                         out.string(), kg_dir.string())) == 0;
+                                            });
+  REQUIRE(!dir.empty());
+  const Bundle computed_bundle = Bundle::open(fx.bundle);
+  const Bundle stored_bundle = Bundle::open(dir / "tiny.ecr");
+  for (const char* table : {"entity_table", "emotion_table", "global_entity_table", "prefix_rows"})
+    CHECK_MESSAGE(stored_bundle.contains(std::string("rec_prompt/static/") + table), table);
+  CHECK(stored_bundle.contains("conv_prompt/static/entity_table"));
+  CHECK_FALSE(computed_bundle.contains("rec_prompt/static/entity_table"));
+
+  // Stored (torch, at convert time) = computed (the engine, at load), table by table.
+  const KnowledgeGraph kg = KnowledgeGraph::load(computed_bundle);
+  const RelationCsr edges = RelationCsr::from_graph(kg);
+  const CooccurrenceMatrix cooccurrence = CooccurrenceMatrix::load(computed_bundle, kg.num_entities());
+  const PromptEncoder computed = PromptEncoder::load(computed_bundle, "rec_prompt", edges, &cooccurrence);
+  const PromptEncoder stored = PromptEncoder::load(stored_bundle, "rec_prompt", edges, &cooccurrence);
+  CHECK(test::max_abs_diff(stored.entity_table(), computed.entity_table()) < 1e-4f);
+  CHECK(test::max_abs_diff(stored.emotion_table(), computed.emotion_table()) < 1e-4f);
+  CHECK(test::max_abs_diff(stored.global_entity_table(), computed.global_entity_table()) < 1e-4f);
+  // The loader took the stored tables as they are.
+  CHECK(test::max_abs_diff(stored_bundle.tensor("rec_prompt/static/entity_table"), stored.entity_table()) == 0.0f);
+  CHECK(test::max_abs_diff(stored_bundle.tensor("rec_prompt/static/global_entity_table"),
+                           stored.global_entity_table()) == 0.0f);
+
+  // The same prefixes for a request, so the same ranking.
+  RecPromptInput input;
+  Tensor tokens = Tensor::empty(DType::f32, {5, stored.config().token_hidden_size});
+  for (std::int64_t i = 0; i < tokens.numel(); ++i) tokens.data<float>()[i] = 0.01f * static_cast<float>(i % 37) - 0.2f;
+  input.token_states = tokens;
+  const std::vector<std::int32_t> ids = {static_cast<std::int32_t>(entity(kg, "The Shining (1980)")),
+                                         static_cast<std::int32_t>(entity(kg, "What Lies Beneath (2000)"))};
+  input.entities = ids;
+  const std::vector<std::int32_t> emotion_ids = {0, 1, 2, 0, 1, 2};
+  const std::vector<float> probs = {0.7f, 0.2f, 0.1f, 0.5f, 0.3f, 0.2f};
+  input.emotion_ids = emotion_ids;
+  input.emotion_probs = probs;
+  CHECK(test::max_abs_diff(stored.rec_prompt(input), computed.rec_prompt(input)) < 1e-4f);
+
+  const Recommender a = Recommender::load(fx.bundle);
+  const Recommender b = Recommender::load(dir / "tiny.ecr");
+  Dialog d;
+  d.add_turn(turn(Role::user, "I love horror movies like The Shining (1980) and What Lies Beneath (2000)."));
+  RecommendRequest request;
+  request.top_k = 50;
+  const Recommendation ra = a.recommend(d, request), rb = b.recommend(d, request);
+  REQUIRE(ra.items.size() == rb.items.size());
+  for (std::size_t i = 0; i < ra.items.size(); ++i) CHECK(ra.items[i].id == rb.items[i].id);
 }

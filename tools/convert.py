@@ -4,7 +4,7 @@
     convert.py --out BUNDLE [--gpt2 NAME=DIR]... [--roberta NAME=DIR]... [--dtype f32|f16|bf16]
                [--rec-prompt NAME=model.pt]... [--conv-prompt NAME=model.pt]... [--prompt-n-head NH]
                [--kg DIR [--dialogs FILE [--uniform-emotions]] [--reviews FILE]]
-               [--codec raw|zstd] [--zstd-level N]
+               [--static-tables] [--codec raw|zstd] [--zstd-level N]
 
 A DIR holds config.json, the weights (model.safetensors, else pytorch_model.bin) and the
 tokenizer files (vocab.json + merges.txt, optional added_tokens.json). Components appear in
@@ -22,6 +22,11 @@ the bundle in command-line order.
   floating tensors cast to --dtype like every other weight. The prefix is split into the heads of the GPT-2 components
   given before it (they must agree), or --prompt-n-head. An emotion classifier is a --gpt2 whose
   checkpoint has score.weight.
+- --static-tables (with --kg): stores each KGPrompt's static tables (ECR_SPEC 4: the entity
+  table E, the rec prompt's emotion table M and, with --dialogs, its global table G = C E, and
+  the projected prefix rows) as f32 `NAME/static/{entity_table, emotion_table,
+  global_entity_table, prefix_rows}`, computed from the weights as stored (after --dtype) by
+  tools/kgprompt_reference.py. The engine then maps them instead of computing them at load.
 - --reviews: calls tools/ecr_reviews.py's add_to_bundle(meta, tensors, FILE, kg) with the
   ecr_kg.KnowledgeGraph of --kg (the module is imported only when the option is given).
 
@@ -353,6 +358,36 @@ def prompt_heads(bundle, path):
     return heads.pop()
 
 
+def add_static_tables(bundle, kg_dir):
+    """Every KGPrompt component's static tables (--static-tables), from its weights as the bundle
+    stores them, the edges of `kg_dir` and the bundle's co-occurrence matrix."""
+    import kgprompt_reference as kgp
+    edges, n, _ = kgp.build_edges(kg_dir)
+    tensors = dict(bundle.tensors)
+    cooc = None
+    if "cooccurrence/indptr" in tensors:
+        part = lambda key: torch.as_tensor(np.asarray(tensors[f"cooccurrence/{key}"]))  # noqa: E731
+        cooc = torch.sparse_csr_tensor(part("indptr").long(), part("indices").long(), part("values").float(),
+                                       size=(n, n))
+    for name, component in list(bundle.meta["components"].items()):
+        kind = {"kgprompt_rec": "rec", "kgprompt_conv": "conv"}.get(component["type"])
+        if not kind:
+            continue
+        sd = {k[len(name) + 1:]: torch.as_tensor(v).float() for k, v in tensors.items() if k.startswith(name + "/")}
+        with torch.no_grad():
+            ref = kgp.KGPromptReference(sd, edges)
+            q = sd[f"{kind}_prefix_embeds"]
+            q = ref.mlp(f"{kind}_prefix_proj", q) + q
+            tables = {"entity_table": ref.entities,
+                      "prefix_rows": ref.linear("prompt_proj2", ref.mlp("prompt_proj1", q) + q)}
+            if kind == "rec":
+                tables["emotion_table"] = ref.emotions
+                if cooc is not None:
+                    tables["global_entity_table"] = cooc @ ref.entities
+        for key, table in tables.items():
+            bundle.add(f"{name}/static/{key}", table.float().contiguous().numpy())
+
+
 def add_prompt(kind):
     def add(bundle, name, path):
         if not os.path.isfile(path):
@@ -396,13 +431,16 @@ def main(argv=None):
     parser.add_argument("--dialogs", metavar="FILE", help="with --kg: ReDial dialogs for the co-occurrence matrix")
     parser.add_argument("--uniform-emotions", action="store_true", help="with --dialogs: plain co-occurrence")
     parser.add_argument("--reviews", metavar="FILE", help="with --kg: movie reviews (tools/ecr_reviews.py)")
+    parser.add_argument("--static-tables", action="store_true", help="with --kg: store the KGPrompts' static "
+                        "tables, so that the engine maps them instead of computing them at load")
     parser.add_argument("--untrained", action="store_true", help="mark the bundle as random weights (metadata \"untrained\": true)")
     parser.set_defaults(parts=[])
     args = parser.parse_args(argv)
     if not args.parts and not args.kg:
         parser.error("nothing to convert: give at least one of --kg, " + ", ".join(f"--{p}" for p in PARTS))
-    if (args.dialogs and not args.kg) or (args.uniform_emotions and not args.dialogs) or (args.reviews and not args.kg):
-        parser.error("--dialogs and --reviews need --kg, and --uniform-emotions needs --dialogs")
+    if ((args.dialogs and not args.kg) or (args.uniform_emotions and not args.dialogs) or (args.reviews and not args.kg)
+            or (args.static_tables and not args.kg)):
+        parser.error("--dialogs, --reviews and --static-tables need --kg, and --uniform-emotions needs --dialogs")
     # Imported only when asked for: the reviews part is optional.
     ecr_reviews = __import__("ecr_reviews") if args.reviews else None
     review_errors = (getattr(ecr_reviews, "ReviewError", ValueError),) if ecr_reviews else ()
@@ -417,6 +455,8 @@ def main(argv=None):
             kg = ecr_kg.add_to_bundle(bundle.meta, bundle.tensors, args.kg, args.dialogs, args.uniform_emotions)
             if ecr_reviews:
                 ecr_reviews.add_to_bundle(bundle.meta, bundle.tensors, args.reviews, kg)
+            if args.static_tables:
+                add_static_tables(bundle, args.kg)
         bundle.write(args.out)
     except (ConvertError, BundleError, ecr_kg.KgError, ecr_prompt.ConversionError) + review_errors as e:
         print(f"error: {e}", file=sys.stderr)

@@ -154,6 +154,7 @@ def main(argv=None):
                    help="comma-separated subset of " + ",".join(ALL_COMPONENTS) + " (default all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--codec", choices=["raw", "zstd"], default="raw")
+    p.add_argument("--static-tables", action="store_true", help="store the KGPrompts' static tables (convert.py)")
     p.add_argument("--keep-checkpoints", metavar="DIR",
                    help="write the checkpoints here and keep them (the torch references read them)")
     a = p.parse_args(argv)
@@ -203,7 +204,7 @@ def main(argv=None):
                 argv_convert += [f"--{kind}-prompt", f"{name}={model}"]
         if any(c.endswith("_prompt") for c in components):
             argv_convert += ["--prompt-n-head", str(g["heads"])]
-        argv_convert += ["--kg", kg_dir]
+        argv_convert += ["--kg", kg_dir] + (["--static-tables"] if a.static_tables else [])
         if a.dialogs:
             argv_convert += ["--dialogs", a.dialogs]
             if not dialogs_have_emotions(a.dialogs):

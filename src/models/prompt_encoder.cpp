@@ -1,6 +1,7 @@
 #include "ecr/models/prompt_encoder.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -144,54 +145,84 @@ PromptEncoder PromptEncoder::load(const Bundle& bundle, std::string_view name, c
                nn::load_linear(bundle, prefix + key + ".2", dim / 2, dim)};
   };
 
+  // The converter may have stored the static tables (tools/convert.py --static-tables): they are
+  // then mapped and shape-checked instead of computed, and the weights only they read (R-GCN,
+  // node embeddings, entity, emotion and prefix projections) are never loaded.
+  const auto stored = [&](const char* key, const Shape& shape) {
+    const std::string table = std::string("static/") + key;
+    return bundle.contains(prefix + table) ? weight(table.c_str(), shape) : Tensor();
+  };
+  const std::int64_t h = c.kind == PromptKind::rec ? c.emotion_hidden_size : 0;
+  impl->entities = stored("entity_table", {c.n_entity, H});
+  impl->prefix_rows = stored("prefix_rows", {c.n_prefix, c.prefix_width()});
+  if (c.kind == PromptKind::rec) {
+    impl->emotions = stored("emotion_table", {c.n_emotion + 1, h});
+    if (cooccurrence) impl->global = stored("global_entity_table", {c.n_entity, H});
+  }
+
   // Every weight is checked before the static tables cost any time.
-  const EntityEncoder rgcn(weight("kg_encoder.weight", {c.num_bases, d, d}),
-                           weight("kg_encoder.comp", {c.num_relations, c.num_bases}),
-                           weight("kg_encoder.root", {d, d}), weight("kg_encoder.bias", {d}));
-  const Tensor node_embeds = weight("node_embeds", {c.n_entity, d});
-  const Mlp entity_proj1 = mlp("entity_proj1", d);
-  const Linear entity_proj2 = linear("entity_proj2", d, H);
   impl->token_proj1 = mlp("token_proj1", T);
   impl->token_proj2 = linear("token_proj2", T, H);
   impl->cross_attn = {weight("cross_attn.weight", {H, H}), {}};
   impl->prompt_proj1 = mlp("prompt_proj1", H);
   impl->prompt_proj2 = linear("prompt_proj2", H, c.prefix_width());
+  if (c.kind == PromptKind::rec) {
+    impl->emo_fuse_proj1 = {linear("emo_fuse_proj1.0", H + h, H), linear("emo_fuse_proj1.2", H, H + h)};
+    impl->emo_fuse_proj2 = linear("emo_fuse_proj2", H + h, H);
+  }
+  struct EntityWeights {
+    EntityEncoder rgcn;
+    Tensor node_embeds;
+    Mlp proj1;
+    Linear proj2;
+  };
+  std::optional<EntityWeights> entity_weights;
+  if (!impl->entities.defined())
+    entity_weights.emplace(EntityWeights{
+        EntityEncoder(weight("kg_encoder.weight", {c.num_bases, d, d}),
+                      weight("kg_encoder.comp", {c.num_relations, c.num_bases}), weight("kg_encoder.root", {d, d}),
+                      weight("kg_encoder.bias", {d})),
+        weight("node_embeds", {c.n_entity, d}), mlp("entity_proj1", d), linear("entity_proj2", d, H)});
   const char* prefix_key = c.kind == PromptKind::rec ? "rec_prefix" : "conv_prefix";
-  const Tensor prefix_embeds = weight((std::string(prefix_key) + "_embeds").c_str(), {c.n_prefix, H});
-  const Mlp prefix_proj = mlp(std::string(prefix_key) + "_proj", H);
+  Tensor prefix_embeds;
+  Mlp prefix_proj;
+  if (!impl->prefix_rows.defined()) {
+    prefix_embeds = weight((std::string(prefix_key) + "_embeds").c_str(), {c.n_prefix, H});
+    prefix_proj = mlp(std::string(prefix_key) + "_proj", H);
+  }
   Tensor emo_embeds;
   Mlp emo_proj1;
   Linear emo_proj2;
-  if (c.kind == PromptKind::rec) {
-    const std::int64_t h = c.emotion_hidden_size;
+  if (c.kind == PromptKind::rec && !impl->emotions.defined()) {
     // KGPrompt feeds emo_embeds (declared with H columns) to emo_proj1, a T-sized MLP, so the
     // checkpoints that run have T columns here (H = T = 768 in the published setup).
     emo_embeds = weight("emo_embeds", {c.n_emotion + 1, T});
     emo_proj1 = mlp("emo_proj1", T);
     emo_proj2 = linear("emo_proj2", T, h);
-    impl->emo_fuse_proj1 = {linear("emo_fuse_proj1.0", H + h, H), linear("emo_fuse_proj1.2", H, H + h)};
-    impl->emo_fuse_proj2 = linear("emo_fuse_proj2", H + h, H);
   }
   if (edges.num_nodes != c.n_entity || edges.num_relations != c.num_relations)
-    fail<ShapeError>("bundle '{}': tensor '{}node_embeds' has {} entities and {} relations, the knowledge graph {} "
-                     "and {}",
-                     bundle.label(), prefix, c.n_entity, c.num_relations, edges.num_nodes, edges.num_relations);
+    fail<ShapeError>("bundle '{}': component '{}' has {} entities and {} relations, the knowledge graph {} and {}",
+                     bundle.label(), name, c.n_entity, c.num_relations, edges.num_nodes, edges.num_relations);
 
   // E = proj2(proj1(g) + g), g = RGCN(node_embeds) + node_embeds.
-  Tensor g = rgcn.forward(node_embeds, edges, threads);
-  g.matrix<float>() += node_embeds.matrix<float>();
-  impl->entities = apply(apply(g, entity_proj1, true, threads, "entity hidden"), entity_proj2, threads, "entity table");
-  g = Tensor();
-
+  if (entity_weights) {
+    const EntityWeights& w = *entity_weights;
+    Tensor g = w.rgcn.forward(w.node_embeds, edges, threads);
+    g.matrix<float>() += w.node_embeds.matrix<float>();
+    impl->entities = apply(apply(g, w.proj1, true, threads, "entity hidden"), w.proj2, threads, "entity table");
+  }
   if (c.kind == PromptKind::rec) {
-    impl->emotions = apply(apply(emo_embeds, emo_proj1, true, threads, "emotion hidden"), emo_proj2, threads,
-                           "emotion table");
-    if (cooccurrence) impl->global = cooccurrence->multiply(impl->entities, &threads);
+    if (!impl->emotions.defined())
+      impl->emotions = apply(apply(emo_embeds, emo_proj1, true, threads, "emotion hidden"), emo_proj2, threads,
+                             "emotion table");
+    if (cooccurrence && !impl->global.defined()) impl->global = cooccurrence->multiply(impl->entities, &threads);
   }
   // The learned prefix does not depend on the dialog, so its prompt_proj rows are static too.
-  const Tensor q = apply(prefix_embeds, prefix_proj, true, threads, "prefix");
-  impl->prefix_rows = apply(apply(q, impl->prompt_proj1, true, threads, "prefix hidden"), impl->prompt_proj2, threads,
-                            "prefix rows");
+  if (!impl->prefix_rows.defined()) {
+    const Tensor q = apply(prefix_embeds, prefix_proj, true, threads, "prefix");
+    impl->prefix_rows = apply(apply(q, impl->prompt_proj1, true, threads, "prefix hidden"), impl->prompt_proj2,
+                              threads, "prefix rows");
+  }
 
   PromptEncoder encoder;
   encoder.impl_ = std::move(impl);
