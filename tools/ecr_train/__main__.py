@@ -46,14 +46,15 @@ SIZES = {
     # backbone/generator, text encoder, classifier; epochs per stage.
     "full": dict(d=128, layers=4, heads=4, positions=512, r_d=128, r_layers=2, r_heads=4, r_inner=512,
                  c_d=64, c_layers=2, c_heads=4, n_prefix_rec=10, n_prefix_conv=10, bases=8,
-                 lm_epochs=4, mlm_epochs=3, cls_epochs=3, rec_epochs=3, conv_epochs=1, gen_epochs=2,
-                 conv_examples=4800, max_steps=None, dialogs=None),
+                 lm_epochs=4, mlm_epochs=3, cls_epochs=3, rec_epochs=3, conv_epochs=2, gen_epochs=4,
+                 conv_examples=None, max_steps=None, dialogs=None),
     "smoke": dict(d=32, layers=1, heads=2, positions=512, r_d=32, r_layers=1, r_heads=2, r_inner=64,
                   c_d=32, c_layers=1, c_heads=2, n_prefix_rec=4, n_prefix_conv=4, bases=2,
                   lm_epochs=1, mlm_epochs=1, cls_epochs=1, rec_epochs=3, conv_epochs=1, gen_epochs=1,
                   conv_examples=None, max_steps=12, dialogs=40),
 }
 TEMPLATE_TOKENS = 50     # ECR_SPEC 7: the template decoder's new tokens
+SPACE = 220              # GPT-2's " ", the token before every <movie> of a template
 GEN_PROMPT_TOKENS = 149  # ECR_SPEC 8
 REPLY_TOKENS = 100
 KNOWLEDGE_RELATIONS = {"star": "starring", "writer": "writer", "director": "director"}
@@ -400,7 +401,11 @@ def train_conv(c, vocab, r_vocab, backbone, text_encoder, rec_prompt, size, a, l
     examples = []
     for d in c.train:
         for t, turn in enumerate(d.turns):
-            if t == 0 or turn.user or not turn.template:
+            # Only the turns that name a movie: the Responder speaks after the Recommender has
+            # ranked items, so its template should carry a <movie> slot for them. UniCRS trains on
+            # every system turn; on this small backbone that made the greedy template a generic
+            # question that never names a movie ("I have you seen that one.").
+            if t == 0 or turn.user or "<movie>" not in turn.template:
                 continue
             g, r = c.context(d.turns[:t])
             target = c.tok.encode("System: " + turn.template)[len(system):][:TEMPLATE_TOKENS - 1] + [EOS]
@@ -421,9 +426,22 @@ def train_conv(c, vocab, r_vocab, backbone, text_encoder, rec_prompt, size, a, l
             ys += t
         return lm_loss(torch.cat(hs), backbone.transformer.wte, vocab.targets(ys), vocab.unseen)
 
+    # UniCRS adds <movie> to GPT-2 as a new token. This backbone learned its LM on text with the
+    # titles written out, so the tied row of <movie> kept its initial values and the greedy
+    # template never chose it; nor the lone space before it (" <movie>" is " " + "<movie>", as
+    # special tokens are split out first), which the collapsed ReDial text never has. The conv
+    # stage learns those two rows with the prompt. The rec path never reads them (its contexts
+    # carry titles, not <movie>, and no lone spaces), so the ranking is unchanged.
+    wte = backbone.transformer.wte
+    only_movie = torch.zeros(len(vocab), 1)
+    only_movie[vocab.targets([MOVIE, SPACE])] = 1.0
+    wte.requires_grad_(True)
+    hook = wte.register_hook(lambda g: g * only_movie)
     prompt.train()
-    res = fit("conv_prompt", prompt.parameters(), lambda e: batches(examples, 16, rng), size["conv_epochs"], 1e-3,
-              step, log, size["max_steps"])
+    res = fit("conv_prompt", [{"params": list(prompt.parameters())}, {"params": [wte], "weight_decay": 0.0}],
+              lambda e: batches(examples, 16, rng), size["conv_epochs"], 1e-3, step, log, size["max_steps"])
+    hook.remove()
+    wte.requires_grad_(False)
     prompt.eval()
     return prompt, res
 
@@ -536,6 +554,12 @@ def main(argv=None):
     # almost constant and the ranking stayed at popularity; N(0, 0.1) lets the KG's structure show.
     p.add_argument("--entity-init", type=float, default=0.1, help="node_embeds ~ N(0, this); 0: KGPrompt's uniform init")
     p.add_argument("--conv-examples", type=int, help="override how many templates the conv prompt trains on")
+    p.add_argument("--conv-epochs", type=int, help="override the conv prompt's epochs")
+    p.add_argument("--resume-rec", metavar="CHECKPOINTS", help="take every part but the conv prompt from a finished "
+                   "run's checkpoints folder (the rec-tuned backbone included) and train the conv prompt only; "
+                   "with --gen-epochs, the generator also trains on for that many epochs")
+    p.add_argument("--keep-conv", action="store_true", help="with --resume-rec: keep its conv prompt too (then "
+                   "only --gen-epochs trains)")
     a = p.parse_args(argv)
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
@@ -570,11 +594,13 @@ def main(argv=None):
     log.stage("data", gpt2_vocab_rows=len(vocab), roberta_vocab_rows=len(r_vocab), classifier_vocab_rows=len(c_vocab))
 
     results = {}
-    for key in ("rec_epochs", "gen_epochs", "conv_examples"):
+    for key in ("rec_epochs", "gen_epochs", "conv_examples", "conv_epochs"):
         if getattr(a, key):
             size = dict(size, **{key: getattr(a, key)})
-    if a.resume_from:
-        r = a.resume_from
+    if a.resume_rec and a.resume_from:
+        p.error("--resume-rec and --resume-from exclude each other")
+    if a.resume_from or a.resume_rec:
+        r = a.resume_from or a.resume_rec
         backbone = load_gpt2(Gpt2(vocab, size["d"], size["layers"], size["heads"], size["positions"]), f"{r}/backbone")
         text_encoder = load_roberta(Roberta(vocab=r_vocab, d=size["r_d"], n_layer=size["r_layers"], n_head=size["r_heads"],
                                             inner=size["r_inner"], max_positions=data.PROMPT_TOKENS + 3,
@@ -595,12 +621,34 @@ def main(argv=None):
     kg_meta = ecr_kg.load_kg(c.kg.directory)
     cooc = ecr_kg.cooccurrence(kg_meta, ecr_kg.read_dialogs(annotated))
     log.stage("data", cooccurrence_nnz=int(len(cooc[2])))
-    lm_state = {k: v.clone() for k, v in backbone.state_dict().items()}
-    rec, results["rec_prompt"] = train_rec(c, vocab, r_vocab, backbone, text_encoder, cooc, size, a, log, rng)
-    if a.rec_steps:
-        return 0
-    conv, results["conv_prompt"] = train_conv(c, vocab, r_vocab, backbone, text_encoder, rec, size, a, log, rng)
-    generator, results["generator"] = train_generator(c, vocab, lm_state, size, a, log, rng)
+    if a.resume_rec:
+        rec = KGPrompt("rec", size["d"], size["r_d"], size["layers"], c.kg.num_entities, len(c.kg.relations),
+                       size["bases"], c.edges, size["n_prefix_rec"])
+        rec.load_state_dict(torch.load(os.path.join(a.resume_rec, "rec", "model.pt"), map_location="cpu"))
+        rec.eval()
+        generator_state = load_gpt2(Gpt2(vocab, size["d"], size["layers"], size["heads"], size["positions"]),
+                                    f"{a.resume_rec}/generator").state_dict()
+    else:
+        lm_state = {k: v.clone() for k, v in backbone.state_dict().items()}
+        rec, results["rec_prompt"] = train_rec(c, vocab, r_vocab, backbone, text_encoder, cooc, size, a, log, rng)
+        if a.rec_steps:
+            return 0
+    if a.keep_conv:
+        if not a.resume_rec:
+            p.error("--keep-conv needs --resume-rec")
+        conv = KGPrompt("conv", size["d"], size["r_d"], size["layers"], c.kg.num_entities, len(c.kg.relations),
+                        size["bases"], c.edges, size["n_prefix_conv"])
+        conv.load_state_dict(torch.load(os.path.join(a.resume_rec, "conv", "model.pt"), map_location="cpu"))
+        conv.eval()
+    else:
+        conv, results["conv_prompt"] = train_conv(c, vocab, r_vocab, backbone, text_encoder, rec, size, a, log, rng)
+    if not a.resume_rec:
+        generator, results["generator"] = train_generator(c, vocab, lm_state, size, a, log, rng)
+    elif a.gen_epochs:
+        generator, results["generator"] = train_generator(c, vocab, generator_state, size, a, log, rng)
+    else:
+        generator = load_gpt2(Gpt2(vocab, size["d"], size["layers"], size["heads"], size["positions"]),
+                              f"{a.resume_rec}/generator")
 
     ck = os.path.join(a.out, "checkpoints")
     vocab_dir = os.path.join(a.data, "gpt2")
