@@ -5,8 +5,13 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <cctype>
+#include <sstream>
+
 #include "ecr/default_bundle.hpp"
 #include "ecr/io/bundle.hpp"
+#include "ecr/recommender.hpp"
+#include "ecr/responder.hpp"
 #include "recommender_fixture.hpp"
 
 using namespace ecr;
@@ -26,6 +31,42 @@ double recall_at_50(const std::string& extra, const fs::path& out) {
   REQUIRE(rc == 0);
   return nlohmann::json::parse(test::file_text(out))["metrics"]["recall@50"].get<double>();
 }
+
+// The reply to one user line, and whether it reads as English that names the movie it recommends:
+// at least three words, nearly all of them letters (an apostrophe or hyphen inside, punctuation
+// around), and the title of the reply's item without its "(year)".
+struct ReplyCheck {
+  std::string reply, title;
+  bool english = false, names_title = false;
+};
+
+ReplyCheck reply_to(const Recommender& recommender, const Responder& responder, const std::string& line) {
+  Dialog dialog;
+  dialog.add_turn({Role::user, line, {}, {}});
+  const Responder::Turn turn = Responder::converse(recommender, responder, dialog);
+  ReplyCheck check{turn.response.text, turn.response.items.empty() ? "" : turn.response.items.front().name};
+  if (const auto paren = check.title.rfind(" ("); paren != std::string::npos) check.title.resize(paren);
+  check.names_title = !check.title.empty() && check.reply.find(check.title) != std::string::npos;
+  std::istringstream words(check.reply);
+  std::size_t total = 0, letters = 0;
+  for (std::string w; words >> w;) {
+    ++total;
+    const auto is_punct = [](unsigned char c) { return std::ispunct(c) != 0; };
+    while (!w.empty() && is_punct(static_cast<unsigned char>(w.back()))) w.pop_back();
+    while (!w.empty() && is_punct(static_cast<unsigned char>(w.front()))) w.erase(w.begin());
+    bool word = !w.empty();
+    for (const unsigned char c : w) word = word && (std::isalnum(c) || c == '\'' || c == '-');
+    letters += word;
+  }
+  check.english = total >= 3 && letters * 10 >= total * 9;
+  return check;
+}
+
+const char* const kUserLines[] = {
+    "Hi! I love horror movies like The Shining. Any suggestions?",
+    "My kids loved Toy Story, can you suggest something animated?",
+    "I am in the mood for a funny comedy this weekend.",
+};
 
 }  // namespace
 
@@ -69,4 +110,25 @@ TEST_CASE("the shipped model ranks ReDial test movies better than popularity at 
                       popularity, random));
   CHECK(trained > popularity);
   CHECK(random < popularity);
+}
+
+TEST_CASE("the shipped model's replies are English that names the recommended movie; random weights' are not") {
+  const Recommender recommender = Recommender::load(default_bundle_path());
+  const Responder responder = Responder::load(default_bundle_path());
+  for (const char* line : kUserLines) {
+    const ReplyCheck c = reply_to(recommender, responder, line);
+    INFO("user: " << line << "\nreply: " << c.reply << "\ntitle: " << c.title);
+    CHECK(c.english);
+    CHECK(c.names_title);
+  }
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const fs::path random_bundle = test::recommender_fixture().bundle;
+  const Recommender random_recommender = Recommender::load(random_bundle);
+  const Responder random_responder = Responder::load(random_bundle);
+  for (const char* line : kUserLines) {
+    const ReplyCheck c = reply_to(random_recommender, random_responder, line);
+    INFO("user: " << line << "\nrandom reply: " << c.reply);
+    CHECK_FALSE((c.english && c.names_title));
+  }
 }
