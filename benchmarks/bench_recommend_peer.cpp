@@ -5,41 +5,28 @@
 //
 //   bench_recommend_peer --bundle B.ecr --dialog D.json [--threads N] [--top-k K]
 #include <chrono>
-#include <fstream>
 #include <iostream>
-#include <iterator>
 #include <string>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "bench_cli.hpp"
 #include "ecr/recommender.hpp"
 
 int main(int argc, char** argv) {
-  std::string bundle, dialog_path;
-  int threads = 0, top_k = 10;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string key = argv[i], value = argv[i + 1];
-    if (key == "--bundle") bundle = value;
-    else if (key == "--dialog") dialog_path = value;
-    else if (key == "--threads") threads = std::stoi(value);
-    else if (key == "--top-k") top_k = std::stoi(value);
-    else {
-      fmt::print(stderr, "bench_recommend_peer: unknown option {}\n", key);
+  try {
+    const auto args = ecr::bench::parse_options(argc, argv, {"--bundle", "--dialog", "--threads", "--top-k"});
+    if (!args.count("--bundle") || !args.count("--dialog")) {
+      fmt::print(stderr, "usage: bench_recommend_peer --bundle B.ecr --dialog D.json [--threads N] [--top-k K]\n");
       return 2;
     }
-  }
-  if (bundle.empty() || dialog_path.empty()) {
-    fmt::print(stderr, "usage: bench_recommend_peer --bundle B.ecr --dialog D.json [--threads N] [--top-k K]\n");
-    return 2;
-  }
-  try {
-    std::ifstream in(dialog_path);
-    const ecr::Dialog dialog =
-        ecr::Dialog::parse(std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()));
+    const int threads = ecr::bench::int_option(args, "--threads", 0);
+    const int top_k = ecr::bench::int_option(args, "--top-k", 10);
+    const ecr::Dialog dialog = ecr::bench::read_dialog(args.at("--dialog"));
     ecr::RecommenderOptions options;
     options.threads = static_cast<std::size_t>(threads);
-    const auto recommender = ecr::Recommender::load(bundle, options);
+    const auto recommender = ecr::Recommender::load(args.at("--bundle"), options);
     ecr::RecommendRequest request;
     request.top_k = static_cast<std::size_t>(top_k);
     fmt::print("{}\n", nlohmann::json{{"ready", true}}.dump());

@@ -12,14 +12,13 @@
 //   bench_recommender --bundle B.ecr --dialog D.json [--threads N] [--reps R]
 #include <algorithm>
 #include <chrono>
-#include <fstream>
-#include <iterator>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "bench_cli.hpp"
 #include "ecr/recommender.hpp"
 
 namespace {
@@ -31,27 +30,16 @@ double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string bundle, dialog_path;
-  int threads = 0, reps = 10;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string key = argv[i], value = argv[i + 1];
-    if (key == "--bundle") bundle = value;
-    else if (key == "--dialog") dialog_path = value;
-    else if (key == "--threads") threads = std::stoi(value);
-    else if (key == "--reps") reps = std::max(1, std::stoi(value));
-    else {
-      fmt::print(stderr, "bench_recommender: unknown option {}\n", key);
+  try {
+    const auto args = ecr::bench::parse_options(argc, argv, {"--bundle", "--dialog", "--threads", "--reps"});
+    if (!args.count("--bundle") || !args.count("--dialog")) {
+      fmt::print(stderr, "usage: bench_recommender --bundle B.ecr --dialog D.json [--threads N] [--reps R]\n");
       return 2;
     }
-  }
-  if (bundle.empty() || dialog_path.empty()) {
-    fmt::print(stderr, "usage: bench_recommender --bundle B.ecr --dialog D.json [--threads N] [--reps R]\n");
-    return 2;
-  }
-  try {
-    std::ifstream in(dialog_path);
-    const ecr::Dialog dialog =
-        ecr::Dialog::parse(std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()));
+    const std::string bundle = args.at("--bundle");
+    const int threads = ecr::bench::int_option(args, "--threads", 0);
+    const int reps = std::max(1, ecr::bench::int_option(args, "--reps", 10));
+    const ecr::Dialog dialog = ecr::bench::read_dialog(args.at("--dialog"));
     ecr::RecommenderOptions options;
     options.threads = static_cast<std::size_t>(threads);
 
