@@ -7,8 +7,8 @@
 //          -> text encoder -> rec prompt (KGPrompt: local + global entities, emotion fusion)
 //          -> backbone with the prefix -> z -> scores z E^T over all entities -> ranked items.
 // Everything that depends on the bundle alone (entity table, emotion table, global entity
-// table, linker index) is built once in load(); a loaded Recommender is immutable and serves
-// any number of threads at once.
+// table, linker index) is built once, by the Engine the Recommender is a view of (ecr/engine.hpp);
+// a loaded Recommender is immutable and serves any number of threads at once.
 //
 // Where the inputs come from, turn by turn (after merging consecutive turns of one role):
 // - entities: the turn's ids when it has any (each must be a KG entity: InputError naming the
@@ -32,27 +32,17 @@
 
 #include "ecr/core/tensor.hpp"
 #include "ecr/dialog.hpp"
+#include "ecr/engine.hpp"
 #include "ecr/io/bundle.hpp"
 #include "ecr/kg/entity_linker.hpp"
 #include "ecr/kg/knowledge_graph.hpp"
 
 namespace ecr {
 
-// Which bundle components play which part; the converter writes these names.
-struct ComponentNames {
-  std::string backbone = "backbone";                      // gpt2
-  std::string text_encoder = "text_encoder";              // roberta
-  std::string rec_prompt = "rec_prompt";                  // kgprompt_rec
-  std::string conv_prompt = "conv_prompt";                // kgprompt_conv (Responder)
-  std::string emotion_classifier = "emotion_classifier";  // gpt2_classifier (optional)
-  std::string generator = "generator";                    // gpt2 (Responder)
-};
-
-struct RecommenderOptions {
-  ComponentNames components;
-  // Threads for the ops of one request; 0 means one per core, at most ThreadPool::kMaxThreads
-  // (ConfigError above). Results do not depend on it.
-  std::size_t threads = 0;
+// The engine's options (components, threads, checksums, device) come first: they apply when
+// Recommender::load makes its own Engine. Loaded from a shared Engine, the Engine's apply, and
+// these must be left as they are or equal the Engine's (ConfigError otherwise).
+struct RecommenderOptions : EngineOptions {
   // ECR_SPEC 2: context_max_length (GPT-2) and the RoBERTa prompt length (including <s>).
   std::size_t context_tokens = 200;
   std::size_t prompt_tokens = 200;
@@ -69,8 +59,6 @@ struct RecommenderOptions {
   // count (ecr eval uses ReDial's annotations this way).
   bool link_text = true;
   LinkerOptions linker;
-  // Verify every tensor checksum at load (a cold load of a large bundle reads every byte).
-  bool verify_checksums = true;
 };
 
 struct RecommendedItem {
@@ -118,6 +106,8 @@ class Recommender {
   // Throws FormatError / ShapeError / ConfigError naming the bundle, component and tensor.
   static Recommender load(const std::filesystem::path& bundle, RecommenderOptions options = {});
   static Recommender load(const Bundle& bundle, RecommenderOptions options = {});
+  // A view over a loaded engine, sharing its models with every other view.
+  static Recommender load(const Engine& engine, RecommenderOptions options = {});
 
   // InputError for an empty dialog, entity ids that are not in the KG, a top_k of 0.
   // Contexts longer than the limits keep their newest tokens (ECR_SPEC 2); never an error.
@@ -128,6 +118,7 @@ class Recommender {
   const EntityLinker& linker() const;
   const RecommenderOptions& options() const;
   const Bundle& bundle() const;
+  const Engine& engine() const;
   // The static entity table E (N, H) of the rec prompt.
   const Tensor& entity_table() const;
 

@@ -29,11 +29,9 @@
 
 namespace ecr {
 
-struct ResponderOptions {
-  ComponentNames components;
-  // Threads for the ops of one request; 0 means one per core, at most ThreadPool::kMaxThreads
-  // (ConfigError above). Results do not depend on it.
-  std::size_t threads = 0;
+// As RecommenderOptions, the engine's options come first and apply to an Engine made by
+// Responder::load(path or bundle).
+struct ResponderOptions : EngineOptions {
   // Section 2 (UniCRS's conv inputs are the rec ones): GPT-2 context tokens, "System:"
   // included; RoBERTa prompt tokens, <s> included; context entities.
   std::size_t context_tokens = 200;
@@ -63,7 +61,6 @@ struct ResponderOptions {
   std::vector<std::string> knowledge_relations;
   // Knowledge choice: most frequent first (deterministic) unless a seed asks for sampling.
   std::optional<std::uint64_t> knowledge_seed;
-  bool verify_checksums = true;
 };
 
 struct KnowledgeTriple {
@@ -102,6 +99,9 @@ class Responder {
   // The review entities are optional: without them "Related Entities" reads "None".
   static Responder load(const std::filesystem::path& bundle, ResponderOptions options = {});
   static Responder load(const Bundle& bundle, ResponderOptions options = {});
+  // A view over a loaded engine: a Recommender made from the same engine shares its backbone,
+  // text encoder and knowledge graph.
+  static Responder load(const Engine& engine, ResponderOptions options = {});
 
   // The reply to `dialog` naming the recommendation's first items. Entities for the conv prompt
   // are the recommendation's analysed turns' (else the dialog's). InputError for a dialog without
@@ -109,6 +109,7 @@ class Responder {
   Response respond(const Dialog& dialog, const Recommendation& recommendation, const ReplyStream& stream = {}) const;
 
   const ResponderOptions& options() const;
+  const Engine& engine() const;
   const KnowledgeGraph& graph() const;
   // The knowledge relations in use, as the prompt names them.
   std::vector<std::string> knowledge_relations() const;

@@ -20,11 +20,11 @@ from .errors import ConfigError, DeviceError, Error, FormatError, InputError, Io
 from .results import (Emotion, Entity, Item, Knowledge, PromptEntity, Recommendation, Response, TensorInfo, Turn,
                       TurnAnalysis)
 from ._ecr import (EMOTION_LABELS, Bundle, Dialog, KnowledgeGraph, Recommender, ReplyStream, Responder, Tokenizer,
-                   __version__, default_bundle_path)
+                   __version__, cuda_available, default_bundle_path)
 
 __all__ = [
     "Recommender", "Responder", "ReplyStream", "Dialog", "Bundle", "Tokenizer", "KnowledgeGraph",
-    "default_bundle_path", "EMOTION_LABELS", "__version__",
+    "default_bundle_path", "cuda_available", "EMOTION_LABELS", "__version__",
     "Error", "FormatError", "ShapeError", "InputError", "IoError", "DeviceError", "ConfigError",
     "Emotion", "Entity", "Item", "Knowledge", "PromptEntity", "Recommendation", "Response", "TensorInfo", "Turn",
     "TurnAnalysis",

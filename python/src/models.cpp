@@ -19,15 +19,19 @@ namespace ecr::python {
 
 namespace {
 
-void check_device(const std::string& device) {
-  if (device != "cpu")
-    fail<ConfigError>("device '{}': the Recommender and Responder run on the CPU in this version (device=\"cpu\")",
-                      device);
-}
-
 std::size_t thread_count(long long threads) {
   if (threads < 0) fail<ConfigError>("threads must be 0 (one per core) or more, got {}", threads);
   return static_cast<std::size_t>(threads);
+}
+
+// What the Engine behind a Recommender or Responder loads with; "cuda" on a machine or build
+// without it is the DeviceError Engine::load gives.
+EngineOptions engine_options(long long threads, const std::string& device, bool verify_checksums) {
+  EngineOptions options;
+  options.threads = thread_count(threads);
+  options.device = DeviceSpec::parse(device);
+  options.verify_checksums = verify_checksums;
+  return options;
 }
 
 RecommendRequest request_arg(long long top_k, bool all_scores) {
@@ -46,13 +50,11 @@ std::shared_ptr<Recommendation> native_recommendation(py::handle recommendation)
 
 Recommender load_recommender(py::handle path, long long threads, const std::string& device, bool exclude_mentioned,
                              bool global_entities, bool link_text, bool emotion_classifier, bool verify_checksums) {
-  check_device(device);
   RecommenderOptions options;
-  options.threads = thread_count(threads);
+  static_cast<EngineOptions&>(options) = engine_options(threads, device, verify_checksums);
   options.exclude_mentioned = exclude_mentioned;
   options.global_entities = global_entities;
   options.link_text = link_text;
-  options.verify_checksums = verify_checksums;
   if (!emotion_classifier) options.components.emotion_classifier.clear();
   const Bundle bundle = bundle_arg(path, verify_checksums);
   py::gil_scoped_release unlocked;
@@ -291,11 +293,10 @@ threads; respond() and stream() release the GIL.)doc")
              float repetition_penalty, long long no_repeat_ngram, std::uint64_t seed,
              std::optional<std::uint64_t> knowledge_seed, std::optional<std::vector<std::string>> relations,
              bool link_text, bool verify_checksums) {
-            check_device(device);
+            const EngineOptions engine_opts = engine_options(threads, device, verify_checksums);
             if (top_k < 1) fail<InputError>("top_k must be at least 1, got {}", top_k);
             if (items < 1) fail<InputError>("items must be at least 1, got {}", items);
             ResponderOptions options;
-            options.threads = thread_count(threads);
             options.items_in_reply = static_cast<std::size_t>(items);
             options.generation.max_new_tokens = max_new_tokens;
             options.generation.temperature = temperature;
@@ -306,18 +307,19 @@ threads; respond() and stream() release the GIL.)doc")
             options.generation.seed = seed;
             options.knowledge_seed = knowledge_seed;
             if (relations) options.knowledge_relations = *relations;
-            options.verify_checksums = verify_checksums;
             check_generate_options(options.generation);
 
+            // The Responder shares the engine of the Recommender it is given (one load of the
+            // backbone, text encoder and KG), else both come from one new engine.
             std::optional<Recommender> given;
             if (!recommender.is_none()) given = recommender.cast<Recommender>();
-            const Bundle bundle = path.is_none() && given ? given->bundle() : bundle_arg(path, verify_checksums);
             RecommenderOptions rec;
-            rec.threads = options.threads;
             rec.link_text = link_text;
-            rec.verify_checksums = verify_checksums;
+            std::optional<Bundle> bundle;
+            if (!path.is_none() || !given) bundle = bundle_arg(path, verify_checksums);
             py::gil_scoped_release unlocked;
-            return Chat{given ? *given : Recommender::load(bundle, rec), Responder::load(bundle, options),
+            const Engine engine = bundle ? Engine::load(*bundle, engine_opts) : given->engine();
+            return Chat{given ? *given : Recommender::load(engine, rec), Responder::load(engine, options),
                         static_cast<std::size_t>(top_k)};
           },
           py::arg("path") = py::none(), py::kw_only(), py::arg("recommender") = py::none(), py::arg("threads") = 0,

@@ -5,6 +5,7 @@
 
 #include "bindings.hpp"
 #include "ecr/core/error.hpp"
+#include "ecr/device/cuda.hpp"
 
 #ifndef ECR_VERSION
 #define ECR_VERSION "0.0.0"
@@ -31,6 +32,8 @@ PYBIND11_MODULE(_ecr, m) {
   for (std::size_t l = 0; l < ecr::kEmotionLabels.size(); ++l) labels[l] = py::str(std::string(ecr::kEmotionLabels[l]));
   m.attr("EMOTION_LABELS") = labels;
   m.attr("__version__") = ECR_VERSION;
+  m.def("cuda_available", &ecr::cuda::available,
+        "True when this build has the CUDA backend and a device answers: device=\"cuda\" can then run.");
 
   bind_dialog(m);
   bind_bundle(m);

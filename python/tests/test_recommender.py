@@ -245,8 +245,12 @@ def test_bad_requests_raise_the_matching_exception_classes(tiny, tiny_recommende
     truncated.write_bytes(tiny.bundle.read_bytes()[:4096])
     with pytest.raises(ecr.FormatError, match="truncated.ecr"):
         ecr.Recommender.load(truncated)
-    with pytest.raises(ecr.ConfigError, match="device 'cuda'"):
-        ecr.Recommender.load(tiny.bundle, device="cuda")
+    with pytest.raises(ecr.ConfigError, match="device 'tpu'"):
+        ecr.Recommender.load(tiny.bundle, device="tpu")
+    if not ecr.cuda_available():
+        # A CPU-only build, or no GPU: the engine says why instead of crashing.
+        with pytest.raises(ecr.DeviceError, match="cuda:0"):
+            ecr.Recommender.load(tiny.bundle, device="cuda")
     with pytest.raises(ecr.ConfigError):
         ecr.Recommender.load(tiny.bundle, threads=-1)
     for cls in (ecr.FormatError, ecr.ShapeError, ecr.InputError, ecr.IoError, ecr.DeviceError, ecr.ConfigError):

@@ -128,6 +128,13 @@ int thread_count(const Args& args) {
   return static_cast<int>(n);
 }
 
+EngineOptions engine_options(const Args& args) {
+  EngineOptions options;
+  options.threads = static_cast<std::size_t>(thread_count(args));
+  options.device = DeviceSpec::parse(args.get("device"));
+  return options;
+}
+
 std::filesystem::path bundle_or_default(const Args& args) {
   if (auto given = args.get_opt("bundle")) return *given;
   return default_bundle_path();

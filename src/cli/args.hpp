@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "ecr/engine.hpp"
+
 namespace ecr::cli {
 
 class Args {
@@ -56,6 +58,10 @@ class Args {
 // --threads: 0 (one per core) to ThreadPool::kMaxThreads; InputError otherwise.
 int thread_count(const Args& args);
 inline constexpr const char* kThreadsHelp = "threads (0: one per core; at most 1024)";
+
+// --threads and --device: what the Engine is loaded with.
+EngineOptions engine_options(const Args& args);
+inline constexpr const char* kDeviceHelp = "where to run: cpu, cuda or cuda:N";
 
 // --bundle when given, else the shipped model (ecr::default_bundle_path()).
 std::filesystem::path bundle_or_default(const Args& args);

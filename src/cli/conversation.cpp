@@ -51,16 +51,15 @@ void declare_conversation_options(Args& args) {
       .option("knowledge-seed", "S", "sample review entities and KG triples as ECR does (default: most frequent first)")
       .option("relations", "LIST", "comma-separated KG relations for knowledge (default: the bundle's, else ECR's)")
       .option("threads", "N", kThreadsHelp, "0")
+      .option("device", "D", kDeviceHelp, "cpu")
       .flag("no-link", "use only the entity ids the dialog carries, not the linker");
 }
 
 Conversation open_conversation(const Args& args) {
-  const int threads = thread_count(args);
+  const EngineOptions engine = engine_options(args);
   RecommenderOptions rec;
-  rec.threads = static_cast<std::size_t>(threads);
   rec.link_text = !args.get_flag("no-link");
   ResponderOptions resp;
-  resp.threads = static_cast<std::size_t>(threads);
   resp.items_in_reply = static_cast<std::size_t>(at_least(args, "items", 1));
   resp.generation.max_new_tokens = at_least(args, "max-new-tokens", 1);
   resp.generation.temperature = static_cast<float>(args.get_double("temperature"));
@@ -74,9 +73,13 @@ Conversation open_conversation(const Args& args) {
   if (args.has("relations")) resp.knowledge_relations = split_list(args.get("relations"));
 
   Conversation c;
-  c.bundle = Bundle::open(bundle_or_default(args));
-  c.recommender = Recommender::load(c.bundle, rec);
-  c.responder = Responder::load(c.bundle, resp);
+  // One engine serves both: the backbone, text encoder and knowledge graph load once.
+  BundleOptions bundle_options;
+  bundle_options.verify_checksums = engine.verify_checksums;
+  c.bundle = Bundle::open(bundle_or_default(args), bundle_options);
+  const Engine loaded = Engine::load(c.bundle, engine);
+  c.recommender = Recommender::load(loaded, rec);
+  c.responder = Responder::load(loaded, resp);
   c.request.top_k = static_cast<std::size_t>(at_least(args, "top-k", 1));
   const auto& meta = c.bundle.metadata();
   c.untrained = meta.contains("untrained") && meta["untrained"] == true;

@@ -245,6 +245,7 @@ int eval(const Argv& argv) {
       .option("batch-size", "N", "samples per Recommender batch and per AUC batch", "32")
       .option("limit", "N", "read only the first N dialogs")
       .option("threads", "N", kThreadsHelp, "0")
+      .option("device", "D", kDeviceHelp, "cpu")
       .option("json", "OUT", "also write the metrics as JSON to OUT")
       .option("responses", "N", "also write replies for the first N samples (conv_prompt and generator needed) and "
               "report Dist-1..4 and their mean length", "0")
@@ -256,13 +257,13 @@ int eval(const Argv& argv) {
       .option("seed", "S", "seed of --baseline random", "0");
   if (!args.parse(argv)) return 0;
   const long long batch_size = args.get_int("batch-size");
-  const int threads = thread_count(args);
+  const EngineOptions engine_opts = engine_options(args);
   const long long limit = args.has("limit") ? args.get_int("limit") : -1;
   if (batch_size < 1) fail<InputError>("--batch-size must be at least 1, got {}", batch_size);
   if (args.has("limit") && limit < 1) fail<InputError>("--limit must be at least 1, got {}", limit);
 
   RecommenderOptions options;
-  options.threads = static_cast<std::size_t>(threads);
+  static_cast<EngineOptions&>(options) = engine_opts;
   options.link_text = args.get_flag("link-text");
   options.global_entities = !args.get_flag("no-global-entities");
   options.emotions = !args.get_flag("no-emotions");
@@ -275,13 +276,12 @@ int eval(const Argv& argv) {
   if (seed < 0) fail<InputError>("--seed must be 0 or more, got {}", seed);
   const auto t0 = Clock::now();
   const std::filesystem::path bundle_path = bundle_or_default(args);
-  const Recommender recommender = Recommender::load(bundle_path, options);
+  const Engine engine = Engine::load(bundle_path, engine_opts);
+  const Recommender recommender = Recommender::load(engine, options);
   const long long responses = args.get_int("responses");
   if (responses < 0) fail<InputError>("--responses must be 0 or more, got {}", responses);
-  ResponderOptions responder_options;
-  responder_options.threads = options.threads;
   const std::optional<Responder> responder =
-      responses ? std::optional(Responder::load(recommender.bundle(), responder_options)) : std::nullopt;
+      responses ? std::optional(Responder::load(engine, ResponderOptions{})) : std::nullopt;
   ReplyStats reply_stats;
   const double load_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
 

@@ -9,10 +9,15 @@
 #include "commands.hpp"
 #include "ecr/core/thread_pool.hpp"
 #include "ecr/core/utf8.hpp"
+#include "ecr/device/device.hpp"
 #include "ecr/io/bundle.hpp"
+#include "ecr/io/component.hpp"
 #include "ecr/models/generate.hpp"
 #include "ecr/models/gpt2.hpp"
 #include "ecr/text/tokenizer.hpp"
+#ifdef ECR_WITH_CUDA
+#include "ecr/models/gpt2_cuda.hpp"
+#endif
 #include "engine_io.hpp"
 #include "output.hpp"
 
@@ -20,13 +25,30 @@ namespace ecr::cli {
 
 namespace {
 
-std::optional<Tokenizer> component_tokenizer(const Bundle& bundle, const std::string& component) {
-  const auto& meta = bundle.metadata();
-  const auto& entry = meta.value("components", nlohmann::json::object()).value(component, nlohmann::json::object());
-  const std::string name = entry.value("tokenizer", "");
-  const auto& tokenizers = meta.value("tokenizers", nlohmann::json::object());
-  if (name.empty() || !tokenizers.contains(name)) return std::nullopt;
-  return Tokenizer::from_json(tokenizers.at(name));
+// The component's tokenizer, when it names one the bundle has.
+std::optional<Tokenizer> component_tokenizer(const Component& component) {
+  if (!component.tokenizer) return std::nullopt;
+  return Tokenizer::from_json(component.tokenizer_spec());
+}
+
+// Decodes on the device the options name (ecr::generate's semantics on either).
+Generation decode(const Component& component, const EngineOptions& engine, std::span<const std::int32_t> prompt,
+                  const GenerateOptions& options, const Tensor& prefix) {
+  require_device(engine.device);
+#ifdef ECR_WITH_CUDA
+  if (engine.device.device == Device::cuda) {
+    cuda::select_device(engine.device.index);
+    const cuda::Gpt2Device model = cuda::Gpt2Device::load(component);
+    const std::int64_t prefix_rows = prefix.defined() ? prefix.dim(0) : 0;
+    cuda::Gpt2Session session = model.start(
+        std::min(prefix_rows + static_cast<std::int64_t>(prompt.size()) + options.max_new_tokens,
+                 prefix_rows + model.config().n_positions),
+        prefix);
+    return session.generate(prompt, options);
+  }
+#endif
+  const Gpt2Model model = Gpt2Model::load(component, std::make_shared<ThreadPool>(static_cast<int>(engine.threads)));
+  return ecr::generate(model, prompt, options, prefix);
 }
 
 const char* reason_name(StopReason reason) {
@@ -57,22 +79,25 @@ int generate(const Argv& argv) {
       .option("stop", "IDS", "stop after any of these ids (default: the config's eos_token_id)")
       .option("seed", "S", "sampling seed", "0")
       .option("threads", "N", kThreadsHelp, "0")
+      .option("device", "D", kDeviceHelp, "cpu")
       .flag("stream", "print each token as soon as it is chosen")
       .flag("json", "print {\"prompt\", \"generated\", \"text\", \"stop\"} as JSON");
   if (!args.parse(argv)) return 0;
+  const EngineOptions engine = engine_options(args);
+  require_device(engine.device);
   const Bundle bundle = Bundle::open(args.get("bundle"));
-  const std::string component = args.get("component");
-  const Gpt2Model model =
-      Gpt2Model::load(bundle, component, std::make_shared<ThreadPool>(thread_count(args)));
-  const std::optional<Tokenizer> tokenizer = component_tokenizer(bundle, component);
-  if (tokenizer && tokenizer->vocab_size() > model.config().vocab_size)
-    fail<ConfigError>("component '{}': its tokenizer has ids up to {}, beyond its vocab_size {}", component,
-                      tokenizer->vocab_size() - 1, model.config().vocab_size);
+  const Component component = read_component(bundle, args.get("component"));
+  component.expect_type({"gpt2", "gpt2_classifier"});
+  const Gpt2Config config = Gpt2Config::from_fields(component.config);
+  const std::optional<Tokenizer> tokenizer = component_tokenizer(component);
+  if (tokenizer && tokenizer->vocab_size() > config.vocab_size)
+    fail<ConfigError>("component '{}': its tokenizer has ids up to {}, beyond its vocab_size {}", component.name,
+                      tokenizer->vocab_size() - 1, config.vocab_size);
 
   if (args.has("ids") == args.has("text")) fail<InputError>("give the prompt as exactly one of --ids or --text");
   std::vector<std::int32_t> prompt;
   if (args.has("text")) {
-    if (!tokenizer) fail<ConfigError>("component '{}' names no tokenizer in the bundle: use --ids", component);
+    if (!tokenizer) fail<ConfigError>("component '{}' names no tokenizer in the bundle: use --ids", component.name);
     prompt = tokenizer->encode(args.get("text"));
   } else {
     prompt = parse_ids(args.get("ids"), "ids");
@@ -88,10 +113,8 @@ int generate(const Argv& argv) {
   options.seed = static_cast<std::uint64_t>(args.get_int("seed"));
   if (args.has("stop")) {
     options.stop_tokens = parse_ids(args.get("stop"), "stop");
-  } else {
-    const auto& config = bundle.metadata()["components"][component]["config"];
-    if (config.contains("eos_token_id") && config["eos_token_id"].is_number_integer())
-      options.stop_tokens = {config["eos_token_id"].get<std::int32_t>()};
+  } else if (component.config.has("eos_token_id")) {
+    options.stop_tokens = {static_cast<std::int32_t>(component.config.integer("eos_token_id", 0, config.vocab_size - 1))};
   }
 
   // Streaming prints the text decoded so far beyond what is already out, holding back a
@@ -116,7 +139,7 @@ int generate(const Argv& argv) {
   }
 
   const Tensor prefix = args.has("prefix") ? read_npy_f32(args.get("prefix")) : Tensor();
-  const Generation result = ecr::generate(model, prompt, options, prefix);
+  const Generation result = decode(component, engine, prompt, options, prefix);
   const std::string text = tokenizer ? tokenizer->decode(result.tokens) : "";
   if (args.get_flag("json")) {
     nlohmann::json out = {{"prompt", prompt}, {"generated", result.tokens}, {"stop", reason_name(result.reason)}};

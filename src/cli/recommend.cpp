@@ -101,6 +101,7 @@ int recommend(const Argv& argv) {
       .option("dialog", "FILE", "the dialog as JSON; - reads standard input", "-")
       .option("top-k", "K", "items to return", "10")
       .option("threads", "N", kThreadsHelp, "0")
+      .option("device", "D", kDeviceHelp, "cpu")
       .flag("json", "print everything as one JSON object")
       .flag("all-scores", "with --json: include the score of every entity")
       .flag("exclude-mentioned", "leave items the dialog mentions out of the ranking")
@@ -108,7 +109,7 @@ int recommend(const Argv& argv) {
       .flag("no-link", "use only the entity ids the dialog carries, not the linker");
   if (!args.parse(argv)) return 0;
   const long long top_k = args.get_int("top-k");
-  const int threads = thread_count(args);
+  const EngineOptions engine = engine_options(args);
   if (top_k < 1) fail<InputError>("--top-k must be at least 1, got {}", top_k);
 
   const std::string path = args.get("dialog");
@@ -116,7 +117,7 @@ int recommend(const Argv& argv) {
       Dialog::from_json(parse_json(read_input(path, kMaxDialogBytes, "dialog"), path == "-" ? "<stdin>" : path));
 
   RecommenderOptions options;
-  options.threads = static_cast<std::size_t>(threads);
+  static_cast<EngineOptions&>(options) = engine;
   options.exclude_mentioned = args.get_flag("exclude-mentioned");
   options.global_entities = !args.get_flag("no-global-entities");
   options.link_text = !args.get_flag("no-link");

@@ -12,6 +12,7 @@ namespace {
 bool available() noexcept { return false; }
 std::string unavailable_reason() { return "built without CUDA (ECR_WITH_CUDA=OFF)"; }
 int device_count() { return 0; }
+void select_device(int) { no_cuda("select_device"); }
 DeviceInfo device_info(int) { no_cuda("device_info"); }
 Tensor to_device(const Tensor&) { no_cuda("to_device"); }
 Tensor to_host(const Tensor&) { no_cuda("to_host"); }

@@ -34,6 +34,13 @@ bool available() noexcept {
 std::string unavailable_reason() { return probe().second; }
 int device_count() { return probe().first; }
 
+void select_device(int index) {
+  require_device("select_device");
+  if (index < 0 || index >= device_count())
+    fail<DeviceError>("select_device: no CUDA device {} (this machine has {})", index, device_count());
+  ECR_CUDA_CHECK(cudaSetDevice(index));
+}
+
 DeviceInfo device_info(int device) {
   require_device("device_info");
   cudaDeviceProp prop{};

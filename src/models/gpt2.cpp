@@ -12,13 +12,6 @@ namespace ecr {
 
 namespace {
 
-std::int64_t positive_int(const nlohmann::json& config, const char* key, std::string_view component) {
-  const auto it = config.find(key);
-  if (it == config.end() || !it->is_number_integer() || it->get<std::int64_t>() <= 0)
-    fail<ConfigError>("component '{}': config field '{}' must be a positive integer", component, key);
-  return it->get<std::int64_t>();
-}
-
 // A (rows, width) matrix in `buffer`, reallocating only when it has fewer rows than asked.
 nn::MutableMap scratch(Tensor& buffer, std::int64_t rows, std::int64_t width) {
   if (!buffer.defined() || buffer.dim(0) < rows || buffer.dim(1) != width)
@@ -28,42 +21,30 @@ nn::MutableMap scratch(Tensor& buffer, std::int64_t rows, std::int64_t width) {
 
 }  // namespace
 
-Gpt2Config Gpt2Config::from_json(const nlohmann::json& config, std::string_view component) {
-  if (!config.is_object()) fail<ConfigError>("component '{}': config must be a JSON object", component);
+Gpt2Config Gpt2Config::from_fields(const Fields& config) {
   Gpt2Config c;
-  c.n_layer = positive_int(config, "n_layer", component);
-  c.n_head = positive_int(config, "n_head", component);
-  c.n_embd = positive_int(config, "n_embd", component);
-  c.n_positions = positive_int(config, "n_positions", component);
-  c.vocab_size = positive_int(config, "vocab_size", component);
-  c.n_inner = config.contains("n_inner") && !config["n_inner"].is_null() ? positive_int(config, "n_inner", component)
-                                                                         : 4 * c.n_embd;
+  c.n_layer = config.integer("n_layer", 1);
+  c.n_head = config.integer("n_head", 1);
+  c.n_embd = config.integer("n_embd", 1);
+  c.n_positions = config.integer("n_positions", 1);
+  c.vocab_size = config.integer("vocab_size", 1);
+  c.n_inner = config.integer_or("n_inner", 4 * c.n_embd, 1);
   if (c.n_embd % c.n_head != 0)
-    fail<ConfigError>("component '{}': n_embd {} is not a multiple of n_head {}", component, c.n_embd, c.n_head);
-  if (config.contains("layer_norm_epsilon")) {
-    if (!config["layer_norm_epsilon"].is_number())
-      fail<ConfigError>("component '{}': config field 'layer_norm_epsilon' must be a number", component);
-    c.layer_norm_epsilon = config["layer_norm_epsilon"].get<float>();
-    // Negative, zero or not finite, it turns every hidden state into NaN.
-    if (!(c.layer_norm_epsilon > 0.0f) || !std::isfinite(c.layer_norm_epsilon))
-      fail<ConfigError>("component '{}': config field 'layer_norm_epsilon' is {}, expected a small positive number",
-                        component, config["layer_norm_epsilon"].dump());
-  }
-  const std::string act = config.value("activation_function", std::string("gelu_new"));
+    fail<ConfigError>("{}: n_embd {} is not a multiple of n_head {}", config.where(), c.n_embd, c.n_head);
+  c.layer_norm_epsilon = config.positive_number_or("layer_norm_epsilon", c.layer_norm_epsilon);
+  const std::string act = config.string_or("activation_function", "gelu_new");
   if (act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "gelu_fast")
     c.activation = nn::Activation::gelu_tanh;
   else if (act == "gelu")
     c.activation = nn::Activation::gelu_erf;
   else
-    fail<ConfigError>("component '{}': activation_function '{}' is not supported (gelu_new, gelu)", component, act);
+    fail<ConfigError>("{}: activation_function '{}' is not supported (gelu_new, gelu)", config.where(), act);
   // Variants of the attention that GPT-2 checkpoints in this project never use.
-  if (config.value("scale_attn_by_inverse_layer_idx", false) || !config.value("scale_attn_weights", true) ||
-      config.value("add_cross_attention", false))
-    fail<ConfigError>("component '{}': only GPT-2's standard self-attention is supported", component);
-  if (config.contains("id2label") && config["id2label"].is_object())
-    c.num_labels = static_cast<std::int64_t>(config["id2label"].size());
-  else
-    c.num_labels = config.value("num_labels", std::int64_t{2});
+  if (config.boolean_or("scale_attn_by_inverse_layer_idx", false) || !config.boolean_or("scale_attn_weights", true) ||
+      config.boolean_or("add_cross_attention", false))
+    fail<ConfigError>("{}: only GPT-2's standard self-attention is supported", config.where());
+  c.num_labels = config.has("id2label") ? static_cast<std::int64_t>(config.object_size("id2label"))
+                                        : config.integer_or("num_labels", 2, 1);
   return c;
 }
 
@@ -112,18 +93,15 @@ float* Gpt2State::values(Sequence& s, std::int64_t layer, std::int64_t head) con
 // --- model ------------------------------------------------------------------------------------
 
 Gpt2Model Gpt2Model::load(const Bundle& bundle, std::string_view name, std::shared_ptr<ThreadPool> pool) {
-  const auto& components = bundle.metadata().value("components", nlohmann::json::object());
-  const auto it = components.find(std::string(name));
-  if (it == components.end())
-    fail<ConfigError>("bundle '{}': no component '{}'", bundle.label(), name);
-  const std::string type = it->value("type", "");
-  if (type != "gpt2" && type != "gpt2_classifier")
-    fail<ConfigError>("bundle '{}': component '{}' has type '{}', expected gpt2 or gpt2_classifier", bundle.label(),
-                      name, type);
+  return load(read_component(bundle, name), std::move(pool));
+}
 
+Gpt2Model Gpt2Model::load(const Component& component, std::shared_ptr<ThreadPool> pool) {
+  component.expect_type({"gpt2", "gpt2_classifier"});
+  const Bundle& bundle = *component.bundle;
   Gpt2Model m;
-  m.name_ = name;
-  m.config_ = Gpt2Config::from_json(it->value("config", nlohmann::json()), name);
+  m.name_ = component.name;
+  m.config_ = Gpt2Config::from_fields(component.config);
   m.pool_ = pool ? std::move(pool) : ThreadPool::shared_default();
   const Gpt2Config& c = m.config_;
   const std::string t = m.name_ + "/transformer.";
@@ -141,10 +119,10 @@ Gpt2Model Gpt2Model::load(const Bundle& bundle, std::string_view name, std::shar
     });
   }
   m.ln_f_ = nn::load_layer_norm(bundle, t + "ln_f", c.n_embd, c.layer_norm_epsilon);
-  m.lm_head_.weight = it->value("tied_lm_head", true)
+  m.lm_head_.weight = component.entry.boolean_or("tied_lm_head", true)
                           ? m.wte_
                           : nn::load_weight(bundle, m.name_ + "/lm_head.weight", {c.vocab_size, c.n_embd});
-  if (type == "gpt2_classifier")
+  if (component.type == "gpt2_classifier")
     m.score_.weight = nn::load_weight(bundle, m.name_ + "/score.weight", {c.num_labels, c.n_embd});
   return m;
 }

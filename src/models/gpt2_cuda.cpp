@@ -43,19 +43,19 @@ struct Gpt2Device::Weights {
 };
 
 Gpt2Device Gpt2Device::load(const Bundle& bundle, std::string_view name, Gpt2DeviceOptions options) {
-  // The CPU model's lookup and checks, then its loaders, so both read the same weights.
-  const auto& components = bundle.metadata().value("components", nlohmann::json::object());
-  const auto it = components.find(std::string(name));
-  if (it == components.end()) fail<ConfigError>("bundle '{}': no component '{}'", bundle.label(), name);
-  const std::string type = it->value("type", "");
-  if (type != "gpt2" && type != "gpt2_classifier")
-    fail<ConfigError>("bundle '{}': component '{}' has type '{}', expected gpt2 or gpt2_classifier", bundle.label(),
-                      name, type);
+  return load(read_component(bundle, name), options);
+}
+
+Gpt2Device Gpt2Device::load(const Component& component, Gpt2DeviceOptions options) {
+  // The CPU model's checks, then its loaders, so both read the same weights.
+  component.expect_type({"gpt2", "gpt2_classifier"});
+  const Bundle& bundle = *component.bundle;
+  const std::string& name = component.name;
   detail::dispatch(options.storage, "GPT-2 device storage", [](auto) {});
 
   auto w = std::make_shared<Weights>();
   w->name = name;
-  w->config = Gpt2Config::from_json(it->value("config", nlohmann::json()), name);
+  w->config = Gpt2Config::from_fields(component.config);
   w->options = options;
   const Gpt2Config& c = w->config;
   if (c.head_dim() > kernels::kMaxHeadDim)
@@ -80,7 +80,7 @@ Gpt2Device Gpt2Device::load(const Bundle& bundle, std::string_view name, Gpt2Dev
                          conv1d(h + "mlp.c_fc", c.n_embd, c.n_inner), conv1d(h + "mlp.c_proj", c.n_inner, c.n_embd)});
   }
   w->ln_f = norm(t + "ln_f");
-  w->lm_head = it->value("tied_lm_head", true)
+  w->lm_head = component.entry.boolean_or("tied_lm_head", true)
                    ? w->wte
                    : matrix(nn::load_weight(bundle, w->name + "/lm_head.weight", {c.vocab_size, c.n_embd}));
   stream.synchronize();  // sessions use the weights from their own streams

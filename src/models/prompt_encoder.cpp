@@ -42,52 +42,30 @@ Tensor apply(const Tensor& x, const Mlp& mlp, bool residual, ThreadPool& pool, c
   return y;
 }
 
-std::int64_t config_int(const nlohmann::json& config, std::string_view component, const char* key,
-                        std::int64_t min_value) {
-  const auto it = config.find(key);
-  if (it == config.end() || !it->is_number_integer())
-    fail<ConfigError>("component '{}': config.{} must be an integer", component, key);
-  const auto value = it->get<std::int64_t>();
-  // The cap keeps every product of config values (n_layer * 2 * H, ...) inside 64 bits.
-  constexpr std::int64_t max_value = std::int64_t{1} << 30;
-  if (value < min_value || value > max_value)
-    fail<ConfigError>("component '{}': config.{} is {}, expected {} .. {}", component, key, value, min_value,
-                      max_value);
-  return value;
-}
-
 }  // namespace
 
-PromptConfig PromptConfig::from_json(const nlohmann::json& component, std::string_view name) {
-  if (!component.is_object()) fail<ConfigError>("component '{}' is not a JSON object", name);
-  const auto type = component.find("type");
+PromptConfig PromptConfig::from_component(const Component& component) {
+  component.expect_type({"kgprompt_rec", "kgprompt_conv"});
   PromptConfig c;
-  if (type != component.end() && *type == "kgprompt_rec")
-    c.kind = PromptKind::rec;
-  else if (type != component.end() && *type == "kgprompt_conv")
-    c.kind = PromptKind::conv;
-  else
-    fail<ConfigError>("component '{}': type must be \"kgprompt_rec\" or \"kgprompt_conv\"", name);
-  const auto config = component.find("config");
-  if (config == component.end() || !config->is_object())
-    fail<ConfigError>("component '{}': missing the \"config\" object", name);
-  c.hidden_size = config_int(*config, name, "hidden_size", 1);
-  c.token_hidden_size = config_int(*config, name, "token_hidden_size", 1);
-  c.entity_hidden_size = config_int(*config, name, "entity_hidden_size", 1);
-  c.n_head = config_int(*config, name, "n_head", 1);
-  c.n_layer = config_int(*config, name, "n_layer", 1);
-  c.n_block = config_int(*config, name, "n_block", 1);
-  c.n_entity = config_int(*config, name, "n_entity", 1);
-  c.num_relations = config_int(*config, name, "num_relations", 1);
-  c.num_bases = config_int(*config, name, "num_bases", 1);
-  c.n_prefix = config_int(*config, name, "n_prefix", 0);
+  c.kind = component.type == "kgprompt_rec" ? PromptKind::rec : PromptKind::conv;
+  const Fields& config = component.config;
+  c.hidden_size = config.integer("hidden_size", 1);
+  c.token_hidden_size = config.integer("token_hidden_size", 1);
+  c.entity_hidden_size = config.integer("entity_hidden_size", 1);
+  c.n_head = config.integer("n_head", 1);
+  c.n_layer = config.integer("n_layer", 1);
+  c.n_block = config.integer("n_block", 1);
+  c.n_entity = config.integer("n_entity", 1);
+  c.num_relations = config.integer("num_relations", 1);
+  c.num_bases = config.integer("num_bases", 1);
+  c.n_prefix = config.integer("n_prefix", 0);
   if (c.kind == PromptKind::rec) {
-    c.emotion_hidden_size = config_int(*config, name, "emotion_hidden_size", 1);
-    c.n_emotion = config_int(*config, name, "n_emotion", 1);
+    c.emotion_hidden_size = config.integer("emotion_hidden_size", 1);
+    c.n_emotion = config.integer("n_emotion", 1);
   }
   if (c.hidden_size % c.n_head != 0)
-    fail<ConfigError>("component '{}': hidden_size {} is not a multiple of n_head {}", name, c.hidden_size, c.n_head);
-  if (c.n_block != 2) fail<ConfigError>("component '{}': n_block is {}, expected 2 (key, value)", name, c.n_block);
+    fail<ConfigError>("{}: hidden_size {} is not a multiple of n_head {}", config.where(), c.hidden_size, c.n_head);
+  if (c.n_block != 2) fail<ConfigError>("{}: n_block is {}, expected 2 (key, value)", config.where(), c.n_block);
   return c;
 }
 
@@ -124,12 +102,16 @@ struct PromptEncoder::Impl {
 
 PromptEncoder PromptEncoder::load(const Bundle& bundle, std::string_view name, const RelationCsr& edges,
                                   const CooccurrenceMatrix* cooccurrence, std::shared_ptr<ThreadPool> pool) {
-  const auto components = bundle.metadata().find("components");
-  if (components == bundle.metadata().end() || !components->contains(std::string(name)))
-    fail<ConfigError>("bundle '{}': no component '{}'", bundle.label(), name);
+  return load(read_component(bundle, name), edges, cooccurrence, std::move(pool));
+}
+
+PromptEncoder PromptEncoder::load(const Component& component, const RelationCsr& edges,
+                                  const CooccurrenceMatrix* cooccurrence, std::shared_ptr<ThreadPool> pool) {
+  const Bundle& bundle = *component.bundle;
+  const std::string& name = component.name;
   auto impl = std::make_shared<Impl>();
   impl->name = name;
-  impl->config = PromptConfig::from_json((*components)[std::string(name)], name);
+  impl->config = PromptConfig::from_component(component);
   impl->pool = pool ? std::move(pool) : ThreadPool::shared_default();
   const PromptConfig& c = impl->config;
   ThreadPool& threads = *impl->pool;

@@ -9,13 +9,6 @@ namespace ecr {
 
 namespace {
 
-std::int64_t int_field(const nlohmann::json& config, const char* key, std::string_view component, std::int64_t min) {
-  const auto it = config.find(key);
-  if (it == config.end() || !it->is_number_integer() || it->get<std::int64_t>() < min)
-    fail<ConfigError>("component '{}': config field '{}' must be an integer >= {}", component, key, min);
-  return it->get<std::int64_t>();
-}
-
 // Query, key and value weights stacked into one (3 * hidden, hidden) layer: one GEMM instead of three.
 nn::Linear load_qkv(const Bundle& bundle, const std::string& prefix, std::int64_t hidden) {
   Tensor weight = Tensor::empty(DType::f32, {3 * hidden, hidden}, prefix + ".{query,key,value}.weight");
@@ -31,55 +24,45 @@ nn::Linear load_qkv(const Bundle& bundle, const std::string& prefix, std::int64_
 
 }  // namespace
 
-RobertaConfig RobertaConfig::from_json(const nlohmann::json& config, std::string_view component) {
-  if (!config.is_object()) fail<ConfigError>("component '{}': config must be a JSON object", component);
+RobertaConfig RobertaConfig::from_fields(const Fields& config) {
   RobertaConfig c;
-  c.hidden_size = int_field(config, "hidden_size", component, 1);
-  c.num_hidden_layers = int_field(config, "num_hidden_layers", component, 1);
-  c.num_attention_heads = int_field(config, "num_attention_heads", component, 1);
-  c.intermediate_size = int_field(config, "intermediate_size", component, 1);
-  c.max_position_embeddings = int_field(config, "max_position_embeddings", component, 1);
-  c.type_vocab_size = int_field(config, "type_vocab_size", component, 1);
-  c.vocab_size = int_field(config, "vocab_size", component, 1);
-  c.pad_token_id = config.contains("pad_token_id") ? int_field(config, "pad_token_id", component, 0) : 1;
+  c.hidden_size = config.integer("hidden_size", 1);
+  c.num_hidden_layers = config.integer("num_hidden_layers", 1);
+  c.num_attention_heads = config.integer("num_attention_heads", 1);
+  c.intermediate_size = config.integer("intermediate_size", 1);
+  c.max_position_embeddings = config.integer("max_position_embeddings", 1);
+  c.type_vocab_size = config.integer("type_vocab_size", 1);
+  c.vocab_size = config.integer("vocab_size", 1);
+  c.pad_token_id = config.integer_or("pad_token_id", 1, 0);
   if (c.hidden_size % c.num_attention_heads != 0)
-    fail<ConfigError>("component '{}': hidden_size {} is not a multiple of num_attention_heads {}", component,
-                      c.hidden_size, c.num_attention_heads);
+    fail<ConfigError>("{}: hidden_size {} is not a multiple of num_attention_heads {}", config.where(), c.hidden_size,
+                      c.num_attention_heads);
   if (c.max_tokens() < 1)
-    fail<ConfigError>("component '{}': max_position_embeddings {} leaves no position after pad_token_id {}",
-                      component, c.max_position_embeddings, c.pad_token_id);
-  if (config.contains("layer_norm_eps")) {
-    if (!config["layer_norm_eps"].is_number())
-      fail<ConfigError>("component '{}': config field 'layer_norm_eps' must be a number", component);
-    c.layer_norm_eps = config["layer_norm_eps"].get<float>();
-    // Negative, zero or not finite, it turns every hidden state into NaN.
-    if (!(c.layer_norm_eps > 0.0f) || !std::isfinite(c.layer_norm_eps))
-      fail<ConfigError>("component '{}': config field 'layer_norm_eps' is {}, expected a small positive number",
-                        component, config["layer_norm_eps"].dump());
-  }
-  const std::string act = config.value("hidden_act", std::string("gelu"));
+    fail<ConfigError>("{}: max_position_embeddings {} leaves no position after pad_token_id {}", config.where(),
+                      c.max_position_embeddings, c.pad_token_id);
+  c.layer_norm_eps = config.positive_number_or("layer_norm_eps", c.layer_norm_eps);
+  const std::string act = config.string_or("hidden_act", "gelu");
   if (act == "gelu")
     c.activation = nn::Activation::gelu_erf;
   else if (act == "gelu_new")
     c.activation = nn::Activation::gelu_tanh;
   else
-    fail<ConfigError>("component '{}': hidden_act '{}' is not supported (gelu, gelu_new)", component, act);
-  if (config.value("position_embedding_type", std::string("absolute")) != "absolute")
-    fail<ConfigError>("component '{}': only absolute position embeddings are supported", component);
+    fail<ConfigError>("{}: hidden_act '{}' is not supported (gelu, gelu_new)", config.where(), act);
+  if (config.string_or("position_embedding_type", "absolute") != "absolute")
+    fail<ConfigError>("{}: only absolute position embeddings are supported", config.where());
   return c;
 }
 
 RobertaModel RobertaModel::load(const Bundle& bundle, std::string_view name, std::shared_ptr<ThreadPool> pool) {
-  const auto& components = bundle.metadata().value("components", nlohmann::json::object());
-  const auto it = components.find(std::string(name));
-  if (it == components.end()) fail<ConfigError>("bundle '{}': no component '{}'", bundle.label(), name);
-  if (it->value("type", "") != "roberta")
-    fail<ConfigError>("bundle '{}': component '{}' has type '{}', expected roberta", bundle.label(), name,
-                      it->value("type", ""));
+  return load(read_component(bundle, name), std::move(pool));
+}
 
+RobertaModel RobertaModel::load(const Component& component, std::shared_ptr<ThreadPool> pool) {
+  component.expect_type({"roberta"});
+  const Bundle& bundle = *component.bundle;
   RobertaModel m;
-  m.name_ = name;
-  m.config_ = RobertaConfig::from_json(it->value("config", nlohmann::json()), name);
+  m.name_ = component.name;
+  m.config_ = RobertaConfig::from_fields(component.config);
   m.pool_ = pool ? std::move(pool) : ThreadPool::shared_default();
   const RobertaConfig& c = m.config_;
   const std::int64_t h = c.hidden_size;

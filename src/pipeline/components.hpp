@@ -1,5 +1,5 @@
-// What the Recommender and the Responder share when they read a bundle: finding a component,
-// its tokenizer and special tokens, and the context markers of ECR_SPEC 2.
+// What the Recommender and the Responder share when they read a bundle: a component's tokenizer
+// and special tokens, and the context markers of ECR_SPEC 2.
 #pragma once
 
 #include <cstdint>
@@ -7,9 +7,8 @@
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "ecr/io/bundle.hpp"
+#include "ecr/engine.hpp"
+#include "ecr/io/component.hpp"
 #include "ecr/text/tokenizer.hpp"
 
 namespace ecr::pipeline {
@@ -19,16 +18,14 @@ inline constexpr std::string_view kContextEos = "<|endoftext|>";
 inline constexpr std::string_view kPromptSep = "</s>";
 inline constexpr std::string_view kPromptCls = "<s>";
 
-bool has_component(const Bundle& bundle, const std::string& name);
-// metadata.components[name]; ConfigError "no component 'x' (the <user>'s <role>)" when absent.
-const nlohmann::json& component_entry(const Bundle& bundle, const std::string& name, std::string_view user,
-                                      std::string_view role);
-// The tokenizer the component names (metadata.tokenizers[...]); ConfigError when it is missing
-// or has ids at or beyond the component's config.vocab_size.
-Tokenizer component_tokenizer(const Bundle& bundle, const std::string& name, std::string_view user,
-                              std::string_view role);
+// The tokenizer the component names (Component::tokenizer_spec); ConfigError when it has ids at
+// or beyond the component's config.vocab_size.
+Tokenizer component_tokenizer(const Component& component);
 // The id of a token the models rely on; ConfigError naming the component when absent.
 std::int32_t special_token(const Tokenizer& tokenizer, std::string_view token, const std::string& component);
+// A view loaded from a shared engine leaves the EngineOptions part of its options as they are or
+// sets them to the engine's own; anything else would be silently ignored, so it is a ConfigError.
+void check_engine_options(const Engine& engine, const EngineOptions& view, std::string_view who);
 // Keeps the newest `limit` ids (ECR_SPEC 2's truncation of contexts).
 void keep_newest(std::vector<std::int32_t>& ids, std::size_t limit);
 

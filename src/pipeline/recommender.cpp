@@ -19,24 +19,13 @@
 #include "ecr/nn/linear.hpp"
 #include "ecr/text/tokenizer.hpp"
 #include "components.hpp"
+#include "engine_impl.hpp"
 
 namespace ecr {
 
 using namespace pipeline;
 
 namespace {
-
-// ECR_SPEC 6: the classifier reads the user turn followed by eos, unless the component's
-// "input_template" says otherwise.
-constexpr std::string_view kEmotionTemplate = "{text}<|endoftext|>";
-
-// The bundle, once the components recommendation cannot do without are known to be there.
-Bundle with_components(Bundle bundle, const ComponentNames& names) {
-  component_entry(bundle, names.backbone, "recommender", "backbone");
-  component_entry(bundle, names.text_encoder, "recommender", "text encoder");
-  component_entry(bundle, names.rec_prompt, "recommender", "rec prompt");
-  return bundle;
-}
 
 // Ranking order: higher score first, then the lower id, so ties are deterministic.
 bool ranks_before(const RecommendedItem& a, const RecommendedItem& b) {
@@ -45,47 +34,45 @@ bool ranks_before(const RecommendedItem& a, const RecommendedItem& b) {
 
 }  // namespace
 
+// A view of the engine's parts with this recommender's options; the checks that tie the parts
+// together (widths, limits) run once here.
 struct Recommender::Impl {
-  struct Classifier {
-    Gpt2Model model;
-    Tokenizer tokenizer;
-    std::string before, after;  // the input template around {text}
-    bool multi_label = false;   // sigmoid per label instead of a softmax
-  };
-
-  Bundle bundle;
+  Engine engine;
   RecommenderOptions options;
   std::shared_ptr<ThreadPool> pool;
-  Tokenizer context_tokenizer, prompt_tokenizer;
-  KnowledgeGraph kg;
-  EntityLinker linker;
+  const KnowledgeGraph& kg;
+  const Tokenizer& context_tokenizer;
+  const Tokenizer& prompt_tokenizer;
+  const Gpt2Model& backbone;
+  const RobertaModel& text_encoder;
+  const PromptEncoder& rec_prompt;
+  const std::optional<EmotionClassifier>& classifier;
+  std::optional<EntityLinker> own_linker;  // when options.linker are not the defaults
+  const EntityLinker& linker;
   std::int32_t prompt_cls = 0;
-  Gpt2Model backbone;
-  RobertaModel text_encoder;
-  PromptEncoder rec_prompt;
   bool global_entities = false;  // asked for and the bundle has the co-occurrence matrix
-  std::optional<Classifier> classifier;
 
-  Impl(Bundle b, RecommenderOptions o)
-      : bundle(with_components(std::move(b), o.components)),
-        options(std::move(o)),
-        pool(options.threads ? std::make_shared<ThreadPool>(static_cast<int>(std::min<std::size_t>(
-                                   options.threads, ThreadPool::kMaxThreads + 1)))  // above the bound: ConfigError
-                             : ThreadPool::shared_default()),
-        context_tokenizer(component_tokenizer(bundle, options.components.backbone, "recommender", "backbone")),
-        prompt_tokenizer(component_tokenizer(bundle, options.components.text_encoder, "recommender", "text encoder")),
-        kg(KnowledgeGraph::load(bundle)),
-        linker(kg, options.linker) {}
-
-  void load_models();
-  void load_classifier();
+  Impl(const Engine& e, RecommenderOptions o);
 
   // One request through the whole pipeline; `dialogs` and the result line up.
   std::vector<Recommendation> run(std::span<const Dialog> dialogs, const RecommendRequest& request) const;
 };
 
-void Recommender::Impl::load_models() {
-  const ComponentNames& names = options.components;
+Recommender::Impl::Impl(const Engine& e, RecommenderOptions o)
+    : engine(e),
+      options(std::move(o)),
+      pool(e.impl().pool),
+      kg(e.graph()),
+      context_tokenizer(e.impl().backbone().tokenizer),
+      prompt_tokenizer(e.impl().text_encoder().tokenizer),
+      backbone(e.impl().backbone().model),
+      text_encoder(e.impl().text_encoder().model),
+      rec_prompt(e.impl().rec_prompt()),
+      classifier(e.impl().emotion_classifier()),
+      own_linker(options.linker == LinkerOptions{} ? std::nullopt : std::optional(EntityLinker(kg, options.linker))),
+      linker(own_linker ? *own_linker : e.impl().linker()),
+      global_entities(options.global_entities && e.impl().has_global_entities()) {
+  const ComponentNames& names = engine.options().components;
   if (options.context_tokens == 0 || options.prompt_tokens < 2)
     fail<ConfigError>("recommender: context_tokens must be >= 1 and prompt_tokens >= 2 (found {} and {})",
                       options.context_tokens, options.prompt_tokens);
@@ -93,9 +80,6 @@ void Recommender::Impl::load_models() {
   special_token(context_tokenizer, kContextEos, names.backbone);
   special_token(prompt_tokenizer, kPromptSep, names.text_encoder);
   prompt_cls = special_token(prompt_tokenizer, kPromptCls, names.text_encoder);
-
-  backbone = Gpt2Model::load(bundle, names.backbone, pool);
-  text_encoder = RobertaModel::load(bundle, names.text_encoder, pool);
   if (options.context_tokens > static_cast<std::size_t>(backbone.config().n_positions))
     fail<ConfigError>("recommender: context_tokens {} exceeds component '{}''s {} positions", options.context_tokens,
                       names.backbone, backbone.config().n_positions);
@@ -103,13 +87,6 @@ void Recommender::Impl::load_models() {
     fail<ConfigError>("recommender: prompt_tokens {} exceeds component '{}''s {} tokens", options.prompt_tokens,
                       names.text_encoder, text_encoder.config().max_tokens());
 
-  // The matrix is only needed for G = C E, built once here.
-  std::optional<CooccurrenceMatrix> cooccurrence;
-  if (options.global_entities && bundle.contains("cooccurrence/indptr"))
-    cooccurrence = CooccurrenceMatrix::load(bundle, kg.num_entities());
-  global_entities = cooccurrence.has_value();
-  rec_prompt = PromptEncoder::load(bundle, names.rec_prompt, RelationCsr::from_graph(kg),
-                                   cooccurrence ? &*cooccurrence : nullptr, pool);
   const PromptConfig& p = rec_prompt.config();
   const Gpt2Config& g = backbone.config();
   if (p.kind != PromptKind::rec)
@@ -124,32 +101,6 @@ void Recommender::Impl::load_models() {
   if (p.n_emotion != static_cast<std::int64_t>(kEmotionLabels.size()))
     fail<ConfigError>("component '{}' has {} emotion labels, ECR has {}", names.rec_prompt, p.n_emotion,
                       kEmotionLabels.size());
-  load_classifier();
-}
-
-void Recommender::Impl::load_classifier() {
-  const std::string& name = options.components.emotion_classifier;
-  if (!has_component(bundle, name)) return;  // optional: host emotions, or none
-  const auto& entry = component_entry(bundle, name, "recommender", "emotion classifier");
-  Classifier c{Gpt2Model::load(bundle, name, pool), component_tokenizer(bundle, name, "recommender", "emotion classifier"), {}, {},
-               false};
-  if (!c.model.has_classifier() || c.model.config().num_labels != static_cast<std::int64_t>(kEmotionLabels.size()))
-    fail<ConfigError>("component '{}': an emotion classifier needs a score head over the {} ECR labels, found {}", name,
-                      kEmotionLabels.size(), c.model.config().num_labels);
-  std::string input_template(kEmotionTemplate);
-  if (const auto t = entry.find("input_template"); t != entry.end()) {
-    if (!t->is_string()) fail<ConfigError>("component '{}': input_template must be a string", name);
-    input_template = t->get<std::string>();
-  }
-  const auto slot = input_template.find("{text}");
-  if (slot == std::string::npos) fail<ConfigError>("component '{}': input_template has no {{text}} slot", name);
-  c.before = input_template.substr(0, slot);
-  c.after = input_template.substr(slot + 6);
-  // HuggingFace's config states a multi-label head this way.
-  const auto config = entry.find("config");
-  c.multi_label = config != entry.end() && config->is_object() &&
-                  config->value("problem_type", std::string()) == "multi_label_classification";
-  classifier = std::move(c);
 }
 
 std::vector<Recommendation> Recommender::Impl::run(std::span<const Dialog> dialogs,
@@ -298,16 +249,20 @@ std::vector<Recommendation> Recommender::Impl::run(std::span<const Dialog> dialo
 }
 
 Recommender Recommender::load(const std::filesystem::path& bundle, RecommenderOptions options) {
-  BundleOptions bundle_options;
-  bundle_options.verify_checksums = options.verify_checksums;
-  return load(Bundle::open(bundle, bundle_options), std::move(options));
+  const Engine engine = Engine::load(bundle, options);  // before `options` moves on
+  return load(engine, std::move(options));
 }
 
 Recommender Recommender::load(const Bundle& bundle, RecommenderOptions options) {
-  auto impl = std::make_shared<Impl>(bundle, std::move(options));
-  impl->load_models();
+  const Engine engine = Engine::load(bundle, options);  // before `options` moves on
+  return load(engine, std::move(options));
+}
+
+Recommender Recommender::load(const Engine& engine, RecommenderOptions options) {
+  check_engine_options(engine, options, "recommender");
+  static_cast<EngineOptions&>(options) = engine.options();
   Recommender r;
-  r.impl_ = std::move(impl);
+  r.impl_ = std::make_shared<const Impl>(engine, std::move(options));
   return r;
 }
 
@@ -324,7 +279,8 @@ std::vector<Recommendation> Recommender::recommend_batch(std::span<const Dialog>
 const KnowledgeGraph& Recommender::graph() const { return impl_->kg; }
 const EntityLinker& Recommender::linker() const { return impl_->linker; }
 const RecommenderOptions& Recommender::options() const { return impl_->options; }
-const Bundle& Recommender::bundle() const { return impl_->bundle; }
+const Bundle& Recommender::bundle() const { return impl_->engine.bundle(); }
+const Engine& Recommender::engine() const { return impl_->engine; }
 const Tensor& Recommender::entity_table() const { return impl_->rec_prompt.entity_table(); }
 
 }  // namespace ecr

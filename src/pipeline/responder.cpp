@@ -13,6 +13,7 @@
 #include "ecr/models/roberta.hpp"
 #include "ecr/text/tokenizer.hpp"
 #include "components.hpp"
+#include "engine_impl.hpp"
 #include "reply_text.hpp"
 #include "retrieval.hpp"
 
@@ -24,17 +25,6 @@ namespace {
 
 // UniCRS's conv collator appends the tokens of "System:" to the context to make it answer.
 constexpr std::string_view kSystemCue = "System:";
-
-// The bundle's knowledge relations (components.<generator>.knowledge_relations), if it names any.
-std::optional<std::vector<std::string>> bundle_relations(const Bundle& bundle, const std::string& generator) {
-  const auto& entry = component_entry(bundle, generator, "responder", "generator");
-  const auto it = entry.find("knowledge_relations");
-  if (it == entry.end()) return std::nullopt;
-  if (!it->is_array() || !std::all_of(it->begin(), it->end(), [](const auto& r) { return r.is_string(); }))
-    fail<ConfigError>("bundle '{}': components.{}.knowledge_relations must be a list of relation names",
-                      bundle.label(), generator);
-  return it->get<std::vector<std::string>>();
-}
 
 // The dialog as the models read it: turns merged, text prepared as ECR prepares it, and the
 // entities (and emotions) the Recommender found when it analysed the turns.
@@ -58,39 +48,42 @@ Dialog model_view(const Dialog& dialog, const Recommendation& recommendation) {
 
 std::string KnowledgeTriple::text() const { return movie + "'s " + relation + " is " + entity; }
 
+// A view of the engine's parts with this responder's options; the checks that tie the parts
+// together (widths, limits, relations) run once here.
 struct Responder::Impl {
-  Bundle bundle;
+  Engine engine;
   ResponderOptions options;
-  std::shared_ptr<ThreadPool> pool;
-  Tokenizer context_tokenizer, prompt_tokenizer, generator_tokenizer;
-  KnowledgeGraph kg;
-  Gpt2Model backbone, generator;
-  RobertaModel text_encoder;
-  PromptEncoder conv_prompt;
-  std::optional<ReviewStore> reviews;
+  const KnowledgeGraph& kg;
+  const Tokenizer& context_tokenizer;
+  const Tokenizer& prompt_tokenizer;
+  const Tokenizer& generator_tokenizer;
+  const Gpt2Model& backbone;
+  const Gpt2Model& generator;
+  const RobertaModel& text_encoder;
+  const PromptEncoder& conv_prompt;
+  const std::optional<ReviewStore>& reviews;
   std::vector<responder::KnowledgeRelation> relations;
   std::vector<std::int32_t> system_cue;
   std::int32_t context_eos = 0, prompt_cls = 0, generator_eos = 0;
 
-  Impl(Bundle b, ResponderOptions o)
-      : bundle(std::move(b)),
-        options(std::move(o)),
-        pool(options.threads ? std::make_shared<ThreadPool>(static_cast<int>(std::min<std::size_t>(
-                                   options.threads, ThreadPool::kMaxThreads + 1)))  // above the bound: ConfigError
-                             : ThreadPool::shared_default()),
-        context_tokenizer(component_tokenizer(bundle, options.components.backbone, "responder", "backbone")),
-        prompt_tokenizer(component_tokenizer(bundle, options.components.text_encoder, "responder", "text encoder")),
-        generator_tokenizer(component_tokenizer(bundle, options.components.generator, "responder", "generator")),
-        kg(KnowledgeGraph::load(bundle)) {}
-
-  void load_models();
+  Impl(const Engine& e, ResponderOptions o);
   Response respond(const Dialog& dialog, const Recommendation& recommendation, const ReplyStream& stream) const;
   std::vector<std::int32_t> write_template(const Dialog& view, Response& r) const;
 };
 
-void Responder::Impl::load_models() {
-  const ComponentNames& names = options.components;
-  component_entry(bundle, names.conv_prompt, "responder", "conv prompt");
+Responder::Impl::Impl(const Engine& e, ResponderOptions o)
+    : engine(e),
+      options(std::move(o)),
+      kg(e.graph()),
+      context_tokenizer(e.impl().backbone().tokenizer),
+      prompt_tokenizer(e.impl().text_encoder().tokenizer),
+      generator_tokenizer(e.impl().generator().tokenizer),
+      backbone(e.impl().backbone().model),
+      generator(e.impl().generator().model),
+      text_encoder(e.impl().text_encoder().model),
+      conv_prompt(e.impl().conv_prompt()),
+      reviews(e.impl().reviews()) {
+  const ComponentNames& names = engine.options().components;
   if (options.context_tokens == 0 || options.prompt_tokens < 2 || options.template_max_new_tokens < 1 ||
       options.items_in_reply == 0)
     fail<ConfigError>("responder: context_tokens, template_max_new_tokens and items_in_reply must be >= 1 and "
@@ -105,11 +98,6 @@ void Responder::Impl::load_models() {
   if (options.context_tokens <= system_cue.size())
     fail<ConfigError>("responder: context_tokens {} leaves no room for the context before \"System:\"",
                       options.context_tokens);
-
-  backbone = Gpt2Model::load(bundle, names.backbone, pool);
-  generator = Gpt2Model::load(bundle, names.generator, pool);
-  text_encoder = RobertaModel::load(bundle, names.text_encoder, pool);
-  conv_prompt = PromptEncoder::load(bundle, names.conv_prompt, RelationCsr::from_graph(kg), nullptr, pool);
 
   const Gpt2Config& g = backbone.config();
   const PromptConfig& p = conv_prompt.config();
@@ -134,10 +122,9 @@ void Responder::Impl::load_models() {
                       options.prompt_max_tokens, options.generation.max_new_tokens, names.generator,
                       generator.config().n_positions);
 
-  if (ReviewStore::present(bundle)) reviews = ReviewStore::load(bundle, kg.num_entities());
   if (!options.knowledge_relations.empty()) {
     relations = responder::resolve_relations(kg, options.knowledge_relations, true);
-  } else if (auto listed = bundle_relations(bundle, names.generator)) {
+  } else if (auto listed = read_component(engine.bundle(), names.generator).entry.strings("knowledge_relations")) {
     relations = responder::resolve_relations(kg, *listed, true);
   } else {
     relations = responder::resolve_relations(kg, responder::kDefaultKnowledgeRelations, false);
@@ -228,16 +215,20 @@ Response Responder::Impl::respond(const Dialog& dialog, const Recommendation& re
 }
 
 Responder Responder::load(const std::filesystem::path& bundle, ResponderOptions options) {
-  BundleOptions bundle_options;
-  bundle_options.verify_checksums = options.verify_checksums;
-  return load(Bundle::open(bundle, bundle_options), std::move(options));
+  const Engine engine = Engine::load(bundle, options);  // before `options` moves on
+  return load(engine, std::move(options));
 }
 
 Responder Responder::load(const Bundle& bundle, ResponderOptions options) {
-  auto impl = std::make_shared<Impl>(bundle, std::move(options));
-  impl->load_models();
+  const Engine engine = Engine::load(bundle, options);  // before `options` moves on
+  return load(engine, std::move(options));
+}
+
+Responder Responder::load(const Engine& engine, ResponderOptions options) {
+  check_engine_options(engine, options, "responder");
+  static_cast<EngineOptions&>(options) = engine.options();
   Responder r;
-  r.impl_ = std::move(impl);
+  r.impl_ = std::make_shared<const Impl>(engine, std::move(options));
   return r;
 }
 
@@ -256,6 +247,7 @@ Dialog Responder::recent_turns(const Recommender& recommender, const Responder& 
 }
 
 const ResponderOptions& Responder::options() const { return impl_->options; }
+const Engine& Responder::engine() const { return impl_->engine; }
 const KnowledgeGraph& Responder::graph() const { return impl_->kg; }
 bool Responder::has_review_entities() const { return impl_->reviews.has_value(); }
 

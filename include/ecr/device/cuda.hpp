@@ -17,6 +17,9 @@ bool available() noexcept;
 // Why `available()` is false ("built without CUDA", "no CUDA device: <driver message>"); empty if true.
 std::string unavailable_reason();
 int device_count();
+// Makes device `index` current for the calling thread (cudaSetDevice): what it loads and runs
+// next lives there. DeviceError for an index the machine lacks.
+void select_device(int index);
 
 struct DeviceInfo {
   std::string name;

@@ -54,6 +54,8 @@ struct LinkerOptions {
   // Apply the common-word and capitalisation rules above; off links every name of 3 letters
   // or more in any case (for measuring what the rules buy).
   bool ambiguity_rules = true;
+
+  bool operator==(const LinkerOptions&) const = default;
 };
 
 class EntityLinker {

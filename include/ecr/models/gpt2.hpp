@@ -27,6 +27,7 @@
 #include "ecr/core/tensor.hpp"
 #include "ecr/core/thread_pool.hpp"
 #include "ecr/io/bundle.hpp"
+#include "ecr/io/component.hpp"
 #include "ecr/nn/linear.hpp"
 #include "ecr/nn/ops.hpp"
 
@@ -46,8 +47,8 @@ struct Gpt2Config {
   std::int64_t head_dim() const { return n_embd / n_head; }
   // Width of one prefix row: (layer, key|value, head, head_dim) flattened.
   std::int64_t prefix_width() const { return n_layer * 2 * n_embd; }
-  // From a HuggingFace GPT2Config JSON; ConfigError naming `component` and the field.
-  static Gpt2Config from_json(const nlohmann::json& config, std::string_view component);
+  // From a HuggingFace GPT2Config JSON (a component's config); ConfigError naming the field.
+  static Gpt2Config from_fields(const Fields& config);
 };
 
 class Gpt2State {
@@ -102,6 +103,7 @@ class Gpt2Model {
   // Loads component `name` (type "gpt2" or "gpt2_classifier") of `bundle`, checking every
   // tensor's shape against its config (ShapeError naming the tensor). Weights become f32.
   // `pool` runs the ops; null means ThreadPool::shared_default() (one thread per core).
+  static Gpt2Model load(const Component& component, std::shared_ptr<ThreadPool> pool = nullptr);
   static Gpt2Model load(const Bundle& bundle, std::string_view name, std::shared_ptr<ThreadPool> pool = nullptr);
 
   const Gpt2Config& config() const { return config_; }

@@ -50,6 +50,7 @@ class Gpt2Device {
   // Component `name` (type gpt2 or gpt2_classifier) of `bundle`, read and checked exactly as
   // Gpt2Model::load reads it (ConfigError / ShapeError naming the field or tensor), then copied
   // to the current device.
+  static Gpt2Device load(const Component& component, Gpt2DeviceOptions options = {});
   static Gpt2Device load(const Bundle& bundle, std::string_view name, Gpt2DeviceOptions options = {});
 
   const Gpt2Config& config() const;

@@ -19,6 +19,7 @@
 #include "ecr/core/tensor.hpp"
 #include "ecr/core/thread_pool.hpp"
 #include "ecr/io/bundle.hpp"
+#include "ecr/io/component.hpp"
 #include "ecr/kg/cooccurrence.hpp"
 #include "ecr/models/entity_encoder.hpp"
 
@@ -43,7 +44,7 @@ struct PromptConfig {
   std::int64_t n_prefix = 0;  // learned prefix rows (rec_prefix / conv_prefix)
 
   // Throws ConfigError naming the component and the field that is missing or invalid.
-  static PromptConfig from_json(const nlohmann::json& component, std::string_view name);
+  static PromptConfig from_component(const Component& component);
   // Columns of a prompt: n_layer * n_block * H.
   std::int64_t prefix_width() const { return n_layer * n_block * hidden_size; }
 };
@@ -66,6 +67,9 @@ class PromptEncoder {
   // builds the static tables. `edges` is the KG (its node and relation counts must match the
   // component); `cooccurrence` (N x N) is needed for the rec prompt's global entities. Throws
   // ConfigError (metadata), ShapeError (a tensor, named), InputError (graph or matrix content).
+  static PromptEncoder load(const Component& component, const RelationCsr& edges,
+                            const CooccurrenceMatrix* cooccurrence = nullptr,
+                            std::shared_ptr<ThreadPool> pool = nullptr);
   static PromptEncoder load(const Bundle& bundle, std::string_view name, const RelationCsr& edges,
                             const CooccurrenceMatrix* cooccurrence = nullptr,
                             std::shared_ptr<ThreadPool> pool = nullptr);

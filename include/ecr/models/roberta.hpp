@@ -17,6 +17,7 @@
 #include "ecr/core/tensor.hpp"
 #include "ecr/core/thread_pool.hpp"
 #include "ecr/io/bundle.hpp"
+#include "ecr/io/component.hpp"
 #include "ecr/nn/linear.hpp"
 #include "ecr/nn/ops.hpp"
 
@@ -37,14 +38,15 @@ struct RobertaConfig {
   std::int64_t head_dim() const { return hidden_size / num_attention_heads; }
   // Longest input: positions run from pad_token_id + 1 to max_position_embeddings - 1.
   std::int64_t max_tokens() const { return max_position_embeddings - pad_token_id - 1; }
-  // From a HuggingFace RobertaConfig JSON; ConfigError naming `component` and the field.
-  static RobertaConfig from_json(const nlohmann::json& config, std::string_view component);
+  // From a HuggingFace RobertaConfig JSON (a component's config); ConfigError naming the field.
+  static RobertaConfig from_fields(const Fields& config);
 };
 
 class RobertaModel {
  public:
   // Loads component `name` (type "roberta"), tensors named as in a bare RobertaModel
   // (`name/embeddings.word_embeddings.weight`, ...), each checked against the config.
+  static RobertaModel load(const Component& component, std::shared_ptr<ThreadPool> pool = nullptr);
   static RobertaModel load(const Bundle& bundle, std::string_view name, std::shared_ptr<ThreadPool> pool = nullptr);
 
   const RobertaConfig& config() const { return config_; }

@@ -1,0 +1,126 @@
+// The Engine loads each part of the bundle once for every view (ECR_SPEC 2-8 name the parts).
+#include "ecr/engine.hpp"
+
+#include <algorithm>
+
+#include "ecr/core/error.hpp"
+#include "ecr/dialog.hpp"
+#include "ecr/kg/cooccurrence.hpp"
+#include "components.hpp"
+#include "engine_impl.hpp"
+
+namespace ecr {
+
+using namespace pipeline;
+
+namespace {
+
+// ECR_SPEC 6: the classifier reads the user turn followed by eos, unless the component's
+// "input_template" says otherwise.
+constexpr std::string_view kEmotionTemplate = "{text}<|endoftext|>";
+
+std::shared_ptr<ThreadPool> make_pool(std::size_t threads) {
+  if (!threads) return ThreadPool::shared_default();
+  // Above the bound the pool's constructor throws the ConfigError that names it.
+  return std::make_shared<ThreadPool>(static_cast<int>(std::min<std::size_t>(threads, ThreadPool::kMaxThreads + 1)));
+}
+
+template <class Model>
+TextModel<Model> load_text_model(const Bundle& bundle, const std::string& name, std::string_view role,
+                                 const std::shared_ptr<ThreadPool>& pool) {
+  const Component component = read_component(bundle, name, role);
+  return {Model::load(component, pool), component_tokenizer(component)};
+}
+
+}  // namespace
+
+Engine::Impl::Impl(Bundle b, EngineOptions o)
+    : bundle(std::move(b)), options(std::move(o)), pool(make_pool(options.threads)), kg(KnowledgeGraph::load(bundle)) {}
+
+const TextModel<Gpt2Model>& Engine::Impl::backbone() const {
+  return backbone_.get([&] { return load_text_model<Gpt2Model>(bundle, options.components.backbone, "the backbone", pool); });
+}
+
+const TextModel<RobertaModel>& Engine::Impl::text_encoder() const {
+  return text_encoder_.get(
+      [&] { return load_text_model<RobertaModel>(bundle, options.components.text_encoder, "the text encoder", pool); });
+}
+
+const TextModel<Gpt2Model>& Engine::Impl::generator() const {
+  return generator_.get(
+      [&] { return load_text_model<Gpt2Model>(bundle, options.components.generator, "the generator", pool); });
+}
+
+const RelationCsr& Engine::Impl::relations() const {
+  return relations_.get([&] { return RelationCsr::from_graph(kg); });
+}
+
+bool Engine::Impl::has_global_entities() const { return bundle.contains("cooccurrence/indptr"); }
+
+const PromptEncoder& Engine::Impl::rec_prompt() const {
+  return rec_prompt_.get([&] {
+    const Component component = read_component(bundle, options.components.rec_prompt, "the rec prompt");
+    // The matrix is only needed for G = C E, built once here.
+    std::optional<CooccurrenceMatrix> cooccurrence;
+    if (has_global_entities()) cooccurrence = CooccurrenceMatrix::load(bundle, kg.num_entities());
+    return PromptEncoder::load(component, relations(), cooccurrence ? &*cooccurrence : nullptr, pool);
+  });
+}
+
+const PromptEncoder& Engine::Impl::conv_prompt() const {
+  return conv_prompt_.get([&] {
+    return PromptEncoder::load(read_component(bundle, options.components.conv_prompt, "the conv prompt"), relations(),
+                               nullptr, pool);
+  });
+}
+
+const std::optional<EmotionClassifier>& Engine::Impl::emotion_classifier() const {
+  return classifier_.get([&]() -> std::optional<EmotionClassifier> {
+    const std::string& name = options.components.emotion_classifier;
+    if (!has_component(bundle, name)) return std::nullopt;  // optional: host emotions, or none
+    const Component component = read_component(bundle, name, "the emotion classifier");
+    EmotionClassifier c{Gpt2Model::load(component, pool), component_tokenizer(component), {}, {}, false};
+    if (!c.model.has_classifier() || c.model.config().num_labels != static_cast<std::int64_t>(kEmotionLabels.size()))
+      fail<ConfigError>("component '{}': an emotion classifier needs a score head over the {} ECR labels, found {}",
+                        name, kEmotionLabels.size(), c.model.config().num_labels);
+    const std::string input_template = component.entry.string_or("input_template", kEmotionTemplate);
+    const auto slot = input_template.find("{text}");
+    if (slot == std::string::npos) fail<ConfigError>("component '{}': input_template has no {{text}} slot", name);
+    c.before = input_template.substr(0, slot);
+    c.after = input_template.substr(slot + 6);
+    // HuggingFace's config states a multi-label head this way.
+    c.multi_label = component.config.string_or("problem_type", "") == "multi_label_classification";
+    return c;
+  });
+}
+
+const EntityLinker& Engine::Impl::linker() const {
+  return linker_.get([&] { return EntityLinker(kg); });
+}
+
+const std::optional<ReviewStore>& Engine::Impl::reviews() const {
+  return reviews_.get([&]() -> std::optional<ReviewStore> {
+    if (!ReviewStore::present(bundle)) return std::nullopt;
+    return ReviewStore::load(bundle, kg.num_entities());
+  });
+}
+
+Engine Engine::load(const std::filesystem::path& bundle, EngineOptions options) {
+  require_device(options.device);
+  BundleOptions bundle_options;
+  bundle_options.verify_checksums = options.verify_checksums;
+  return load(Bundle::open(bundle, bundle_options), std::move(options));
+}
+
+Engine Engine::load(const Bundle& bundle, EngineOptions options) {
+  require_device(options.device);
+  Engine e;
+  e.impl_ = std::make_shared<const Impl>(bundle, std::move(options));
+  return e;
+}
+
+const Bundle& Engine::bundle() const { return impl_->bundle; }
+const EngineOptions& Engine::options() const { return impl_->options; }
+const KnowledgeGraph& Engine::graph() const { return impl_->kg; }
+
+}  // namespace ecr
