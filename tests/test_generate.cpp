@@ -1,6 +1,7 @@
 // Decoding: greedy and no-repeat-n-gram output against the torch reference's decoder (which
 // recomputes the whole sequence every step, so this also checks the KV cache over 40 steps),
-// the logits processors on hand-made logits, sampling, stopping and the CLI.
+// the logits processors on hand-made logits, sampling, stopping, batched generation against
+// generate() alone, and the CLI.
 #include <cmath>
 #include <array>
 #include <functional>
