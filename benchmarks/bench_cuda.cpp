@@ -8,6 +8,8 @@
 //                  new tokens / wall time of Gpt2Session::generate (prefill of the prompt and the
 //                  one-off graph capture included, as HF's generate() time includes its prefill),
 //                  and the steady rate between the first and the last token
+//   gpt2 batch     Gpt2Device::generate_batch: 8 greedy sequences with different prompts decoded
+//                  together (no CUDA graph), all new tokens / wall time, prefill included
 //   rgcn           one R-GCN encode of a 31,162-entity KG (DBpedia subgraph of the ECR / UniCRS
 //                  ReDial setup) with random edges, 25 relations (UniCRS's 24 DBpedia relations +
 //                  self loop), 8 bases, d = 384; the CPU EntityEncoder on all cores for scale
@@ -215,6 +217,36 @@ json gpt2_decode(const ecr::Bundle& bundle, ecr::DType storage, ecr::cuda::GemmM
           {"steady_tokens_per_s", median(steady)}};
 }
 
+json gpt2_generate_batch(const ecr::Bundle& bundle, ecr::DType storage, ecr::cuda::GemmMath math, int batch,
+                        int prompt_tokens, int new_tokens, int reps) {
+  const ecr::cuda::Gpt2Device model = ecr::cuda::Gpt2Device::load(bundle, "lm", {storage, math});
+  std::mt19937 rng(3);
+  std::vector<std::vector<std::int32_t>> prompts(static_cast<std::size_t>(batch));
+  std::vector<ecr::GenerateRequest> requests;
+  ecr::GenerateOptions options;
+  options.max_new_tokens = new_tokens;
+  for (auto& prompt : prompts) {
+    prompt.resize(static_cast<std::size_t>(prompt_tokens));
+    for (auto& t : prompt) t = std::uniform_int_distribution<std::int32_t>(0, 50000)(rng);
+    requests.push_back({prompt, {}, options});
+  }
+  std::vector<double> rate;
+  for (int rep = 0; rep <= reps; ++rep) {  // rep 0 warms up
+    const auto t0 = Clock::now();
+    const auto generations = model.generate_batch(requests);
+    const auto t1 = Clock::now();
+    for (const auto& g : generations)
+      if (static_cast<int>(g.tokens.size()) != new_tokens) std::exit(2);
+    if (rep > 0) rate.push_back(batch * new_tokens / std::chrono::duration<double>(t1 - t0).count());
+  }
+  return {{"storage", std::string(ecr::dtype_name(storage))},
+          {"math", math == ecr::cuda::GemmMath::exact ? "exact" : "tensor_cores"},
+          {"batch", batch},
+          {"prompt", prompt_tokens},
+          {"new_tokens", new_tokens},
+          {"tokens_per_s", median(rate)}};
+}
+
 struct Graph {
   ecr::RelationCsr csr;
   std::int64_t edges = 0;
@@ -319,6 +351,8 @@ int main(int argc, char** argv) {
                                                    new_tokens, reps),
                                        gpt2_decode(bundle, ecr::DType::f16, ecr::cuda::GemmMath::tensor_cores,
                                                    prompt_tokens, new_tokens, reps)});
+  result["gpt2_generate_batch"] = json::array(
+      {gpt2_generate_batch(bundle, ecr::DType::f32, ecr::cuda::GemmMath::exact, 8, prompt_tokens, new_tokens, reps)});
 
   const Graph kg = random_kg(31162, 25, edges);
   result["rgcn"] = json::array({rgcn(kg, 384, 8, ecr::DType::f32, ecr::cuda::GemmMath::exact, 10),
@@ -339,6 +373,10 @@ int main(int argc, char** argv) {
     std::printf("| GPT-2 12x768 greedy, batch 1, %s %s, %d + %d tokens | %.0f tokens/s (steady %.0f) |\n",
                 g["storage"].get<std::string>().c_str(), g["math"].get<std::string>().c_str(), g["prompt"].get<int>(),
                 g["new_tokens"].get<int>(), g["tokens_per_s"].get<double>(), g["steady_tokens_per_s"].get<double>());
+  for (const json& g : result["gpt2_generate_batch"])
+    std::printf("| GPT-2 12x768 greedy, generate_batch of %d, %s %s, %d + %d tokens each | %.0f tokens/s |\n",
+                g["batch"].get<int>(), g["storage"].get<std::string>().c_str(), g["math"].get<std::string>().c_str(),
+                g["prompt"].get<int>(), g["new_tokens"].get<int>(), g["tokens_per_s"].get<double>());
   for (const json& r : result["rgcn"]) {
     std::printf("| R-GCN encode, %lld nodes, %lld edges, R %lld, B %lld, d %lld, %s %s | %.2f ms |\n",
                 static_cast<long long>(r["nodes"].get<std::int64_t>()), static_cast<long long>(r["edges"].get<std::int64_t>()),

@@ -5,6 +5,8 @@
 //   gemm_gflops        independent 1024^3 Eigen GEMMs, one per thread (the prefill floor's rate)
 //   gpt2.prefill_ms    a fresh state fed `tokens` ids, logits for the last one
 //   gpt2.decode_ms     one token after a context of `tokens`, logits included (state copied per rep)
+//   gpt2.generate_batch{1,4}_tps  tokens per second of generate_batch over 1 and 4 sequences:
+//                      32-token prompts, 32 greedy new tokens each (prefill included)
 //   roberta.encode_ms  `tokens` ids through the encoder
 //
 // Each time is the median of --reps runs after one warm-up. The whole set is measured --rounds
@@ -27,6 +29,7 @@
 
 #include "ecr/core/thread_pool.hpp"
 #include "ecr/io/bundle.hpp"
+#include "ecr/models/generate.hpp"
 #include "ecr/models/gpt2.hpp"
 #include "ecr/models/roberta.hpp"
 
@@ -109,6 +112,21 @@ nlohmann::json bench_gpt2(const ecr::Gpt2Model& model, std::int64_t tokens, int 
   }
   std::sort(ms.begin(), ms.end());
 
+  // Batched generation: the weights are read once per step for every running sequence.
+  const auto generate_tps = [&](std::size_t batch) {
+    constexpr std::int64_t kNew = 32;
+    const auto source = random_ids(32 + batch, static_cast<std::int32_t>(c.vocab_size));
+    std::vector<std::vector<std::int32_t>> prompts;  // different prompts, so the sequences differ
+    for (std::size_t b = 0; b < batch; ++b)
+      prompts.emplace_back(source.begin() + static_cast<std::ptrdiff_t>(b),
+                           source.begin() + static_cast<std::ptrdiff_t>(b) + 32);
+    ecr::GenerateOptions options;
+    options.max_new_tokens = kNew;
+    const double run_ms = median_ms(reps, [&] { ecr::generate_batch(model, prompts, options); });
+    return static_cast<double>(batch * kNew) / (run_ms / 1000.0);
+  };
+  const double batch1 = generate_tps(1), batch4 = generate_tps(4);
+
   const double d = static_cast<double>(c.n_embd), inner = static_cast<double>(c.n_inner);
   const double t = static_cast<double>(tokens), layers = static_cast<double>(c.n_layer);
   const double layer_params = 4 * d * d + 2 * d * inner;
@@ -119,6 +137,8 @@ nlohmann::json bench_gpt2(const ecr::Gpt2Model& model, std::int64_t tokens, int 
       {"prefill_flops", 2 * t * layer_params * layers + 2 * t * t * d * layers + 2 * d * c.vocab_size},
       {"decode_ms", ms[ms.size() / 2]},
       {"decode_bytes", layers * layer_bytes + c.vocab_size * d * 4 + layers * 2 * (t + 1) * d * 4},
+      {"generate_batch1_tps", batch1},
+      {"generate_batch4_tps", batch4},
       {"config", {{"layers", c.n_layer}, {"hidden", c.n_embd}, {"vocab", c.vocab_size}}},
   };
 }
@@ -172,7 +192,7 @@ int main(int argc, char** argv) {
       for (const auto& [key, value] : now.items()) {
         if (!best.contains(key)) best[key] = value;
         else if (key.ends_with("_ms")) best[key] = std::min(best[key].get<double>(), value.get<double>());
-        else if (key.ends_with("_gbps") || key.ends_with("_gflops")) best[key] = std::max(best[key].get<double>(), value.get<double>());
+        else if (key.ends_with("_gbps") || key.ends_with("_gflops") || key.ends_with("_tps")) best[key] = std::max(best[key].get<double>(), value.get<double>());
       }
     };
     for (int round = 0; round < rounds; ++round) {

@@ -1,7 +1,8 @@
 // The device GPT-2 (cuda::Gpt2Device / Gpt2Session) against the CPU Gpt2Model on tiny random
 // bundles: logits and hidden states at every position with and without a prefix prompt, the KV
 // cache fed token by token, greedy generation (CUDA-graph replays) token for token with the CPU,
-// seeded sampling, half-precision storage, and typed errors.
+// seeded sampling, batched generation against lone sessions and the CPU batch, half-precision
+// storage, and typed errors.
 //
 // The bundles are written in-process with BundleWriter (the same tensor names and layouts the
 // converter writes), so these tests need neither ../shared/data nor torch: the CPU model, which
@@ -10,6 +11,9 @@
 #include "support.hpp"
 
 #ifdef ECR_WITH_CUDA
+
+#include <functional>
+#include <memory>
 
 #include "cuda_support.hpp"
 #include "ecr/io/bundle.hpp"
@@ -190,6 +194,87 @@ TEST_CASE("cuda gpt2: seeded device sampling is reproducible") {
   CHECK(run(options) == first);
   options.seed = 8;
   CHECK(run(options) != first);
+}
+
+TEST_CASE("cuda gpt2: batched generation equals one-at-a-time device decoding and the CPU batch") {
+  ECR_REQUIRE_GPU();
+  for (const TinyConfig& tc : kConfigs) {
+    INFO("n_embd " << tc.embd);
+    const Bundle bundle = tiny_gpt2(tc, 71);
+    const Gpt2Model cpu = Gpt2Model::load(bundle, "lm");
+    const cuda::Gpt2Device gpu = cuda::Gpt2Device::load(bundle, "lm");
+    const std::vector<std::vector<std::int32_t>> prompts = {random_ids(9, tc.vocab, 72), random_ids(3, tc.vocab, 73),
+                                                            random_ids(1, tc.vocab, 74), random_ids(6, tc.vocab, 75)};
+    const std::vector<Tensor> prefixes = {random_prefix(cpu.config(), 10, 76), Tensor(),
+                                          random_prefix(cpu.config(), 4, 77), Tensor()};
+    // A lone session sized as generate_batch sizes each sequence's cache (so its decode split is the same).
+    const auto alone = [&](std::size_t i, const GenerateOptions& o) {
+      const std::int64_t rows = (prefixes[i].defined() ? prefixes[i].dim(0) : 0) +
+                                static_cast<std::int64_t>(prompts[i].size()) + o.max_new_tokens;
+      return gpu.start(rows, prefixes[i]).generate(prompts[i], o);
+    };
+    // 0: greedy, penalty and 2-gram ban; 1: greedy, a stop token met early; 2: seeded sampling;
+    // 3: greedy, the callback stops it after 4.
+    std::vector<GenerateOptions> options(4);
+    options[0].max_new_tokens = 24;
+    options[0].repetition_penalty = 1.3f;
+    options[0].no_repeat_ngram_size = 2;
+    options[1].max_new_tokens = 20;
+    options[1].stop_tokens = {alone(1, options[1]).tokens[5]};
+    options[2].max_new_tokens = 16;
+    options[2].temperature = 0.9f;
+    options[2].top_k = 40;
+    options[2].top_p = 0.95f;
+    options[2].seed = 7;
+    options[3].max_new_tokens = 18;
+    const auto stop_after_4 = [] {
+      auto seen = std::make_shared<int>(0);
+      return std::function<bool(std::int32_t)>([seen](std::int32_t) { return ++*seen < 4; });
+    };
+    const auto requests = [&] {
+      std::vector<GenerateRequest> r;
+      for (std::size_t i = 0; i < prompts.size(); ++i) r.push_back({prompts[i], prefixes[i], options[i]});
+      r[3].options.on_token = stop_after_4();
+      return r;
+    };
+
+    std::vector<Generation> expected;
+    for (const GenerateRequest& r : requests()) {
+      const std::size_t i = expected.size();
+      expected.push_back(alone(i, r.options));
+    }
+    REQUIRE(expected[1].reason == StopReason::stop_token);
+    REQUIRE(expected[1].tokens.size() < 20);
+    REQUIRE(expected[3].reason == StopReason::callback);
+    REQUIRE(expected[0].tokens.size() == 24);
+
+    const std::vector<Generation> got = gpu.generate_batch(requests());
+    const std::vector<Generation> on_cpu = generate_batch(cpu, requests());
+    REQUIRE(got.size() == 4);
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      INFO("sequence " << i);
+      CHECK(got[i].tokens == expected[i].tokens);
+      CHECK(got[i].reason == expected[i].reason);
+      if (options[i].temperature == 0.0f) {  // device sampling is not the CPU's stream
+        CHECK(got[i].tokens == on_cpu[i].tokens);
+        CHECK(got[i].reason == on_cpu[i].reason);
+      }
+    }
+    // Again, to the same tokens (fresh buffers, nothing carried over).
+    const std::vector<Generation> again = gpu.generate_batch(requests());
+    for (std::size_t i = 0; i < again.size(); ++i) CHECK(again[i].tokens == got[i].tokens);
+
+    auto bad = requests();
+    bad[2].prompt = std::span<const std::int32_t>();
+    CHECK_THROWS_AS(gpu.generate_batch(bad), InputError);
+    const std::vector<std::int32_t> outside{1, tc.vocab};
+    bad = requests();
+    bad[1].prompt = outside;
+    CHECK_THROWS_AS(gpu.generate_batch(bad), InputError);
+    bad = requests();
+    bad[0].prefix = Tensor::zeros(DType::f32, {3, 7});
+    CHECK_THROWS_AS(gpu.generate_batch(bad), ShapeError);
+  }
 }
 
 TEST_CASE("cuda gpt2: f16 and bf16 storage stay close to the f32 CPU model") {

@@ -1,8 +1,11 @@
 // Decoding: greedy and no-repeat-n-gram output against the torch reference's decoder (which
 // recomputes the whole sequence every step, so this also checks the KV cache over 40 steps),
-// the logits processors on hand-made logits, sampling, stopping and the CLI.
+// the logits processors on hand-made logits, sampling, stopping, batched generation against
+// generate() alone, and the CLI.
 #include <cmath>
 #include <array>
+#include <functional>
+#include <memory>
 #include <random>
 #include <set>
 
@@ -247,6 +250,116 @@ TEST_CASE("generate: a prompt longer than the context keeps its newest tokens") 
   const Generation g = generate(model, prompt, greedy(10));
   CHECK(g.tokens.size() == 10);
   CHECK(g.tokens == generate(model, std::span(prompt).last(118), greedy(10)).tokens);
+}
+
+namespace {
+
+// Stops after `count` tokens, recording what it streamed; a fresh one per run.
+std::function<bool(std::int32_t)> stop_after(int count, std::shared_ptr<std::vector<std::int32_t>> streamed) {
+  return [count, streamed](std::int32_t t) {
+    streamed->push_back(t);
+    return static_cast<int>(streamed->size()) < count;
+  };
+}
+
+}  // namespace
+
+TEST_CASE("generate_batch: every sequence equals generate alone (processors, prefixes, seeds, stops)") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const Bundle bundle = Bundle::open(tiny().bundle);
+  const Gpt2Model model = Gpt2Model::load(bundle, "lm");
+  const std::vector<std::vector<std::int32_t>> prompts = {random_ids(3, 20), random_ids(9, 21), random_ids(1, 22),
+                                                          random_ids(6, 23), random_ids(4, 24)};
+  const std::vector<Tensor> prefixes = {random_prefix(model.config(), 4, 25), Tensor(),
+                                        random_prefix(model.config(), 7, 26), random_prefix(model.config(), 2, 27),
+                                        Tensor()};
+  // 0: greedy, 3-gram ban and repetition penalty; 1: greedy, a stop token met early; 2: seeded
+  // sampling; 3: seeded sampling, the callback stops it after 3; 4: greedy, 2-gram ban, longest.
+  std::vector<GenerateOptions> options(5);
+  options[0] = greedy(12, 3);
+  options[0].repetition_penalty = 1.3f;
+  options[1] = greedy(20);
+  options[1].stop_tokens = {generate(model, prompts[1], greedy(20), prefixes[1]).tokens[4]};
+  options[2].max_new_tokens = 9;
+  options[2].temperature = 0.9f;
+  options[2].top_k = 50;
+  options[2].top_p = 0.9f;
+  options[2].seed = 11;
+  options[3] = options[2];
+  options[3].max_new_tokens = 15;
+  options[3].seed = 12;
+  options[3].repetition_penalty = 1.2f;
+  options[4] = greedy(24, 2);
+
+  const auto alone_streamed = std::make_shared<std::vector<std::int32_t>>();
+  const auto batch_streamed = std::make_shared<std::vector<std::int32_t>>();
+  std::vector<Generation> expected;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    GenerateOptions o = options[i];
+    if (i == 3) o.on_token = stop_after(3, alone_streamed);
+    expected.push_back(generate(model, prompts[i], o, prefixes[i]));
+  }
+  // The cases this test is about really happen: early stops of both kinds and a full budget.
+  REQUIRE(expected[1].reason == StopReason::stop_token);
+  REQUIRE(expected[1].tokens.size() < 20);
+  REQUIRE(expected[3].reason == StopReason::callback);
+  REQUIRE(expected[3].tokens.size() == 3);
+  REQUIRE(expected[4].reason == StopReason::max_new_tokens);
+  REQUIRE(expected[4].tokens.size() == 24);
+
+  std::vector<GenerateRequest> requests;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    requests.push_back({prompts[i], prefixes[i], options[i]});
+    if (i == 3) requests.back().options.on_token = stop_after(3, batch_streamed);
+  }
+  const std::vector<Generation> got = generate_batch(model, requests);
+  REQUIRE(got.size() == expected.size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    INFO("sequence " << i);
+    CHECK(got[i].tokens == expected[i].tokens);
+    CHECK(got[i].reason == expected[i].reason);
+  }
+  CHECK(*batch_streamed == got[3].tokens);
+  CHECK(*batch_streamed == *alone_streamed);
+}
+
+TEST_CASE("generate_batch: shared options, with and without prefixes, and bad batches") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const Bundle bundle = Bundle::open(tiny().bundle);
+  const Gpt2Model model = Gpt2Model::load(bundle, "lm");
+  const std::vector<std::vector<std::int32_t>> prompts = {random_ids(5, 30), random_ids(2, 31), random_ids(8, 32)};
+  const std::vector<Tensor> prefixes = {random_prefix(model.config(), 3, 33), random_prefix(model.config(), 6, 34),
+                                        Tensor()};
+  const GenerateOptions o = greedy(16, 3);
+  const auto without = generate_batch(model, prompts, o);
+  const auto with = generate_batch(model, prompts, o, prefixes);
+  REQUIRE(without.size() == 3);
+  REQUIRE(with.size() == 3);
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    INFO("sequence " << i);
+    CHECK(without[i].tokens == generate(model, prompts[i], o).tokens);
+    CHECK(with[i].tokens == generate(model, prompts[i], o, prefixes[i]).tokens);
+  }
+  CHECK(with[0].tokens != without[0].tokens);  // the prefix reaches the tokens
+
+  // A sequence with no budget gets nothing and leaves the others alone; an empty batch is empty.
+  std::vector<GenerateRequest> requests = {{prompts[0], {}, o}, {prompts[1], {}, greedy(0)}, {prompts[2], {}, o}};
+  const auto mixed = generate_batch(model, requests);
+  CHECK(mixed[0].tokens == without[0].tokens);
+  CHECK(mixed[1].tokens.empty());
+  CHECK(mixed[2].tokens == without[2].tokens);
+  CHECK(generate_batch(model, std::span<const GenerateRequest>()).empty());
+
+  CHECK_THROWS_AS(generate_batch(model, prompts, o, std::span(prefixes).first(2)), InputError);
+  requests[1].prompt = {};
+  CHECK_THROWS_AS(generate_batch(model, requests), InputError);
+  requests[1] = {prompts[1], Tensor::zeros(DType::f32, {2, 5}), o};
+  CHECK_THROWS_AS(generate_batch(model, requests), ShapeError);
+  requests[1] = {prompts[1], {}, o};
+  requests[1].options.top_p = 0.0f;
+  CHECK_THROWS_AS(generate_batch(model, requests), InputError);
 }
 
 TEST_CASE("cli: ecr generate prints the tokens the library generates") {

@@ -103,8 +103,25 @@ std::int32_t choose_token(std::span<float> logits, const GenerateOptions& option
   return static_cast<std::int32_t>(last);  // rounding left the target just past the end
 }
 
-Generation generate(const Gpt2Model& model, std::span<const std::int32_t> prompt, const GenerateOptions& options,
-                    const Tensor& prefix) {
+bool accept_token(Generation& generation, std::int32_t token, const GenerateOptions& options) {
+  generation.tokens.push_back(token);
+  if (options.on_token && !options.on_token(token)) {
+    generation.reason = StopReason::callback;
+    return true;
+  }
+  if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), token) != options.stop_tokens.end()) {
+    generation.reason = StopReason::stop_token;
+    return true;
+  }
+  return static_cast<std::int64_t>(generation.tokens.size()) >= options.max_new_tokens;
+}
+
+namespace {
+
+// Checks `options` and `prompt`, and returns the prompt's newest tokens that leave room for
+// max_new_tokens in the model's positions.
+std::span<const std::int32_t> fit_prompt(const Gpt2Model& model, std::span<const std::int32_t> prompt,
+                                         const GenerateOptions& options) {
   check_generate_options(options);
   if (prompt.empty()) fail<InputError>("generate: the prompt is empty");
   const std::int64_t positions = model.config().n_positions;
@@ -112,37 +129,99 @@ Generation generate(const Gpt2Model& model, std::span<const std::int32_t> prompt
     fail<InputError>("generate: max_new_tokens {} leaves no room for a prompt in {} positions",
                      options.max_new_tokens, positions);
   const auto room = static_cast<std::size_t>(positions - options.max_new_tokens);
-  if (prompt.size() > room) prompt = prompt.last(room);
+  return prompt.size() > room ? prompt.last(room) : prompt;
+}
 
+// A sequence being decoded: the processors' context (prompt + generated) and its own sampler.
+struct Decoding {
+  std::size_t request = 0;
+  std::vector<std::int32_t> context;
+  std::mt19937_64 rng;
+};
+
+// The processors and the token choice on `logits`, then the stop rule; true when `d` stops.
+bool decode_step(std::span<float> logits, Decoding& d, const GenerateOptions& options, Generation& result,
+                 std::int32_t& token) {
+  apply_repetition_penalty(logits, d.context, options.repetition_penalty);
+  ban_repeated_ngrams(logits, d.context, options.no_repeat_ngram_size);
+  token = choose_token(logits, options, d.rng);
+  d.context.push_back(token);
+  return accept_token(result, token, options);
+}
+
+}  // namespace
+
+Generation generate(const Gpt2Model& model, std::span<const std::int32_t> prompt, const GenerateOptions& options,
+                    const Tensor& prefix) {
+  prompt = fit_prompt(model, prompt, options);
   Generation result;
   if (options.max_new_tokens == 0) return result;
-  std::vector<std::int32_t> context(prompt.begin(), prompt.end());
-  context.reserve(prompt.size() + static_cast<std::size_t>(options.max_new_tokens));
+  Decoding d{0, std::vector<std::int32_t>(prompt.begin(), prompt.end()), std::mt19937_64(options.seed)};
+  d.context.reserve(prompt.size() + static_cast<std::size_t>(options.max_new_tokens));
   result.tokens.reserve(static_cast<std::size_t>(options.max_new_tokens));
-  std::mt19937_64 rng(options.seed);
 
   Gpt2State state = model.start(prefix);
-  state.reserve(static_cast<std::int64_t>(context.capacity()));
+  state.reserve(static_cast<std::int64_t>(d.context.capacity()));
   Gpt2Output out = model.forward(state, prompt, Logits::last);
-  for (;;) {
-    std::span<float> logits = out.logits.span<float>();
-    apply_repetition_penalty(logits, context, options.repetition_penalty);
-    ban_repeated_ngrams(logits, context, options.no_repeat_ngram_size);
-    std::int32_t token = choose_token(logits, options, rng);
-    result.tokens.push_back(token);
-    context.push_back(token);
-    if (options.on_token && !options.on_token(token)) {
-      result.reason = StopReason::callback;
-      break;
-    }
-    if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), token) != options.stop_tokens.end()) {
-      result.reason = StopReason::stop_token;
-      break;
-    }
-    if (static_cast<std::int64_t>(result.tokens.size()) == options.max_new_tokens) break;
+  std::int32_t token = 0;
+  while (!decode_step(out.logits.span<float>(), d, options, result, token))
     out = model.forward(state, std::span<const std::int32_t>(&token, 1), Logits::last);
-  }
   return result;
+}
+
+std::vector<Generation> generate_batch(const Gpt2Model& model, std::span<const GenerateRequest> requests) {
+  std::vector<Generation> results(requests.size());
+  std::vector<Decoding> running;
+  std::vector<Tensor> prefixes;
+  std::vector<std::vector<std::int32_t>> feed;  // each running sequence's tokens for the next forward
+  std::int64_t longest = 0;
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    const GenerateRequest& r = requests[i];
+    const std::span<const std::int32_t> prompt = fit_prompt(model, r.prompt, r.options);
+    if (r.options.max_new_tokens == 0) continue;
+    running.push_back({i, std::vector<std::int32_t>(prompt.begin(), prompt.end()), std::mt19937_64(r.options.seed)});
+    prefixes.push_back(r.prefix);
+    feed.emplace_back(prompt.begin(), prompt.end());
+    longest = std::max(longest, static_cast<std::int64_t>(prompt.size()) + r.options.max_new_tokens);
+  }
+  if (running.empty()) return results;
+
+  Gpt2State state = model.start(prefixes);
+  state.reserve(longest);
+  Gpt2Output out = model.forward(state, feed, Logits::last);
+  const auto vocab = static_cast<std::size_t>(model.config().vocab_size);
+  std::vector<std::size_t> stopped;
+  for (;;) {
+    stopped.clear();
+    for (std::size_t j = 0; j < running.size(); ++j) {  // row j of the logits is running[j]'s
+      Decoding& d = running[j];
+      std::int32_t token = 0;
+      if (decode_step(out.logits.span<float>().subspan(j * vocab, vocab), d, requests[d.request].options,
+                      results[d.request], token))
+        stopped.push_back(j);
+      else
+        feed[j].assign(1, token);
+    }
+    // The batch shrinks: a stopped sequence leaves the state, its keys and values with it.
+    for (auto j = stopped.rbegin(); j != stopped.rend(); ++j) {
+      running.erase(running.begin() + static_cast<std::ptrdiff_t>(*j));
+      feed.erase(feed.begin() + static_cast<std::ptrdiff_t>(*j));
+      state.remove(*j);
+    }
+    if (running.empty()) return results;
+    out = model.forward(state, feed, Logits::last);
+  }
+}
+
+std::vector<Generation> generate_batch(const Gpt2Model& model, std::span<const std::vector<std::int32_t>> prompts,
+                                       const GenerateOptions& options, std::span<const Tensor> prefixes) {
+  if (!prefixes.empty() && prefixes.size() != prompts.size())
+    fail<InputError>("generate_batch: {} prefixes for {} prompts", prefixes.size(), prompts.size());
+  std::vector<GenerateRequest> requests;
+  requests.reserve(prompts.size());
+  for (std::size_t i = 0; i < prompts.size(); ++i)
+    requests.push_back({prompts[i], prefixes.empty() ? Tensor() : prefixes[i], options});
+  return generate_batch(model, requests);
 }
 
 }  // namespace ecr

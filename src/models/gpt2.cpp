@@ -82,6 +82,11 @@ void Gpt2State::reserve(std::int64_t more) {
   for (auto& s : sequences_) grow(s, s.length() + more);
 }
 
+void Gpt2State::remove(std::size_t b) {
+  if (b >= sequences_.size()) fail<InputError>("Gpt2State: no sequence {} in a batch of {}", b, sequences_.size());
+  sequences_.erase(sequences_.begin() + static_cast<std::ptrdiff_t>(b));
+}
+
 float* Gpt2State::keys(Sequence& s, std::int64_t layer, std::int64_t head) const {
   return s.kv.data() + ((layer * 2 + 0) * heads_ + head) * s.capacity * head_dim_;
 }

@@ -121,6 +121,119 @@ kernels::Activation kernel_activation(nn::Activation a) {
 constexpr std::size_t kBlasWorkspaceBytes = 32u << 20;  // cuBLAS's recommendation for Hopper
 constexpr std::int64_t kStateInts = 8;                  // DecodeState, padded
 
+// Writes a prefix prompt's rows, (S, layer, key|value, head, head_dim) f32 on the host, into the
+// first S rows of a cache laid out [layer][key|value][head][capacity][head_dim] in `storage`.
+void upload_prefix(const Gpt2Config& c, const Tensor& prefix_rows, DType storage, void* cache, std::int64_t capacity,
+                   Stream& stream) {
+  const std::int64_t prefix = prefix_rows.dim(0), hd = c.head_dim();
+  const std::int64_t blocks = c.n_layer * 2 * c.n_head;
+  Tensor host = Tensor::empty(DType::f32, {blocks, prefix, hd}, "prefix");
+  const float* src = prefix_rows.data<float>();
+  float* dst = host.data<float>();
+  for (std::int64_t s = 0; s < prefix; ++s)
+    for (std::int64_t b = 0; b < blocks; ++b)
+      std::copy_n(src + s * c.prefix_width() + b * hd, hd, dst + (b * prefix + s) * hd);
+  const Tensor staged = upload(host_cast(host, storage), stream);
+  const std::size_t es = dtype_size(storage);
+  ECR_CUDA_CHECK(cudaMemcpy2DAsync(cache, static_cast<std::size_t>(capacity * hd) * es, staged.raw(),
+                                   static_cast<std::size_t>(prefix * hd) * es, static_cast<std::size_t>(prefix * hd) * es,
+                                   static_cast<std::size_t>(blocks), cudaMemcpyDeviceToDevice, native(stream)));
+  stream.synchronize();  // `staged` is freed on return
+}
+
+// The activation buffers of one forward pass, (rows, width) each, as typed device pointers.
+template <class T>
+struct Activations {
+  T* x;       // the residual stream
+  T* normed;  // LayerNorm outputs; after the last layer, the final hidden states (ln_f)
+  T* qkv;
+  T* attn;
+  T* proj;
+  T* mlp;
+};
+
+template <class T>
+Activations<T> activations(const Tensor& x, const Tensor& normed, const Tensor& qkv, const Tensor& attn,
+                           const Tensor& proj, const Tensor& mlp) {
+  return {ptr<T>(x), ptr<T>(normed), ptr<T>(qkv), ptr<T>(attn), ptr<T>(proj), ptr<T>(mlp)};
+}
+
+// The transformer layers over `n` rows already embedded in a.x, ending with ln_f's output in
+// a.normed. Rows may belong to several sequences: everything but attention is row-wise, so one
+// GEMM per weight serves them all; attend(l) appends layer l's keys/values from a.qkv to the
+// sequences' caches and writes their attention to a.attn.
+template <class T, class Attend>
+void enqueue_layers(const Gpt2Device::Weights& w, cublasHandle_t blas, cudaStream_t s, std::int64_t n,
+                    const Activations<T>& a, Attend&& attend) {
+  const Gpt2Config& c = w.config;
+  const std::int64_t d = c.n_embd, inner = c.n_inner;
+  const int dn = static_cast<int>(d);
+  const DType st = w.options.storage;
+  const GemmMath math = w.options.math;
+  for (std::int64_t l = 0; l < c.n_layer; ++l) {
+    const auto& layer = w.layers[static_cast<std::size_t>(l)];
+    if (l == 0)
+      ECR_CUDA_CHECK(kernels::layer_norm<T>(a.x, ptr<float>(layer.ln_1.weight), ptr<float>(layer.ln_1.bias), a.normed,
+                                            n, dn, layer.ln_1.eps, s));
+    detail::gemm(blas, false, true, n, 3 * d, d, 1.0f, a.normed, d, layer.c_attn.weight.raw(), d, st, 0.0f, a.qkv, 3 * d,
+                 st, math);
+    ECR_CUDA_CHECK(kernels::bias_activation<T>(a.qkv, ptr<float>(layer.c_attn.bias), n, 3 * dn,
+                                               kernels::Activation::none, s));
+    attend(l);
+    detail::gemm(blas, false, true, n, d, d, 1.0f, a.attn, d, layer.c_proj.weight.raw(), d, st, 0.0f, a.proj, d, st,
+                 math);
+    ECR_CUDA_CHECK(kernels::residual_layer_norm<T>(a.x, a.proj, ptr<float>(layer.c_proj.bias),
+                                                   ptr<float>(layer.ln_2.weight), ptr<float>(layer.ln_2.bias), a.normed,
+                                                   n, dn, layer.ln_2.eps, s));
+    detail::gemm(blas, false, true, n, inner, d, 1.0f, a.normed, d, layer.c_fc.weight.raw(), d, st, 0.0f, a.mlp, inner,
+                 st, math);
+    ECR_CUDA_CHECK(kernels::bias_activation<T>(a.mlp, ptr<float>(layer.c_fc.bias), n, static_cast<int>(inner),
+                                               kernel_activation(c.activation), s));
+    detail::gemm(blas, false, true, n, d, inner, 1.0f, a.mlp, inner, layer.mlp_proj.weight.raw(), inner, st, 0.0f,
+                 a.proj, d, st, math);
+    // The residual, then the next layer's ln_1 (or ln_f after the last layer).
+    const LayerNorm& next = l + 1 < c.n_layer ? w.layers[static_cast<std::size_t>(l) + 1].ln_1 : w.ln_f;
+    ECR_CUDA_CHECK(kernels::residual_layer_norm<T>(a.x, a.proj, ptr<float>(layer.mlp_proj.bias),
+                                                   ptr<float>(next.weight), ptr<float>(next.bias), a.normed, n, dn,
+                                                   next.eps, s));
+  }
+}
+
+// One sequence's attention in one layer: appends the keys/values of its `n` new rows (from row
+// *q_start of a.qkv) at cache row *past, then attends. `keys` / `values` are the layer's
+// [head][capacity][head_dim] blocks of the sequence's cache.
+template <class T>
+void enqueue_attention(const Gpt2Device::Weights& w, const Activations<T>& a, T* keys, T* values,
+                       std::int64_t capacity, const std::int32_t* q_start, const std::int32_t* q_count,
+                       const std::int32_t* past, std::int64_t n, kernels::DecodeSplit split, float* workspace,
+                       cudaStream_t s) {
+  const Gpt2Config& c = w.config;
+  const std::int64_t d = c.n_embd, hd = c.head_dim();
+  const std::int64_t head_stride = capacity * hd;
+  ECR_CUDA_CHECK(kernels::append_kv<T>(a.qkv + d, a.qkv + 2 * d, 3 * d, keys, values, 0, head_stride, capacity,
+                                       static_cast<int>(c.n_head), static_cast<int>(hd), q_start, q_count, past, 1,
+                                       static_cast<int>(n), s));
+  kernels::AttentionParams<T> p;
+  p.q = a.qkv;
+  p.k = keys;
+  p.v = values;
+  p.out = a.attn;
+  p.q_stride = 3 * d;
+  p.out_stride = d;
+  p.kv_head_stride = head_stride;
+  p.q_start = q_start;
+  p.q_count = q_count;
+  p.past = past;
+  p.batch = 1;
+  p.heads = static_cast<int>(c.n_head);
+  p.head_dim = static_cast<int>(hd);
+  p.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  if (n == 1)
+    ECR_CUDA_CHECK(kernels::attention_decode<T>(p, split, workspace, s));
+  else
+    ECR_CUDA_CHECK(kernels::attention_prefill<T>(p, static_cast<int>(n), s));
+}
+
 }  // namespace
 
 struct Gpt2Session::Impl {
@@ -198,23 +311,7 @@ Gpt2Session::Impl::Impl(std::shared_ptr<const Gpt2Device::Weights> weights, std:
   ECR_CUDA_CHECK(cudaMemsetAsync(ints.raw(), 0, ints.nbytes(), native(stream)));
   ECR_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&pinned), sizeof(std::int32_t)));
 
-  if (prefix > 0) {
-    // (S, layer, key|value, head, head_dim) rows -> cache blocks [layer][key|value][head][row].
-    const std::int64_t blocks = c.n_layer * 2 * heads;
-    Tensor host = Tensor::empty(DType::f32, {blocks, prefix, hd}, "prefix");
-    const float* src = prefix_rows.data<float>();
-    float* dst = host.data<float>();
-    for (std::int64_t s = 0; s < prefix; ++s)
-      for (std::int64_t b = 0; b < blocks; ++b)
-        std::copy_n(src + s * c.prefix_width() + b * hd, hd, dst + (b * prefix + s) * hd);
-    const Tensor staged = upload(host_cast(host, st), stream);
-    const std::size_t es = dtype_size(st);
-    ECR_CUDA_CHECK(cudaMemcpy2DAsync(kv.raw(), static_cast<std::size_t>(capacity * hd) * es, staged.raw(),
-                                     static_cast<std::size_t>(prefix * hd) * es,
-                                     static_cast<std::size_t>(prefix * hd) * es, static_cast<std::size_t>(blocks),
-                                     cudaMemcpyDeviceToDevice, native(stream)));
-    stream.synchronize();  // `staged` is freed on return
-  }
+  if (prefix > 0) upload_prefix(c, prefix_rows, st, kv.raw(), capacity, stream);
   stream.synchronize();
 }
 
@@ -241,10 +338,8 @@ void Gpt2Session::Impl::set_state(std::int64_t count, bool restart_generation, s
 // One forward pass over the `n` tokens in ids(), reading counts and positions from state().
 void Gpt2Session::Impl::enqueue_forward(std::int64_t n, Logits logits, kernels::DecodeSplit split) {
   const Gpt2Config& c = w->config;
-  const std::int64_t d = c.n_embd, hd = c.head_dim(), heads = c.n_head, inner = c.n_inner, vocab = c.vocab_size;
-  const int dn = static_cast<int>(d);
+  const std::int64_t d = c.n_embd, hd = c.head_dim(), heads = c.n_head, vocab = c.vocab_size;
   const DType st = w->options.storage;
-  const GemmMath math = w->options.math;
   const cudaStream_t s = native(stream);
   cublasHandle_t blas = detail::blas(stream);
   kernels::DecodeState* ds = state();
@@ -252,67 +347,21 @@ void Gpt2Session::Impl::enqueue_forward(std::int64_t n, Logits logits, kernels::
 
   detail::dispatch(st, "GPT-2", [&](auto tag) {
     using T = decltype(tag);
-    T* xp = ptr<T>(x);
-    T* hp = ptr<T>(normed);
-    T* qkvp = ptr<T>(qkv);
-    T* ap = ptr<T>(attn);
-    T* pp = ptr<T>(proj);
-    T* mp = ptr<T>(mlp);
+    const Activations<T> a = activations<T>(x, normed, qkv, attn, proj, mlp);
     ECR_CUDA_CHECK(kernels::embed<T>(ids(), n, ptr<T>(w->wte), vocab, ptr<T>(w->wpe), c.n_positions, 0,
-                                     &ds->position, xp, dn, s));
-    for (std::int64_t l = 0; l < c.n_layer; ++l) {
-      const auto& layer = w->layers[static_cast<std::size_t>(l)];
-      if (l == 0)
-        ECR_CUDA_CHECK(kernels::layer_norm<T>(xp, ptr<float>(layer.ln_1.weight), ptr<float>(layer.ln_1.bias), hp, n,
-                                              dn, layer.ln_1.eps, s));
-      detail::gemm(blas, false, true, n, 3 * d, d, 1.0f, hp, d, layer.c_attn.weight.raw(), d, st, 0.0f, qkvp, 3 * d, st,
-                   math);
-      ECR_CUDA_CHECK(kernels::bias_activation<T>(qkvp, ptr<float>(layer.c_attn.bias), n, 3 * dn,
-                                                 kernels::Activation::none, s));
+                                     &ds->position, a.x, static_cast<int>(d), s));
+    enqueue_layers<T>(*w, blas, s, n, a, [&](std::int64_t l) {
       T* keys = ptr<T>(kv) + (l * 2 + 0) * heads * head_stride;
       T* values = ptr<T>(kv) + (l * 2 + 1) * heads * head_stride;
-      ECR_CUDA_CHECK(kernels::append_kv<T>(qkvp + d, qkvp + 2 * d, 3 * d, keys, values, 0, head_stride, capacity,
-                                           static_cast<int>(heads), static_cast<int>(hd), &ds->q_start, &ds->q_count,
-                                           &ds->past, 1, static_cast<int>(n), s));
-      kernels::AttentionParams<T> p;
-      p.q = qkvp;
-      p.k = keys;
-      p.v = values;
-      p.out = ap;
-      p.q_stride = 3 * d;
-      p.out_stride = d;
-      p.kv_head_stride = head_stride;
-      p.q_start = &ds->q_start;
-      p.q_count = &ds->q_count;
-      p.past = &ds->past;
-      p.batch = 1;
-      p.heads = static_cast<int>(heads);
-      p.head_dim = static_cast<int>(hd);
-      p.scale = 1.0f / std::sqrt(static_cast<float>(hd));
-      if (n == 1)
-        ECR_CUDA_CHECK(kernels::attention_decode<T>(p, split, ptr<float>(split_workspace), s));
-      else
-        ECR_CUDA_CHECK(kernels::attention_prefill<T>(p, static_cast<int>(n), s));
-      detail::gemm(blas, false, true, n, d, d, 1.0f, ap, d, layer.c_proj.weight.raw(), d, st, 0.0f, pp, d, st, math);
-      ECR_CUDA_CHECK(kernels::residual_layer_norm<T>(xp, pp, ptr<float>(layer.c_proj.bias), ptr<float>(layer.ln_2.weight),
-                                                     ptr<float>(layer.ln_2.bias), hp, n, dn, layer.ln_2.eps, s));
-      detail::gemm(blas, false, true, n, inner, d, 1.0f, hp, d, layer.c_fc.weight.raw(), d, st, 0.0f, mp, inner, st,
-                   math);
-      ECR_CUDA_CHECK(kernels::bias_activation<T>(mp, ptr<float>(layer.c_fc.bias), n, static_cast<int>(inner),
-                                                 kernel_activation(c.activation), s));
-      detail::gemm(blas, false, true, n, d, inner, 1.0f, mp, inner, layer.mlp_proj.weight.raw(), inner, st, 0.0f, pp,
-                   d, st, math);
-      // The residual, then the next layer's ln_1 (or ln_f after the last layer).
-      const LayerNorm& next = l + 1 < c.n_layer ? w->layers[static_cast<std::size_t>(l) + 1].ln_1 : w->ln_f;
-      ECR_CUDA_CHECK(kernels::residual_layer_norm<T>(xp, pp, ptr<float>(layer.mlp_proj.bias), ptr<float>(next.weight),
-                                                     ptr<float>(next.bias), hp, n, dn, next.eps, s));
-    }
+      enqueue_attention<T>(*w, a, keys, values, capacity, &ds->q_start, &ds->q_count, &ds->past, n, split,
+                           ptr<float>(split_workspace), s);
+    });
     if (logits == Logits::last)
-      detail::gemm(blas, false, true, 1, vocab, d, 1.0f, hp + (n - 1) * d, d, w->lm_head.raw(), d, st, 0.0f,
-                   step_logits.raw(), vocab, DType::f32, math);
+      detail::gemm(blas, false, true, 1, vocab, d, 1.0f, a.normed + (n - 1) * d, d, w->lm_head.raw(), d, st, 0.0f,
+                   step_logits.raw(), vocab, DType::f32, w->options.math);
     else if (logits == Logits::all)
-      detail::gemm(blas, false, true, n, vocab, d, 1.0f, hp, d, w->lm_head.raw(), d, st, 0.0f, all_logits.raw(), vocab,
-                   DType::f32, math);
+      detail::gemm(blas, false, true, n, vocab, d, 1.0f, a.normed, d, w->lm_head.raw(), d, st, 0.0f, all_logits.raw(),
+                   vocab, DType::f32, w->options.math);
   });
 }
 
@@ -454,20 +503,226 @@ Generation Gpt2Session::generate(std::span<const std::int32_t> prompt, const Gen
     m.stream.synchronize();
     const std::int32_t token = *m.pinned;
     if (token < 0) fail<InputError>("generate: every token is banned");
-    result.tokens.push_back(token);
-    if (options.on_token && !options.on_token(token)) {
-      result.reason = StopReason::callback;
-      break;
-    }
-    if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), token) != options.stop_tokens.end()) {
-      result.reason = StopReason::stop_token;
-      break;
-    }
-    if (static_cast<std::int64_t>(result.tokens.size()) == options.max_new_tokens) break;
+    if (accept_token(result, token, options)) break;
     m.decode_step(options);
     m.tokens += 1;
   }
   return result;
+}
+
+
+// --- batched generation -----------------------------------------------------------------------
+
+namespace {
+
+// A request's checked prompt (its newest tokens that leave room for max_new_tokens).
+std::span<const std::int32_t> fit_device_prompt(const Gpt2Config& c, const GenerateRequest& r) {
+  check_generate_options(r.options);
+  std::span<const std::int32_t> prompt = r.prompt;
+  if (prompt.empty()) fail<InputError>("generate: the prompt is empty");
+  if (r.options.max_new_tokens >= c.n_positions)
+    fail<InputError>("generate: max_new_tokens {} leaves no room for a prompt in {} positions",
+                     r.options.max_new_tokens, c.n_positions);
+  const auto room = static_cast<std::size_t>(c.n_positions - r.options.max_new_tokens);
+  if (prompt.size() > room) prompt = prompt.last(room);
+  for (const std::int32_t id : prompt)
+    if (id < 0 || id >= c.vocab_size) fail<InputError>("token id {} is outside [0, {})", id, c.vocab_size);
+  return prompt;
+}
+
+}  // namespace
+
+// Each running sequence owns a slot: a KV cache laid out as a session's, a context row (prompt +
+// generated, for the processors) and the row of the logits it takes its token from. Every step
+// uploads the running sequences' new tokens and their offsets, runs one forward over all their
+// rows (attention sequence by sequence, each over its own cache, with the decode split a session
+// of the same capacity uses), then chooses each one's token from its own logits row.
+std::vector<Generation> Gpt2Device::generate_batch(std::span<const GenerateRequest> requests) const {
+  const Weights& w = *weights_;
+  const Gpt2Config& c = w.config;
+  const std::int64_t d = c.n_embd, hd = c.head_dim(), heads = c.n_head, vocab = c.vocab_size;
+  const DType st = w.options.storage;
+
+  struct Slot {
+    std::size_t request = 0;
+    std::int64_t prefix = 0, tokens = 0;  // cache rows: prefix rows, then tokens fed so far
+    std::int64_t context = 0;             // prompt + generated tokens in its context row
+    kernels::DecodeSplit split;
+    std::vector<std::int32_t> feed;       // the tokens of its next forward
+  };
+  std::vector<Generation> results(requests.size());
+  std::vector<Slot> slots;
+  std::int64_t capacity = 1, context_capacity = 1, first_rows = 0;
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    const GenerateRequest& r = requests[i];
+    const auto prompt = fit_device_prompt(c, r);
+    const Tensor& p = r.prefix;
+    if (p.defined() && (p.device() != Device::cpu || p.dtype() != DType::f32 || p.rank() != 2 ||
+                        p.dim(1) != c.prefix_width()))
+      fail<ShapeError>("component '{}': prefix '{}' must be a CPU f32 (S, {}) = (S, layers * 2 * n_embd), found {} {}",
+                       w.name, p.name(), c.prefix_width(), dtype_name(p.dtype()), shape_string(p.shape()));
+    if (r.options.max_new_tokens == 0) continue;
+    Slot slot;
+    slot.request = i;
+    slot.prefix = p.defined() ? p.dim(0) : 0;
+    slot.feed.assign(prompt.begin(), prompt.end());
+    const auto n = static_cast<std::int64_t>(prompt.size());
+    capacity = std::max(capacity, slot.prefix + n + r.options.max_new_tokens);
+    context_capacity = std::max(context_capacity, n + r.options.max_new_tokens);
+    first_rows += n;
+    slots.push_back(std::move(slot));
+  }
+  if (slots.empty()) return results;
+  if (capacity > std::numeric_limits<std::int32_t>::max() / 4)
+    fail<InputError>("component '{}': a batch needing {} cache rows per sequence is too long", w.name, capacity);
+
+  const auto batch = static_cast<std::int64_t>(slots.size());
+  const std::int64_t rows = std::max(first_rows, batch);
+  const std::int64_t slot_elems = c.n_layer * 2 * heads * capacity * hd;
+  struct Buffers {
+    Stream stream;  // declared first: destroyed after every buffer below
+    Tensor kv, x, normed, qkv, attn, proj, mlp, logits, workspace, ints;
+    std::int32_t* pinned = nullptr;
+    ~Buffers() {
+      cudaStreamSynchronize(native(stream));  // nothing queued may outlive the buffers
+      if (pinned) cudaFreeHost(pinned);
+    }
+  } b;
+  int device = 0, multiprocessors = 0;
+  ECR_CUDA_CHECK(cudaGetDevice(&device));
+  ECR_CUDA_CHECK(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device));
+  std::size_t workspace_floats = 1;
+  for (Slot& slot : slots) {
+    const GenerateOptions& o = requests[slot.request].options;
+    slot.split = kernels::plan_decode(1, static_cast<int>(heads),
+                                      slot.prefix + static_cast<std::int64_t>(slot.feed.size()) + o.max_new_tokens,
+                                      multiprocessors);
+    workspace_floats = std::max(workspace_floats, kernels::decode_workspace_floats(1, static_cast<int>(heads),
+                                                                                   slot.split, static_cast<int>(hd)));
+  }
+  b.kv = empty_device(st, {batch, c.n_layer, 2, heads, capacity, hd}, "kv cache");
+  b.x = empty_device(st, {rows, d}, "x");
+  b.normed = empty_device(st, {rows, d}, "hidden");
+  b.qkv = empty_device(st, {rows, 3 * d}, "qkv");
+  b.attn = empty_device(st, {rows, d}, "attention");
+  b.proj = empty_device(st, {rows, d}, "projection");
+  b.mlp = empty_device(st, {rows, c.n_inner}, "mlp");
+  b.logits = empty_device(DType::f32, {batch, vocab}, "logits");
+  b.workspace = empty_device(DType::f32, {static_cast<std::int64_t>(workspace_floats)}, "decode workspace");
+  // ids (rows), then per slot q_start, q_count, past (batch each), then the contexts.
+  b.ints = empty_device(DType::i32, {rows + 3 * batch + batch * context_capacity}, "decode state");
+  ECR_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&b.pinned), static_cast<std::size_t>(batch) * sizeof(std::int32_t)));
+  const cudaStream_t s = native(b.stream);
+  cublasHandle_t blas = detail::blas(b.stream);
+  std::int32_t* ids = ptr<std::int32_t>(b.ints);
+  std::int32_t* q_start = ids + rows;
+  std::int32_t* q_count = q_start + batch;
+  std::int32_t* past = q_count + batch;
+  const auto context_row = [&](std::size_t slot) { return past + batch + static_cast<std::int64_t>(slot) * context_capacity; };
+
+  for (std::size_t j = 0; j < slots.size(); ++j) {
+    Slot& slot = slots[j];
+    const Tensor& prefix = requests[slot.request].prefix;
+    if (slot.prefix > 0)
+      upload_prefix(c, prefix, st,
+                    ptr<std::uint8_t>(b.kv) + static_cast<std::int64_t>(j) * slot_elems *
+                                                  static_cast<std::int64_t>(dtype_size(st)),
+                    capacity, b.stream);
+    ECR_CUDA_CHECK(cudaMemcpyAsync(context_row(j), slot.feed.data(), slot.feed.size() * sizeof(std::int32_t),
+                                   cudaMemcpyHostToDevice, s));
+    slot.context = static_cast<std::int64_t>(slot.feed.size());
+  }
+
+  std::vector<std::size_t> running(slots.size());  // slot indices, in the order of their rows
+  for (std::size_t j = 0; j < running.size(); ++j) running[j] = j;
+  std::vector<std::int32_t> host_ints;
+  while (!running.empty()) {
+    // This step's layout: slot running[k]'s rows are [offsets[k], offsets[k + 1]).
+    const auto active = static_cast<std::int64_t>(running.size());
+    std::vector<std::int64_t> offsets(running.size() + 1, 0);
+    for (std::size_t k = 0; k < running.size(); ++k)
+      offsets[k + 1] = offsets[k] + static_cast<std::int64_t>(slots[running[k]].feed.size());
+    const std::int64_t n = offsets.back();
+    host_ints.assign(static_cast<std::size_t>(rows + 3 * batch), 0);
+    for (std::size_t k = 0; k < running.size(); ++k) {
+      const Slot& slot = slots[running[k]];
+      std::copy(slot.feed.begin(), slot.feed.end(), host_ints.begin() + offsets[k]);
+      host_ints[static_cast<std::size_t>(rows) + k] = static_cast<std::int32_t>(offsets[k]);
+      host_ints[static_cast<std::size_t>(rows + batch) + k] = static_cast<std::int32_t>(slot.feed.size());
+      host_ints[static_cast<std::size_t>(rows + 2 * batch) + k] = static_cast<std::int32_t>(slot.prefix + slot.tokens);
+    }
+    // Pageable memory: the copy is staged before cudaMemcpyAsync returns, so host_ints may change.
+    ECR_CUDA_CHECK(cudaMemcpyAsync(ids, host_ints.data(), host_ints.size() * sizeof(std::int32_t),
+                                   cudaMemcpyHostToDevice, s));
+
+    detail::dispatch(st, "GPT-2", [&](auto tag) {
+      using T = decltype(tag);
+      const Activations<T> a = activations<T>(b.x, b.normed, b.qkv, b.attn, b.proj, b.mlp);
+      for (std::size_t k = 0; k < running.size(); ++k) {
+        const Slot& slot = slots[running[k]];
+        ECR_CUDA_CHECK(kernels::embed<T>(ids + offsets[k], offsets[k + 1] - offsets[k], ptr<T>(w.wte), vocab,
+                                         ptr<T>(w.wpe), c.n_positions, slot.tokens, nullptr, a.x + offsets[k] * d,
+                                         static_cast<int>(d), s));
+      }
+      enqueue_layers<T>(w, blas, s, n, a, [&](std::int64_t l) {
+        for (std::size_t k = 0; k < running.size(); ++k) {
+          const Slot& slot = slots[running[k]];
+          T* cache = ptr<T>(b.kv) + static_cast<std::int64_t>(running[k]) * slot_elems;
+          T* keys = cache + (l * 2 + 0) * heads * capacity * hd;
+          T* values = cache + (l * 2 + 1) * heads * capacity * hd;
+          enqueue_attention<T>(w, a, keys, values, capacity, q_start + k, q_count + k, past + k,
+                               offsets[k + 1] - offsets[k], slot.split, ptr<float>(b.workspace), s);
+        }
+      });
+      // The LM head on each sequence's last row; after the prompts that is one row per sequence.
+      float* logits = ptr<float>(b.logits);
+      if (n == active)
+        detail::gemm(blas, false, true, active, vocab, d, 1.0f, a.normed, d, w.lm_head.raw(), d, st, 0.0f, logits,
+                     vocab, DType::f32, w.options.math);
+      else
+        for (std::int64_t k = 0; k < active; ++k)
+          detail::gemm(blas, false, true, 1, vocab, d, 1.0f, a.normed + (offsets[k + 1] - 1) * d, d, w.lm_head.raw(),
+                       d, st, 0.0f, logits + k * vocab, vocab, DType::f32, w.options.math);
+    });
+
+    // Each sequence's processors and choice on its own row; the token lands in its context row.
+    for (std::size_t k = 0; k < running.size(); ++k) {
+      Slot& slot = slots[running[k]];
+      slot.tokens += static_cast<std::int64_t>(slot.feed.size());
+      const GenerateOptions& o = requests[slot.request].options;
+      float* row = ptr<float>(b.logits) + static_cast<std::int64_t>(k) * vocab;
+      std::int32_t* context = context_row(running[k]);
+      std::int32_t* chosen = context + slot.context;
+      ECR_CUDA_CHECK(kernels::repetition_penalty(row, static_cast<int>(vocab), context, slot.context, nullptr,
+                                                 slot.context, o.repetition_penalty, s));
+      ECR_CUDA_CHECK(kernels::ban_repeated_ngrams(
+          row, static_cast<int>(vocab), context, slot.context, nullptr, slot.context,
+          static_cast<int>(std::min<std::int64_t>(o.no_repeat_ngram_size, slot.context + 1)), s));
+      if (o.temperature == 0.0f) {
+        ECR_CUDA_CHECK(kernels::argmax_rows(row, 1, static_cast<int>(vocab), chosen, s));
+      } else {
+        // Draw `step` of row 0 under the sequence's own seed: a lone session's draws.
+        const kernels::SamplingParams params{o.temperature, static_cast<int>(std::min<std::int64_t>(o.top_k, vocab)),
+                                             o.top_p, o.seed};
+        const auto step = static_cast<std::int64_t>(results[slot.request].tokens.size());
+        ECR_CUDA_CHECK(kernels::sample_rows(row, 1, static_cast<int>(vocab), params, step, nullptr, chosen, s));
+      }
+      ECR_CUDA_CHECK(cudaMemcpyAsync(b.pinned + k, chosen, sizeof(std::int32_t), cudaMemcpyDeviceToHost, s));
+    }
+    b.stream.synchronize();
+
+    std::vector<std::size_t> still;
+    for (std::size_t k = 0; k < running.size(); ++k) {
+      Slot& slot = slots[running[k]];
+      const std::int32_t token = b.pinned[k];
+      if (token < 0) fail<InputError>("generate: every token is banned");
+      slot.context += 1;
+      slot.feed.assign(1, token);
+      if (!accept_token(results[slot.request], token, requests[slot.request].options)) still.push_back(running[k]);
+    }
+    running = std::move(still);
+  }
+  return results;
 }
 
 }  // namespace ecr::cuda

@@ -10,6 +10,14 @@
 //
 // Context: when prompt + max_new_tokens exceeds n_positions, the prompt keeps its newest
 // n_positions - max_new_tokens tokens (max_new_tokens must be below n_positions).
+//
+// Batches: generate_batch() decodes several sequences together, each with its own prompt, prefix,
+// options (seed, stop tokens, processors, budget), keys/values and stop; every step feeds the
+// still-running sequences' new tokens through the model at once, so each weight matrix is read
+// once per step for all of them, and a sequence leaves the batch when it stops. Each sequence's
+// tokens and stop reason are those generate() gives it alone: the processors and the sampler's
+// generator are its own, and only the float rounding of the differently shaped GEMMs differs,
+// which changes a token only where two candidates tie to within that rounding.
 #pragma once
 
 #include <cstdint>
@@ -46,6 +54,27 @@ struct Generation {
 // Continues `prompt` (non-empty) after an optional prefix prompt (see Gpt2Model::start).
 Generation generate(const Gpt2Model& model, std::span<const std::int32_t> prompt, const GenerateOptions& options,
                     const Tensor& prefix = {});
+
+// One sequence of a batch. `prompt` is read during generate_batch() only; the caller owns it.
+struct GenerateRequest {
+  std::span<const std::int32_t> prompt;  // non-empty
+  Tensor prefix;                         // optional prefix prompt (undefined: none)
+  GenerateOptions options;
+};
+
+// One Generation per request, in order; request i's equals
+// generate(model, requests[i].prompt, requests[i].options, requests[i].prefix). Every request is
+// checked (InputError, ShapeError for a prefix) before any decoding starts.
+std::vector<Generation> generate_batch(const Gpt2Model& model, std::span<const GenerateRequest> requests);
+// The same options for every prompt; `prefixes` is empty (none) or one per prompt.
+std::vector<Generation> generate_batch(const Gpt2Model& model, std::span<const std::vector<std::int32_t>> prompts,
+                                       const GenerateOptions& options, std::span<const Tensor> prefixes = {});
+
+// The stop rule of every decoder (CPU, batched, device), applied to the token it has just
+// chosen: appends it to `generation`, streams it to options.on_token, and returns true when
+// decoding ends after it, with generation.reason saying why. The callback's verdict comes first,
+// then the stop tokens, then max_new_tokens.
+bool accept_token(Generation& generation, std::int32_t token, const GenerateOptions& options);
 
 // InputError naming the option when `options` asks for something impossible (a negative count,
 // top_p outside (0, 1], a non-positive penalty). generate() and the device decoder call it.

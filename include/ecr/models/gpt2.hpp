@@ -66,6 +66,9 @@ class Gpt2State {
   std::int64_t tokens(std::size_t b) const { return sequences_.at(b).tokens; }
   // Makes room for `more` tokens per sequence, so that feeding them allocates nothing.
   void reserve(std::int64_t more);
+  // Drops sequence b and its keys/values; later sequences move down one (a batch shrinks as its
+  // sequences finish).
+  void remove(std::size_t b);
 
  private:
   friend class Gpt2Model;

@@ -6,6 +6,8 @@
 //   Gpt2Session  one sequence's decoding: its own stream (and cuBLAS handle), KV cache, buffers
 //                and decode state, all on the device. One thread at a time.
 //
+// Batches: Gpt2Device::generate_batch decodes several sequences at once, each with its own cache.
+//
 // A forward pass is embed -> per layer (LayerNorm, QKV GEMM + bias, KV append, attention, proj
 // GEMM, residual + LayerNorm, MLP GEMM + bias + GELU, proj GEMM, residual + LayerNorm) -> LM head.
 // Kernels read the token count, cached keys and position from device memory, so generate()
@@ -28,6 +30,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ecr/core/tensor.hpp"
 #include "ecr/device/cuda.hpp"
@@ -61,6 +64,16 @@ class Gpt2Device {
   // fed. prefix: f32 (S, prefix_width()) read as (S, layer, key|value, head, head_dim), as
   // Gpt2Model::start takes it; undefined for none.
   Gpt2Session start(std::int64_t capacity, const Tensor& prefix = {}) const;
+
+  // Decodes several sequences together (ecr::generate_batch's requests; prefixes as start()
+  // takes them). Each step runs the running sequences' new tokens through every GEMM and the LM
+  // head as one batch; each sequence attends over its own KV cache and stops on its own (the
+  // shared stop rule, accept_token), and leaves the batch when it does. Request i's tokens and
+  // stop reason are those of start(prefix rows + prompt + max_new_tokens, prefix_i)
+  // .generate(prompt_i, options_i), for greedy and for seeded sampling alike (the same draws:
+  // the request's seed, its step, row 0), up to GEMM rounding where two candidates tie. No CUDA
+  // graph; its own stream, so threads may call it at once.
+  std::vector<Generation> generate_batch(std::span<const GenerateRequest> requests) const;
 
   struct Weights;  // the device tensors (defined in gpt2_cuda.cpp)
 
