@@ -10,6 +10,8 @@
 //                  and the steady rate between the first and the last token
 //   gpt2 batch     Gpt2Device::generate_batch: 8 greedy sequences with different prompts decoded
 //                  together (no CUDA graph), all new tokens / wall time, prefill included
+//   roberta        RobertaDevice::forward of a 12 x 768 RoBERTa (roberta-base's shape, random
+//                  weights) over a batch of 8 sequences of 64 to 128 tokens: wall time per batch
 //   rgcn           one R-GCN encode of a 31,162-entity KG (DBpedia subgraph of the ECR / UniCRS
 //                  ReDial setup) with random edges, 25 relations (UniCRS's 24 DBpedia relations +
 //                  self loop), 8 bases, d = 384; the CPU EntityEncoder on all cores for scale
@@ -35,6 +37,7 @@
 #include "ecr/models/entity_encoder.hpp"
 #include "ecr/models/entity_encoder_cuda.hpp"
 #include "ecr/models/gpt2_cuda.hpp"
+#include "ecr/models/roberta_cuda.hpp"
 
 namespace {
 
@@ -183,6 +186,63 @@ ecr::Bundle random_gpt2(int layers, int embd, int heads, int vocab, int position
   add("ln_f.weight", {d}, 0.1f, 1.0f);
   add("ln_f.bias", {d}, 0.05f);
   return ecr::Bundle::from_bytes(writer.bytes(), "random-gpt2", {.verify_checksums = false, .memory_map = false});
+}
+
+// A roberta-base-shaped encoder with random weights, as a bundle in memory.
+ecr::Bundle random_roberta(int layers, int hidden, int heads, int vocab, int positions) {
+  const json config{{"num_hidden_layers", layers}, {"num_attention_heads", heads}, {"hidden_size", hidden},
+                    {"intermediate_size", 4 * hidden}, {"max_position_embeddings", positions},
+                    {"type_vocab_size", 1}, {"vocab_size", vocab}, {"pad_token_id", 1}, {"hidden_act", "gelu"}};
+  ecr::BundleWriter writer(json{{"ecr_bundle", 1}, {"components", {{"text", {{"type", "roberta"}, {"config", config}}}}}});
+  std::mt19937 rng(3);
+  const auto add = [&](const std::string& name, ecr::Shape shape, float scale, float center = 0.0f) {
+    ecr::Tensor t = ecr::Tensor::empty(ecr::DType::f32, std::move(shape));
+    std::uniform_real_distribution<float> u(center - scale, center + scale);
+    for (float& x : t.span<float>()) x = u(rng);
+    writer.add("text/" + name, t);
+  };
+  const std::int64_t d = hidden;
+  const auto dense = [&](const std::string& prefix, std::int64_t in, std::int64_t out) {
+    add(prefix + ".weight", {out, in}, 0.05f);
+    add(prefix + ".bias", {out}, 0.02f);
+  };
+  const auto norm = [&](const std::string& prefix) {
+    add(prefix + ".weight", {d}, 0.1f, 1.0f);
+    add(prefix + ".bias", {d}, 0.05f);
+  };
+  add("embeddings.word_embeddings.weight", {vocab, d}, 0.05f);
+  add("embeddings.position_embeddings.weight", {positions, d}, 0.02f);
+  add("embeddings.token_type_embeddings.weight", {1, d}, 0.02f);
+  norm("embeddings.LayerNorm");
+  for (int l = 0; l < layers; ++l) {
+    const std::string p = "encoder.layer." + std::to_string(l) + ".";
+    for (const char* part : {"query", "key", "value"}) dense(p + "attention.self." + part, d, d);
+    dense(p + "attention.output.dense", d, d);
+    norm(p + "attention.output.LayerNorm");
+    dense(p + "intermediate.dense", d, 4 * d);
+    dense(p + "output.dense", 4 * d, d);
+    norm(p + "output.LayerNorm");
+  }
+  return ecr::Bundle::from_bytes(writer.bytes(), "random-roberta", {.verify_checksums = false, .memory_map = false});
+}
+
+json roberta_encode(const ecr::Bundle& bundle, ecr::DType storage, ecr::cuda::GemmMath math, int reps) {
+  const ecr::cuda::RobertaDevice model = ecr::cuda::RobertaDevice::load(bundle, "text", {storage, math});
+  std::mt19937 rng(4);
+  std::vector<std::vector<std::int32_t>> batch(8);
+  std::int64_t tokens = 0;
+  for (std::size_t b = 0; b < batch.size(); ++b) {
+    batch[b].resize(64 + 8 * b);
+    for (auto& t : batch[b]) t = std::uniform_int_distribution<std::int32_t>(3, 50000)(rng);
+    tokens += static_cast<std::int64_t>(batch[b].size());
+  }
+  ecr::cuda::Stream stream;
+  const double ms = median_wall_ms(reps, [&] { model.forward(stream, batch); });
+  return {{"storage", std::string(ecr::dtype_name(storage))},
+          {"math", math == ecr::cuda::GemmMath::exact ? "exact" : "tensor_cores"},
+          {"batch", static_cast<int>(batch.size())},
+          {"tokens", tokens},
+          {"ms", ms}};
 }
 
 json gpt2_decode(const ecr::Bundle& bundle, ecr::DType storage, ecr::cuda::GemmMath math, int prompt_tokens,
@@ -354,6 +414,11 @@ int main(int argc, char** argv) {
   result["gpt2_generate_batch"] = json::array(
       {gpt2_generate_batch(bundle, ecr::DType::f32, ecr::cuda::GemmMath::exact, 8, prompt_tokens, new_tokens, reps)});
 
+  const ecr::Bundle roberta = random_roberta(12, 768, 12, 50265, 514);
+  result["roberta_encode"] = json::array({roberta_encode(roberta, ecr::DType::f32, ecr::cuda::GemmMath::exact, reps),
+                                          roberta_encode(roberta, ecr::DType::f16, ecr::cuda::GemmMath::tensor_cores,
+                                                         reps)});
+
   const Graph kg = random_kg(31162, 25, edges);
   result["rgcn"] = json::array({rgcn(kg, 384, 8, ecr::DType::f32, ecr::cuda::GemmMath::exact, 10),
                                 rgcn(kg, 384, 8, ecr::DType::f16, ecr::cuda::GemmMath::tensor_cores, 10)});
@@ -377,6 +442,10 @@ int main(int argc, char** argv) {
     std::printf("| GPT-2 12x768 greedy, generate_batch of %d, %s %s, %d + %d tokens each | %.0f tokens/s |\n",
                 g["batch"].get<int>(), g["storage"].get<std::string>().c_str(), g["math"].get<std::string>().c_str(),
                 g["prompt"].get<int>(), g["new_tokens"].get<int>(), g["tokens_per_s"].get<double>());
+  for (const json& r : result["roberta_encode"])
+    std::printf("| RoBERTa 12x768 encode, batch %d, %lld tokens, %s %s | %.2f ms |\n", r["batch"].get<int>(),
+                static_cast<long long>(r["tokens"].get<std::int64_t>()), r["storage"].get<std::string>().c_str(),
+                r["math"].get<std::string>().c_str(), r["ms"].get<double>());
   for (const json& r : result["rgcn"]) {
     std::printf("| R-GCN encode, %lld nodes, %lld edges, R %lld, B %lld, d %lld, %s %s | %.2f ms |\n",
                 static_cast<long long>(r["nodes"].get<std::int64_t>()), static_cast<long long>(r["edges"].get<std::int64_t>()),

@@ -34,9 +34,8 @@ __global__ void bias_activation_kernel(T* y, const float* bias, std::int64_t tot
 
 template <class T, Activation A>
 cudaError_t launch(T* y, const float* bias, std::int64_t total, int cols, cudaStream_t stream) {
-  constexpr int kThreads = 256;
-  const unsigned blocks = static_cast<unsigned>(std::min<std::int64_t>((total + kThreads - 1) / kThreads, 65536));
-  bias_activation_kernel<T, A><<<blocks, kThreads, 0, stream>>>(y, bias, total, cols);
+  const unsigned blocks = std::min(ceil_div(total, kElementwiseThreads), kMaxGridBlocks);
+  bias_activation_kernel<T, A><<<blocks, kElementwiseThreads, 0, stream>>>(y, bias, total, cols);
   return cudaGetLastError();
 }
 

@@ -8,9 +8,11 @@
 
 #include <cstdint>
 
+#include "ecr/nn/activation.hpp"
+
 namespace ecr::kernels {
 
-enum class Activation : int { none, relu, gelu_tanh, gelu_erf };
+using nn::Activation;
 
 // y = act(y + bias), in place; bias may be null.
 template <class T>

@@ -22,11 +22,11 @@ namespace ecr::kernels {
 
 namespace {
 
-constexpr int kWarps = 4;
-constexpr int kThreads = kWarps * 32;
-constexpr int kGroup = 32;                   // keys per warp step
-constexpr int kPerLane = kMaxHeadDim / 32;   // output columns per lane
-constexpr int kTileQueries = 16;             // prefill queries per block
+constexpr int kWarps = kAttentionWarps;
+constexpr int kThreads = kWarps * kWarpSize;
+constexpr int kGroup = kWarpSize;                 // keys per warp step
+constexpr int kPerLane = kMaxHeadDim / kWarpSize;  // output columns per lane
+constexpr int kTileQueries = kPrefillTileQueries;  // prefill queries per block
 constexpr int kQueriesPerWarp = kTileQueries / kWarps;
 
 // Shared-memory row stride for staged keys: odd, so lane j reading row j hits bank (j * s + c) % 32,
@@ -81,7 +81,8 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(AttentionParams<T> p)
   const int rows = min(kTileQueries, count - first);
   const std::int64_t past = p.past[b];
   const std::int64_t row0 = static_cast<std::int64_t>(p.q_start[b]) + first;
-  const std::int64_t keys = past + first + rows;  // what the tile's last query sees
+  // What the tile's last query sees.
+  const std::int64_t keys = p.causal ? past + first + rows : past + count;
   const std::int64_t kv_offset = static_cast<std::int64_t>(b) * p.kv_seq_stride + h * p.kv_head_stride;
   const T* kb = p.k + kv_offset;
   const T* vb = p.v + kv_offset;
@@ -112,7 +113,8 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(AttentionParams<T> p)
 #pragma unroll
     for (int i = 0; i < kQueriesPerWarp; ++i) {
       const int r = warp * kQueriesPerWarp + i;
-      const std::int64_t visible = past + first + r + 1;  // this query sees keys [0, visible)
+      // This query sees keys [0, visible).
+      const std::int64_t visible = p.causal ? past + first + r + 1 : past + count;
       if (r >= rows || base >= visible) continue;         // warp-uniform
       float s = -INFINITY;
       if (lane < n && base + lane < visible) s = dot(qs + r * hd, kc + lane * ks, hd) * p.scale;
@@ -300,7 +302,7 @@ cudaError_t allow_shared_memory(Kernel kernel, std::size_t bytes) {
 }  // namespace
 
 DecodeSplit plan_decode(int batch, int heads, std::int64_t max_keys, int multiprocessors) {
-  constexpr std::int64_t kBlockKeys = kWarps * kGroup;
+  constexpr std::int64_t kBlockKeys = kDecodeKeysPerBlock;
   max_keys = std::max<std::int64_t>(max_keys, 1);
   const std::int64_t pairs = std::max<std::int64_t>(static_cast<std::int64_t>(batch) * heads, 1);
   const std::int64_t wanted = (2 * static_cast<std::int64_t>(std::max(multiprocessors, 1)) + pairs - 1) / pairs;
@@ -351,7 +353,7 @@ cudaError_t append_kv(const T* keys, const T* values, std::int64_t src_stride, T
                       int head_dim, const std::int32_t* q_start, const std::int32_t* q_count,
                       const std::int32_t* past, int batch, int max_queries, cudaStream_t stream) {
   if (max_queries <= 0 || batch <= 0) return cudaSuccess;
-  append_kv_kernel<T><<<dim3(max_queries, batch), 256, 0, stream>>>(keys, values, src_stride, k_cache, v_cache,
+  append_kv_kernel<T><<<dim3(max_queries, batch), kElementwiseThreads, 0, stream>>>(keys, values, src_stride, k_cache, v_cache,
                                                                      seq_stride, head_stride, capacity, heads,
                                                                      head_dim, q_start, q_count, past);
   return cudaGetLastError();

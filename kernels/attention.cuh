@@ -14,18 +14,20 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
+
+#include "limits.hpp"
 
 namespace ecr::kernels {
-
-// Head dimensions up to this are supported (GPT-2, DialoGPT and RoBERTa use 64).
-inline constexpr int kMaxHeadDim = 128;
 
 // One layer's attention over a batch. Sequence b's queries are rows q_start[b] ..
 // q_start[b] + q_count[b] - 1 of q (rows q_stride apart, head h at columns h * head_dim); its
 // outputs go to the same rows of out (out_stride apart). Its keys for head h are rows of
 // head_dim elements starting at k + b * kv_seq_stride + h * kv_head_stride (values likewise in v).
-// Query i of sequence b sees keys [0, past[b] + i]. The three arrays live in device memory, so a
-// captured CUDA graph can advance them between replays.
+// Causal (GPT-2): query i of sequence b sees keys [0, past[b] + i]. Not causal (RoBERTa's
+// bidirectional encoder): every query of sequence b sees keys [0, past[b] + q_count[b]), so a
+// sequence attends to all of its own tokens and never to another's padding. The three arrays
+// live in device memory, so a captured CUDA graph can advance them between replays.
 template <class T>
 struct AttentionParams {
   const T* q = nullptr;
@@ -43,25 +45,34 @@ struct AttentionParams {
   int heads = 0;
   int head_dim = 0;
   float scale = 1.0f;
+  bool causal = true;
 };
 
-// Prefill: up to max_queries queries per sequence, each block a tile of 16 queries of one head.
+// Passed by value as a kernel argument: a plain bit copy of the host struct.
+static_assert(std::is_trivially_copyable_v<AttentionParams<float>> && std::is_standard_layout_v<AttentionParams<float>>);
+static_assert(std::is_trivially_copyable_v<AttentionParams<__half>> && std::is_standard_layout_v<AttentionParams<__half>>);
+static_assert(std::is_trivially_copyable_v<AttentionParams<__nv_bfloat16>> &&
+              std::is_standard_layout_v<AttentionParams<__nv_bfloat16>>);
+
+// Prefill: up to max_queries queries per sequence, each block a tile of kPrefillTileQueries
+// queries of one head; causal or not as p.causal says.
 template <class T>
 [[nodiscard]] cudaError_t attention_prefill(const AttentionParams<T>& p, int max_queries, cudaStream_t stream);
 
 // How decode splits the keys: `splits` blocks per (sequence, head), each over keys_per_split keys
 // (the last one also takes any keys beyond splits * keys_per_split, so none is ever dropped).
 struct DecodeSplit {
-  int keys_per_split = 128;
+  int keys_per_split = kDecodeKeysPerBlock;
   int splits = 1;
 };
+static_assert(std::is_trivially_copyable_v<DecodeSplit>);
 // Enough blocks to fill `multiprocessors` SMs about twice for contexts up to max_keys keys.
 DecodeSplit plan_decode(int batch, int heads, std::int64_t max_keys, int multiprocessors);
 // Floats of workspace attention_decode needs (partial maxima, sums and outputs per split).
 std::size_t decode_workspace_floats(int batch, int heads, DecodeSplit split, int head_dim);
 
 // Decode: one query per sequence, row q_start[b]; it sees past[b] + 1 keys (its own already
-// appended). q_count is not read. `workspace` may be null when split.splits == 1.
+// appended). q_count and causal are not read. `workspace` may be null when split.splits == 1.
 template <class T>
 [[nodiscard]] cudaError_t attention_decode(const AttentionParams<T>& p, DecodeSplit split, float* workspace,
                                            cudaStream_t stream);

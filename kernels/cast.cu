@@ -1,5 +1,7 @@
 #include "cast.cuh"
 
+#include <algorithm>
+
 #include "common.cuh"
 
 namespace ecr::kernels {
@@ -18,8 +20,8 @@ __global__ void cast_kernel(const From* in, To* out, std::int64_t n) {
 template <class From, class To>
 cudaError_t cast(const From* in, To* out, std::int64_t n, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
-  const std::int64_t blocks = (n + 255) / 256;
-  cast_kernel<From, To><<<static_cast<unsigned>(blocks < 65536 ? blocks : 65536), 256, 0, stream>>>(in, out, n);
+  const unsigned blocks = std::min(ceil_div(n, kElementwiseThreads), kMaxGridBlocks);
+  cast_kernel<From, To><<<blocks, kElementwiseThreads, 0, stream>>>(in, out, n);
   return cudaGetLastError();
 }
 

@@ -10,6 +10,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "limits.hpp"
+
 namespace ecr::kernels {
 
 inline constexpr unsigned kFullMask = 0xffffffffu;

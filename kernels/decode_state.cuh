@@ -5,7 +5,9 @@
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 namespace ecr::kernels {
 
@@ -17,6 +19,13 @@ struct DecodeState {
   std::int32_t step = 0;      // tokens generated so far: the sampler's draw and the output slot
   std::int32_t context = 0;   // tokens in the context buffer (prompt + generated)
 };
+
+// Host code copies DecodeState byte for byte into device memory that kernels read as this struct.
+static_assert(std::is_trivially_copyable_v<DecodeState> && std::is_standard_layout_v<DecodeState>);
+static_assert(sizeof(DecodeState) == 6 * sizeof(std::int32_t) && alignof(DecodeState) == alignof(std::int32_t));
+static_assert(offsetof(DecodeState, q_start) == 0 && offsetof(DecodeState, q_count) == 4 &&
+              offsetof(DecodeState, past) == 8 && offsetof(DecodeState, position) == 12 &&
+              offsetof(DecodeState, step) == 16 && offsetof(DecodeState, context) == 20);
 
 // After a step has chosen `*token`: it becomes the next step's single input (ids[0]), joins the
 // context and the generated tokens, and the state advances past the tokens just fed. Writes

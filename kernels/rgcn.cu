@@ -5,6 +5,8 @@
 // load balanced without a segmented scan.
 #include "rgcn.cuh"
 
+#include <algorithm>
+
 #include "common.cuh"
 
 namespace ecr::kernels {
@@ -77,8 +79,8 @@ template <class T>
 cudaError_t broadcast_row(const float* row, T* y, std::int64_t rows, int cols, cudaStream_t stream) {
   const std::int64_t total = rows * cols;
   if (total == 0) return cudaSuccess;
-  const unsigned blocks = total / 256 + 1 < 65536 ? static_cast<unsigned>(total / 256 + 1) : 65536u;
-  broadcast_kernel<T><<<blocks, 256, 0, stream>>>(row, y, total, cols);
+  const unsigned blocks = std::min(ceil_div(total, kElementwiseThreads), kMaxGridBlocks);
+  broadcast_kernel<T><<<blocks, kElementwiseThreads, 0, stream>>>(row, y, total, cols);
   return cudaGetLastError();
 }
 

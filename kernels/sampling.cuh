@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 namespace ecr::kernels {
 
@@ -21,6 +22,8 @@ struct SamplingParams {
   float top_p = 1.0f;        // (0, 1]
   std::uint64_t seed = 0;
 };
+// Passed by value as a kernel argument.
+static_assert(std::is_trivially_copyable_v<SamplingParams> && std::is_standard_layout_v<SamplingParams>);
 
 // out[r] = first index of the maximum of row r of logits (rows, vocab); 0 for a row of -inf.
 [[nodiscard]] cudaError_t argmax_rows(const float* logits, std::int64_t rows, int vocab, std::int32_t* out,

@@ -21,11 +21,11 @@
 #include "ecr/models/generate_cuda.hpp"
 #include "ecr/models/prompt_encoder_cuda.hpp"
 #include "ecr/nn/attention.hpp"
-#include "ecr/nn/attention_cuda.hpp"
+#include "nn/attention_cuda.hpp"
 #include "ecr/nn/linear.hpp"
 #include "ecr/nn/linear_cuda.hpp"
 #include "ecr/nn/ops.hpp"
-#include "ecr/nn/ops_cuda.hpp"
+#include "nn/ops_cuda.hpp"
 
 using namespace ecr;
 using namespace ecr::test;
@@ -91,27 +91,34 @@ TEST_CASE("cuda kernels: layer norm and residual layer norm match nn::layer_norm
                   ShapeError);
 }
 
-TEST_CASE("cuda kernels: bias + GELU (tanh and erf) and ReLU match the CPU epilogue") {
+// Every value of the one Activation enum, through the device epilogue and through a device
+// Linear, against nn::activate: a value that reached the kernel as another form fails here.
+TEST_CASE("cuda kernels: bias + every activation matches the CPU epilogue") {
   ECR_REQUIRE_GPU();
   std::mt19937 rng(2);
   cuda::Stream stream;
-  const std::pair<cuda::Activation, nn::Activation> forms[] = {{cuda::Activation::none, nn::Activation::none},
-                                                                {cuda::Activation::gelu_tanh, nn::Activation::gelu_tanh},
-                                                                {cuda::Activation::gelu_erf, nn::Activation::gelu_erf},
-                                                                {cuda::Activation::relu, nn::Activation::none}};
   for (const DType st : kStorages)
     for (const auto& [rows, cols] : std::vector<std::pair<int, int>>{{1, 80}, {5, 3072}})
-      for (const auto& [device_form, cpu_form] : forms) {
-        INFO("storage " << name_of(st) << ", " << rows << " x " << cols << ", form " << static_cast<int>(device_form));
+      for (const nn::Activation form : nn::kActivations) {
+        INFO("storage " << name_of(st) << ", " << rows << " x " << cols << ", " << nn::activation_name(form));
         const Tensor y = rounded(random_tensor({rows, cols}, rng, 4.0f), st);
         const Tensor bias = random_tensor({cols}, rng, 0.5f);
         Tensor expected = add_rows(y, bias);
-        nn::activate(cpu_form, expected.matrix<float>());
-        if (device_form == cuda::Activation::relu) expected.vector<float>() = expected.vector<float>().cwiseMax(0.0f);
+        nn::activate(form, expected.matrix<float>());
         const Tensor dy = device(y, st, stream);
-        cuda::bias_activation(stream, dy, cuda::upload(bias, stream), device_form);
+        cuda::bias_activation(stream, dy, cuda::upload(bias, stream), form);
         ECR_CHECK_CLOSE(cuda::download(dy, stream), expected, tolerance(st));
       }
+  for (const nn::Activation form : nn::kActivations) {
+    INFO("linear, " << nn::activation_name(form));
+    const nn::Linear layer{random_tensor({24, 16}, rng, 0.5f), random_tensor({24}, rng, 0.5f)};
+    const Tensor x = random_tensor({3, 16}, rng, 2.0f);
+    Tensor expected = Tensor::empty(DType::f32, {3, 24});
+    nn::linear(x.matrix<float>(), layer, expected.matrix<float>(), pool(), form);
+    Tensor dy = cuda::empty_device(DType::f32, {3, 24});
+    cuda::linear(stream, cuda::upload(x, stream), cuda::Linear::upload(layer, stream), dy, form);
+    ECR_CHECK_CLOSE(cuda::download(dy, stream), expected, 1e-4f);
+  }
 }
 
 TEST_CASE("cuda kernels: row softmax with per-row lengths matches nn::softmax_rows") {
@@ -197,7 +204,7 @@ TEST_CASE("cuda kernels: cuBLAS linear layers and transposed GEMMs match nn::lin
         const cuda::Linear dlayer = cuda::Linear::upload(layer, stream, st);
         const Tensor dx = device(x, st, stream);
         const Tensor dy = cuda::empty_device(st, {s.m, s.n});
-        cuda::linear(stream, dx, dlayer, dy, cuda::Activation::gelu_tanh, false, math);
+        cuda::linear(stream, dx, dlayer, dy, nn::Activation::gelu_tanh, false, math);
         ECR_CHECK_CLOSE(cuda::download(dy, stream), expected, tol);
 
         // y += x W^T + b: the residual form.
@@ -205,7 +212,7 @@ TEST_CASE("cuda kernels: cuBLAS linear layers and transposed GEMMs match nn::lin
         Tensor accumulated = y0.clone();
         nn::linear(x.matrix<float>(), layer, accumulated.matrix<float>(), pool(), nn::Activation::none, true);
         const Tensor dacc = device(y0, st, stream);
-        cuda::linear(stream, dx, dlayer, dacc, cuda::Activation::none, true, math);
+        cuda::linear(stream, dx, dlayer, dacc, nn::Activation::none, true, math);
         ECR_CHECK_CLOSE(cuda::download(dacc, stream), accumulated, tol);
 
         // C = A^T B and C = A B with an f32 output from half operands.
@@ -235,7 +242,8 @@ struct AttentionCase {
   std::vector<std::int32_t> count, past;
 };
 
-// out (rows, heads * head_dim) = nn::attend per (sequence, head) over the cache's first past + count keys.
+// out (rows, heads * head_dim) = nn::attend per (sequence, head) over the cache's first past + count keys,
+// causally or not as batch.causal says.
 Tensor cpu_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const cuda::AttentionBatch& batch,
                      int heads, int hd, float scale) {
   const std::int64_t capacity = k_cache.dim(2);
@@ -250,7 +258,7 @@ Tensor cpu_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
                  nn::ConstMap(k_cache.data<float>() + block, keys, hd, Eigen::OuterStride<>(hd)),
                  nn::ConstMap(v_cache.data<float>() + block, keys, hd, Eigen::OuterStride<>(hd)),
                  nn::MutableMap(out.data<float>() + batch.q_start[b] * width + h * hd, n, hd, Eigen::OuterStride<>(width)),
-                 scale, batch.past[b]);
+                 scale, batch.causal ? std::optional<std::int64_t>(batch.past[b]) : std::nullopt);
     }
   return out;
 }
@@ -267,7 +275,7 @@ cuda::AttentionBatch batch_of(const AttentionCase& c) {
 
 }  // namespace
 
-TEST_CASE("cuda attention: prefill with prefix keys and per-sequence lengths matches nn::attend") {
+TEST_CASE("cuda attention: prefill (causal and bidirectional) with prefix keys and per-sequence lengths matches nn::attend") {
   ECR_REQUIRE_GPU();
   std::mt19937 rng(6);
   cuda::Stream stream;
@@ -307,10 +315,16 @@ TEST_CASE("cuda attention: prefill with prefix keys and per-sequence lengths mat
       CHECK(relative_error(cuda::download(dk, stream), k_cache) == 0.0f);
       CHECK(relative_error(cuda::download(dv, stream), v_cache) == 0.0f);
 
-      const Tensor expected = cpu_attention(q, k_cache, v_cache, batch, c.heads, c.head_dim, scale);
-      const Tensor out = cuda::empty_device(st, {rows, width});
-      cuda::attention_prefill(stream, device(q, st, stream), dk, dv, batch, out, scale);
-      ECR_CHECK_CLOSE(cuda::download(out, stream), expected, tolerance(st));
+      // Bidirectional (RoBERTa): every query of a sequence sees all of its keys, none of another's.
+      for (const bool causal : {true, false}) {
+        INFO("causal " << causal);
+        cuda::AttentionBatch masked = batch;
+        masked.causal = causal;
+        const Tensor expected = cpu_attention(q, k_cache, v_cache, masked, c.heads, c.head_dim, scale);
+        const Tensor out = cuda::empty_device(st, {rows, width});
+        cuda::attention_prefill(stream, device(q, st, stream), dk, dv, masked, out, scale);
+        ECR_CHECK_CLOSE(cuda::download(out, stream), expected, tolerance(st));
+      }
     }
 }
 

@@ -2,6 +2,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <random>
 #include <thread>
 
@@ -65,6 +66,33 @@ TEST_CASE("ops: gelu (tanh and erf) match the definitions") {
   }
   CHECK(max_abs(nn::view(t), expect_tanh) < 2e-6f);
   CHECK(max_abs(nn::view(e), expect_erf) < 2e-6f);
+}
+
+// One enum serves the CPU, the device wrappers and the kernels; each value must keep its own
+// formula (a conversion once turned `none` into gelu_tanh).
+TEST_CASE("ops: every activation value applies its own formula") {
+  Tensor x = Tensor::empty(DType::f32, {1, 401});
+  for (int i = 0; i < 401; ++i) nn::view(x)(0, i) = -4.0f + 0.02f * static_cast<float>(i);
+  for (const nn::Activation a : nn::kActivations) {
+    INFO("activation " << nn::activation_name(a));
+    Tensor y = x.clone();
+    nn::activate(a, nn::view(y));
+    std::vector<double> expected;
+    for (int i = 0; i < 401; ++i) {
+      const double v = nn::view(x)(0, i);
+      switch (a) {
+        case nn::Activation::none: expected.push_back(v); break;
+        case nn::Activation::relu: expected.push_back(v > 0 ? v : 0.0); break;
+        case nn::Activation::gelu_tanh:
+          expected.push_back(0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v))));
+          break;
+        case nn::Activation::gelu_erf: expected.push_back(0.5 * v * (1 + std::erf(v / std::sqrt(2.0)))); break;
+      }
+    }
+    CHECK(max_abs(nn::view(y), expected) < 2e-6f);
+  }
+  CHECK(nn::activation_name(nn::Activation::none) == "none");
+  CHECK(std::size(nn::kActivations) == 4);
 }
 
 TEST_CASE("ops: softmax over the valid prefix of each row") {

@@ -3,8 +3,9 @@
 #   1. checks the build's Debian packages and installs missing ones with apt-get when it can;
 #   2. builds the CUDA tests and benchmark only (Release, -DECR_NATIVE=ON, the GPU's own
 #      architecture, -j16);
-#   3. runs `ctest -R cuda` (every kernel against its CPU twin, the device GPT-2 against the CPU one);
-#   4. runs benchmarks/bench_cuda (decode tokens/s, attention bandwidth, R-GCN encode);
+#   3. runs `ctest -R cuda` (every kernel against its CPU twin, the device GPT-2 and RoBERTa against
+#      the CPU ones, device top-k against the CPU ranking);
+#   4. runs benchmarks/bench_cuda (decode tokens/s, attention bandwidth, R-GCN encode, RoBERTa encode);
 #   5. runs tools/gpu_compare.py (HF generate and PyG RGCNConv on the same card) and writes the
 #      table to $OUT/gpu-results.md and stdout.
 # Every step's log goes to $OUT (default: ./gpu-out). A failing step is reported in the table and
@@ -54,7 +55,7 @@ cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DECR_
       -DCMAKE_CUDA_COMPILER="$nvcc" -DCMAKE_CUDA_ARCHITECTURES="$cap" -DECR_BUILD_TESTS=ON \
       -DECR_BUILD_BENCHMARKS=$benchmarks -DECR_BUILD_EXAMPLES=OFF >"$out/configure.log" 2>&1 \
   || note "configure FAILED (configure.log)"
-targets=(test_cuda_kernels test_cuda_gpt2 test_cuda_device)
+targets=(test_cuda_kernels test_cuda_gpt2 test_cuda_roberta test_cuda_device)
 [ "$benchmarks" = ON ] && targets+=(bench_cuda)
 note "building ${targets[*]}"
 if timeout "$(budget 330)" cmake --build "$build" -j16 --target "${targets[@]}" >"$out/build.log" 2>&1; then
@@ -67,9 +68,9 @@ if [ "$benchmarks" = OFF ] && [ -f "$build/src/libecr.a" ]; then
   # Without Google Benchmark the benchmarks folder is off; link bench_cuda by hand instead.
   note "building bench_cuda by hand (no libbenchmark-dev)"
   cuda_lib="$(dirname "$(dirname "$nvcc")")/lib64"
-  if g++ -O2 -std=c++20 -march=native -DECR_WITH_CUDA=1 -DECR_WITH_CUDNN=1 -I"$root/include" -I"$root/kernels" \
+  if g++ -O2 -std=c++20 -march=native -DECR_WITH_CUDA=1 -I"$root/include" -I"$root/kernels" \
        -I"$(dirname "$(dirname "$nvcc")")/include" -I/usr/include/eigen3 "$root/benchmarks/bench_cuda.cpp" \
-       "$build/src/libecr.a" -L"$cuda_lib" -lcublas -lcudnn -lcudart -lfmt -lzstd -lz -pthread \
+       "$build/src/libecr.a" -L"$cuda_lib" -lcublas -lcudart -lfmt -lzstd -lz -pthread \
        -o "$out/bench_cuda" >>"$out/build.log" 2>&1; then
     bench="$out/bench_cuda"
   else

@@ -1,12 +1,9 @@
-// Error checks after every CUDA, cuBLAS and cuDNN call and every kernel launch: a failure
+// Error checks after every CUDA and cuBLAS call and every kernel launch: a failure
 // becomes a DeviceError naming the call, the file and the line, never a silent wrong result.
 #pragma once
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
-#ifdef ECR_WITH_CUDNN
-#include <cudnn.h>
-#endif
 
 #include "ecr/core/error.hpp"
 
@@ -23,13 +20,6 @@ inline void check(cublasStatus_t status, const char* call, const char* file, int
     fail<DeviceError>("{} failed at {}:{}: cuBLAS status {} ({})", call, file, line, static_cast<int>(status),
                       cublasGetStatusString(status));
 }
-
-#ifdef ECR_WITH_CUDNN
-inline void check(cudnnStatus_t status, const char* call, const char* file, int line) {
-  if (status != CUDNN_STATUS_SUCCESS)
-    fail<DeviceError>("{} failed at {}:{}: {}", call, file, line, cudnnGetErrorString(status));
-}
-#endif
 
 }  // namespace ecr::cuda::detail
 

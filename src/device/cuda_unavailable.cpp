@@ -24,7 +24,6 @@ Stream::~Stream() = default;
 void Stream::synchronize() {}
 void* Stream::native() const { return nullptr; }
 void* Stream::cublas() const { return nullptr; }
-void* Stream::cudnn() const { return nullptr; }
 
 }  // namespace ecr::cuda
 

@@ -74,9 +74,6 @@ Tensor to_host(const Tensor& device) {
 struct Stream::Impl {
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
-#ifdef ECR_WITH_CUDNN
-  cudnnHandle_t cudnn = nullptr;
-#endif
 };
 
 Stream::Stream() : impl_(std::make_unique<Impl>()) {
@@ -86,17 +83,10 @@ Stream::Stream() : impl_(std::make_unique<Impl>()) {
   ECR_CUDA_CHECK(cublasSetStream(impl_->cublas, impl_->stream));
   // fp32 GEMMs stay exact fp32 (no TF32) unless a caller opts into tensor-core math: parity first.
   ECR_CUDA_CHECK(cublasSetMathMode(impl_->cublas, CUBLAS_PEDANTIC_MATH));
-#ifdef ECR_WITH_CUDNN
-  ECR_CUDA_CHECK(cudnnCreate(&impl_->cudnn));
-  ECR_CUDA_CHECK(cudnnSetStream(impl_->cudnn, impl_->stream));
-#endif
 }
 
 Stream::~Stream() {
   if (!impl_) return;
-#ifdef ECR_WITH_CUDNN
-  if (impl_->cudnn) cudnnDestroy(impl_->cudnn);
-#endif
   if (impl_->cublas) cublasDestroy(impl_->cublas);
   if (impl_->stream) cudaStreamDestroy(impl_->stream);
 }
@@ -104,12 +94,5 @@ Stream::~Stream() {
 void Stream::synchronize() { ECR_CUDA_CHECK(cudaStreamSynchronize(impl_->stream)); }
 void* Stream::native() const { return impl_->stream; }
 void* Stream::cublas() const { return impl_->cublas; }
-void* Stream::cudnn() const {
-#ifdef ECR_WITH_CUDNN
-  return impl_->cudnn;
-#else
-  return nullptr;
-#endif
-}
 
 }  // namespace ecr::cuda

@@ -2,17 +2,18 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "../device/tensor_cuda.hpp"
 #include "../nn/gemm_cuda.hpp"
+#include "../nn/ops_cuda.hpp"
 #include "activation.cuh"
 #include "attention.cuh"
 #include "decode_state.cuh"
 #include "ecr/device/transfer_cuda.hpp"
-#include "ecr/nn/ops_cuda.hpp"
 #include "ecr/nn/weights.hpp"
 #include "embedding.cuh"
 #include "layer_norm.cuh"
@@ -113,13 +114,11 @@ GraphKey key_of(const GenerateOptions& o) {
   return {o.temperature, o.top_k, o.top_p, o.seed, o.repetition_penalty, o.no_repeat_ngram_size};
 }
 
-
-kernels::Activation kernel_activation(nn::Activation a) {
-  return a == nn::Activation::gelu_erf ? kernels::Activation::gelu_erf : kernels::Activation::gelu_tanh;
-}
-
 constexpr std::size_t kBlasWorkspaceBytes = 32u << 20;  // cuBLAS's recommendation for Hopper
 constexpr std::int64_t kStateInts = 8;                  // DecodeState, padded
+static_assert(sizeof(kernels::DecodeState) <= kStateInts * sizeof(std::int32_t));
+// set_state writes the first four fields alone: they must be the struct's first four ints.
+static_assert(offsetof(kernels::DecodeState, position) == 3 * sizeof(std::int32_t));
 
 // Writes a prefix prompt's rows, (S, layer, key|value, head, head_dim) f32 on the host, into the
 // first S rows of a cache laid out [layer][key|value][head][capacity][head_dim] in `storage`.
@@ -178,7 +177,7 @@ void enqueue_layers(const Gpt2Device::Weights& w, cublasHandle_t blas, cudaStrea
     detail::gemm(blas, false, true, n, 3 * d, d, 1.0f, a.normed, d, layer.c_attn.weight.raw(), d, st, 0.0f, a.qkv, 3 * d,
                  st, math);
     ECR_CUDA_CHECK(kernels::bias_activation<T>(a.qkv, ptr<float>(layer.c_attn.bias), n, 3 * dn,
-                                               kernels::Activation::none, s));
+                                               nn::Activation::none, s));
     attend(l);
     detail::gemm(blas, false, true, n, d, d, 1.0f, a.attn, d, layer.c_proj.weight.raw(), d, st, 0.0f, a.proj, d, st,
                  math);
@@ -188,7 +187,7 @@ void enqueue_layers(const Gpt2Device::Weights& w, cublasHandle_t blas, cudaStrea
     detail::gemm(blas, false, true, n, inner, d, 1.0f, a.normed, d, layer.c_fc.weight.raw(), d, st, 0.0f, a.mlp, inner,
                  st, math);
     ECR_CUDA_CHECK(kernels::bias_activation<T>(a.mlp, ptr<float>(layer.c_fc.bias), n, static_cast<int>(inner),
-                                               kernel_activation(c.activation), s));
+                                               c.activation, s));
     detail::gemm(blas, false, true, n, d, inner, 1.0f, a.mlp, inner, layer.mlp_proj.weight.raw(), inner, st, 0.0f,
                  a.proj, d, st, math);
     // The residual, then the next layer's ln_1 (or ln_f after the last layer).
@@ -298,7 +297,9 @@ Gpt2Session::Impl::Impl(std::shared_ptr<const Gpt2Device::Weights> weights, std:
   step_logits = empty_device(DType::f32, {1, c.vocab_size}, "logits");
   graph_split = kernels::plan_decode(1, static_cast<int>(heads), capacity, multiprocessors);
   // Any plan for at most `capacity` keys uses at most this many splits.
-  const kernels::DecodeSplit widest{128, static_cast<int>((capacity + 127) / 128)};
+  const kernels::DecodeSplit widest{kernels::kDecodeKeysPerBlock,
+                                    static_cast<int>((capacity + kernels::kDecodeKeysPerBlock - 1) /
+                                                     kernels::kDecodeKeysPerBlock)};
   split_workspace = empty_device(
       DType::f32,
       {static_cast<std::int64_t>(std::max<std::size_t>(

@@ -3,8 +3,8 @@
 #include <vector>
 
 #include "../device/tensor_cuda.hpp"
+#include "../nn/ops_cuda.hpp"
 #include "ecr/device/transfer_cuda.hpp"
-#include "ecr/nn/ops_cuda.hpp"
 #include "emotion_fusion.cuh"
 
 namespace ecr::cuda {
@@ -41,7 +41,7 @@ Tensor token_entity_attention(Stream& stream, PromptKind kind, const Tensor& tok
   if (n == 0 || count == 0) return p;
   const float scale = 1.0f / static_cast<float>(h);  // KGPrompt scales by 1/H, not 1/sqrt(H)
   const Tensor query = empty_device(tokens.dtype(), {n, h}, "cross attention");
-  linear(stream, tokens, cross_attn, query, Activation::none, false, math);
+  linear(stream, tokens, cross_attn, query, nn::Activation::none, false, math);
   if (rec) {
     // Each entity attends over the tokens: the rows of A^T = Ek query^T.
     const Tensor weights = empty_device(tokens.dtype(), {count, n}, "token weights");
@@ -129,9 +129,9 @@ Tensor EmotionFusion::forward(Stream& stream, const Tensor& local, std::span<con
   const Tensor hidden = empty_device(storage_, {rows_out, hidden_}, "fusion hidden");
   const Tensor widened = empty_device(storage_, {rows_out, hidden_ + emotion_dim_}, "fusion output");
   Tensor fused = empty_device(storage_, {rows_out, hidden_}, "fused entities");
-  linear(stream, joined, fuse1_first_, hidden, Activation::relu, false, math_);
-  linear(stream, hidden, fuse1_second_, widened, Activation::none, false, math_);
-  linear(stream, widened, fuse2_, fused, Activation::none, false, math_);
+  linear(stream, joined, fuse1_first_, hidden, nn::Activation::relu, false, math_);
+  linear(stream, hidden, fuse1_second_, widened, nn::Activation::none, false, math_);
+  linear(stream, widened, fuse2_, fused, nn::Activation::none, false, math_);
   stream.synchronize();  // the temporaries are freed on return
   return fused;
 }

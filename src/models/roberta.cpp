@@ -53,28 +53,36 @@ RobertaConfig RobertaConfig::from_fields(const Fields& config) {
   return c;
 }
 
-RobertaModel RobertaModel::load(const Bundle& bundle, std::string_view name, std::shared_ptr<ThreadPool> pool) {
-  return load(read_component(bundle, name), std::move(pool));
+std::vector<std::int32_t> RobertaConfig::position_ids(std::span<const std::int32_t> ids, std::string_view component,
+                                                      std::size_t index) const {
+  const auto n = static_cast<std::int64_t>(ids.size());
+  if (n > max_tokens())
+    fail<InputError>("component '{}': sequence {} has {} tokens, the model takes at most {}", component, index, n,
+                     max_tokens());
+  std::vector<std::int32_t> positions(ids.size());
+  auto position = static_cast<std::int32_t>(pad_token_id);
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    positions[i] = ids[i] == pad_token_id ? static_cast<std::int32_t>(pad_token_id) : ++position;
+  return positions;
 }
 
-RobertaModel RobertaModel::load(const Component& component, std::shared_ptr<ThreadPool> pool) {
+RobertaWeights RobertaWeights::load(const Component& component) {
   component.expect_type({"roberta"});
   const Bundle& bundle = *component.bundle;
-  RobertaModel m;
-  m.name_ = component.name;
-  m.config_ = RobertaConfig::from_fields(component.config);
-  m.pool_ = pool ? std::move(pool) : ThreadPool::shared_default();
-  const RobertaConfig& c = m.config_;
+  RobertaWeights w;
+  w.name = component.name;
+  w.config = RobertaConfig::from_fields(component.config);
+  const RobertaConfig& c = w.config;
   const std::int64_t h = c.hidden_size;
   const float eps = c.layer_norm_eps;
-  const std::string e = m.name_ + "/embeddings.";
-  m.word_embeddings_ = nn::load_weight(bundle, e + "word_embeddings.weight", {c.vocab_size, h});
-  m.position_embeddings_ = nn::load_weight(bundle, e + "position_embeddings.weight", {c.max_position_embeddings, h});
-  m.token_type_embeddings_ = nn::load_weight(bundle, e + "token_type_embeddings.weight", {c.type_vocab_size, h});
-  m.embeddings_norm_ = nn::load_layer_norm(bundle, e + "LayerNorm", h, eps);
+  const std::string e = w.name + "/embeddings.";
+  w.word_embeddings = nn::load_weight(bundle, e + "word_embeddings.weight", {c.vocab_size, h});
+  w.position_embeddings = nn::load_weight(bundle, e + "position_embeddings.weight", {c.max_position_embeddings, h});
+  w.token_type_embeddings = nn::load_weight(bundle, e + "token_type_embeddings.weight", {c.type_vocab_size, h});
+  w.embeddings_norm = nn::load_layer_norm(bundle, e + "LayerNorm", h, eps);
   for (std::int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const std::string p = m.name_ + "/encoder.layer." + std::to_string(l) + ".";
-    m.layers_.push_back({
+    const std::string p = w.name + "/encoder.layer." + std::to_string(l) + ".";
+    w.layers.push_back({
         load_qkv(bundle, p + "attention.self", h),
         nn::load_linear(bundle, p + "attention.output.dense", h, h),
         nn::load_layer_norm(bundle, p + "attention.output.LayerNorm", h, eps),
@@ -83,6 +91,17 @@ RobertaModel RobertaModel::load(const Component& component, std::shared_ptr<Thre
         nn::load_layer_norm(bundle, p + "output.LayerNorm", h, eps),
     });
   }
+  return w;
+}
+
+RobertaModel RobertaModel::load(const Bundle& bundle, std::string_view name, std::shared_ptr<ThreadPool> pool) {
+  return load(read_component(bundle, name), std::move(pool));
+}
+
+RobertaModel RobertaModel::load(const Component& component, std::shared_ptr<ThreadPool> pool) {
+  RobertaModel m;
+  m.w_ = RobertaWeights::load(component);
+  m.pool_ = pool ? std::move(pool) : ThreadPool::shared_default();
   return m;
 }
 
@@ -92,41 +111,36 @@ Tensor RobertaModel::encode(std::span<const std::int32_t> ids) const {
 }
 
 std::vector<Tensor> RobertaModel::encode(std::span<const std::vector<std::int32_t>> batch) const {
-  const RobertaConfig& c = config_;
+  const RobertaConfig& c = w_.config;
+  const std::string& name = w_.name;
   const std::int64_t h = c.hidden_size, hd = c.head_dim(), heads = c.num_attention_heads;
   std::vector<std::int64_t> offsets(batch.size() + 1, 0);
+  std::vector<std::vector<std::int32_t>> positions(batch.size());
   for (std::size_t b = 0; b < batch.size(); ++b) {
-    const auto n = static_cast<std::int64_t>(batch[b].size());
-    if (n > c.max_tokens())
-      fail<InputError>("component '{}': sequence {} has {} tokens, the model takes at most {}", name_, b, n,
-                       c.max_tokens());
-    offsets[b + 1] = offsets[b] + n;
+    positions[b] = c.position_ids(batch[b], name, b);
+    offsets[b + 1] = offsets[b] + static_cast<std::int64_t>(batch[b].size());
   }
   const std::int64_t rows = offsets.back();
-  Tensor hidden = Tensor::empty(DType::f32, {rows, h}, name_ + " last hidden state");
+  Tensor hidden = Tensor::empty(DType::f32, {rows, h}, name + " last hidden state");
   Tensor qkv = Tensor::empty(DType::f32, {rows, 3 * h});
   Tensor attn = Tensor::empty(DType::f32, {rows, h});
   Tensor mlp = Tensor::empty(DType::f32, {rows, c.intermediate_size});
   nn::MutableMap x = nn::view(hidden);
 
-  // Embeddings: word + position + token type 0. As HF's create_position_ids_from_input_ids,
-  // a padding id takes position pad_token_id and the others count on from pad_token_id + 1.
-  const nn::ConstMap positions = nn::view(position_embeddings_), token_type = nn::view(token_type_embeddings_);
+  // Embeddings: word + position + token type 0.
+  const nn::ConstMap position_table = nn::view(w_.position_embeddings), token_type = nn::view(w_.token_type_embeddings);
   for (std::size_t b = 0; b < batch.size(); ++b) {
-    nn::gather_rows(nn::view(word_embeddings_), batch[b], x.middleRows(offsets[b], offsets[b + 1] - offsets[b]),
+    nn::gather_rows(nn::view(w_.word_embeddings), batch[b], x.middleRows(offsets[b], offsets[b + 1] - offsets[b]),
                     "token id");
-    std::int64_t position = c.pad_token_id;
-    for (std::int64_t i = offsets[b]; i < offsets[b + 1]; ++i) {
-      const bool pad = batch[b][static_cast<std::size_t>(i - offsets[b])] == c.pad_token_id;
-      x.row(i) += positions.row(pad ? c.pad_token_id : ++position) + token_type.row(0);
-    }
+    for (std::int64_t i = offsets[b]; i < offsets[b + 1]; ++i)
+      x.row(i) += position_table.row(positions[b][static_cast<std::size_t>(i - offsets[b])]) + token_type.row(0);
   }
-  nn::layer_norm(x, embeddings_norm_, x);
+  nn::layer_norm(x, w_.embeddings_norm, x);
 
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const float* q = qkv.data<float>();
   float* a = attn.data<float>();
-  for (const Layer& layer : layers_) {
+  for (const RobertaWeights::Layer& layer : w_.layers) {
     nn::linear(x, layer.qkv, nn::view(qkv), *pool_);
     pool_->parallel_for(batch.size() * static_cast<std::size_t>(heads), [&](std::size_t task) {
       const std::size_t b = task / static_cast<std::size_t>(heads);

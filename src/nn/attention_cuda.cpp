@@ -1,4 +1,4 @@
-#include "ecr/nn/attention_cuda.hpp"
+#include "attention_cuda.hpp"
 
 #include <algorithm>
 
@@ -61,7 +61,7 @@ Tensor upload_batch(const AttentionBatch& batch, Stream& stream) {
 
 template <class T>
 kernels::AttentionParams<T> params(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                                   const Tensor& arrays, const Layout& l, float scale) {
+                                   const Tensor& arrays, const Layout& l, float scale, bool causal = true) {
   kernels::AttentionParams<T> p;
   p.q = ptr<T>(q);
   p.k = ptr<T>(k);
@@ -78,6 +78,7 @@ kernels::AttentionParams<T> params(const Tensor& q, const Tensor& k, const Tenso
   p.heads = static_cast<int>(l.heads);
   p.head_dim = static_cast<int>(l.head_dim);
   p.scale = scale;
+  p.causal = causal;
   return p;
 }
 
@@ -108,7 +109,7 @@ void attention_prefill(Stream& stream, const Tensor& q, const Tensor& k_cache, c
   const Tensor arrays = upload_batch(batch, stream);
   detail::dispatch(q.dtype(), "attention_prefill", [&](auto tag) {
     using T = decltype(tag);
-    ECR_CUDA_CHECK(kernels::attention_prefill(params<T>(q, k_cache, v_cache, out, arrays, l, scale), most,
+    ECR_CUDA_CHECK(kernels::attention_prefill(params<T>(q, k_cache, v_cache, out, arrays, l, scale, batch.causal), most,
                                               native(stream)));
   });
   stream.synchronize();  // the uploaded arrays are freed on return

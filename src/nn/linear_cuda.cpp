@@ -5,6 +5,7 @@
 
 #include "ecr/device/transfer_cuda.hpp"
 #include "gemm_cuda.hpp"
+#include "ops_cuda.hpp"
 
 namespace ecr::cuda {
 
@@ -71,9 +72,9 @@ Linear Linear::upload(const nn::Linear& layer, Stream& stream, DType storage) {
   return out;
 }
 
-void linear(Stream& stream, const Tensor& x, const Linear& layer, Tensor y, Activation activation, bool accumulate,
+void linear(Stream& stream, const Tensor& x, const Linear& layer, Tensor y, nn::Activation activation, bool accumulate,
             GemmMath math) {
-  if (accumulate && activation != Activation::none)
+  if (accumulate && activation != nn::Activation::none)
     fail<ShapeError>("linear: an accumulating layer takes no activation (weight '{}')", layer.weight.name());
   gemm(stream, x, false, layer.weight, true, y, 1.0f, accumulate ? 1.0f : 0.0f, math);
   bias_activation(stream, y, layer.bias, activation);

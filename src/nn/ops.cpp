@@ -28,6 +28,7 @@ void activate(Activation activation, Matrix x) {
     auto v = x.row(i).array();
     switch (activation) {
       case Activation::none: break;
+      case Activation::relu: v = v.max(0.0f); break;
       case Activation::gelu_tanh:
         v = 0.5f * v * (1.0f + (kSqrt2OverPi * (v + 0.044715f * v.cube())).tanh());
         break;

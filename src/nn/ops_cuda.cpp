@@ -1,5 +1,5 @@
 // Host wrappers of the row-wise kernels: shape and dtype checks, then one launch each.
-#include "ecr/nn/ops_cuda.hpp"
+#include "ops_cuda.hpp"
 
 #include "../device/tensor_cuda.hpp"
 #include "activation.cuh"
@@ -34,16 +34,6 @@ void expect_vector(const Tensor& v, std::int64_t n, const char* what, bool optio
                      dtype_name(v.dtype()), shape_string(v.shape()));
 }
 
-kernels::Activation kernel_activation(Activation a) {
-  switch (a) {
-    case Activation::none: return kernels::Activation::none;
-    case Activation::relu: return kernels::Activation::relu;
-    case Activation::gelu_tanh: return kernels::Activation::gelu_tanh;
-    case Activation::gelu_erf: return kernels::Activation::gelu_erf;
-  }
-  return kernels::Activation::none;
-}
-
 // The ids on the device after checking them against `limit` rows.
 Tensor checked_ids(Stream& stream, std::span<const std::int32_t> ids, std::int64_t limit, const char* what) {
   for (const std::int32_t id : ids)
@@ -53,15 +43,6 @@ Tensor checked_ids(Stream& stream, std::span<const std::int32_t> ids, std::int64
 }
 
 }  // namespace
-
-Activation activation_of(nn::Activation activation) {
-  switch (activation) {
-    case nn::Activation::none: return Activation::none;
-    case nn::Activation::gelu_tanh: return Activation::gelu_tanh;
-    case nn::Activation::gelu_erf: return Activation::gelu_erf;
-  }
-  return Activation::none;
-}
 
 LayerNorm LayerNorm::upload(const nn::LayerNorm& norm, Stream& stream) {
   return {cuda::upload(norm.weight.to_f32(), stream), cuda::upload(norm.bias.to_f32(), stream), norm.eps};
@@ -99,13 +80,13 @@ void residual_layer_norm(Stream& stream, Tensor x, const Tensor& delta, const Te
   });
 }
 
-void bias_activation(Stream& stream, Tensor y, const Tensor& bias, Activation activation) {
+void bias_activation(Stream& stream, Tensor y, const Tensor& bias, nn::Activation activation) {
   expect_matrix(y, "bias_activation");
   expect_vector(bias, cols(y), "bias_activation", true);
   detail::dispatch(y.dtype(), "bias_activation", [&](auto tag) {
     using T = decltype(tag);
     ECR_CUDA_CHECK(kernels::bias_activation(ptr<T>(y), bias.defined() ? ptr<float>(bias) : nullptr, rows(y),
-                                            detail::narrow(cols(y), "bias_activation"), kernel_activation(activation),
+                                            detail::narrow(cols(y), "bias_activation"), activation,
                                             native(stream)));
   });
 }

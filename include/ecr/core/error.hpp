@@ -17,7 +17,7 @@ enum class ErrorKind {
   shape,   // a tensor's shape or dtype differs from what the model needs
   input,   // a request is malformed (empty dialog, unknown entity, invalid UTF-8)
   io,      // the operating system refused (open, read, map)
-  device,  // CUDA, cuBLAS or cuDNN reported a failure or no device is present
+  device,  // CUDA or cuBLAS reported a failure or no device is present
   config,  // an option or a bundle's metadata asks for something unsupported
 };
 

@@ -1,5 +1,5 @@
-// The CUDA device layer: device discovery, device memory for tensors, streams, and the cuBLAS /
-// cuDNN handles. The header is plain C++ (no CUDA headers), so hosts built without the CUDA
+// The CUDA device layer: device discovery, device memory for tensors, streams, and their cuBLAS
+// handles. The header is plain C++ (no CUDA headers), so hosts built without the CUDA
 // toolkit include it too; in such a build `cuda::available()` is false and the rest throws
 // DeviceError.
 #pragma once
@@ -33,7 +33,7 @@ Tensor to_device(const Tensor& host);
 Tensor to_host(const Tensor& device);
 Tensor empty_device(DType dtype, Shape shape, std::string name = {});
 
-// One stream with its own cuBLAS (and cuDNN) handle: a session's private lane on the GPU, so
+// One stream with its own cuBLAS handle: a session's private lane on the GPU, so
 // sessions on different threads never serialise on a shared handle.
 class Stream {
  public:
@@ -44,7 +44,6 @@ class Stream {
   void synchronize();
   void* native() const;   // cudaStream_t
   void* cublas() const;   // cublasHandle_t bound to this stream
-  void* cudnn() const;    // cudnnHandle_t bound to this stream (null when built without cuDNN)
 
  private:
   struct Impl;

@@ -40,24 +40,16 @@ struct RobertaConfig {
   std::int64_t max_tokens() const { return max_position_embeddings - pad_token_id - 1; }
   // From a HuggingFace RobertaConfig JSON (a component's config); ConfigError naming the field.
   static RobertaConfig from_fields(const Fields& config);
+  // HF's create_position_ids_from_input_ids: a padding id takes position pad_token_id, the
+  // others count on from pad_token_id + 1. InputError (naming `component` and sequence
+  // `index`) past max_tokens().
+  std::vector<std::int32_t> position_ids(std::span<const std::int32_t> ids, std::string_view component,
+                                         std::size_t index = 0) const;
 };
 
-class RobertaModel {
- public:
-  // Loads component `name` (type "roberta"), tensors named as in a bare RobertaModel
-  // (`name/embeddings.word_embeddings.weight`, ...), each checked against the config.
-  static RobertaModel load(const Component& component, std::shared_ptr<ThreadPool> pool = nullptr);
-  static RobertaModel load(const Bundle& bundle, std::string_view name, std::shared_ptr<ThreadPool> pool = nullptr);
-
-  const RobertaConfig& config() const { return config_; }
-  const std::string& name() const { return name_; }
-
-  // Last hidden state, (T, hidden_size). InputError past max_tokens() or on an unknown id.
-  Tensor encode(std::span<const std::int32_t> ids) const;
-  // One (T_b, hidden_size) tensor per sequence (views of one buffer).
-  std::vector<Tensor> encode(std::span<const std::vector<std::int32_t>> batch) const;
-
- private:
+// A RoBERTa component's weights as read from a bundle (f32, CPU), each checked against the
+// config: what RobertaModel runs and what cuda::RobertaDevice copies to the device.
+struct RobertaWeights {
   struct Layer {
     nn::Linear qkv;  // query, key and value stacked: (3 * hidden, hidden)
     nn::Linear attention_output;
@@ -67,11 +59,34 @@ class RobertaModel {
     nn::LayerNorm output_norm;
   };
 
-  std::string name_;
-  RobertaConfig config_;
-  Tensor word_embeddings_, position_embeddings_, token_type_embeddings_;
-  nn::LayerNorm embeddings_norm_;
-  std::vector<Layer> layers_;
+  std::string name;
+  RobertaConfig config;
+  Tensor word_embeddings, position_embeddings, token_type_embeddings;
+  nn::LayerNorm embeddings_norm;
+  std::vector<Layer> layers;
+
+  // Component `name` (type "roberta"), tensors named as in a bare RobertaModel
+  // (`name/embeddings.word_embeddings.weight`, ...); ConfigError / ShapeError naming the field or tensor.
+  static RobertaWeights load(const Component& component);
+};
+
+class RobertaModel {
+ public:
+  // Loads component `name` (type "roberta"), tensors named as in a bare RobertaModel
+  // (`name/embeddings.word_embeddings.weight`, ...), each checked against the config.
+  static RobertaModel load(const Component& component, std::shared_ptr<ThreadPool> pool = nullptr);
+  static RobertaModel load(const Bundle& bundle, std::string_view name, std::shared_ptr<ThreadPool> pool = nullptr);
+
+  const RobertaConfig& config() const { return w_.config; }
+  const std::string& name() const { return w_.name; }
+
+  // Last hidden state, (T, hidden_size). InputError past max_tokens() or on an unknown id.
+  Tensor encode(std::span<const std::int32_t> ids) const;
+  // One (T_b, hidden_size) tensor per sequence (views of one buffer).
+  std::vector<Tensor> encode(std::span<const std::vector<std::int32_t>> batch) const;
+
+ private:
+  RobertaWeights w_;
   std::shared_ptr<ThreadPool> pool_;
 };
 

@@ -15,7 +15,7 @@
 #include "ecr/core/tensor.hpp"
 #include "ecr/device/cuda.hpp"
 #include "ecr/nn/linear.hpp"
-#include "ecr/nn/ops_cuda.hpp"
+#include "ecr/nn/activation.hpp"
 
 namespace ecr::cuda {
 
@@ -39,7 +39,8 @@ struct Linear {
 
 // y = act(x W^T + b); with `accumulate`, y += x W^T + b (no activation then). x (rows, in) and y
 // (rows, out) are device tensors in the layer's storage dtype; y is written in place.
-void linear(Stream& stream, const Tensor& x, const Linear& layer, Tensor y, Activation activation = Activation::none,
+void linear(Stream& stream, const Tensor& x, const Linear& layer, Tensor y,
+            nn::Activation activation = nn::Activation::none,
             bool accumulate = false, GemmMath math = GemmMath::exact);
 
 }  // namespace ecr::cuda

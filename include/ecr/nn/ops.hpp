@@ -1,5 +1,5 @@
 // The element-wise and row-wise ops of the transformer engine, on row-major f32 matrices:
-// layer norm, GELU (tanh approximation and exact erf), softmax and embedding gathers. Rows are
+// layer norm, GELU (tanh approximation and exact erf) and ReLU, softmax and embedding gathers. Rows are
 // independent, so none of them depends on how work is split across threads.
 #pragma once
 
@@ -9,6 +9,7 @@
 #include <Eigen/Core>
 
 #include "ecr/core/tensor.hpp"
+#include "ecr/nn/activation.hpp"
 
 namespace ecr::nn {
 
@@ -39,8 +40,7 @@ struct LayerNorm {
 // y may alias x.
 void layer_norm(ConstMatrix x, const LayerNorm& norm, Matrix y);
 
-// GELU in place. gelu_tanh is HF's "gelu_new" (GPT-2), gelu_erf the exact one (RoBERTa).
-enum class Activation { none, gelu_tanh, gelu_erf };
+// The activation in place (ecr/nn/activation.hpp).
 void activate(Activation activation, Matrix x);
 
 // Softmax of each row, in place, over its first `valid[i]` entries; the rest become 0.

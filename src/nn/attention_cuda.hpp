@@ -4,13 +4,16 @@
 // A batch of sequences is packed back to back: sequence b's new queries are rows q_start[b] ..
 // q_start[b] + q_count[b] - 1, and past[b] keys are cached before them (a prefix prompt's rows,
 // then earlier tokens). Query i of sequence b sees keys [0, past[b] + i]: the whole prefix and
-// the new tokens causally. Per-sequence counts replace a padding mask.
+// the new tokens causally. With `causal` false (a bidirectional encoder such as RoBERTa) every
+// query of sequence b sees keys [0, past[b] + q_count[b]). Per-sequence counts replace a padding
+// mask.
 //
-// Needs a build with ECR_WITH_CUDA=ON (the functions exist only there).
+// Private to the library (src/, not installed), like nn/ops_cuda.hpp: the device models call the
+// kernels directly; the kernel tests call these checked wrappers.
 #pragma once
 
 #ifndef ECR_WITH_CUDA
-#error "ecr/nn/attention_cuda.hpp needs a build of ecr with ECR_WITH_CUDA=ON"
+#error "nn/attention_cuda.hpp needs a build of ecr with ECR_WITH_CUDA=ON"
 #endif
 
 #include <cstdint>
@@ -25,6 +28,7 @@ struct AttentionBatch {
   std::vector<std::int32_t> q_start;
   std::vector<std::int32_t> q_count;
   std::vector<std::int32_t> past;
+  bool causal = true;  // read by attention_prefill only
 };
 
 // Shapes: q (rows, >= heads * head_dim), its first heads * head_dim columns read as heads (so a

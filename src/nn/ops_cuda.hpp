@@ -4,11 +4,13 @@
 // biases are f32. Outputs are written in place into the given device tensors. Work is enqueued
 // on `stream`; nothing here waits for it.
 //
-// Needs a build with ECR_WITH_CUDA=ON (the functions exist only there).
+// Private to the library (src/, not installed): the building blocks of the device models in
+// src/models/*_cuda.cpp and of the kernel tests, which pair each one with its CPU twin. Hosts use
+// the models (ecr/models/*_cuda.hpp), ecr/nn/linear_cuda.hpp and ecr/nn/rank_cuda.hpp.
 #pragma once
 
 #ifndef ECR_WITH_CUDA
-#error "ecr/nn/ops_cuda.hpp needs a build of ecr with ECR_WITH_CUDA=ON"
+#error "nn/ops_cuda.hpp needs a build of ecr with ECR_WITH_CUDA=ON"
 #endif
 
 #include <cstdint>
@@ -19,10 +21,6 @@
 #include "ecr/nn/ops.hpp"
 
 namespace ecr::cuda {
-
-// nn::Activation plus ReLU (KGPrompt's projection MLPs).
-enum class Activation { none, relu, gelu_tanh, gelu_erf };
-Activation activation_of(nn::Activation activation);
 
 // A LayerNorm's parameters in device memory (f32).
 struct LayerNorm {
@@ -39,7 +37,7 @@ void residual_layer_norm(Stream& stream, Tensor x, const Tensor& delta, const Te
                          const LayerNorm& norm, Tensor y);
 
 // y = act(y + bias), bias f32 (cols) or undefined.
-void bias_activation(Stream& stream, Tensor y, const Tensor& bias, Activation activation);
+void bias_activation(Stream& stream, Tensor y, const Tensor& bias, nn::Activation activation);
 
 // Row i becomes softmax(scale * x[i, :valid[i]]) and zeros after; `valid` is a device i32
 // tensor (rows) or undefined (every entry).
