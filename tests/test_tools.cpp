@@ -410,6 +410,7 @@ import numpy as np, torch
 root, d = sys.argv[1], sys.argv[2]
 sys.path.insert(0, root)
 from tools.reference import gpt2 as R
+from tools.reference.roberta import Roberta
 m = R.GPT2(f"{d}/ckpt")
 ids, k = [5, 100, 2000, 7, 50256, 300, 42, 9, 50258], 4
 cache = []
@@ -479,7 +480,7 @@ with torch.no_grad():
 err = np.abs(x.numpy() - full).max()
 assert err < 1e-4, f"gpt2 vs nn.TransformerEncoderLayer: {err}"
 
-r = R.Roberta(f"{d}/roberta")
+r = Roberta(f"{d}/roberta")
 rids = [[0, 5, 6, 700, 50264, 2], [0, 9, 2]]
 run("roberta", "--checkpoint", f"{d}/roberta", "--ids", ",".join(map(str, rids[0])), "--ids",
     ",".join(map(str, rids[1])), "--out", f"{d}/roberta.npy")
