@@ -26,7 +26,6 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def main():
@@ -43,7 +42,6 @@ def main():
 
     bundle = os.path.join(data, "bench.ecr")
     if not os.path.exists(bundle):
-        sys.path.insert(0, HERE)
         import bench_recommender  # noqa: E402  (needs torch, only to make the data)
         bundle = bench_recommender.make_data(data)
     dialog_path = os.path.join(data, "dialog.json")

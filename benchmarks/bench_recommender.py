@@ -4,7 +4,7 @@ and one recommendation.
 
     bench_recommender.py --bench BUILD/benchmarks/bench_recommender [--threads N] [--reps 10] [--data DIR]
 
-Makes once, into --data, a random bundle with tools/make_random_bundle.py --size published
+Makes once, into --data, a random bundle with tools.make_random_bundle --size published
 (GPT-2 backbone 12 x 768, RoBERTa 12 x 768, ECR rec KGPrompt with 8 R-GCN bases and 10 prefix
 rows) over a synthetic KG of 31,162 entities (with a co-occurrence matrix counted from random
 labelled dialogs), and a dialog of 200+ context tokens with 32 entities and host emotions.
@@ -15,21 +15,21 @@ Then it runs bench_recommender on it and times the same work in PyTorch:
              torch: torch.load of the three checkpoints, weights prepared as the forward pass
              wants them, and the same static tables (edges and C from .npy files made once).
   load, tables stored
-             ecr only: the same bundle written with tools/convert.py --static-tables (the tables
+             ecr only: the same bundle written with tools.convert --static-tables (the tables
              computed at convert time), whose load maps them instead of computing them; its
              top 10 must equal the other bundle's.
   recommend  one dialog: RoBERTa over the prompt ids, the rec prompt, GPT-2 with the prefix over
              the context ids, scores z E^T over all entities, the top 10 items. The torch side
              gets exactly the ids, entities and emotions the engine used.
 
-The PyTorch side is written for speed (benchmarks/compare_torch.py's GPT-2 and RoBERTa:
-pre-transposed, fused QKV, inference_mode) and runs twice, as installed ("torch") and with
-multi-row linears through oneDNN ("+onednn"); the speed-up is over the faster of the two.
+The PyTorch side is the project's references (tools.reference: GPT-2, RoBERTa, the R-GCN) with
+the KGPrompt written for speed (weights prepared once, inference_mode) and runs twice, as
+installed ("torch") and with linears through oneDNN ("+onednn"); the speed-up is over the faster
+of the two.
 """
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -39,15 +39,19 @@ import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch.utils.mkldnn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-TOOLS = os.path.join(ROOT, "tools")
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data")
-sys.path.insert(0, HERE)
-sys.path.insert(0, TOOLS)
+sys.path.insert(0, ROOT)
 import compare_torch as ct  # noqa: E402
-import kgprompt_reference as kgp  # noqa: E402
+from tools import module_command, module_env  # noqa: E402
+from tools.ecr_bundle import read_bundle  # noqa: E402
+from tools.reference import kgprompt as kgp  # noqa: E402
+from tools.reference.gpt2 import GPT2  # noqa: E402
+from tools.reference.rgcn import rgcn_edges  # noqa: E402
+from tools.reference.roberta import Roberta  # noqa: E402
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
@@ -65,8 +69,8 @@ def make_static(directory):
     """The same random weights and KG (same seed) with the static tables stored."""
     bundle = os.path.join(directory, "bench-static.ecr")
     if not os.path.exists(bundle):
-        subprocess.run([sys.executable, os.path.join(TOOLS, "make_random_bundle.py"), "--out", bundle + ".tmp",
-                        "--static-tables"] + MAKE_BUNDLE, check=True)
+        subprocess.run(module_command("tools.make_random_bundle", "--out", bundle + ".tmp", "--static-tables",
+                                      *MAKE_BUNDLE), check=True, env=module_env())
         os.replace(bundle + ".tmp", bundle)
     return bundle
 
@@ -77,11 +81,10 @@ def make_data(directory):
         return bundle
     os.makedirs(directory, exist_ok=True)
     checkpoints = os.path.join(directory, "checkpoints")
-    subprocess.run([sys.executable, os.path.join(TOOLS, "make_random_bundle.py"), "--out", bundle + ".tmp",
-                    "--keep-checkpoints", checkpoints] + MAKE_BUNDLE, check=True)
+    subprocess.run(module_command("tools.make_random_bundle", "--out", bundle + ".tmp", "--keep-checkpoints",
+                                  checkpoints, *MAKE_BUNDLE), check=True, env=module_env())
     edges, _, _ = kgp.build_edges(os.path.join(checkpoints, "kg"))
     np.save(os.path.join(directory, "edges.npy"), edges)
-    from ecr_bundle import read_bundle
     _, tensors = read_bundle(bundle + ".tmp")
     for part in ("indptr", "indices", "values"):
         np.save(os.path.join(directory, f"cooc_{part}.npy"), np.array(tensors[f"cooccurrence/{part}"]))
@@ -116,35 +119,31 @@ def make_dialog(path, kg_dir):
 
 # --- the torch side ---------------------------------------------------------------------------
 
-class PrefixGpt2(ct.TorchGpt2):
-    """compare_torch's GPT-2 with a prefix prompt: the final hidden state of the last token."""
+class Linear:
+    """y = x W^T + b, W (out, in); with onednn, inputs of several rows go through oneDNN."""
 
-    def last_hidden(self, ids, prefix):
-        T, d, nh = ids.shape[0], self.d, self.heads
-        S = prefix.shape[0]
-        kv = prefix.view(S, len(self.layers), 2, nh, d // nh)
-        x = self.wte[ids] + self.wpe[:T]
-        mask = torch.cat([torch.zeros(T, S), torch.full((T, T), float("-inf")).triu(1)], 1)
-        for i, L in enumerate(self.layers):
-            h = F.layer_norm(x, (d,), *L["ln_1"], self.eps)
-            q, k, v = L["attn"](h).view(T, 3, nh, d // nh).permute(1, 2, 0, 3)
-            k = torch.cat([kv[:, i, 0].transpose(0, 1), k], 1)
-            v = torch.cat([kv[:, i, 1].transpose(0, 1), v], 1)
-            s = torch.matmul(q, k.transpose(1, 2)) * (1.0 / math.sqrt(d // nh)) + mask
-            a = torch.matmul(torch.softmax(s, -1), v).transpose(0, 1).reshape(T, d)
-            x = x + L["proj"](a)
-            h = F.gelu(L["fc"](F.layer_norm(x, (d,), *L["ln_2"], self.eps)), approximate="tanh")
-            x = x + L["out"](h)
-        return F.layer_norm(x[-1], (d,), *self.ln_f, self.eps)
+    def __init__(self, weight, bias, onednn):
+        self.weight, self.bias, self.onednn = weight.contiguous(), bias, None
+        if onednn:
+            m = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+            m.weight.data = self.weight
+            if bias is not None:
+                m.bias.data = bias
+            self.onednn = torch.utils.mkldnn.to_mkldnn(m)
+
+    def __call__(self, x):
+        if self.onednn is not None and x.shape[0] > 1:
+            return self.onednn(x)
+        return F.linear(x, self.weight, self.bias)
 
 
 class TorchRecommender:
     def __init__(self, data, onednn):
         checkpoints = os.path.join(data, "checkpoints")
-        self.backbone = PrefixGpt2(os.path.join(checkpoints, "backbone"), onednn)
-        self.text_encoder = ct.TorchRoberta(os.path.join(checkpoints, "text_encoder"), onednn)
+        self.backbone = GPT2(os.path.join(checkpoints, "backbone"), onednn)
+        self.text_encoder = Roberta(os.path.join(checkpoints, "text_encoder"), onednn)
         sd = torch.load(os.path.join(checkpoints, "rec_prompt", "model.pt"), map_location="cpu")
-        lin = lambda k: ct.Linear(sd[f"{k}.weight"], sd.get(f"{k}.bias"), onednn)
+        lin = lambda k: Linear(sd[f"{k}.weight"], sd.get(f"{k}.bias"), onednn)
         mlp = lambda k: (lin(f"{k}.0"), lin(f"{k}.2"))
         self.hidden = sd["cross_attn.weight"].shape[0]
         self.token_proj1, self.token_proj2 = mlp("token_proj1"), lin("token_proj2")
@@ -154,7 +153,8 @@ class TorchRecommender:
 
         # Static tables, as the engine builds them at load.
         node = sd["node_embeds"]
-        g = self.rgcn(node, np.load(os.path.join(data, "edges.npy")), sd) + node
+        g = rgcn_edges(node, np.load(os.path.join(data, "edges.npy")), sd["kg_encoder.weight"], sd["kg_encoder.comp"],
+                       sd["kg_encoder.root"], sd["kg_encoder.bias"]) + node
         self.entities = lin("entity_proj2")(self.mlp(mlp("entity_proj1"), g) + g)
         m = sd["emo_embeds"]
         self.emotions = lin("emo_proj2")(self.mlp(mlp("emo_proj1"), m) + m)
@@ -170,20 +170,8 @@ class TorchRecommender:
     def mlp(layers, x):
         return layers[1](F.relu(layers[0](x)))
 
-    @staticmethod
-    def rgcn(x, edges, sd):
-        """RGCNConv (bases, mean per relation, root, bias): per relation one sparse mean, one GEMM."""
-        n, (R, B) = x.shape[0], sd["kg_encoder.comp"].shape
-        w = (sd["kg_encoder.comp"] @ sd["kg_encoder.weight"].reshape(B, -1)).reshape(R, x.shape[1], -1)
-        src, dst, rel = (torch.from_numpy(edges[:, i].copy()) for i in range(3))
-        rows = rel * n + dst
-        degree = torch.bincount(rows, minlength=R * n).float()
-        a = torch.sparse_coo_tensor(torch.stack([rows, src]), 1.0 / degree[rows], (R * n, n)).to_sparse_csr()
-        means = (a @ x).view(R, n, -1)
-        return x @ sd["kg_encoder.root"] + sd["kg_encoder.bias"] + torch.einsum("rni,rio->no", means, w)
-
     def recommend(self, inputs, items, k=10):
-        tokens = self.text_encoder.forward(inputs["prompt_ids"])
+        tokens = self.text_encoder.hidden(inputs["prompt_ids"])
         tk = self.token_proj2(self.mlp(self.token_proj1, tokens) + tokens)
         ek = self.entities[inputs["entities"]]
         attention = self.cross_attn(tk) @ ek.T / self.hidden
@@ -193,7 +181,7 @@ class TorchRecommender:
         p = self.fuse2(self.mlp(self.fuse1, torch.cat([p, torch.cat([mu, mu])], 1)))
         p = self.prompt_proj2(self.mlp(self.prompt_proj1, p) + p)
         prefix = torch.cat([self.prefix_rows, p])
-        z = self.backbone.last_hidden(inputs["context_ids"], prefix)
+        z = self.backbone.hidden(inputs["context_ids"], prefix)[-1]
         scores = self.entities @ z
         top = scores[items].topk(k)
         return items[top.indices], top.values

@@ -5,7 +5,7 @@ random published-size checkpoints, threads and inputs.
     bench_responder.py --bench BUILD/benchmarks/bench_responder [--size published|tiny] [--threads 2]
                        [--reps 3] [--data DIR] [--json-out FILE]
 
-Makes (once, into --data) a random bundle with tools/make_random_bundle.py (backbone, text
+Makes (once, into --data) a random bundle with tools.make_random_bundle (backbone, text
 encoder, conv prompt and generator over the shared ReDial KG, review entities from the shared
 reviews; --keep-checkpoints for the torch side), runs bench_responder on it, then does the same
 work in PyTorch from the ids the engine used:
@@ -14,16 +14,15 @@ work in PyTorch from the ids the engine used:
     no repeated 3-grams, <= 50 new tokens -> reply: generator after the prompt ids, greedy, no
     repeated 3-grams, <= 150 new tokens
 
-Both sides build the static R-GCN entity table at load, not per reply. The PyTorch side is
-written for speed like compare_torch.py's (fused QKV, KV cache with the prefix rows in it,
-inference_mode, torch.set_num_threads) and runs as installed and with oneDNN linears; its
-tokens are compared with the engine's. Text work (tokenizing, retrieval, prompt text) is the
+Both sides build the static R-GCN entity table at load, not per reply. The PyTorch side is the
+project's references (tools.reference: GPT-2 with its KV cache, the prefix rows first in it;
+RoBERTa; KGPrompt) under inference_mode and torch.set_num_threads, and runs as installed and
+with oneDNN linears; its tokens are compared with the engine's. Text work (tokenizing, retrieval, prompt text) is the
 engine's alone and is inside its time.
 """
 
 import argparse
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -31,15 +30,15 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(ROOT, "tools"))
+sys.path.insert(0, ROOT)
 import compare_torch as ct  # noqa: E402
-import kgprompt_reference as kgp  # noqa: E402
-from torch_reference import banned_tokens  # noqa: E402
+from tools import module_command, module_env  # noqa: E402
+from tools.reference import kgprompt as kgp  # noqa: E402
+from tools.reference.gpt2 import GPT2, banned_tokens  # noqa: E402
+from tools.reference.roberta import Roberta  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data")
 EOS = 50256
@@ -50,55 +49,21 @@ def make_data(directory, size):
     if os.path.exists(bundle):
         return bundle
     os.makedirs(directory, exist_ok=True)
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_random_bundle.py"), "--out", bundle + ".tmp",
-                    "--size", size, "--components", "backbone,text_encoder,conv_prompt,generator",
-                    "--reviews", os.path.join(SHARED, "reviews", "movie_reviews.json"),
-                    "--keep-checkpoints", os.path.join(directory, "checkpoints")], check=True)
+    subprocess.run(module_command("tools.make_random_bundle", "--out", bundle + ".tmp", "--size", size,
+                                  "--components", "backbone,text_encoder,conv_prompt,generator",
+                                  "--reviews", os.path.join(SHARED, "reviews", "movie_reviews.json"),
+                                  "--keep-checkpoints", os.path.join(directory, "checkpoints")),
+                   check=True, env=module_env())
     os.replace(bundle + ".tmp", bundle)
     return bundle
-
-
-class PrefixGpt2(ct.TorchGpt2):
-    """compare_torch's GPT-2 with a prefix prompt: its rows start the KV cache; positions of the
-    real tokens still count from 0."""
-
-    def start(self, prefix):
-        if prefix is None:
-            return None
-        nh, hd = self.heads, self.d // self.heads
-        p = prefix.view(prefix.shape[0], len(self.layers), 2, nh, hd)
-        return [(p[:, n, 0].transpose(0, 1).contiguous(), p[:, n, 1].transpose(0, 1).contiguous())
-                for n in range(len(self.layers))]
-
-    def step(self, ids, cache, position):
-        T, d, nh = ids.shape[0], self.d, self.heads
-        x = self.wte[ids] + self.wpe[position:position + T]
-        past = 0 if cache is None else cache[0][0].shape[1]
-        mask = torch.full((T, past + T), float("-inf")).triu(past + 1) if T > 1 else None
-        new_cache = []
-        for i, L in enumerate(self.layers):
-            h = F.layer_norm(x, (d,), *L["ln_1"], self.eps)
-            q, k, v = L["attn"](h).view(T, 3, nh, d // nh).permute(1, 2, 0, 3)
-            if cache is not None:
-                k, v = torch.cat([cache[i][0], k], 1), torch.cat([cache[i][1], v], 1)
-            new_cache.append((k, v))
-            s = torch.matmul(q, k.transpose(1, 2)) * (1.0 / math.sqrt(d // nh))
-            if mask is not None:
-                s = s + mask
-            a = torch.matmul(torch.softmax(s, -1), v).transpose(0, 1).reshape(T, d)
-            x = x + L["proj"](a)
-            h = F.gelu(L["fc"](F.layer_norm(x, (d,), *L["ln_2"], self.eps)), approximate="tanh")
-            x = x + L["out"](h)
-        x = F.layer_norm(x[-1:], (d,), *self.ln_f, self.eps)
-        return self.lm_head(x)[0], new_cache
 
 
 def greedy(model, ids, prefix, max_new, no_repeat=3):
     """HuggingFace generate(): greedy, no_repeat_ngram_size over prompt + output, stop after eos."""
     tokens, out = list(ids), []
-    logits, cache = model.step(torch.tensor(ids), model.start(prefix), 0)
+    hidden, cache = model.forward(ids, model.start(prefix), 0)
     while True:
-        logits = logits.clone()
+        logits = model.logits(hidden[-1])
         for t in banned_tokens(tokens, no_repeat):
             logits[t] = float("-inf")
         nxt = int(torch.argmax(logits))
@@ -106,7 +71,7 @@ def greedy(model, ids, prefix, max_new, no_repeat=3):
         out.append(nxt)
         if nxt == EOS or len(out) == max_new:
             return out
-        logits, cache = model.step(torch.tensor([nxt]), cache, len(tokens) - 1)
+        hidden, cache = model.forward([nxt], cache, len(tokens) - 1)
 
 
 def bench_torch(data, inputs, reps, threads, onednn):
@@ -114,16 +79,16 @@ def bench_torch(data, inputs, reps, threads, onednn):
     ck = os.path.join(data, "checkpoints")
     with torch.inference_mode():
         t0 = time.perf_counter()
-        roberta = ct.TorchRoberta(os.path.join(ck, "text_encoder"), onednn)
+        roberta = Roberta(os.path.join(ck, "text_encoder"), onednn)
         edges, _, _ = kgp.build_edges(os.path.join(SHARED, "redial"))
         prompt = kgp.KGPromptReference(kgp.load_state(os.path.join(ck, "conv_prompt", "model.pt"), torch.float32), edges)
-        backbone = PrefixGpt2(os.path.join(ck, "backbone"), onednn)
-        generator = PrefixGpt2(os.path.join(ck, "generator"), onednn)
+        backbone = GPT2(os.path.join(ck, "backbone"), onednn)
+        generator = GPT2(os.path.join(ck, "generator"), onednn)
         load_ms = (time.perf_counter() - t0) * 1e3
         entities = torch.tensor(inputs["conv_entities"], dtype=torch.long)
 
         def reply():
-            states = roberta.forward(torch.tensor(inputs["conv_prompt_ids"]))
+            states = roberta.hidden(inputs["conv_prompt_ids"])
             prefix = prompt.prompt("conv", states, entities)
             template = greedy(backbone, inputs["template_input_ids"], prefix, 50)
             return template, greedy(generator, inputs["prompt_ids"], None, 150)

@@ -5,7 +5,7 @@
                      [--data DIR]
 
 Makes (once, into --data) a random GPT-2 (12 layers, 768 hidden, 1024 positions) and RoBERTa
-(12 layers, 768 hidden, 3072 intermediate) with tools/make_random_checkpoints.py, converts them
+(12 layers, 768 hidden, 3072 intermediate) with tools.make_random_checkpoints, converts them
 into one bundle, runs bench_engine on it, then times the same work in PyTorch and prints a table:
 
     GPT-2 prefill   `tokens` ids from scratch, logits for the last one
@@ -17,16 +17,14 @@ of its floor: prefill and encode FLOPs / the fp32 GEMM rate (the better of Eigen
 one per thread, and torch's), decode bytes (weights + KV cache read per token) / stream read
 bandwidth.
 
-The PyTorch side is written for speed, not copied from HuggingFace: weights pre-transposed for
-F.linear, fused QKV, a KV cache, torch.set_num_threads(threads), inference_mode. It runs twice:
-"torch" as installed (Debian's build sends F.linear to the system BLAS) and "torch+onednn" with
-every multi-row linear through oneDNN (torch.utils.mkldnn), which Debian's build also carries;
-one-row linears stay on F.linear there, oneDNN being slower for them.
+The PyTorch side is the project's references (tools.reference.gpt2 and .roberta, the oracles
+of the C++ tests) with the GPT-2 KV cache, torch.set_num_threads(threads) and inference_mode. It
+runs twice: "torch" as installed (Debian's build sends the matrix products to the system BLAS) and
+"torch+onednn" with every linear through oneDNN, which Debian's build also carries.
 """
 
 import argparse
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -34,16 +32,19 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 import torch.utils.mkldnn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOLS = os.path.join(ROOT, "tools")
+sys.path.insert(0, ROOT)
+from tools import module_command, module_env  # noqa: E402
+from tools.reference.gpt2 import GPT2  # noqa: E402
+from tools.reference.roberta import Roberta  # noqa: E402
+
 VOCAB_DIR = os.path.join(os.path.dirname(ROOT), "shared", "data", "gpt2")
 
 
 def run(cmd):
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, env=module_env())
 
 
 def make_data(directory):
@@ -52,22 +53,16 @@ def make_data(directory):
     if os.path.exists(bundle):
         return bundle
     os.makedirs(directory, exist_ok=True)
-    py = sys.executable
-    run([py, os.path.join(TOOLS, "make_random_checkpoints.py"), "gpt2", "--out", os.path.join(directory, "gpt2"),
-         "--layers", "12", "--heads", "12", "--hidden", "768", "--positions", "1024", "--vocab-dir", VOCAB_DIR])
-    run([py, os.path.join(TOOLS, "make_random_checkpoints.py"), "roberta", "--out", os.path.join(directory, "roberta"),
-         "--layers", "12", "--heads", "12", "--hidden", "768", "--intermediate", "3072", "--positions", "512",
-         "--vocab-dir", VOCAB_DIR])
-    run([py, os.path.join(TOOLS, "convert.py"), "--out", bundle + ".tmp", "--gpt2",
-         "lm=" + os.path.join(directory, "gpt2"), "--roberta", "text=" + os.path.join(directory, "roberta")])
+    run(module_command("tools.make_random_checkpoints", "gpt2", "--out", os.path.join(directory, "gpt2"),
+                       "--layers", "12", "--heads", "12", "--hidden", "768", "--positions", "1024",
+                       "--vocab-dir", VOCAB_DIR))
+    run(module_command("tools.make_random_checkpoints", "roberta", "--out", os.path.join(directory, "roberta"),
+                       "--layers", "12", "--heads", "12", "--hidden", "768", "--intermediate", "3072",
+                       "--positions", "512", "--vocab-dir", VOCAB_DIR))
+    run(module_command("tools.convert", "--out", bundle + ".tmp", "--gpt2", "lm=" + os.path.join(directory, "gpt2"),
+                       "--roberta", "text=" + os.path.join(directory, "roberta")))
     os.replace(bundle + ".tmp", bundle)
     return bundle
-
-
-def state_dict(directory):
-    sd = torch.load(os.path.join(directory, "pytorch_model.bin"), map_location="cpu")
-    with open(os.path.join(directory, "config.json")) as f:
-        return {k: v.float() for k, v in sd.items() if v.is_floating_point()}, json.load(f)
 
 
 def best_ms(rounds, reps, fn, budget_s=30.0):
@@ -93,98 +88,6 @@ def median_ms(reps, fn, budget_s=30.0):
     """The median of `reps` runs after a warm-up, fewer when one is slow, to stay near `budget_s`
     (bench_recommender.py and bench_responder.py time whole requests this way)."""
     return best_ms(1, reps, fn, budget_s)
-
-
-class Linear:
-    """y = x W^T + b, W (out, in); with onednn, inputs of several rows go through oneDNN."""
-
-    def __init__(self, weight, bias, onednn):
-        self.weight, self.bias, self.onednn = weight.contiguous(), bias, None
-        if onednn:
-            m = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
-            m.weight.data = self.weight
-            if bias is not None:
-                m.bias.data = bias
-            self.onednn = torch.utils.mkldnn.to_mkldnn(m)
-
-    def __call__(self, x):
-        if self.onednn is not None and x.shape[0] > 1:
-            return self.onednn(x)
-        return F.linear(x, self.weight, self.bias)
-
-
-class TorchGpt2:
-    def __init__(self, directory, onednn):
-        sd, c = state_dict(directory)
-        self.d, self.heads, self.eps = c["n_embd"], c["n_head"], c.get("layer_norm_epsilon", 1e-5)
-        t = lambda k: sd[f"transformer.{k}"]
-        # Conv1D (in, out) -> (out, in)
-        lin = lambda k: Linear(t(f"{k}.weight").t().contiguous(), t(f"{k}.bias"), onednn)
-        self.wte, self.wpe = t("wte.weight"), t("wpe.weight")
-        self.lm_head = Linear(self.wte, None, False)
-        self.layers = [dict(ln_1=(t(f"h.{i}.ln_1.weight"), t(f"h.{i}.ln_1.bias")), attn=lin(f"h.{i}.attn.c_attn"),
-                            proj=lin(f"h.{i}.attn.c_proj"), ln_2=(t(f"h.{i}.ln_2.weight"), t(f"h.{i}.ln_2.bias")),
-                            fc=lin(f"h.{i}.mlp.c_fc"), out=lin(f"h.{i}.mlp.c_proj")) for i in range(c["n_layer"])]
-        self.ln_f = (t("ln_f.weight"), t("ln_f.bias"))
-
-    def forward(self, ids, cache):
-        """ids: (T,) long; cache: list of (k, v) per layer, (heads, S, hd), or None. Last-token logits."""
-        past = 0 if cache is None else cache[0][0].shape[1]
-        T, d, nh = ids.shape[0], self.d, self.heads
-        x = self.wte[ids] + self.wpe[past:past + T]
-        mask = None
-        if T > 1:
-            mask = torch.full((T, past + T), float("-inf")).triu(past + 1)
-        new_cache = []
-        for i, L in enumerate(self.layers):
-            h = F.layer_norm(x, (d,), *L["ln_1"], self.eps)
-            q, k, v = L["attn"](h).view(T, 3, nh, d // nh).permute(1, 2, 0, 3)
-            if cache is not None:
-                k, v = torch.cat([cache[i][0], k], 1), torch.cat([cache[i][1], v], 1)
-            new_cache.append((k, v))
-            s = torch.matmul(q, k.transpose(1, 2)) * (1.0 / math.sqrt(d // nh))
-            if mask is not None:
-                s = s + mask
-            a = torch.matmul(torch.softmax(s, -1), v).transpose(0, 1).reshape(T, d)
-            x = x + L["proj"](a)
-            h = F.gelu(L["fc"](F.layer_norm(x, (d,), *L["ln_2"], self.eps)), approximate="tanh")
-            x = x + L["out"](h)
-        x = F.layer_norm(x[-1:], (d,), *self.ln_f, self.eps)
-        return self.lm_head(x), new_cache
-
-
-class TorchRoberta:
-    def __init__(self, directory, onednn):
-        sd, c = state_dict(directory)
-        sd = {k[len("roberta."):] if k.startswith("roberta.") else k: v for k, v in sd.items()}
-        self.d, self.heads, self.eps, self.pad = c["hidden_size"], c["num_attention_heads"], c["layer_norm_eps"], 1
-        e = lambda k: sd[f"embeddings.{k}"]
-        self.word, self.pos, self.type = e("word_embeddings.weight"), e("position_embeddings.weight"), e(
-            "token_type_embeddings.weight")[0]
-        self.ln = (e("LayerNorm.weight"), e("LayerNorm.bias"))
-        self.layers = []
-        for i in range(c["num_hidden_layers"]):
-            p = lambda k: sd[f"encoder.layer.{i}.{k}"]
-            pair = lambda k: (p(f"{k}.weight"), p(f"{k}.bias"))
-            lin = lambda k: Linear(*pair(k), onednn)
-            qkv = [pair(f"attention.self.{n}") for n in ("query", "key", "value")]
-            self.layers.append(dict(qkv=Linear(torch.cat([w for w, _ in qkv]), torch.cat([b for _, b in qkv]), onednn),
-                                    out=lin("attention.output.dense"), ln1=pair("attention.output.LayerNorm"),
-                                    fc=lin("intermediate.dense"), fc2=lin("output.dense"),
-                                    ln2=pair("output.LayerNorm")))
-
-    def forward(self, ids):
-        T, d, nh = ids.shape[0], self.d, self.heads
-        pos = torch.arange(self.pad + 1, self.pad + 1 + T)
-        x = F.layer_norm(self.word[ids] + self.pos[pos] + self.type, (d,), *self.ln, self.eps)
-        for L in self.layers:
-            q, k, v = L["qkv"](x).view(T, 3, nh, d // nh).permute(1, 2, 0, 3)
-            s = torch.matmul(q, k.transpose(1, 2)) * (1.0 / math.sqrt(d // nh))
-            a = torch.matmul(torch.softmax(s, -1), v).transpose(0, 1).reshape(T, d)
-            x = F.layer_norm(x + L["out"](a), (d,), *L["ln1"], self.eps)
-            h = F.gelu(L["fc"](x))
-            x = F.layer_norm(x + L["fc2"](h), (d,), *L["ln2"], self.eps)
-        return x
 
 
 def torch_gemm_gflops(threads):
@@ -214,16 +117,16 @@ def bench_torch(data, tokens, reps, rounds, threads, onednn):
     out = {"gemm_gflops": torch_onednn_gflops() if onednn else torch_gemm_gflops(threads)}
     g = torch.Generator().manual_seed(1)
     with torch.inference_mode():
-        gpt2 = TorchGpt2(os.path.join(data, "gpt2"), onednn)
-        ids = torch.randint(4, gpt2.wte.shape[0], (tokens,), generator=g)
-        out["prefill_ms"] = best_ms(rounds, reps, lambda: gpt2.forward(ids, None))
-        _, cache = gpt2.forward(ids, None)
+        gpt2 = GPT2(os.path.join(data, "gpt2"), onednn)
+        ids = torch.randint(4, gpt2.config["vocab_size"], (tokens,), generator=g)
+        out["prefill_ms"] = best_ms(rounds, reps, lambda: gpt2.logits(gpt2.forward(ids)[0][-1:]))
+        _, cache = gpt2.forward(ids)
         one = ids[:1]
-        out["decode_ms"] = best_ms(rounds, 4 * reps, lambda: gpt2.forward(one, cache))
+        out["decode_ms"] = best_ms(rounds, 4 * reps, lambda: gpt2.logits(gpt2.forward(one, cache, tokens)[0]))
         del gpt2, cache
-        roberta = TorchRoberta(os.path.join(data, "roberta"), onednn)
-        ids = torch.randint(4, roberta.word.shape[0], (tokens,), generator=g)
-        out["encode_ms"] = best_ms(rounds, reps, lambda: roberta.forward(ids))
+        roberta = Roberta(os.path.join(data, "roberta"), onednn)
+        ids = torch.randint(4, roberta.config["vocab_size"], (tokens,), generator=g)
+        out["encode_ms"] = best_ms(rounds, reps, lambda: roberta.hidden(ids))
     return out
 
 

@@ -5,7 +5,7 @@
             [--eval-dialogs 10000] [--report FILE.md]
 
 Without --bundle it makes the tiny random bundle over the shared ReDial KG once, into --work
-(tools/make_random_bundle.py --size tiny, every component, the emotion classifier included).
+(tools.make_random_bundle --size tiny, every component, the emotion classifier included).
 Three parts, each `ecr` run in its own process, peak resident memory (VmHWM) measured by the
 kernel:
 
@@ -33,6 +33,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, ".."))
 SHARED = os.path.normpath(os.path.join(ROOT, "..", "shared", "data"))
+sys.path.insert(0, ROOT)
+from tools import module_command, module_env  # noqa: E402
 
 USER_LINES = [
     "Hi! I love horror movies like The Shining (1980). Any suggestions?",
@@ -79,9 +81,9 @@ def make_bundle(work):
     bundle = os.path.join(work, "tiny.ecr")
     if not os.path.exists(bundle):
         kg = os.path.join(SHARED, "redial")
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_random_bundle.py"), "--out", bundle,
-                        "--size", "tiny", "--kg-dir", kg, "--dialogs", os.path.join(kg, "dialogs.jsonl"),
-                        "--seed", "3"], check=True)
+        subprocess.run(module_command("tools.make_random_bundle", "--out", bundle, "--size", "tiny", "--kg-dir", kg,
+                                      "--dialogs", os.path.join(kg, "dialogs.jsonl"), "--seed", "3"),
+                       check=True, env=module_env())
     return bundle
 
 

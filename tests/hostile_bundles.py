@@ -17,8 +17,8 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
-from ecr_bundle import BundleWriter, dumps_metadata, read_bundle  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # the repository root
+from tools.ecr_bundle import BundleWriter, dumps_metadata, read_bundle  # noqa: E402
 
 
 def write(path, metadata, tensors, codecs=None, metadata_text=None, patch=None):

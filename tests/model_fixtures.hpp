@@ -62,12 +62,12 @@ inline Gpt2Fixture gpt2_fixture(int layers, int heads, int hidden, int positions
   const std::string recipe = fmt::format("gpt2 {} {} {} {} {} {}", layers, heads, hidden, positions, classifier, dtype);
   const fs::path dir = cached_fixture(recipe, [&](const fs::path& out) {
     std::string args = fmt::format(
-        "make_random_checkpoints.py gpt2 --out {}/checkpoint --layers {} --heads {} --hidden {} --positions {} "
+        "make_random_checkpoints gpt2 --out {}/checkpoint --layers {} --heads {} --hidden {} --positions {} "
         "--vocab-dir {}/gpt2 --seed 7",
         out.string(), layers, heads, hidden, positions, shared_data().string());
     if (classifier) args += fmt::format(" --classifier {}", classifier);
     return run_python(args) == 0 &&
-           run_python(fmt::format("convert.py --out {0}/model.ecr --gpt2 {1}={0}/checkpoint --dtype {2}", out.string(),
+           run_python(fmt::format("convert --out {0}/model.ecr --gpt2 {1}={0}/checkpoint --dtype {2}", out.string(),
                                   component, dtype)) == 0;
   });
   REQUIRE_MESSAGE(!dir.empty(), "could not make the GPT-2 fixture " << recipe);
@@ -83,11 +83,11 @@ struct RobertaFixture {
 inline RobertaFixture roberta_fixture(int layers, int heads, int hidden, int intermediate, int positions) {
   const std::string recipe = fmt::format("roberta {} {} {} {} {}", layers, heads, hidden, intermediate, positions);
   const fs::path dir = cached_fixture(recipe, [&](const fs::path& out) {
-    return run_python(fmt::format("make_random_checkpoints.py roberta --out {}/checkpoint --layers {} --heads {} "
+    return run_python(fmt::format("make_random_checkpoints roberta --out {}/checkpoint --layers {} --heads {} "
                                   "--hidden {} --intermediate {} --positions {} --vocab-dir {}/gpt2 --seed 11",
                                   out.string(), layers, heads, hidden, intermediate, positions,
                                   shared_data().string())) == 0 &&
-           run_python(fmt::format("convert.py --out {0}/model.ecr --roberta text={0}/checkpoint", out.string())) == 0;
+           run_python(fmt::format("convert --out {0}/model.ecr --roberta text={0}/checkpoint", out.string())) == 0;
   });
   REQUIRE_MESSAGE(!dir.empty(), "could not make the RoBERTa fixture " << recipe);
   return {dir / "checkpoint", dir / "model.ecr"};

@@ -23,7 +23,7 @@ inline RecommenderFixture recommender_fixture() {
   for (const char* tool : {"make_random_bundle.py", "make_random_kgprompt.py", "ecr_prompt.py", "ecr_kg.py"})
     recipe += file_text(tools_dir() / tool);
   const fs::path dir = cached_fixture(recipe, [&](const fs::path& out) {
-    return run_python(fmt::format("make_random_bundle.py --out {0}/tiny.ecr --size tiny --kg-dir {1} --dialogs "
+    return run_python(fmt::format("make_random_bundle --out {0}/tiny.ecr --size tiny --kg-dir {1} --dialogs "
                                   "{1}/dialogs.jsonl --keep-checkpoints {0}/checkpoints --seed 3",
                                   out.string(), kg.string())) == 0;
   });

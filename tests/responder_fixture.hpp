@@ -53,21 +53,21 @@ inline ResponderFixture responder_fixture() {
     write_tiny_kg(out / "kg");
     write_tiny_reviews(out / "reviews.json");
     const auto gpt2 = [&](const char* name, int seed) {
-      return run_python(fmt::format("make_random_checkpoints.py gpt2 --out {}/{} --layers 2 --heads 2 --hidden 64 "
+      return run_python(fmt::format("make_random_checkpoints gpt2 --out {}/{} --layers 2 --heads 2 --hidden 64 "
                                     "--positions 320 --vocab-dir {} --seed {}",
                                     o, name, vocab, seed)) == 0;
     };
     const auto prompt = [&](const char* kind, int seed) {
-      return run_python(fmt::format("make_random_kgprompt.py {0} --out {1}/{0}.pt --n-entity {2} --num-relations {3} "
+      return run_python(fmt::format("make_random_kgprompt {0} --out {1}/{0}.pt --n-entity {2} --num-relations {3} "
                                     "--hidden 64 --token-hidden 64 --layers 2 --seed {4}",
                                     kind, o, kTinyEntities, kTinyRelations, seed)) == 0;
     };
     return gpt2("backbone", 7) && gpt2("generator", 8) &&
-           run_python(fmt::format("make_random_checkpoints.py roberta --out {}/text_encoder --layers 2 --heads 2 "
+           run_python(fmt::format("make_random_checkpoints roberta --out {}/text_encoder --layers 2 --heads 2 "
                                   "--hidden 64 --intermediate 128 --positions 256 --vocab-dir {} --seed 11",
                                   o, vocab)) == 0 &&
            prompt("conv", 3) && prompt("rec", 4) &&
-           run_python(fmt::format("convert.py --out {0}/model.ecr --gpt2 backbone={0}/backbone "
+           run_python(fmt::format("convert --out {0}/model.ecr --gpt2 backbone={0}/backbone "
                                   "--gpt2 generator={0}/generator --roberta text_encoder={0}/text_encoder "
                                   "--rec-prompt rec_prompt={0}/rec.pt --conv-prompt conv_prompt={0}/conv.pt "
                                   "--kg {0}/kg --reviews {0}/reviews.json --untrained",

@@ -48,11 +48,16 @@ int run_command(const std::string& command, std::string* output) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-int run_python(const std::string& script_and_args, const fs::path& log) {
+std::string python_module_command(const std::string& module_and_args) {
+  return fmt::format("PYTHONPATH='{}'${{PYTHONPATH:+:$PYTHONPATH}} {} -m tools.{}", source_dir().string(), ECR_PYTHON,
+                     module_and_args);
+}
+
+int run_python(const std::string& module_and_args, const fs::path& log) {
   std::string out;
-  int rc = run_command(fmt::format("{} {}/{}", ECR_PYTHON, tools_dir().string(), script_and_args), &out);
+  int rc = run_command(python_module_command(module_and_args), &out);
   if (!log.empty()) std::ofstream(log) << out;
-  if (rc != 0) MESSAGE("python tool failed (" << rc << "): " << script_and_args << "\n" << out);
+  if (rc != 0) MESSAGE("python tool failed (" << rc << "): " << module_and_args << "\n" << out);
   return rc;
 }
 

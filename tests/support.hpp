@@ -41,8 +41,11 @@ bool have_torch();
     }                                                                                    \
   } while (0)
 
-// Runs `python3 tools/<script> <args>`; returns the exit code. Output goes to `log` if given.
-int run_python(const std::string& script_and_args, const fs::path& log = {});
+// The shell command `python3 -m tools.<module> <args>` with the source tree first on PYTHONPATH:
+// how every test calls the tools package, from any working directory.
+std::string python_module_command(const std::string& module_and_args);
+// Runs python_module_command(module_and_args); returns the exit code. Output goes to `log` if given.
+int run_python(const std::string& module_and_args, const fs::path& log = {});
 // Runs a shell command; returns its exit code and captures stdout+stderr into `output`.
 int run_command(const std::string& command, std::string* output = nullptr);
 

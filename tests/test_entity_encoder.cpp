@@ -165,7 +165,7 @@ TEST_CASE("EntityEncoder matches the torch reference on the ReDial KG") {
   ECR_REQUIRE_TORCH();
   const auto dir = ecr::test::temp_dir("entity_encoder_redial");
   // The reference builds the edges from entity2id.json + kg.json as ECR_SPEC section 3 says.
-  REQUIRE(ecr::test::run_python(fmt::format("kgprompt_reference.py --kg-dir {} --save-edges {}",
+  REQUIRE(ecr::test::run_python(fmt::format("reference.kgprompt --kg-dir {} --save-edges {}",
                                             (ecr::test::shared_data() / "redial").string(),
                                             (dir / "edges.npy").string())) == 0);
   const Tensor edges = ecr::test::read_npy(dir / "edges.npy");
@@ -200,7 +200,7 @@ TEST_CASE("EntityEncoder matches the torch reference on the ReDial KG") {
   ecr::test::write_npy(dir / "state" / "kg_encoder.root.npy", layer.root);
   ecr::test::write_npy(dir / "state" / "kg_encoder.bias.npy", layer.bias);
   ecr::test::write_npy(dir / "state" / "node_embeds.npy", x);
-  REQUIRE(ecr::test::run_python(fmt::format("kgprompt_reference.py --rgcn-only --state {} --edges {} --out {}",
+  REQUIRE(ecr::test::run_python(fmt::format("reference.kgprompt --rgcn-only --state {} --edges {} --out {}",
                                             (dir / "state").string(), (dir / "edges.npy").string(),
                                             (dir / "rgcn.npy").string())) == 0);
 

@@ -29,7 +29,7 @@ std::vector<std::int32_t> torch_generate(const Gpt2Fixture& f, std::span<const s
                                          const Tensor& prefix, int max_new, int no_repeat, const std::string& tag) {
   const fs::path dir = temp_dir("generate_ref_" + tag);
   std::string args = fmt::format(
-      "torch_reference.py gpt2-generate --checkpoint {} --ids {} --max-new-tokens {} --no-repeat-ngram {} --eos {} "
+      "reference gpt2-generate --checkpoint {} --ids {} --max-new-tokens {} --no-repeat-ngram {} --eos {} "
       "--out {}/tokens.json",
       f.checkpoint.string(), join_ids(prompt), max_new, no_repeat, kEos, dir.string());
   if (prefix.defined()) {

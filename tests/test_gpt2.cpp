@@ -1,4 +1,4 @@
-// GPT-2 against the plain-PyTorch reference (tools/torch_reference.py) on random checkpoints:
+// GPT-2 against the plain-PyTorch reference (tools/reference/gpt2.py) on random checkpoints:
 // logits and hidden states at every position, with and without a prefix prompt; the KV cache,
 // batching and thread count against the engine itself; the classifier head; the context limit;
 // and bundles that do not match their config.
@@ -24,7 +24,7 @@ struct Reference {
 Reference torch_gpt2(const Gpt2Fixture& f, std::span<const std::int32_t> ids, const Tensor& prefix,
                      const std::string& tag) {
   const fs::path dir = temp_dir("gpt2_ref_" + tag);
-  std::string args = fmt::format("torch_reference.py gpt2 --checkpoint {} --ids {} --out {}/logits.npy --hidden-out {}/hidden.npy",
+  std::string args = fmt::format("reference gpt2 --checkpoint {} --ids {} --out {}/logits.npy --hidden-out {}/hidden.npy",
                                  f.checkpoint.string(), join_ids(ids), dir.string(), dir.string());
   if (prefix.defined()) {
     write_npy(dir / "prefix.npy", prefix);

@@ -99,7 +99,7 @@ path redial() { return ecr::test::shared_data() / "redial"; }
 // tools/ecr_kg.py --kg DIR [extra] --out DIR/name.ecr; returns the bundle path.
 path python_bundle(const path& kg_dir, const path& out_dir, const std::string& extra = "") {
   const path out = out_dir / "kg.ecr";
-  REQUIRE(ecr::test::run_python(fmt::format("ecr_kg.py --kg {} {} --out {}", kg_dir.string(), extra, out.string())) == 0);
+  REQUIRE(ecr::test::run_python(fmt::format("ecr_kg --kg {} {} --out {}", kg_dir.string(), extra, out.string())) == 0);
   return out;
 }
 
@@ -185,7 +185,7 @@ TEST_CASE("kg: DBpedia layout with URIs, dbpedia_subkg.json and no entity2type.j
 
   // The converter adds the same graph beside the model components.
   const path converted = dir / "converted.ecr";
-  REQUIRE(ecr::test::run_python(fmt::format("convert.py --kg {} --out {}", dir.string(), converted.string())) == 0);
+  REQUIRE(ecr::test::run_python(fmt::format("convert --kg {} --out {}", dir.string(), converted.string())) == 0);
   check_same_graph(KnowledgeGraph::load(ecr::Bundle::open(converted)), g);
 }
 

@@ -1,5 +1,5 @@
 // PromptEncoder (KGPrompt): the static tables and per-request prefixes against the torch
-// reference (tools/kgprompt_reference.py) on random checkpoints in the published layouts, made
+// reference (tools/reference/kgprompt.py) on random checkpoints in the published layouts, made
 // by tools/make_random_kgprompt.py and converted by tools/ecr_prompt.py; plus typed errors for
 // bundles and requests that do not fit, and concurrent use.
 #include <fstream>
@@ -95,7 +95,7 @@ fs::path run_reference(const fs::path& dir, const std::string& state, const std:
     list.push_back(j);
   }
   std::ofstream(dir / "cases.json") << nlohmann::json{{"cases", list}}.dump();
-  REQUIRE(ecr::test::run_python(fmt::format("kgprompt_reference.py --state {} --edges {} --tables-out {} "
+  REQUIRE(ecr::test::run_python(fmt::format("reference.kgprompt --state {} --edges {} --tables-out {} "
                                             "--cases {} --out-dir {} {}",
                                             state, (dir / "kg" / "edges.npy").string(), (dir / "tables").string(),
                                             (dir / "cases.json").string(), (dir / "out").string(), extra)) == 0);
@@ -211,10 +211,10 @@ TEST_CASE("rec prompt: static tables and prefixes match the torch reference") {
   ECR_REQUIRE_TORCH();
   const fs::path dir = ecr::test::temp_dir("prompt_rec");
   const std::string state = (dir / "rec.pt").string();
-  REQUIRE(ecr::test::run_python(fmt::format("make_random_kgprompt.py rec --out {} --n-entity 40 --num-relations 3 "
+  REQUIRE(ecr::test::run_python(fmt::format("make_random_kgprompt rec --out {} --n-entity 40 --num-relations 3 "
                                             "--hidden 64 --token-hidden 48 --layers 2 --seed 5 --kg-out {}",
                                             state, (dir / "kg").string())) == 0);
-  REQUIRE(ecr::test::run_python(fmt::format("ecr_prompt.py --n-head 4 --rec {} --out {}", state,
+  REQUIRE(ecr::test::run_python(fmt::format("ecr_prompt --n-head 4 --rec {} --out {}", state,
                                             (dir / "rec.ecr").string())) == 0);
   const Bundle bundle = Bundle::open(dir / "rec.ecr");
   for (const char* unused : {"rec_prompt/emo_fuse_proj3.weight", "rec_prompt/copy_proj_1.0.weight",
@@ -258,14 +258,14 @@ TEST_CASE("conv prompt: static tables and prefixes match the torch reference") {
   const fs::path dir = ecr::test::temp_dir("prompt_conv");
   const std::string state = (dir / "conv.pt").string();
   // 10 relations > 8 bases: the R-GCN runs with basis channels here.
-  REQUIRE(ecr::test::run_python(fmt::format("make_random_kgprompt.py conv --out {} --n-entity 30 --num-relations 10 "
+  REQUIRE(ecr::test::run_python(fmt::format("make_random_kgprompt conv --out {} --n-entity 30 --num-relations 10 "
                                             "--hidden 64 --token-hidden 48 --layers 3 --n-prefix 5 --seed 8 "
                                             "--edge-tensors --kg-out {}",
                                             state, (dir / "kg").string())) == 0);
   // A conv checkpoint is not a rec prompt: the converter says so instead of guessing.
-  CHECK(ecr::test::run_python(fmt::format("ecr_prompt.py --n-head 4 --rec {} --out {}", state,
+  CHECK(ecr::test::run_python(fmt::format("ecr_prompt --n-head 4 --rec {} --out {}", state,
                                           (dir / "wrong.ecr").string())) != 0);
-  REQUIRE(ecr::test::run_python(fmt::format("ecr_prompt.py --n-head 4 --conv {} --out {}", state,
+  REQUIRE(ecr::test::run_python(fmt::format("ecr_prompt --n-head 4 --conv {} --out {}", state,
                                             (dir / "conv.ecr").string())) == 0);
   const Bundle bundle = Bundle::open(dir / "conv.ecr");
   CHECK_FALSE(bundle.contains("conv_prompt/edge_index"));

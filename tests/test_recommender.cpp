@@ -1,5 +1,5 @@
 // The Recommender end to end on a tiny random bundle over the real ReDial KG: scores of every
-// entity against an independent torch composition (tools/ecr_reference.py), the emotion
+// entity against an independent torch composition (tools/reference/recommender.py), the emotion
 // classifier against the torch GPT-2 reference, batches and threads against single calls, the
 // CLI, and the input errors a host can provoke.
 #include <algorithm>
@@ -188,7 +188,7 @@ TEST_CASE("Recommender scores every entity as the torch composition does (tiny b
   json spec = {{"cases", json::array()}};
   for (const auto& c : cases) spec["cases"].push_back(reference_case(c.name, c.r, c.global));
   std::ofstream(dir / "cases.json") << spec.dump();
-  REQUIRE(ecr::test::run_python(fmt::format("ecr_reference.py --checkpoints {} --kg-dir {} --bundle {} --cases {} "
+  REQUIRE(ecr::test::run_python(fmt::format("reference.recommender --checkpoints {} --kg-dir {} --bundle {} --cases {} "
                                             "--out-dir {}",
                                             fx.checkpoints.string(), fx.kg_dir.string(), fx.bundle.string(),
                                             (dir / "cases.json").string(), (dir / "scores").string()),
@@ -226,7 +226,7 @@ TEST_CASE("Recommender: the emotion classifier's probabilities match the torch G
       Tokenizer::from_json(meta["tokenizers"][meta["components"]["emotion_classifier"]["tokenizer"].get<std::string>()]);
   const auto ids = tokenizer.encode(d.turns[0].text + "<|endoftext|>");
   const fs::path dir = ecr::test::temp_dir("recommender_classifier");
-  REQUIRE(ecr::test::run_python(fmt::format("torch_reference.py gpt2 --checkpoint {} --ids {} --out {}",
+  REQUIRE(ecr::test::run_python(fmt::format("reference gpt2 --checkpoint {} --ids {} --out {}",
                                             (fx.checkpoints / "emotion_classifier").string(), ecr::test::join_ids(ids),
                                             (dir / "scores.npy").string())) == 0);
   const Tensor scores = ecr::test::read_npy(dir / "scores.npy");
@@ -404,7 +404,7 @@ TEST_CASE("ecr recommend prints the ranking, and all of it as JSON") {
   CHECK(j["turns"][0]["emotions_from"] == "classifier");
   CHECK(j["turns"][1]["entities"][0]["source"] == "mention");
   CHECK(j["context_ids"].size() > 10);
-  CHECK(j["untrained"] == true);  // make_random_bundle.py marks its bundles
+  CHECK(j["untrained"] == true);  // tools.make_random_bundle marks its bundles
 
   // The same through stdin, as a table; the library's own ranking comes out.
   REQUIRE(ecr::test::run_command(fmt::format("{} recommend --bundle {} --dialog - --top-k 3 < {}", cli,
@@ -427,16 +427,16 @@ TEST_CASE("static tables stored by the converter equal the ones computed at load
   ECR_REQUIRE_SHARED_DATA();
   ECR_REQUIRE_TORCH();
   const auto fx = test::recommender_fixture();
-  // The fixture's weights again (same seed), with tools/convert.py --static-tables.
+  // The fixture's weights again (same seed), with tools.convert --static-tables.
   const fs::path kg_dir = test::shared_data() / "redial";
   std::string recipe = "recommender tiny redial seed 3 static tables";
   for (const char* tool : {"make_random_bundle.py", "make_random_kgprompt.py", "ecr_prompt.py", "ecr_kg.py",
-                           "kgprompt_reference.py"})
+                           "reference/kgprompt.py", "reference/rgcn.py"})
     recipe += test::file_text(test::tools_dir() / tool);
   const fs::path dir = test::cached_fixture(recipe,
                                             [&](const fs::path& out) {
                                               return test::run_python(fmt::format(
-                                                         "make_random_bundle.py --out {0}/tiny.ecr --size tiny "
+                                                         "make_random_bundle --out {0}/tiny.ecr --size tiny "
                                                          "--kg-dir {1} --dialogs {1}/dialogs.jsonl --seed 3 "
                                                          "--static-tables",
                                                          out.string(), kg_dir.string())) == 0;

@@ -1,7 +1,7 @@
 // Responder (ECR_SPEC 7 and 8): the prompt text byte for byte against hand-written strings, the
 // template and reply clean-up, streaming, the review-entity store (C++ reader, Python builder),
 // knowledge retrieval on a hand-written KG, and the whole reply on a random bundle against the
-// torch reference (tools/responder_reference.py): template tokens with the conv prefix, reply
+// torch reference (tools/reference/responder.py): template tokens with the conv prefix, reply
 // tokens from the generator's prompt, both greedy with no repeated 3-grams.
 #include <algorithm>
 #include <fstream>
@@ -270,7 +270,7 @@ TEST_CASE("review store: tools/ecr_reviews.py counts the shared reviews") {
   ECR_REQUIRE_TORCH();  // Debian's python with numpy
   const fs::path dir = temp_dir("review_store_converter");
   const fs::path reviews = shared_data() / "reviews" / "movie_reviews.json";
-  REQUIRE(run_python(fmt::format("ecr_reviews.py --reviews {} --kg {} --out {}/r.ecr", reviews.string(),
+  REQUIRE(run_python(fmt::format("ecr_reviews --reviews {} --kg {} --out {}/r.ecr", reviews.string(),
                                  (shared_data() / "redial").string(), dir.string())) == 0);
   const ReviewStore store = ReviewStore::load(Bundle::open(dir / "r.ecr"));
 
@@ -299,13 +299,13 @@ TEST_CASE("review store: tools/ecr_reviews.py counts the shared reviews") {
 
   // ECR's finished mv2e_review.json is taken as it is.
   std::ofstream(dir / "mv2e.json") << R"J({"Speed": [["<http://dbpedia.org/resource/Bus>", 3], ["Keanu Reeves", 1]]})J";
-  REQUIRE(run_python(fmt::format("ecr_reviews.py --reviews {0}/mv2e.json --out {0}/m.ecr", dir.string())) == 0);
+  REQUIRE(run_python(fmt::format("ecr_reviews --reviews {0}/mv2e.json --out {0}/m.ecr", dir.string())) == 0);
   const auto speed = ReviewStore::load(Bundle::open(dir / "m.ecr")).find(std::nullopt, "Speed (1994)");
   REQUIRE(speed.size() == 2);
   CHECK(speed[0].entity == "Bus");
   CHECK(speed[0].count == 3);
   std::ofstream(dir / "bad.json") << R"J([{"movie_name": "Speed", "e_review": [3]}])J";
-  CHECK(run_python(fmt::format("ecr_reviews.py --reviews {0}/bad.json --out {0}/b.ecr", dir.string())) == 1);
+  CHECK(run_python(fmt::format("ecr_reviews --reviews {0}/bad.json --out {0}/b.ecr", dir.string())) == 1);
 }
 
 // --- retrieval --------------------------------------------------------------------------------
@@ -421,7 +421,7 @@ TEST_CASE("responder: template and reply tokens equal the torch reference") {
 
   const fs::path dir = temp_dir("responder_reference");
   REQUIRE(run_python(fmt::format(
-              "responder_reference.py --backbone {0}/backbone --text-encoder {0}/text_encoder --conv-prompt "
+              "reference.responder --backbone {0}/backbone --text-encoder {0}/text_encoder --conv-prompt "
               "{0}/conv.pt --kg-dir {0}/kg --context-ids {1} --prompt-ids {2} --entities {3} --generator "
               "{0}/generator --generator-ids {4} --out {5}/ref.json",
               f.dir.string(), join_ids(r.template_input_ids), join_ids(r.conv_prompt_ids), join_ids(r.conv_entities),

@@ -1,4 +1,4 @@
-// RoBERTa against the plain-PyTorch reference (tools/torch_reference.py) on a random
+// RoBERTa against the plain-PyTorch reference (tools/reference/roberta.py) on a random
 // RobertaForMaskedLM checkpoint: last hidden states, batching, position ids around padding ids,
 // the length limit and mis-shaped weights.
 #include <random>
@@ -26,7 +26,7 @@ std::vector<std::int32_t> roberta_ids(std::size_t n, unsigned seed) {
 
 Tensor torch_roberta(const RobertaFixture& f, std::span<const std::int32_t> ids, const std::string& tag) {
   const fs::path dir = temp_dir("roberta_ref_" + tag);
-  REQUIRE(run_python(fmt::format("torch_reference.py roberta --checkpoint {} --ids {} --out {}/hidden.npy",
+  REQUIRE(run_python(fmt::format("reference roberta --checkpoint {} --ids {} --out {}/hidden.npy",
                                  f.checkpoint.string(), join_ids(ids), dir.string())) == 0);
   return read_npy(dir / "hidden.npy");
 }

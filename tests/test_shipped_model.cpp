@@ -1,4 +1,4 @@
-// The shipped model (models/, trained by tools/ecr_train): it loads and verifies, and it does its
+// The shipped model (models/, trained by tools/train): it loads and verifies, and it does its
 // job where random weights do not: on ReDial test dialogs it ranks the movies the recommender
 // went on to name better than the popularity baseline does (Recall@50), and the tiny random
 // bundle of the same KG does worse than that baseline, so the check tells training from noise.

@@ -85,7 +85,7 @@ constexpr std::string_view kPythonWriter = R"PY(
 import json, sys
 import numpy as np, torch
 sys.path.insert(0, sys.argv[1])
-from ecr_bundle import BundleWriter, read_bundle
+from tools.ecr_bundle import BundleWriter, read_bundle
 d = sys.argv[2]
 specs = json.load(open(f"{d}/specs.json", encoding="utf-8"))
 meta = open(f"{d}/metadata.json", encoding="utf-8", newline="").read()
@@ -144,7 +144,7 @@ TEST_CASE("tools: ecr_bundle.py and BundleWriter write identical bytes and read 
   write_file(dir / "writer.py", kPythonWriter);
 
   std::string out;
-  const int rc = run_script(dir / "writer.py", fmt::format("{} {}", test::tools_dir().string(), dir.string()), &out);
+  const int rc = run_script(dir / "writer.py", fmt::format("{} {}", test::source_dir().string(), dir.string()), &out);
   REQUIRE_MESSAGE(rc == 0, out);
 
   const std::string cpp_text = read_file(dir / "cpp_text.ecr"), py_text = read_file(dir / "python_text.ecr");
@@ -175,7 +175,7 @@ TEST_CASE("tools: ecr_bundle.py and BundleWriter write identical bytes and read 
 constexpr std::string_view kPythonReadEmpties = R"PY(
 import sys
 sys.path.insert(0, sys.argv[1])
-from ecr_bundle import read_bundle
+from tools.ecr_bundle import read_bundle
 _, t = read_bundle(sys.argv[2])
 assert len(t) == 80 and all(t[f"e{i}"].shape == (0, 2) and t[f"x{i}"].tolist() == [i, i, i] for i in range(40))
 )PY";
@@ -194,7 +194,7 @@ TEST_CASE("tools: zero-size tensors share the next tensor's offset and both read
   CHECK(b.tensor("x39").span<float>()[2] == 39.f);
   write_file(dir / "read.py", kPythonReadEmpties);
   std::string out;
-  CHECK_MESSAGE(run_script(dir / "read.py", fmt::format("{} {}", test::tools_dir().string(), (dir / "empties.ecr").string()),
+  CHECK_MESSAGE(run_script(dir / "read.py", fmt::format("{} {}", test::source_dir().string(), (dir / "empties.ecr").string()),
                            &out) == 0, out);
 }
 
@@ -206,13 +206,13 @@ std::string gpt2_vocab_dir() { return (test::shared_data() / "gpt2").string(); }
 
 // Tiny but real-layout checkpoints: the vocabulary is GPT-2's (50,259 rows), the rest is small.
 int make_gpt2(const fs::path& out, const std::string& extra = "") {
-  return test::run_python(fmt::format("make_random_checkpoints.py gpt2 --out {} --layers 2 --heads 2 --hidden 16 "
+  return test::run_python(fmt::format("make_random_checkpoints gpt2 --out {} --layers 2 --heads 2 --hidden 16 "
                                       "--positions 32 --vocab-dir {} --seed 7 {}",
                                       out.string(), gpt2_vocab_dir(), extra));
 }
 
 int make_roberta(const fs::path& out, const std::string& extra = "") {
-  return test::run_python(fmt::format("make_random_checkpoints.py roberta --out {} --layers 2 --heads 2 --hidden 16 "
+  return test::run_python(fmt::format("make_random_checkpoints roberta --out {} --layers 2 --heads 2 --hidden 16 "
                                       "--intermediate 24 --positions 30 --vocab-dir {} --seed 3 {}",
                                       out.string(), gpt2_vocab_dir(), extra));
 }
@@ -234,9 +234,9 @@ TEST_CASE("tools: a converted random GPT-2 checkpoint opens in C++ with the chec
   ECR_REQUIRE_SHARED_DATA();
   const fs::path dir = test::temp_dir("tools_convert_gpt2");
   REQUIRE(make_gpt2(dir / "ckpt") == 0);
-  REQUIRE(test::run_python(fmt::format("convert.py --out {} --gpt2 backbone={}", (dir / "f32.ecr").string(),
+  REQUIRE(test::run_python(fmt::format("convert --out {} --gpt2 backbone={}", (dir / "f32.ecr").string(),
                                        (dir / "ckpt").string())) == 0);
-  REQUIRE(test::run_python(fmt::format("convert.py --out {} --gpt2 backbone={} --dtype f16 --codec zstd",
+  REQUIRE(test::run_python(fmt::format("convert --out {} --gpt2 backbone={} --dtype f16 --codec zstd",
                                        (dir / "f16.ecr").string(), (dir / "ckpt").string())) == 0);
   const std::vector<std::string> keys = {"transformer.wte.weight", "transformer.wpe.weight",
                                          "transformer.h.1.attn.c_attn.weight", "transformer.h.0.mlp.c_proj.bias",
@@ -294,7 +294,7 @@ TEST_CASE("tools: .bin and .safetensors checkpoints convert to the same bundle")
   CHECK(fs::exists(dir / "g_st" / "model.safetensors"));
   CHECK_FALSE(fs::exists(dir / "g_st" / "pytorch_model.bin"));
   const auto convert = [&](const std::string& out, const std::string& g, const std::string& r) {
-    return test::run_python(fmt::format("convert.py --out {} --gpt2 emotion={} --roberta text_encoder={} --codec zstd",
+    return test::run_python(fmt::format("convert --out {} --gpt2 emotion={} --roberta text_encoder={} --codec zstd",
                                         (dir / out).string(), (dir / g).string(), (dir / r).string()));
   };
   REQUIRE(convert("bin.ecr", "g_bin", "r_bin") == 0);
@@ -383,9 +383,9 @@ TEST_CASE("tools: the converter refuses a checkpoint with a wrong or missing ten
     CAPTURE(k.key);
     const fs::path bundle = dir / "out.ecr";
     fs::remove(bundle);
-    const int rc = test::run_command(fmt::format("{} {}/convert.py --out {} --{} m={}", ECR_PYTHON,
-                                                 test::tools_dir().string(), bundle.string(), k.model,
-                                                 (dir / fmt::format("bad{}", i)).string()),
+    const int rc = test::run_command(test::python_module_command(fmt::format(
+                                         "convert --out {} --{} m={}", bundle.string(), k.model,
+                                         (dir / fmt::format("bad{}", i)).string())),
                                      &out);
     CHECK(rc != 0);
     CHECK_FALSE(fs::exists(bundle));
@@ -405,11 +405,12 @@ namespace {
 // no_repeat_ngram_size 3 never repeats a trigram and stops after eos; both stacks agree with
 // torch.nn.TransformerEncoderLayer given the same weights.
 constexpr std::string_view kReferenceChecks = R"PY(
-import json, subprocess, sys
+import json, os, subprocess, sys
 import numpy as np, torch
-tools, d = sys.argv[1], sys.argv[2]
-sys.path.insert(0, tools)
-import torch_reference as R
+root, d = sys.argv[1], sys.argv[2]
+sys.path.insert(0, root)
+from tools.reference import gpt2 as R
+from tools.reference.roberta import Roberta
 m = R.GPT2(f"{d}/ckpt")
 ids, k = [5, 100, 2000, 7, 50256, 300, 42, 9, 50258], 4
 cache = []
@@ -421,7 +422,8 @@ m.hidden(ids[:k])
 R.heads = heads
 kv = [torch.stack([cache[3 * n + 1], cache[3 * n + 2]], 1) for n in range(m.layers)]  # (k, 2, D) per layer
 np.save(f"{d}/prefix.npy", torch.stack(kv, 1).reshape(k, -1).numpy())
-run = lambda *a: subprocess.run([sys.executable, f"{tools}/torch_reference.py", *a], check=True)
+run = lambda *a: subprocess.run([sys.executable, "-m", "tools.reference", *a], check=True,
+                                env=dict(os.environ, PYTHONPATH=root))
 run("gpt2", "--checkpoint", f"{d}/ckpt", "--ids", ",".join(map(str, ids)), "--out", f"{d}/full.npy",
     "--hidden-out", f"{d}/full_h.npy")
 run("gpt2", "--checkpoint", f"{d}/ckpt", "--ids", ",".join(map(str, ids[k:])), "--prefix", f"{d}/prefix.npy",
@@ -478,7 +480,7 @@ with torch.no_grad():
 err = np.abs(x.numpy() - full).max()
 assert err < 1e-4, f"gpt2 vs nn.TransformerEncoderLayer: {err}"
 
-r = R.Roberta(f"{d}/roberta")
+r = Roberta(f"{d}/roberta")
 rids = [[0, 5, 6, 700, 50264, 2], [0, 9, 2]]
 run("roberta", "--checkpoint", f"{d}/roberta", "--ids", ",".join(map(str, rids[0])), "--ids",
     ",".join(map(str, rids[1])), "--out", f"{d}/roberta.npy")
@@ -520,6 +522,6 @@ TEST_CASE("tools: torch reference = nn.TransformerEncoderLayer, prefix = cached 
   REQUIRE(make_roberta(dir / "roberta", "--bare --safetensors") == 0);
   write_file(dir / "checks.py", kReferenceChecks);
   std::string out;
-  const int rc = run_script(dir / "checks.py", fmt::format("{} {}", test::tools_dir().string(), dir.string()), &out);
+  const int rc = run_script(dir / "checks.py", fmt::format("{} {}", test::source_dir().string(), dir.string()), &out);
   CHECK_MESSAGE(rc == 0, out);
 }

@@ -1,4 +1,4 @@
-// The trainer (tools/ecr_train) in its smoke mode: tiny models, a few dialogs, a few steps of every
+// The trainer (tools/train, `python3 -m tools.train`) in its smoke mode: tiny models, a few dialogs, a few steps of every
 // stage. It must see every stage's loss fall and write, through the real converter, a bundle the
 // engine loads and runs end to end, so the path that made the shipped model cannot rot.
 #include <fmt/format.h>
@@ -16,8 +16,9 @@ TEST_CASE("the trainer's smoke run: every loss falls, and its bundle recommends 
   const fs::path dir = test::temp_dir("trainer_smoke");
   std::string out;
   const int rc = test::run_command(
-      fmt::format("cd {} && {} -m ecr_train --smoke --threads 1 --data {} --ecr {} --out {} 2>&1", test::tools_dir().string(),
-                  ECR_PYTHON, test::shared_data().string(), test::cli_path().string(), dir.string()),
+      test::python_module_command(fmt::format("train --smoke --threads 1 --data {} --ecr {} --out {}",
+                                              test::shared_data().string(), test::cli_path().string(), dir.string())) +
+          " 2>&1",
       &out);
   INFO(out.substr(out.size() > 4000 ? out.size() - 4000 : 0));
   REQUIRE(rc == 0);

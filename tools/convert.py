@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Converts HuggingFace checkpoints into one `ecr` bundle (docs/format.md).
 
-    convert.py --out BUNDLE [--gpt2 NAME=DIR]... [--roberta NAME=DIR]... [--dtype f32|f16|bf16]
+    python3 -m tools.convert --out BUNDLE [--gpt2 NAME=DIR]... [--roberta NAME=DIR]... [--dtype f32|f16|bf16]
                [--rec-prompt NAME=model.pt]... [--conv-prompt NAME=model.pt]... [--prompt-n-head NH]
                [--kg DIR [--dialogs FILE [--uniform-emotions]] [--reviews FILE]]
                [--static-tables] [--codec raw|zstd] [--zstd-level N]
@@ -18,7 +17,7 @@ the bundle in command-line order.
   lm_head.*, the pooler (unused by ECR) and the position_ids / token_type_ids buffers are
   dropped.
 
-- --rec-prompt / --conv-prompt: ECR's / UniCRS's KGPrompt state dict (tools/ecr_prompt.py), its
+- --rec-prompt / --conv-prompt: ECR's / UniCRS's KGPrompt state dict (tools.ecr_prompt), its
   floating tensors cast to --dtype like every other weight. The prefix is split into the heads of the GPT-2 components
   given before it (they must agree), or --prompt-n-head. An emotion classifier is a --gpt2 whose
   checkpoint has score.weight.
@@ -26,8 +25,8 @@ the bundle in command-line order.
   table E, the rec prompt's emotion table M and, with --dialogs, its global table G = C E, and
   the projected prefix rows) as f32 `NAME/static/{entity_table, emotion_table,
   global_entity_table, prefix_rows}`, computed from the weights as stored (after --dtype) by
-  tools/kgprompt_reference.py. The engine then maps them instead of computing them at load.
-- --reviews: calls tools/ecr_reviews.py's add_to_bundle(meta, tensors, FILE, kg) with the
+  tools.reference.kgprompt. The engine then maps them instead of computing them at load.
+- --reviews: calls tools.ecr_reviews's add_to_bundle(meta, tensors, FILE, kg) with the
   ecr_kg.KnowledgeGraph of --kg (the module is imported only when the option is given).
 
 Every tensor's shape is checked against config.json; unknown or missing keys are errors.
@@ -42,6 +41,7 @@ take: `bundle.add(name, array)` stores as given, `bundle.meta` is the metadata d
 """
 
 import argparse
+import importlib
 import json
 import os
 import re
@@ -51,10 +51,8 @@ import sys
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ecr_bundle import BundleError, BundleWriter, DEFAULT_ZSTD_LEVEL  # noqa: E402
-import ecr_kg  # noqa: E402
-import ecr_prompt  # noqa: E402
+from . import ecr_kg, ecr_prompt
+from .ecr_bundle import BundleError, BundleWriter, DEFAULT_ZSTD_LEVEL
 
 DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 
@@ -344,7 +342,7 @@ def add_roberta(bundle, name, directory):
         bundle.tensor(f"{name}/{key[len(root):]}", sd[key])
 
 
-# --- KGPrompt (tools/ecr_prompt.py) ---------------------------------------------------------------
+# --- KGPrompt (tools.ecr_prompt) ---------------------------------------------------------------
 
 def prompt_heads(bundle, path):
     """The attention heads the prefix is split into: --prompt-n-head, else the one n_head all GPT-2
@@ -361,7 +359,7 @@ def prompt_heads(bundle, path):
 def add_static_tables(bundle, kg_dir):
     """Every KGPrompt component's static tables (--static-tables), from its weights as the bundle
     stores them, the edges of `kg_dir` and the bundle's co-occurrence matrix."""
-    import kgprompt_reference as kgp
+    from .reference import kgprompt as kgp
     edges, n, _ = kgp.build_edges(kg_dir)
     tensors = dict(bundle.tensors)
     cooc = None
@@ -427,10 +425,10 @@ def main(argv=None):
     parser.add_argument("--dtype", choices=list(DTYPES), default="f32", help="floating-point weights (default f32)")
     parser.add_argument("--codec", choices=["raw", "zstd"], default="raw", help="tensor codec (default raw)")
     parser.add_argument("--zstd-level", type=int, default=DEFAULT_ZSTD_LEVEL)
-    parser.add_argument("--kg", metavar="DIR", help="add the knowledge graph (UniCRS/ECR files, tools/ecr_kg.py)")
+    parser.add_argument("--kg", metavar="DIR", help="add the knowledge graph (UniCRS/ECR files, tools.ecr_kg)")
     parser.add_argument("--dialogs", metavar="FILE", help="with --kg: ReDial dialogs for the co-occurrence matrix")
     parser.add_argument("--uniform-emotions", action="store_true", help="with --dialogs: plain co-occurrence")
-    parser.add_argument("--reviews", metavar="FILE", help="with --kg: movie reviews (tools/ecr_reviews.py)")
+    parser.add_argument("--reviews", metavar="FILE", help="with --kg: movie reviews (tools.ecr_reviews)")
     parser.add_argument("--static-tables", action="store_true", help="with --kg: store the KGPrompts' static "
                         "tables, so that the engine maps them instead of computing them at load")
     parser.add_argument("--untrained", action="store_true", help="mark the bundle as random weights (metadata \"untrained\": true)")
@@ -442,7 +440,7 @@ def main(argv=None):
             or (args.static_tables and not args.kg)):
         parser.error("--dialogs, --reviews and --static-tables need --kg, and --uniform-emotions needs --dialogs")
     # Imported only when asked for: the reviews part is optional.
-    ecr_reviews = __import__("ecr_reviews") if args.reviews else None
+    ecr_reviews = importlib.import_module(".ecr_reviews", __package__) if args.reviews else None
     review_errors = (getattr(ecr_reviews, "ReviewError", ValueError),) if ecr_reviews else ()
     try:
         bundle = Bundle(args.dtype, args.codec, args.zstd_level)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job, end to end on a fresh machine from this repository alone: install dependencies,
-# build the `ecr` tool, check the shipped model (models/, trained on ReDial by tools/ecr_train) and
+# build the `ecr` tool, check the shipped model (models/, trained on ReDial by tools/train) and
 # hold a short scripted chat with it: each user line is recommended for and answered.
 set -euo pipefail
 cd "$(dirname "$0")/.."

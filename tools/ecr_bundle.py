@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Reads and writes `ecr` bundle files (docs/format.md), byte-identical to the C++ BundleWriter.
 
     from ecr_bundle import BundleWriter, read_bundle
@@ -8,7 +7,7 @@
     w.write("model.ecr")
     metadata, tensors = read_bundle("model.ecr")             # bf16 comes back as uint16 bits
 
-    python3 tools/ecr_bundle.py inspect FILE [--metadata]
+    python3 -m tools.ecr_bundle inspect FILE [--metadata]
 
 zstd goes through ctypes to the system libzstd, so a frame is what the C++ writer's
 ZSTD_compress makes at the same level with the same library.

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The knowledge graph and the co-occurrence matrix, from UniCRS/ECR files into a bundle.
 
 Reads the KG layout of UniCRS and ECR (entity2id.json, kg.json or dbpedia_subkg.json,
@@ -8,9 +7,9 @@ co-occurrences of ECR_SPEC section 9 from annotated ReDial dialogs. docs/format.
 ("Knowledge graph") describes the tensors; the C++ side is ecr::KnowledgeGraph and
 ecr::CooccurrenceMatrix.
 
-    python3 tools/ecr_kg.py --kg DIR [--dialogs FILE [--uniform-emotions]] --out kg.ecr
+    python3 -m tools.ecr_kg --kg DIR [--dialogs FILE [--uniform-emotions]] --out kg.ecr
 
-The converter (tools/convert.py --kg DIR --dialogs FILE) calls add_to_bundle().
+The converter (tools.convert --kg DIR --dialogs FILE) calls add_to_bundle().
 """
 
 import argparse
@@ -21,7 +20,7 @@ import sys
 
 import numpy as np
 
-from ecr_bundle import BundleWriter
+from .ecr_bundle import BundleWriter
 
 # Type codes stored in kg/entity_types (part of the format).
 ENTITY_TYPES = {"other": 0, "movie": 1, "genre": 2, "person": 3}

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Converts KGPrompt checkpoints (ECR_SPEC Appendix A) into bundle components for the engine's
 PromptEncoder.
 
@@ -10,12 +9,12 @@ metadata is still being assembled (BundleWriter takes its metadata when it is ma
 the bundle's metadata dict; meta["components"][name] becomes
     {"type": "kgprompt_rec" | "kgprompt_conv", "config": {...}}
 and every tensor the forward path uses goes in as "name/<checkpoint key>", as float32 unless
-the caller passes another floating dtype (convert.py passes its --dtype). Keys the
+the caller passes another floating dtype (tools.convert passes its --dtype). Keys the
 published forward path never reads are dropped (rec: emo_fuse_proj3.*, copy_proj_1.*,
 copy_proj_2.*; both: edge_index, edge_type, since the KG files are the source of edges). Any
 other unknown key, a missing key, or shapes that contradict each other raise ConversionError.
 
-    ecr_prompt.py --n-head NH [--rec model.pt] [--conv model.pt] --out bundle.ecr
+    python3 -m tools.ecr_prompt --n-head NH [--rec model.pt] [--conv model.pt] --out bundle.ecr
 
 writes a bundle holding just these components ("rec_prompt", "conv_prompt"), for tests.
 """
@@ -25,7 +24,7 @@ import sys
 
 import torch
 
-from ecr_bundle import BundleWriter
+from .ecr_bundle import BundleWriter
 
 
 class ConversionError(ValueError):

@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """The review-entity store of ECR_SPEC section 8: for each movie, the entities its reviews
 mention and how often, the source of the generator prompt's "Related Entities".
 
-    python3 tools/ecr_reviews.py --reviews FILE [--kg DIR] --out reviews.ecr
+    python3 -m tools.ecr_reviews --reviews FILE [--kg DIR] --out reviews.ecr
 
 FILE is either
 - a list of reviews shaped like ECR's movie_reviews_processed_*.json (and
@@ -17,7 +16,7 @@ Movies are keyed as ECR looks them up: the display name up to its first "(" ("Pl
 names exactly one item gets that item's id, and an entity whose URI or name is a KG entity gets
 its id; display names are kept for every entity either way (review entities are often not in
 the KG). docs/format.md ("Review entities") describes the tensors; the C++ side is
-ecr::ReviewStore. tools/convert.py --kg DIR --reviews FILE and tools/make_random_bundle.py
+ecr::ReviewStore. tools.convert --kg DIR --reviews FILE and tools.make_random_bundle
 --reviews FILE call add_to_bundle().
 """
 
@@ -29,9 +28,8 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ecr_bundle import BundleWriter  # noqa: E402
-import ecr_kg  # noqa: E402
+from . import ecr_kg
+from .ecr_bundle import BundleWriter
 
 
 # What the keys are trimmed of (ecr::review_movie_key trims the same).

@@ -6,7 +6,7 @@
 #   3. runs `ctest -R cuda` (every kernel against its CPU twin, the device GPT-2 and RoBERTa against
 #      the CPU ones, device top-k against the CPU ranking);
 #   4. runs benchmarks/bench_cuda (decode tokens/s, attention bandwidth, R-GCN encode, RoBERTa encode);
-#   5. runs tools/gpu_compare.py (HF generate and PyG RGCNConv on the same card) and writes the
+#   5. runs tools.gpu_compare (HF generate and PyG RGCNConv on the same card) and writes the
 #      table to $OUT/gpu-results.md and stdout.
 # Every step's log goes to $OUT (default: ./gpu-out). A failing step is reported in the table and
 # the later steps still run, so one run gives as much as it can.
@@ -105,12 +105,13 @@ done
 args=(--out "$out/gpu-results.md" --ctest "$out/ctest-summary.txt")
 [ -f "$json" ] && args+=(--ecr-json "$json")
 if [ -n "$python" ]; then
-  note "gpu_compare.py with $python"
-  timeout "$(budget 150)" "$python" "$root/tools/gpu_compare.py" "${args[@]}" 2>"$out/gpu_compare.err" \
-    || { note "gpu_compare.py FAILED (gpu_compare.err)"; tail -20 "$out/gpu_compare.err"; }
+  note "tools.gpu_compare with $python"
+  PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" timeout "$(budget 150)" "$python" -m tools.gpu_compare "${args[@]}" \
+    2>"$out/gpu_compare.err" || { note "tools.gpu_compare FAILED (gpu_compare.err)"; tail -20 "$out/gpu_compare.err"; }
 else
   note "no python with torch: the table has the ecr side only"
-  /usr/bin/env python3 "$root/tools/gpu_compare.py" "${args[@]}" 2>"$out/gpu_compare.err" || cat "$out/ctest-summary.txt"
+  PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" /usr/bin/env python3 -m tools.gpu_compare "${args[@]}" \
+    2>"$out/gpu_compare.err" || cat "$out/ctest-summary.txt"
 fi
 note "done in $(( $(date +%s) - start ))s; table: $out/gpu-results.md"
 exit $ctest_rc

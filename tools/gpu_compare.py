@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The reference side of tools/gpu_check.sh, and the table it writes.
 
 Runs on the lent GPU machine, on the same card as benchmarks/bench_cuda:

@@ -6,7 +6,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libeigen3-dev libfmt-dev doctest-dev libzstd-dev zlib1g-dev nlohmann-json3-dev libbenchmark-dev
   python3 python3-numpy python3-torch   # converter, torch references (tests' oracle)
-  python3-regex python3-tqdm            # the trainer (tools/ecr_train): GPT-2 pre-split, progress bars
+  python3-regex python3-tqdm            # the trainer (tools/train): GPT-2 pre-split, progress bars
   pybind11-dev python3-pybind11 python3-dev python3-pytest  # the Python package (python/) and its tests
   python3-pip python3-venv python3-setuptools python3-wheel  # `pip install --no-build-isolation .`
   libopenblas0-pthread                  # a real BLAS for Debian's torch (the reference BLAS is ~20x slower)

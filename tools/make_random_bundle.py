@@ -1,17 +1,16 @@
-#!/usr/bin/env python3
 """A complete ECR bundle with random weights, for tests and benchmarks.
 
-    make_random_bundle.py --out B.ecr --size tiny|published [--kg-dir DIR | --synthetic-entities N]
+    python3 -m tools.make_random_bundle --out B.ecr --size tiny|published [--kg-dir DIR | --synthetic-entities N]
         [--dialogs FILE] [--reviews FILE] [--seed S] [--codec raw|zstd]
         [--components backbone,text_encoder,...] [--keep-checkpoints DIR]
 
 Writes random checkpoints in the published layouts into a temporary folder and converts them
-with tools/convert.py into ONE bundle, components named as ecr::ComponentNames says:
+with tools.convert into ONE bundle, components named as ecr::ComponentNames says:
 
-    backbone            GPT-2 (DialoGPT-like)                 make_random_checkpoints.py gpt2
-    text_encoder        RoBERTa (RobertaForMaskedLM layout)   make_random_checkpoints.py roberta
-    rec_prompt          ECR KGPrompt model.pt (emotions)      make_random_kgprompt.py rec
-    conv_prompt         UniCRS KGPrompt model.pt              make_random_kgprompt.py conv
+    backbone            GPT-2 (DialoGPT-like)                 tools.make_random_checkpoints gpt2
+    text_encoder        RoBERTa (RobertaForMaskedLM layout)   tools.make_random_checkpoints roberta
+    rec_prompt          ECR KGPrompt model.pt (emotions)      tools.make_random_kgprompt rec
+    conv_prompt         UniCRS KGPrompt model.pt              tools.make_random_kgprompt conv
     emotion_classifier  GPT2ForSequenceClassification, 9 labels (ECR_SPEC 0 order)
     generator           GPT-2 (same shapes as the backbone, other weights)
 
@@ -19,7 +18,7 @@ plus the KG (--kg-dir, default ../shared/data/redial next to the project; or a s
 with --synthetic-entities N: movies, genres and people with random triples, and, unless
 --dialogs is given, 3000 random dialogs with random emotion labels for its co-occurrence
 matrix), the co-occurrence matrix from --dialogs and the review entities from --reviews
-(tools/ecr_reviews.py). The KGPrompt checkpoints get the KG's entity and relation counts.
+(tools.ecr_reviews). The KGPrompt checkpoints get the KG's entity and relation counts.
 --keep-checkpoints DIR keeps the checkpoints (and a synthetic KG in DIR/kg) for the references.
 
 Sizes:
@@ -30,7 +29,7 @@ Sizes:
 Both: 8 R-GCN bases, 10 rec prefix rows, 20 conv prefix rows (UniCRS's n_prefix_conv).
 
 Co-occurrence: ReDial dialogs carry no emotion labels, so when --dialogs has none the matrix is
-built in ecr_kg.py's uniform-emotions mode (every entity gets the one label "neutral": plain
+built in tools.ecr_kg's uniform-emotions mode (every entity gets the one label "neutral": plain
 ordered co-occurrence within a dialog); annotated dialogs are counted as ECR_SPEC 9 says.
 
 Vocabulary: GPT-2's encoder.json / vocab.bpe from --vocab-dir (default ../shared/data/gpt2).
@@ -47,11 +46,9 @@ import numpy as np
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import convert  # noqa: E402
-import ecr_kg  # noqa: E402
-import make_random_checkpoints as mrc  # noqa: E402
-import make_random_kgprompt as mrk  # noqa: E402
+from . import convert, ecr_kg
+from . import make_random_checkpoints as mrc
+from . import make_random_kgprompt as mrk
 
 SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data"))
 ALL_COMPONENTS = ["backbone", "text_encoder", "rec_prompt", "conv_prompt", "emotion_classifier", "generator"]
@@ -148,13 +145,13 @@ def main(argv=None):
     kg_source.add_argument("--synthetic-entities", type=int, metavar="N",
                            help="a random KG of N entities (padding included) instead")
     p.add_argument("--dialogs", help="ReDial dialogs (JSON lines) for the co-occurrence matrix")
-    p.add_argument("--reviews", help="movie reviews for the generator's review entities (tools/ecr_reviews.py)")
+    p.add_argument("--reviews", help="movie reviews for the generator's review entities (tools.ecr_reviews)")
     p.add_argument("--vocab-dir", default=os.path.join(SHARED, "gpt2"), help="GPT-2 encoder.json + vocab.bpe")
     p.add_argument("--components", default=",".join(ALL_COMPONENTS),
                    help="comma-separated subset of " + ",".join(ALL_COMPONENTS) + " (default all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--codec", choices=["raw", "zstd"], default="raw")
-    p.add_argument("--static-tables", action="store_true", help="store the KGPrompts' static tables (convert.py)")
+    p.add_argument("--static-tables", action="store_true", help="store the KGPrompts' static tables (tools.convert)")
     p.add_argument("--keep-checkpoints", metavar="DIR",
                    help="write the checkpoints here and keep them (the torch references read them)")
     a = p.parse_args(argv)

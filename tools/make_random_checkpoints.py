@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """Random-weight checkpoints in the real HuggingFace layouts, for testing the converter and engine.
 
-    make_random_checkpoints.py gpt2 --out DIR --layers L --heads NH --hidden D --positions P \
+    python3 -m tools.make_random_checkpoints gpt2 --out DIR --layers L --heads NH --hidden D --positions P \
         --vocab-dir VDIR [--classifier NUM_LABELS] [--seed S] [--safetensors]
-    make_random_checkpoints.py roberta --out DIR --layers L --heads NH --hidden D --intermediate I \
+    python3 -m tools.make_random_checkpoints roberta --out DIR --layers L --heads NH --hidden D --intermediate I \
         --positions P --vocab-dir VDIR [--bare] [--seed S] [--safetensors]
 
 Writes config.json, pytorch_model.bin (torch.save of the state dict; model.safetensors instead

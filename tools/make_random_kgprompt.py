@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """Random-weight KGPrompt checkpoints in the published layouts (ECR_SPEC Appendix A), for testing
-the converter (tools/ecr_prompt.py) and the engine's PromptEncoder.
+the converter (tools.ecr_prompt) and the engine's PromptEncoder.
 
-    make_random_kgprompt.py rec  --out model.pt [shape options] [--kg-out DIR]
-    make_random_kgprompt.py conv --out model.pt [shape options] [--kg-out DIR]
+    python3 -m tools.make_random_kgprompt rec  --out model.pt [shape options] [--kg-out DIR]
+    python3 -m tools.make_random_kgprompt conv --out model.pt [shape options] [--kg-out DIR]
 
 rec:  ECR's KGPrompt with emotions, as its save() writes model.pt (a plain state dict, no edge
       tensors), including the keys the published forward path never uses (emo_fuse_proj3.*,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Trains the shipped model from scratch and writes models/ecr-redial-small.ecr (models/README.md):
 # installs what it needs (Debian's torch, OpenBLAS, tqdm, regex), builds the `ecr` tool (its linker
-# annotates the dialogs), then runs tools/ecr_train on ../shared/data. About 45 minutes on 2 cores.
-#   tools/train.sh [--smoke] [extra ecr_train options]
+# annotates the dialogs), then runs the trainer (python3 -m tools.train) on ../shared/data. About 45
+# minutes on 2 cores.
+#   tools/train.sh [--smoke] [extra tools.train options]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install_deps.sh
@@ -17,5 +18,4 @@ out=build/train
 bundle=models/ecr-redial-small.ecr
 if [ "${1:-}" = "--smoke" ]; then out=build/train-smoke bundle=$out/ecr.ecr; fi
 mkdir -p "$out" models
-cd tools
-exec /usr/bin/python3 -m ecr_train --data "$data" --ecr ../build/src/ecr --out "../$out" --bundle "../$bundle" "$@"
+exec /usr/bin/python3 -m tools.train --data "$data" --ecr build/src/ecr --out "$out" --bundle "$bundle" "$@"

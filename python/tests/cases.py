@@ -54,7 +54,7 @@ def long_dialog(graph):
 
 
 def reference_case(name, rec, use_global):
-    """The case tools/ecr_reference.py computes, from what the models saw."""
+    """The case tools/reference/recommender.py computes, from what the models saw."""
     ids, probs = [], []
     for e in rec.prompt_entities:
         padding = 3 - len(e.emotions)

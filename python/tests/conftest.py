@@ -40,12 +40,15 @@ def require_torch():
         pytest.skip("needs torch (Debian's python3-torch) to make random checkpoints and references")
 
 
-def run_tool(script, *args, log=None):
-    """Runs tools/<script> with Debian's python3; fails the test with its output on error."""
-    done = subprocess.run([TOOLS_PYTHON, str(TOOLS / script), *map(str, args)], capture_output=True, text=True)
+def run_tool(module, *args, log=None):
+    """Runs `python3 -m tools.<module>` with Debian's python3 and the source tree first on
+    PYTHONPATH; fails the test with its output on error."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(SOURCE), os.environ.get("PYTHONPATH")) if p))
+    done = subprocess.run([TOOLS_PYTHON, "-m", f"tools.{module}", *map(str, args)], capture_output=True, text=True,
+                          env=env)
     if log:
         Path(log).write_text(done.stdout + done.stderr)
-    assert done.returncode == 0, f"{script} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+    assert done.returncode == 0, f"tools.{module} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
 
@@ -86,7 +89,7 @@ def tiny():
                                  "ecr_prompt.py", "ecr_kg.py", "convert.py")]
 
     def build(out):
-        run_tool("make_random_bundle.py", "--out", out / "tiny.ecr", "--size", "tiny", "--kg-dir", kg, "--dialogs",
+        run_tool("make_random_bundle", "--out", out / "tiny.ecr", "--size", "tiny", "--kg-dir", kg, "--dialogs",
                  kg / "dialogs.jsonl", "--vocab-dir", SHARED / "gpt2", "--keep-checkpoints", out / "checkpoints",
                  "--seed", 3)
 

@@ -110,9 +110,9 @@ def test_bundles_are_inspected_without_loading_models(tiny, tmp_path):
     array = bundle.tensor(wte.name)
     assert array.shape == wte.shape and array.dtype == np.float32 and not array.flags.writeable
     # The Python reader of the format (tools/ecr_bundle.py) sees the same numbers.
-    sys.path.insert(0, str(SOURCE / "tools"))
+    sys.path.insert(0, str(SOURCE))
     try:
-        from ecr_bundle import read_bundle
+        from tools.ecr_bundle import read_bundle
     finally:
         sys.path.pop(0)
     _, tensors = read_bundle(str(tiny.bundle))
@@ -162,13 +162,13 @@ def test_the_converter_runs_from_the_package(tmp_path):
     done = subprocess.run([TOOLS_PYTHON, "-m", "ecr.convert", "--help"], capture_output=True, text=True,
                           env=os.environ)
     assert done.returncode == 0 and "--gpt2" in done.stdout, done.stderr
-    run_tool("make_random_checkpoints.py", "gpt2", "--out", tmp_path / "lm", "--layers", 1, "--heads", 2, "--hidden", 32,
+    run_tool("make_random_checkpoints", "gpt2", "--out", tmp_path / "lm", "--layers", 1, "--heads", 2, "--hidden", 32,
              "--positions", 64, "--vocab-dir", SHARED / "gpt2", "--seed", 4)
     args = ["--gpt2", f"lm={tmp_path / 'lm'}", "--dtype", "f16"]
     done = subprocess.run([TOOLS_PYTHON, "-m", "ecr.convert", "--out", str(tmp_path / "package.ecr"), *args],
                           capture_output=True, text=True, env=os.environ)
     assert done.returncode == 0, done.stderr
-    run_tool("convert.py", "--out", tmp_path / "tools.ecr", *args)
+    run_tool("convert", "--out", tmp_path / "tools.ecr", *args)
     assert (tmp_path / "package.ecr").read_bytes() == (tmp_path / "tools.ecr").read_bytes()
     bundle = ecr.Bundle.open(tmp_path / "package.ecr")
     assert bundle.tensor("lm/transformer.wte.weight").dtype == np.float16

@@ -99,10 +99,10 @@ def test_parity_cases_match_the_cpp_library_and_the_torch_composition(tiny, tmp_
     assert len(by_name["long_context"].context_ids) == 200
     assert len(by_name["long_context"].prompt_ids) == 200
 
-    # The torch composition (tools/ecr_reference.py) on the inputs the engine used, as the C++ test.
+    # The torch composition (tools/reference/recommender.py) on the inputs the engine used, as the C++ test.
     cases = {"cases": [reference_case(name, rec, use_global) for name, rec, use_global in results]}
     (tmp_path / "cases.json").write_text(json.dumps(cases))
-    run_tool("ecr_reference.py", "--checkpoints", tiny.checkpoints, "--kg-dir", tiny.kg_dir, "--bundle", tiny.bundle,
+    run_tool("reference.recommender", "--checkpoints", tiny.checkpoints, "--kg-dir", tiny.kg_dir, "--bundle", tiny.bundle,
              "--cases", tmp_path / "cases.json", "--out-dir", tmp_path / "scores")
     for name, rec, _ in results:
         want = np.load(tmp_path / "scores" / f"{name}.npy")

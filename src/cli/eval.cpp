@@ -4,7 +4,7 @@
 // (its annotated `item` names that are KG items) gives one sample per such movie, with the dialog
 // before that turn as the context. Entities are the messages' annotations; a record without any
 // (the raw ReDial test split) is annotated by the linker first, message by message, exactly as
-// the trainer (tools/ecr_train) annotates its training dialogs. Feedback is the seeker's `liked`
+// the trainer (tools/train) annotates its training dialogs. Feedback is the seeker's `liked`
 // for that movie in initiatorQuestions, else the recommender's report of it in
 // respondentQuestions, else unknown (no AUC pair).
 //

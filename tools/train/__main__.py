@@ -1,9 +1,9 @@
 """Trains the project's small ECR on ReDial and writes its bundle through the real converter.
 
-    python3 -m ecr_train --data ../shared/data --ecr build/src/ecr --out build/train \
+    python3 -m tools.train --data ../shared/data --ecr build/src/ecr --out build/train \
         [--bundle models/ecr-redial-small.ecr] [--smoke] [--seed 0] [--threads N]
 
-(run from tools/, or with tools/ on PYTHONPATH; tools/train.sh does the set-up). Stages, each with
+(run from the repository root, or with it on PYTHONPATH; tools/train.sh does the set-up). Stages, each with
 its published objective, in dependency order:
   1. backbone        GPT-2 language model on the dialog text (the contexts' "User: ...<eos>" form)
   2. text_encoder    RoBERTa masked-LM (15% of tokens, 80/10/10) on the RoBERTa contexts
@@ -14,7 +14,7 @@ its published objective, in dependency order:
                      loss of the system turn's template (movies as <movie>) after "System:"
   6. generator       GPT-2 from the backbone, LM loss of the reply after the section 8 prompt
 Then checkpoints in the HuggingFace / KGPrompt layouts, ReDial with linked entities and the
-classifier's emotions (the co-occurrence input), and tools/convert.py --dtype f16 --codec zstd.
+classifier's emotions (the co-occurrence input), and tools.convert --dtype f16 --codec zstd.
 --smoke trains tiny models on a few dialogs for a few steps and fails unless every loss falls.
 """
 
@@ -32,15 +32,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, TOOLS)
-import ecr_kg  # noqa: E402
-import ecr_reviews  # noqa: E402
-import make_random_checkpoints as hf  # noqa: E402
-
-from . import data  # noqa: E402
-from .nets import Gpt2, KGPrompt, CompactVocab, Roberta, lm_loss  # noqa: E402
-from .text import EOS, GPT2_VOCAB, MOVIE, R_CLS, R_MASK, R_PAD, R_SEP, ROBERTA_VOCAB, Gpt2Tokenizer, roberta_ids  # noqa: E402
+from .. import ecr_kg, ecr_reviews, module_command, module_env
+from .. import make_random_checkpoints as hf
+from ..reference.kgprompt import build_edges
+from . import data
+from .nets import Gpt2, KGPrompt, CompactVocab, Roberta, lm_loss
+from .text import EOS, GPT2_VOCAB, MOVIE, R_CLS, R_MASK, R_PAD, R_SEP, ROBERTA_VOCAB, Gpt2Tokenizer, roberta_ids
 
 SIZES = {
     # backbone/generator, text encoder, classifier; epochs per stage.
@@ -570,7 +567,7 @@ def main(argv=None):
     start = time.time()
 
     c = Corpus(a, size)
-    edges, _, _ = __import__("kgprompt_reference").build_edges(c.kg.directory)
+    edges, _, _ = build_edges(c.kg.directory)
     c.edges = edges
     n_samples = len(data.rec_samples(c.train))
     log.stage("data", dialogs=len(c.dialogs), train_dialogs=len(c.train), valid_dialogs=len(c.valid),
@@ -661,16 +658,16 @@ def main(argv=None):
     torch.save(rec.state_dict(), os.path.join(ck, "rec", "model.pt"))
     torch.save(conv.state_dict(), os.path.join(ck, "conv", "model.pt"))
     bundle = a.bundle or os.path.join(a.out, "ecr.ecr")
-    cmd = [sys.executable, os.path.join(TOOLS, "convert.py"), "--out", bundle,
-           "--gpt2", f"backbone={ck}/backbone", "--roberta", f"text_encoder={ck}/text_encoder",
-           "--gpt2", f"emotion_classifier={ck}/emotion_classifier",
-           "--rec-prompt", f"rec_prompt={ck}/rec/model.pt", "--conv-prompt", f"conv_prompt={ck}/conv/model.pt",
-           "--gpt2", f"generator={ck}/generator", "--prompt-n-head", str(size["heads"]),
-           "--kg", c.kg.directory, "--dialogs", annotated,
-           "--reviews", os.path.join(a.data, "reviews", "movie_reviews.json"),
-           "--dtype", "f16", "--codec", "zstd", "--zstd-level", "19"]
+    cmd = module_command("tools.convert", "--out", bundle,
+                         "--gpt2", f"backbone={ck}/backbone", "--roberta", f"text_encoder={ck}/text_encoder",
+                         "--gpt2", f"emotion_classifier={ck}/emotion_classifier",
+                         "--rec-prompt", f"rec_prompt={ck}/rec/model.pt", "--conv-prompt", f"conv_prompt={ck}/conv/model.pt",
+                         "--gpt2", f"generator={ck}/generator", "--prompt-n-head", size["heads"],
+                         "--kg", c.kg.directory, "--dialogs", annotated,
+                         "--reviews", os.path.join(a.data, "reviews", "movie_reviews.json"),
+                         "--dtype", "f16", "--codec", "zstd", "--zstd-level", "19")
     print("$ " + " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, env=module_env())
     log.stage("total", seconds=round(time.time() - start, 1), bundle_bytes=os.path.getsize(bundle), size=size)
     print(f"wrote {bundle} ({os.path.getsize(bundle) / 1e6:.1f} MB) in {time.time() - start:.0f} s", flush=True)
     if a.smoke:

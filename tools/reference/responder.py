@@ -1,9 +1,9 @@
-#!/usr/bin/env python3
 """Plain-torch reference of the Responder's two decoders (ECR_SPEC sections 7 and 8), built from
-the other references: torch_reference.py (GPT-2, RoBERTa, greedy decoding with HuggingFace's
-no_repeat_ngram_size) and kgprompt_reference.py (UniCRS's conv KGPrompt and its R-GCN).
+the other references: tools.reference.gpt2 (GPT-2, greedy decoding with HuggingFace's
+no_repeat_ngram_size), tools.reference.roberta and tools.reference.kgprompt (UniCRS's conv
+KGPrompt and its R-GCN).
 
-    responder_reference.py --backbone DIR --text-encoder DIR --conv-prompt model.pt --kg-dir DIR \\
+    python3 -m tools.reference.responder --backbone DIR --text-encoder DIR --conv-prompt model.pt --kg-dir DIR \\
         --context-ids 1,2,3 --prompt-ids 0,5,2 [--entities 4,7] [--template-max-new-tokens 50] \\
         [--generator DIR --generator-ids 9,8,50256 [--max-new-tokens 150]] \\
         [--no-repeat-ngram 3] [--eos 50256] --out result.json
@@ -17,14 +17,12 @@ ids come in as the engine tokenized them (the tokenizer has its own tests). Writ
 
 import argparse
 import json
-import os
 import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import kgprompt_reference  # noqa: E402
-import torch_reference  # noqa: E402
+from . import gpt2, kgprompt
+from .roberta import Roberta
 
 
 def ids(text):
@@ -32,13 +30,13 @@ def ids(text):
 
 
 def template(a):
-    roberta = torch_reference.Roberta(a.text_encoder)
-    edges, _, _ = kgprompt_reference.build_edges(a.kg_dir)
-    prompt = kgprompt_reference.KGPromptReference(kgprompt_reference.load_state(a.conv_prompt, torch.float32), edges)
+    roberta = Roberta(a.text_encoder)
+    edges, _, _ = kgprompt.build_edges(a.kg_dir)
+    prompt = kgprompt.KGPromptReference(kgprompt.load_state(a.conv_prompt, torch.float32), edges)
     tokens = roberta.hidden(a.prompt_ids)
     prefix = prompt.prompt("conv", tokens, torch.tensor(a.entities, dtype=torch.long))
-    backbone = torch_reference.GPT2(a.backbone)
-    return torch_reference.generate(backbone, a.context_ids, prefix, a.template_max_new_tokens, a.no_repeat_ngram,
+    backbone = gpt2.GPT2(a.backbone)
+    return gpt2.generate(backbone, a.context_ids, prefix, a.template_max_new_tokens, a.no_repeat_ngram,
                                     a.eos)
 
 
@@ -65,8 +63,8 @@ def main(argv=None):
         if a.generator:
             if not a.generator_ids:
                 p.error("--generator needs --generator-ids")
-            generator = torch_reference.GPT2(a.generator)
-            result["reply"] = torch_reference.generate(generator, a.generator_ids, None, a.max_new_tokens,
+            generator = gpt2.GPT2(a.generator)
+            result["reply"] = gpt2.generate(generator, a.generator_ids, None, a.max_new_tokens,
                                                        a.no_repeat_ngram, a.eos)
     with open(a.out, "w") as f:
         json.dump(result, f)

@@ -1,14 +1,13 @@
-#!/usr/bin/env python3
 """End-to-end PyTorch reference of ECR's recommendation (ECR_SPEC sections 4 and 5), composed
-from the independent references: RoBERTa (torch_reference.Roberta) -> KGPrompt
-(kgprompt_reference.KGPromptReference) -> GPT-2 with the prefix (torch_reference.GPT2) -> the
-last hidden state z -> scores z E^T over every entity.
+from the independent references: RoBERTa (tools.reference.roberta) -> KGPrompt
+(tools.reference.kgprompt) -> GPT-2 with the prefix (tools.reference.gpt2) -> the last hidden
+state z -> scores z E^T over every entity.
 
-    ecr_reference.py --checkpoints DIR --kg-dir KG [--bundle B.ecr] --cases cases.json --out-dir OUT
+    python3 -m tools.reference.recommender --checkpoints DIR --kg-dir KG [--bundle B.ecr] --cases cases.json --out-dir OUT
 
-DIR holds the checkpoints tools/make_random_bundle.py --keep-checkpoints writes: backbone/ (GPT-2),
+DIR holds the checkpoints tools.make_random_bundle --keep-checkpoints writes: backbone/ (GPT-2),
 text_encoder/ (RoBERTa) and rec_prompt/model.pt (ECR KGPrompt). The R-GCN edges are built from
-the KG files (kgprompt_reference.build_edges); the co-occurrence matrix C, when the cases ask for
+the KG files (kgprompt.build_edges); the co-occurrence matrix C, when the cases ask for
 global entities, is read from --bundle (cooccurrence/* tensors, the matrix the engine loads).
 
 cases.json: {"cases": [{"name", "context_ids": [GPT-2 ids], "prompt_ids": [RoBERTa ids, <s>
@@ -26,15 +25,15 @@ import sys
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import kgprompt_reference as kgp  # noqa: E402
-import torch_reference as ref  # noqa: E402
+from ..ecr_bundle import read_bundle
+from . import kgprompt as kgp
+from .gpt2 import GPT2
+from .roberta import Roberta
 
 EMOTIONS_PER_ENTITY = 3  # ECR_SPEC 2: the 3 strongest labels, padded
 
 
 def cooccurrence_from_bundle(path, n):
-    from ecr_bundle import read_bundle
     _, tensors = read_bundle(path)
     if "cooccurrence/indptr" not in tensors:
         return None
@@ -48,8 +47,8 @@ def cooccurrence_from_bundle(path, n):
 
 class Recommender:
     def __init__(self, checkpoints, kg_dir, bundle=None):
-        self.backbone = ref.GPT2(os.path.join(checkpoints, "backbone"))
-        self.text_encoder = ref.Roberta(os.path.join(checkpoints, "text_encoder"))
+        self.backbone = GPT2(os.path.join(checkpoints, "backbone"))
+        self.text_encoder = Roberta(os.path.join(checkpoints, "text_encoder"))
         sd = kgp.load_state(os.path.join(checkpoints, "rec_prompt", "model.pt"), torch.float32)
         edges, n, _ = kgp.build_edges(kg_dir)
         cooc = cooccurrence_from_bundle(bundle, n) if bundle else None

@@ -1,7 +1,7 @@
 """The emotion classifier of a bundle, and the weak labeler it was trained on, against the hand
 labels of emotion_sample.json (40 seeker turns of the ReDial test split).
 
-    python3 -m ecr_train.check_emotions --data ../shared/data --ecr build/src/ecr [--bundle B]
+    python3 -m tools.train.check_emotions --data ../shared/data --ecr build/src/ecr [--bundle B]
 
 The classifier runs in the engine (`ecr recommend --json` on the turn alone). Reported: top-1
 accuracy (the strongest label is one of the hand labels), and precision / recall of the labels the

@@ -1,20 +1,18 @@
-#!/usr/bin/env python3
 """Plain-torch reference of KGPrompt (ECR rec with emotions, UniCRS conv) and its R-GCN, written
 from ECR_SPEC sections 3-4 and the published modules, for checking the engine's PromptEncoder.
-It needs no torch-geometric: RGCNConv (basis decomposition, mean per relation, root, bias) is
-done by hand with index_add.
+Its R-GCN is tools.reference.rgcn (RGCNConv by hand, no torch-geometric).
 
 State: --state model.pt (a KGPrompt state dict) or a folder of <key>.npy files.
 Edges: --edges edges.npy ((E, 3) int rows [source, target, relation]) or --kg-dir DIR (built
 from entity2id.json + kg.json / dbpedia_subkg.json + relation2id.json as ECR_SPEC section 3 says).
 
-    kgprompt_reference.py --kg-dir DIR --save-edges edges.npy           # just the edges
-    kgprompt_reference.py --rgcn-only --state S --edges E --out rgcn.npy  # RGCN(node_embeds)
-    kgprompt_reference.py --state S --edges E [--cooc-csr PREFIX | --cooc dense.npy] \\
+    python3 -m tools.reference.kgprompt --kg-dir DIR --save-edges edges.npy           # just the edges
+    python3 -m tools.reference.kgprompt --rgcn-only --state S --edges E --out rgcn.npy  # RGCN(node_embeds)
+    python3 -m tools.reference.kgprompt --state S --edges E [--cooc-csr PREFIX | --cooc dense.npy] \\
         --tables-out DIR                                # E.npy, M.npy (rec), G.npy (with C)
-    kgprompt_reference.py --state S --edges E --kind rec|conv --tokens T.npy \\
+    python3 -m tools.reference.kgprompt --state S --edges E --kind rec|conv --tokens T.npy \\
         [--entities e.npy] [--emotion-ids ids.npy --emotion-probs p.npy] [--no-global] --out prefix.npy
-    kgprompt_reference.py --state S --edges E --cases cases.json --out-dir DIR
+    python3 -m tools.reference.kgprompt --state S --edges E --cases cases.json --out-dir DIR
 
 A prefix is (S, n_layer * 2 * H): row s read as (layer, key|value, head, head_dim). cases.json
 is {"cases": [{"name", "kind", "tokens", "entities", "emotion_ids", "emotion_probs", "global"}]}
@@ -30,6 +28,8 @@ import sys
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .rgcn import rgcn_edges
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -80,20 +80,6 @@ def load_cooccurrence(a, n, dtype):
 
 # --- the model --------------------------------------------------------------------------------
 
-def rgcn(x, edges, weight, comp, root, bias):
-    """PyG RGCNConv(aggr='mean', num_bases): x_i root + bias + sum_r mean_{j->i, r} x_j W_r."""
-    num_relations, num_bases = comp.shape
-    w = (comp @ weight.reshape(num_bases, -1)).reshape(num_relations, weight.shape[1], weight.shape[2])
-    out = x @ root + bias
-    src, dst, rel = edges[:, 0], edges[:, 1], edges[:, 2]
-    for r in range(num_relations):
-        s, t = src[rel == r], dst[rel == r]
-        total = torch.zeros_like(x).index_add_(0, t, x[s])
-        count = torch.zeros(x.shape[0], dtype=x.dtype).index_add_(0, t, torch.ones(len(t), dtype=x.dtype))
-        out = out + (total / count.clamp(min=1).unsqueeze(1)) @ w[r]
-    return out
-
-
 class KGPromptReference:
     def __init__(self, sd, edges, cooccurrence=None):
         self.sd = sd
@@ -101,7 +87,7 @@ class KGPromptReference:
         self.hidden = sd["cross_attn.weight"].shape[0]
         e = torch.from_numpy(edges).long()
         node = sd["node_embeds"]
-        self.rgcn_out = rgcn(node, e, sd["kg_encoder.weight"], sd["kg_encoder.comp"], sd["kg_encoder.root"],
+        self.rgcn_out = rgcn_edges(node, e, sd["kg_encoder.weight"], sd["kg_encoder.comp"], sd["kg_encoder.root"],
                              sd["kg_encoder.bias"])
         g = self.rgcn_out + node
         self.entities = self.linear("entity_proj2", self.mlp("entity_proj1", g) + g)
@@ -201,7 +187,7 @@ def main(argv=None):
 
     if a.rgcn_only:
         e = torch.from_numpy(edges)
-        save(a.out, rgcn(sd["node_embeds"], e, sd["kg_encoder.weight"], sd["kg_encoder.comp"],
+        save(a.out, rgcn_edges(sd["node_embeds"], e, sd["kg_encoder.weight"], sd["kg_encoder.comp"],
                          sd["kg_encoder.root"], sd["kg_encoder.bias"]))
         return 0
 

@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..reference.rgcn import relation_index, rgcn
+
 
 class CompactVocab:
     """Full token ids <-> the rows the model trains (sorted seen ids)."""
@@ -229,8 +231,8 @@ def mlp(d_in, d_hidden, d_out):
 
 
 class RGCN(nn.Module):
-    """PyG RGCNConv with basis decomposition and mean aggregation (ECR_SPEC 3); keys weight
-    (bases, d, d), comp (R, bases), root (d, d), bias (d)."""
+    """The R-GCN of tools.reference.rgcn (PyG RGCNConv, bases, mean per relation) with trainable
+    weight (bases, d, d), comp (R, bases), root (d, d), bias (d)."""
 
     def __init__(self, d, num_relations, num_bases, edges, n_entity):
         super().__init__()
@@ -239,20 +241,10 @@ class RGCN(nn.Module):
         self.comp = nn.Parameter((torch.rand(num_relations, num_bases) * 2 - 1) * math.sqrt(6.0 / (num_relations + num_bases)))
         self.root = nn.Parameter((torch.rand(d, d) * 2 - 1) * bound)
         self.bias = nn.Parameter(torch.zeros(d))
-        e = torch.as_tensor(edges, dtype=torch.long)  # (E, 3) [source, target, relation]
-        self.per_relation = []
-        for r in range(num_relations):
-            src, dst = e[e[:, 2] == r, 0], e[e[:, 2] == r, 1]
-            count = torch.zeros(n_entity).index_add_(0, dst, torch.ones(len(dst)))
-            self.per_relation.append((src, dst, 1.0 / count.clamp(min=1)[dst]))
+        self.per_relation = relation_index(edges, n_entity, num_relations)
 
     def forward(self, x):
-        w = (self.comp @ self.weight.reshape(self.weight.shape[0], -1)).reshape(-1, x.shape[1], x.shape[1])
-        out = x @ self.root + self.bias
-        for r, (src, dst, scale) in enumerate(self.per_relation):
-            mean = torch.zeros_like(x).index_add_(0, dst, x[src] * scale[:, None])
-            out = out + mean @ w[r]
-        return out
+        return rgcn(x, self.per_relation, self.weight, self.comp, self.root, self.bias)
 
 
 class KGPrompt(nn.Module):
