@@ -25,9 +25,9 @@ int main(int argc, char** argv) {
       std::printf("consumer: no shipped model here (%s)\n", e.what());
       return 0;
     }
-    const ecr::Bundle shipped = ecr::Bundle::open(model);
-    const auto recommender = ecr::Recommender::load(shipped);
-    const auto responder = ecr::Responder::load(shipped);
+    const ecr::Engine engine = ecr::Engine::load(model);  // one load for both views
+    const auto recommender = ecr::Recommender::load(engine);
+    const auto responder = ecr::Responder::load(engine);
     const ecr::Dialog dialog = ecr::Dialog::parse(
         R"({"turns": [{"role": "user", "text": "I love horror movies like The Shining. Any ideas?"}]})");
     const auto turn = ecr::Responder::converse(recommender, responder, dialog, {.top_k = 3});
