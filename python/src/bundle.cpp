@@ -10,6 +10,7 @@
 #include "bindings.hpp"
 #include "ecr/core/error.hpp"
 #include "ecr/default_bundle.hpp"
+#include "ecr/io/component.hpp"
 #include "ecr/kg/knowledge_graph.hpp"
 #include "ecr/text/tokenizer.hpp"
 
@@ -56,24 +57,10 @@ py::array tensor_array(const Tensor& t) {
 }
 
 Tokenizer tokenizer_from_bundle(const Bundle& bundle, const std::string& name) {
-  const json& meta = bundle.metadata();
-  const auto tokenizers = meta.find("tokenizers");
-  if (tokenizers == meta.end() || !tokenizers->is_object())
-    fail<ConfigError>("bundle '{}': it has no tokenizers", bundle.label());
-  if (tokenizers->contains(name)) return Tokenizer::from_json((*tokenizers)[name]);
   // A component's name stands for the tokenizer it uses.
-  const auto components = meta.find("components");
-  if (components != meta.end() && components->contains(name)) {
-    const auto& entry = (*components)[name];
-    if (entry.contains("tokenizer") && entry["tokenizer"].is_string()) {
-      const std::string key = entry["tokenizer"].get<std::string>();
-      if (tokenizers->contains(key)) return Tokenizer::from_json((*tokenizers)[key]);
-    }
-  }
-  std::string known;
-  for (const auto& [key, value] : tokenizers->items()) known += (known.empty() ? "" : ", ") + key;
-  fail<ConfigError>("bundle '{}': no tokenizer '{}' (it has {}; a component's name also works)", bundle.label(), name,
-                    known);
+  if (!has_tokenizer(bundle, name) && has_component(bundle, name))
+    return Tokenizer::from_json(read_component(bundle, name).tokenizer_spec());
+  return Tokenizer::from_json(tokenizer_spec(bundle, name));
 }
 
 std::vector<std::int32_t> ids_arg(const py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>& ids) {

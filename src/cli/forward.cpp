@@ -28,16 +28,15 @@ int forward(const Argv& argv) {
   const std::string component = args.get("component");
   const std::vector<std::int32_t> ids = parse_ids(args.get("ids"), "ids");
   auto pool = std::make_shared<ThreadPool>(thread_count(args));
-  const auto& meta = bundle.metadata().value("components", nlohmann::json::object());
-  const std::string type = meta.contains(component) ? meta[component].value("type", "") : "";
+  const Component c = read_component(bundle, component);
 
   Tensor out;
-  if (type == "roberta") {
+  if (c.type == "roberta") {
     if (args.has("prefix") || args.get_flag("logits"))
       fail<InputError>("component '{}' is a RoBERTa encoder: it takes no --prefix and has no --logits", component);
-    out = RobertaModel::load(bundle, component, pool).encode(ids);
+    out = RobertaModel::load(c, pool).encode(ids);
   } else {
-    const Gpt2Model model = Gpt2Model::load(bundle, component, pool);
+    const Gpt2Model model = Gpt2Model::load(c, pool);
     const Tensor prefix = args.has("prefix") ? read_npy_f32(args.get("prefix")) : Tensor();
     if (model.has_classifier() && args.get_flag("logits")) {
       if (prefix.defined()) fail<InputError>("a classifier takes no --prefix");

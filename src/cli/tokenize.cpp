@@ -9,6 +9,7 @@
 #include "commands.hpp"
 #include "ecr/core/error.hpp"
 #include "ecr/io/bundle.hpp"
+#include "ecr/io/component.hpp"
 #include "ecr/text/tokenizer.hpp"
 #include "input.hpp"
 #include "output.hpp"
@@ -25,10 +26,7 @@ Tokenizer load_tokenizer(const Args& args) {
     BundleOptions options;
     options.verify_checksums = false;  // only the metadata is read
     const Bundle bundle = Bundle::open(*bundle_path, options);
-    const auto& tokenizers = bundle.metadata().value("tokenizers", nlohmann::json::object());
-    if (!tokenizers.is_object() || !tokenizers.contains(name))
-      fail<ConfigError>("bundle '{}' has no tokenizer '{}' in its metadata's \"tokenizers\"", *bundle_path, name);
-    return Tokenizer::from_json(tokenizers.at(name));
+    return Tokenizer::from_json(tokenizer_spec(bundle, name));
   }
   std::map<std::string, std::int32_t> added;
   if (auto text = args.get_opt("added")) {

@@ -105,11 +105,27 @@ void Component::expect_type(std::initializer_list<std::string_view> types) const
 
 const nlohmann::json& Component::tokenizer_spec() const {
   if (!tokenizer) fail<ConfigError>("{} names no tokenizer", bundle_prefix(*bundle, name));
-  const auto& meta = bundle->metadata();
-  const auto tokenizers = meta.find("tokenizers");
-  if (tokenizers == meta.end() || !tokenizers->is_object() || !tokenizers->contains(*tokenizer))
+  if (!has_tokenizer(*bundle, *tokenizer))
     fail<ConfigError>("{} uses tokenizer '{}', which the bundle lacks", bundle_prefix(*bundle, name), *tokenizer);
-  return (*tokenizers)[*tokenizer];
+  return ecr::tokenizer_spec(*bundle, *tokenizer);
+}
+
+bool has_tokenizer(const Bundle& bundle, std::string_view key) {
+  const auto& meta = bundle.metadata();
+  const auto tokenizers = meta.find("tokenizers");
+  return tokenizers != meta.end() && tokenizers->is_object() && tokenizers->contains(key);
+}
+
+const nlohmann::json& tokenizer_spec(const Bundle& bundle, std::string_view key) {
+  if (!has_tokenizer(bundle, key)) {
+    std::vector<std::string> known;
+    const auto& meta = bundle.metadata();
+    if (const auto t = meta.find("tokenizers"); t != meta.end() && t->is_object())
+      for (const auto& [k, v] : t->items()) known.push_back(k);
+    fail<ConfigError>("bundle '{}': no tokenizer '{}' (it has: {})", bundle.label(), key,
+                      known.empty() ? "none" : fmt::format("{}", fmt::join(known, ", ")));
+  }
+  return bundle.metadata()["tokenizers"][std::string(key)];
 }
 
 bool has_component(const Bundle& bundle, std::string_view name) {

@@ -81,6 +81,9 @@ struct Component {
 };
 
 bool has_component(const Bundle& bundle, std::string_view name);
+bool has_tokenizer(const Bundle& bundle, std::string_view key);
+// metadata.tokenizers[key]; ConfigError naming the bundle and the tokenizers it has when absent.
+const nlohmann::json& tokenizer_spec(const Bundle& bundle, std::string_view key);
 // The typed entry; ConfigError "bundle 'b': no component 'x' (<role>)" when absent or not an
 // object (`role` says who needed it, e.g. "the recommender's backbone"; may be empty).
 Component read_component(const Bundle& bundle, std::string_view name, std::string_view role = {});
