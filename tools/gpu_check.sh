@@ -4,7 +4,10 @@
 #   2. builds the CUDA tests and benchmark only (Release, -DECR_NATIVE=ON, the GPU's own
 #      architecture, -j16);
 #   3. runs `ctest -R cuda` (every kernel against its CPU twin, the device GPT-2 and RoBERTa against
-#      the CPU ones, device top-k against the CPU ranking);
+#      the CPU ones, device top-k against the CPU ranking, whole Recommender / Responder requests
+#      on cuda against the CPU's), then a CLI smoke: `ecr recommend`, `ecr respond` and `ecr chat`
+#      on the shipped model with --device cuda and --device cpu, whose JSON must agree (the same
+#      items in the same order, the same greedy reply);
 #   4. runs benchmarks/bench_cuda (decode tokens/s, attention bandwidth, R-GCN encode, RoBERTa encode);
 #   5. runs tools.gpu_compare (HF generate and PyG RGCNConv on the same card) and writes the
 #      table to $OUT/gpu-results.md and stdout.
@@ -18,6 +21,9 @@ out="${OUT:-$root/gpu-out}"
 build="${BUILD:-$root/build-gpu}"
 mkdir -p "$out"
 cd "$root" || exit 1
+# test_cuda_pipeline's fixtures read the shared data (gpt2 vocabulary, ReDial KG): ../shared/data
+# beside the checkout, or shared/data inside it (where a lent machine's copy carries it).
+if [ -z "${ECR_SHARED_DATA:-}" ] && [ -d "$root/shared/data" ]; then export ECR_SHARED_DATA="$root/shared/data"; fi
 start=$(date +%s)
 deadline=$(( start + ${GPU_CHECK_SECONDS:-540} ))  # stay inside a lent machine's 10-minute command limit
 # Seconds a step may take: at most $1, and never past the deadline.
@@ -55,7 +61,7 @@ cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DECR_
       -DCMAKE_CUDA_COMPILER="$nvcc" -DCMAKE_CUDA_ARCHITECTURES="$cap" -DECR_BUILD_TESTS=ON \
       -DECR_BUILD_BENCHMARKS=$benchmarks -DECR_BUILD_EXAMPLES=OFF >"$out/configure.log" 2>&1 \
   || note "configure FAILED (configure.log)"
-targets=(test_cuda_kernels test_cuda_gpt2 test_cuda_roberta test_cuda_device)
+targets=(test_cuda_kernels test_cuda_gpt2 test_cuda_roberta test_cuda_device test_cuda_pipeline ecr_cli)
 [ "$benchmarks" = ON ] && targets+=(bench_cuda)
 note "building ${targets[*]}"
 if timeout "$(budget 330)" cmake --build "$build" -j16 --target "${targets[@]}" >"$out/build.log" 2>&1; then
@@ -87,6 +93,58 @@ ctest_rc=$?
   echo "ctest exit code: $ctest_rc"; } >"$out/ctest-summary.txt"
 note "ctest exit code $ctest_rc"
 
+# --- 3b. the CLI on cuda against the CLI on cpu -------------------------------------------------
+cli="$build/src/ecr"
+model="$root/models/ecr-redial-small.ecr"
+smoke="$out/cli-smoke"
+mkdir -p "$smoke"
+echo '{"turns": [{"role": "user", "text": "Hi! I love horror movies like The Shining (1980), any ideas?", "emotions": {"like": 0.8}}, {"role": "system", "text": "Have you seen It (2017)?"}, {"role": "user", "text": "Yes, too scary for me. Something funnier?"}]}' >"$smoke/dialog.json"
+cli_rc=0
+if [ -x "$cli" ] && [ -f "$model" ]; then
+  for device in cpu cuda; do
+    timeout "$(budget 60)" "$cli" recommend --bundle "$model" --dialog "$smoke/dialog.json" --json --top-k 20 \
+      --device "$device" >"$smoke/recommend-$device.json" 2>"$smoke/recommend-$device.err" || cli_rc=1
+    timeout "$(budget 60)" "$cli" respond --bundle "$model" --dialog "$smoke/dialog.json" --json \
+      --device "$device" >"$smoke/respond-$device.json" 2>"$smoke/respond-$device.err" || cli_rc=1
+    echo "I love horror movies like The Shining, anything like it?" |
+      timeout "$(budget 60)" "$cli" chat --bundle "$model" --json --device "$device" \
+      >"$smoke/chat-$device.json" 2>"$smoke/chat-$device.err" || cli_rc=1
+  done
+  # recommend: the same items in the same order, scores within 1e-3; respond and chat: the same
+  # greedy template and reply, tokens and text.
+  /usr/bin/env python3 - "$smoke" >>"$out/gpu_check.log" 2>&1 <<'PY' || cli_rc=1
+import json, sys
+d = sys.argv[1]
+def load(name):
+    with open(f"{d}/{name}") as f:
+        lines = [l for l in f.read().splitlines() if l.strip().startswith("{")]
+    return [json.loads(l) for l in lines]
+bad = []
+for cmd in ("recommend", "respond", "chat"):
+    cpu, gpu = load(f"{cmd}-cpu.json"), load(f"{cmd}-cuda.json")
+    if not cpu or len(cpu) != len(gpu):
+        bad.append(f"{cmd}: {len(cpu)} JSON objects on cpu, {len(gpu)} on cuda")
+        continue
+    for c, g in zip(cpu, gpu):
+        if [i["id"] for i in c["items"]] != [i["id"] for i in g["items"]]:
+            bad.append(f"{cmd}: items differ: {[i['id'] for i in c['items']]} vs {[i['id'] for i in g['items']]}")
+        worst = max((abs(a["score"] - b["score"]) for a, b in zip(c["items"], g["items"])), default=0.0)
+        if worst > 1e-3:
+            bad.append(f"{cmd}: item scores differ by {worst}")
+        for key in ("reply", "reply_ids", "template", "template_ids"):
+            if key in c and c[key] != g.get(key):
+                bad.append(f"{cmd}: {key} differs: {c[key]!r} vs {g.get(key)!r}")
+print("cli smoke: " + ("cuda and cpu agree" if not bad else "MISMATCH\n  " + "\n  ".join(bad)))
+sys.exit(1 if bad else 0)
+PY
+  note "cli smoke (cuda vs cpu): $([ $cli_rc = 0 ] && echo ok || echo FAILED, see gpu_check.log and $smoke)"
+else
+  note "cli smoke FAILED: no $cli or no $model"
+  cli_rc=1
+fi
+echo "cli smoke (ecr recommend/respond/chat, cuda vs cpu): $([ $cli_rc = 0 ] && echo passed || echo FAILED)" \
+  >>"$out/ctest-summary.txt"
+
 # --- 4. benchmark --------------------------------------------------------------------------------
 json="$out/bench_cuda.json"
 rm -f "$json"
@@ -114,4 +172,5 @@ else
     2>"$out/gpu_compare.err" || cat "$out/ctest-summary.txt"
 fi
 note "done in $(( $(date +%s) - start ))s; table: $out/gpu-results.md"
-exit $ctest_rc
+(( ctest_rc != 0 )) && exit $ctest_rc
+exit $cli_rc

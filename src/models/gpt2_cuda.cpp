@@ -120,12 +120,29 @@ static_assert(sizeof(kernels::DecodeState) <= kStateInts * sizeof(std::int32_t))
 // set_state writes the first four fields alone: they must be the struct's first four ints.
 static_assert(offsetof(kernels::DecodeState, position) == 3 * sizeof(std::int32_t));
 
-// Writes a prefix prompt's rows, (S, layer, key|value, head, head_dim) f32 on the host, into the
-// first S rows of a cache laid out [layer][key|value][head][capacity][head_dim] in `storage`.
+// Writes a prefix prompt's rows, (S, layer, key|value, head, head_dim), into the first S rows of a
+// cache laid out [layer][key|value][head][capacity][head_dim] in `storage`. The rows are f32 on
+// the host, or a device tensor (any floating-point dtype) that is ready.
 void upload_prefix(const Gpt2Config& c, const Tensor& prefix_rows, DType storage, void* cache, std::int64_t capacity,
                    Stream& stream) {
   const std::int64_t prefix = prefix_rows.dim(0), hd = c.head_dim();
   const std::int64_t blocks = c.n_layer * 2 * c.n_head;
+  const std::size_t es = dtype_size(storage);
+  if (prefix_rows.device() == Device::cuda) {
+    // Row s's block b (at s * width + b * hd) goes to the cache's row s of block b: one strided
+    // copy per prefix row, device to device.
+    const Tensor rows = convert(prefix_rows, storage, stream);
+    const auto* src = static_cast<const std::byte*>(rows.raw());
+    auto* dst = static_cast<std::byte*>(cache);
+    for (std::int64_t s = 0; s < prefix; ++s)
+      ECR_CUDA_CHECK(cudaMemcpy2DAsync(dst + static_cast<std::size_t>(s * hd) * es,
+                                       static_cast<std::size_t>(capacity * hd) * es,
+                                       src + static_cast<std::size_t>(s * c.prefix_width()) * es,
+                                       static_cast<std::size_t>(hd) * es, static_cast<std::size_t>(hd) * es,
+                                       static_cast<std::size_t>(blocks), cudaMemcpyDeviceToDevice, native(stream)));
+    stream.synchronize();  // a converted copy is freed on return
+    return;
+  }
   Tensor host = Tensor::empty(DType::f32, {blocks, prefix, hd}, "prefix");
   const float* src = prefix_rows.data<float>();
   float* dst = host.data<float>();
@@ -133,7 +150,6 @@ void upload_prefix(const Gpt2Config& c, const Tensor& prefix_rows, DType storage
     for (std::int64_t b = 0; b < blocks; ++b)
       std::copy_n(src + s * c.prefix_width() + b * hd, hd, dst + (b * prefix + s) * hd);
   const Tensor staged = upload(host_cast(host, storage), stream);
-  const std::size_t es = dtype_size(storage);
   ECR_CUDA_CHECK(cudaMemcpy2DAsync(cache, static_cast<std::size_t>(capacity * hd) * es, staged.raw(),
                                    static_cast<std::size_t>(prefix * hd) * es, static_cast<std::size_t>(prefix * hd) * es,
                                    static_cast<std::size_t>(blocks), cudaMemcpyDeviceToDevice, native(stream)));
@@ -271,12 +287,15 @@ Gpt2Session::Impl::Impl(std::shared_ptr<const Gpt2Device::Weights> weights, std:
     : w(std::move(weights)), capacity(cap) {
   const Gpt2Config& c = w->config;
   const DType st = w->options.storage;
-  if (prefix_rows.defined() &&
-      (prefix_rows.device() != Device::cpu || prefix_rows.dtype() != DType::f32 || prefix_rows.rank() != 2 ||
-       prefix_rows.dim(1) != c.prefix_width()))
-    fail<ShapeError>("component '{}': prefix '{}' must be a CPU f32 (S, {}) = (S, layers * 2 * n_embd), found {} {}",
+  const bool on_device = prefix_rows.defined() && prefix_rows.device() == Device::cuda;
+  const bool float_rows = prefix_rows.defined() && (prefix_rows.dtype() == DType::f32 ||
+                                                    (on_device && (prefix_rows.dtype() == DType::f16 ||
+                                                                   prefix_rows.dtype() == DType::bf16)));
+  if (prefix_rows.defined() && (!float_rows || prefix_rows.rank() != 2 || prefix_rows.dim(1) != c.prefix_width()))
+    fail<ShapeError>("component '{}': prefix '{}' must be (S, {}) = (S, layers * 2 * n_embd), CPU f32 or a device "
+                     "f32 / f16 / bf16 tensor, found {} {} in {} memory",
                      w->name, prefix_rows.name(), c.prefix_width(), dtype_name(prefix_rows.dtype()),
-                     shape_string(prefix_rows.shape()));
+                     shape_string(prefix_rows.shape()), device_name(prefix_rows.device()));
   prefix = prefix_rows.defined() ? prefix_rows.dim(0) : 0;
   if (capacity <= prefix || capacity > std::numeric_limits<std::int32_t>::max() / 4)
     fail<InputError>("component '{}': a session capacity of {} rows leaves no room after {} prefix rows", w->name,

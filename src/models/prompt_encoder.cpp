@@ -8,18 +8,14 @@
 #include "ecr/nn/linear.hpp"
 #include "ecr/nn/ops.hpp"
 #include "ecr/nn/weights.hpp"
+#include "prompt_weights.hpp"
 
 namespace ecr {
 
 namespace {
 
 using nn::Linear;
-
-// Sequential(Linear(dim, dim / 2), ReLU, Linear(dim / 2, dim)), the shape of every *_proj1.
-struct Mlp {
-  Linear first;
-  Linear second;
-};
+using prompt::Mlp;
 
 Tensor new_matrix(std::int64_t rows, std::int64_t cols, const char* name) {
   return Tensor::empty(DType::f32, {rows, cols}, name);
@@ -105,103 +101,113 @@ PromptEncoder PromptEncoder::load(const Bundle& bundle, std::string_view name, c
   return load(read_component(bundle, name), edges, cooccurrence, std::move(pool));
 }
 
-PromptEncoder PromptEncoder::load(const Component& component, const RelationCsr& edges,
-                                  const CooccurrenceMatrix* cooccurrence, std::shared_ptr<ThreadPool> pool) {
+namespace prompt {
+
+PromptWeights PromptWeights::load(const Component& component, const RelationCsr& edges, bool global) {
   const Bundle& bundle = *component.bundle;
-  const std::string& name = component.name;
-  auto impl = std::make_shared<Impl>();
-  impl->name = name;
-  impl->config = PromptConfig::from_component(component);
-  impl->pool = pool ? std::move(pool) : ThreadPool::shared_default();
-  const PromptConfig& c = impl->config;
-  ThreadPool& threads = *impl->pool;
+  PromptWeights w;
+  w.name = component.name;
+  w.config = PromptConfig::from_component(component);
+  const PromptConfig& c = w.config;
   const std::int64_t H = c.hidden_size, T = c.token_hidden_size, d = c.entity_hidden_size;
 
-  const std::string prefix = std::string(name) + "/";
-  auto weight = [&](const char* key, const Shape& shape) { return nn::load_weight(bundle, prefix + key, shape); };
-  auto linear = [&](const char* key, std::int64_t in, std::int64_t out) {
+  const std::string prefix = w.name + "/";
+  auto weight = [&](const std::string& key, const Shape& shape) { return nn::load_weight(bundle, prefix + key, shape); };
+  auto linear = [&](const std::string& key, std::int64_t in, std::int64_t out) {
     return nn::load_linear(bundle, prefix + key, in, out);
   };
   auto mlp = [&](const std::string& key, std::int64_t dim) {
-    return Mlp{nn::load_linear(bundle, prefix + key + ".0", dim, dim / 2),
-               nn::load_linear(bundle, prefix + key + ".2", dim / 2, dim)};
+    return Mlp{linear(key + ".0", dim, dim / 2), linear(key + ".2", dim / 2, dim)};
   };
 
-  // The converter may have stored the static tables (tools/convert.py --static-tables): they are
-  // then mapped and shape-checked instead of computed, and the weights only they read (R-GCN,
-  // node embeddings, entity, emotion and prefix projections) are never loaded.
-  const auto stored = [&](const char* key, const Shape& shape) {
-    const std::string table = std::string("static/") + key;
-    return bundle.contains(prefix + table) ? weight(table.c_str(), shape) : Tensor();
+  // Stored static tables are mapped and shape-checked instead of computed, and the weights only
+  // they read (R-GCN, node embeddings, entity, emotion and prefix projections) are never loaded.
+  const auto stored = [&](const std::string& key, const Shape& shape) {
+    const std::string table = "static/" + key;
+    return bundle.contains(prefix + table) ? weight(table, shape) : Tensor();
   };
   const std::int64_t h = c.kind == PromptKind::rec ? c.emotion_hidden_size : 0;
-  impl->entities = stored("entity_table", {c.n_entity, H});
-  impl->prefix_rows = stored("prefix_rows", {c.n_prefix, c.prefix_width()});
+  w.entities = stored("entity_table", {c.n_entity, H});
+  w.prefix_rows = stored("prefix_rows", {c.n_prefix, c.prefix_width()});
   if (c.kind == PromptKind::rec) {
-    impl->emotions = stored("emotion_table", {c.n_emotion + 1, h});
-    if (cooccurrence) impl->global = stored("global_entity_table", {c.n_entity, H});
+    w.emotions = stored("emotion_table", {c.n_emotion + 1, h});
+    if (global) w.global = stored("global_entity_table", {c.n_entity, H});
   }
 
-  // Every weight is checked before the static tables cost any time.
-  impl->token_proj1 = mlp("token_proj1", T);
-  impl->token_proj2 = linear("token_proj2", T, H);
-  impl->cross_attn = {weight("cross_attn.weight", {H, H}), {}};
-  impl->prompt_proj1 = mlp("prompt_proj1", H);
-  impl->prompt_proj2 = linear("prompt_proj2", H, c.prefix_width());
+  w.token_proj1 = mlp("token_proj1", T);
+  w.token_proj2 = linear("token_proj2", T, H);
+  w.cross_attn = {weight("cross_attn.weight", {H, H}), {}};
+  w.prompt_proj1 = mlp("prompt_proj1", H);
+  w.prompt_proj2 = linear("prompt_proj2", H, c.prefix_width());
   if (c.kind == PromptKind::rec) {
-    impl->emo_fuse_proj1 = {linear("emo_fuse_proj1.0", H + h, H), linear("emo_fuse_proj1.2", H, H + h)};
-    impl->emo_fuse_proj2 = linear("emo_fuse_proj2", H + h, H);
+    w.emo_fuse_proj1 = {linear("emo_fuse_proj1.0", H + h, H), linear("emo_fuse_proj1.2", H, H + h)};
+    w.emo_fuse_proj2 = linear("emo_fuse_proj2", H + h, H);
   }
-  struct EntityWeights {
-    EntityEncoder rgcn;
-    Tensor node_embeds;
-    Mlp proj1;
-    Linear proj2;
-  };
-  std::optional<EntityWeights> entity_weights;
-  if (!impl->entities.defined())
-    entity_weights.emplace(EntityWeights{
-        EntityEncoder(weight("kg_encoder.weight", {c.num_bases, d, d}),
-                      weight("kg_encoder.comp", {c.num_relations, c.num_bases}), weight("kg_encoder.root", {d, d}),
-                      weight("kg_encoder.bias", {d})),
-        weight("node_embeds", {c.n_entity, d}), mlp("entity_proj1", d), linear("entity_proj2", d, H)});
-  const char* prefix_key = c.kind == PromptKind::rec ? "rec_prefix" : "conv_prefix";
-  Tensor prefix_embeds;
-  Mlp prefix_proj;
-  if (!impl->prefix_rows.defined()) {
-    prefix_embeds = weight((std::string(prefix_key) + "_embeds").c_str(), {c.n_prefix, H});
-    prefix_proj = mlp(std::string(prefix_key) + "_proj", H);
+  if (!w.entities.defined())
+    w.entity_source.emplace(EntitySource{weight("kg_encoder.weight", {c.num_bases, d, d}),
+                                         weight("kg_encoder.comp", {c.num_relations, c.num_bases}),
+                                         weight("kg_encoder.root", {d, d}), weight("kg_encoder.bias", {d}),
+                                         weight("node_embeds", {c.n_entity, d}), mlp("entity_proj1", d),
+                                         linear("entity_proj2", d, H)});
+  const std::string prefix_key = c.kind == PromptKind::rec ? "rec_prefix" : "conv_prefix";
+  if (!w.prefix_rows.defined()) {
+    w.prefix_embeds = weight(prefix_key + "_embeds", {c.n_prefix, H});
+    w.prefix_proj = mlp(prefix_key + "_proj", H);
   }
-  Tensor emo_embeds;
-  Mlp emo_proj1;
-  Linear emo_proj2;
-  if (c.kind == PromptKind::rec && !impl->emotions.defined()) {
+  if (c.kind == PromptKind::rec && !w.emotions.defined()) {
     // KGPrompt feeds emo_embeds (declared with H columns) to emo_proj1, a T-sized MLP, so the
     // checkpoints that run have T columns here (H = T = 768 in the published setup).
-    emo_embeds = weight("emo_embeds", {c.n_emotion + 1, T});
-    emo_proj1 = mlp("emo_proj1", T);
-    emo_proj2 = linear("emo_proj2", T, h);
+    w.emo_embeds = weight("emo_embeds", {c.n_emotion + 1, T});
+    w.emo_proj1 = mlp("emo_proj1", T);
+    w.emo_proj2 = linear("emo_proj2", T, h);
   }
   if (edges.num_nodes != c.n_entity || edges.num_relations != c.num_relations)
     fail<ShapeError>("bundle '{}': component '{}' has {} entities and {} relations, the knowledge graph {} and {}",
-                     bundle.label(), name, c.n_entity, c.num_relations, edges.num_nodes, edges.num_relations);
+                     bundle.label(), w.name, c.n_entity, c.num_relations, edges.num_nodes, edges.num_relations);
+  return w;
+}
+
+}  // namespace prompt
+
+PromptEncoder PromptEncoder::load(const Component& component, const RelationCsr& edges,
+                                  const CooccurrenceMatrix* cooccurrence, std::shared_ptr<ThreadPool> pool) {
+  // Every weight is checked before the static tables cost any time.
+  const prompt::PromptWeights w = prompt::PromptWeights::load(component, edges, cooccurrence != nullptr);
+  auto impl = std::make_shared<Impl>();
+  impl->name = w.name;
+  impl->config = w.config;
+  impl->pool = pool ? std::move(pool) : ThreadPool::shared_default();
+  const PromptConfig& c = impl->config;
+  ThreadPool& threads = *impl->pool;
+  impl->entities = w.entities;
+  impl->emotions = w.emotions;
+  impl->global = w.global;
+  impl->prefix_rows = w.prefix_rows;
+  impl->token_proj1 = w.token_proj1;
+  impl->token_proj2 = w.token_proj2;
+  impl->cross_attn = w.cross_attn;
+  impl->emo_fuse_proj1 = w.emo_fuse_proj1;
+  impl->emo_fuse_proj2 = w.emo_fuse_proj2;
+  impl->prompt_proj1 = w.prompt_proj1;
+  impl->prompt_proj2 = w.prompt_proj2;
 
   // E = proj2(proj1(g) + g), g = RGCN(node_embeds) + node_embeds.
-  if (entity_weights) {
-    const EntityWeights& w = *entity_weights;
-    Tensor g = w.rgcn.forward(w.node_embeds, edges, threads);
-    g.matrix<float>() += w.node_embeds.matrix<float>();
-    impl->entities = apply(apply(g, w.proj1, true, threads, "entity hidden"), w.proj2, threads, "entity table");
+  if (w.entity_source) {
+    const prompt::EntitySource& e = *w.entity_source;
+    const EntityEncoder rgcn(e.bases, e.comp, e.root, e.bias);
+    Tensor g = rgcn.forward(e.node_embeds, edges, threads);
+    g.matrix<float>() += e.node_embeds.matrix<float>();
+    impl->entities = apply(apply(g, e.proj1, true, threads, "entity hidden"), e.proj2, threads, "entity table");
   }
   if (c.kind == PromptKind::rec) {
     if (!impl->emotions.defined())
-      impl->emotions = apply(apply(emo_embeds, emo_proj1, true, threads, "emotion hidden"), emo_proj2, threads,
+      impl->emotions = apply(apply(w.emo_embeds, w.emo_proj1, true, threads, "emotion hidden"), w.emo_proj2, threads,
                              "emotion table");
     if (cooccurrence && !impl->global.defined()) impl->global = cooccurrence->multiply(impl->entities, &threads);
   }
   // The learned prefix does not depend on the dialog, so its prompt_proj rows are static too.
   if (!impl->prefix_rows.defined()) {
-    const Tensor q = apply(prefix_embeds, prefix_proj, true, threads, "prefix");
+    const Tensor q = apply(w.prefix_embeds, w.prefix_proj, true, threads, "prefix");
     impl->prefix_rows = apply(apply(q, impl->prompt_proj1, true, threads, "prefix hidden"), impl->prompt_proj2,
                               threads, "prefix rows");
   }

@@ -1,11 +1,15 @@
 #include "ecr/models/prompt_encoder_cuda.hpp"
 
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "../device/tensor_cuda.hpp"
 #include "../nn/ops_cuda.hpp"
 #include "ecr/device/transfer_cuda.hpp"
+#include "ecr/models/entity_encoder_cuda.hpp"
 #include "emotion_fusion.cuh"
+#include "prompt_weights.hpp"
 
 namespace ecr::cuda {
 
@@ -76,8 +80,11 @@ EmotionFusion::EmotionFusion(const Tensor& emotion_table, const Tensor& global_t
   if (global_table.defined() && (global_table.rank() != 2 || global_table.dim(1) != hidden_))
     fail<ShapeError>("emotion fusion: global entity table '{}' {} must have H = {} columns", global_table.name(),
                      shape_string(global_table.shape()), hidden_);
-  emotions_ = upload(host_cast(emotion_table, storage), stream);
-  if (global_table.defined()) global_ = upload(host_cast(global_table, storage), stream);
+  const auto on_device = [&](const Tensor& t) {
+    return t.device() == Device::cuda ? convert(t, storage, stream) : upload(host_cast(t, storage), stream);
+  };
+  emotions_ = on_device(emotion_table);
+  if (global_table.defined()) global_ = on_device(global_table);
   fuse1_first_ = Linear::upload(fuse1_first, stream, storage);
   fuse1_second_ = Linear::upload(fuse1_second, stream, storage);
   fuse2_ = Linear::upload(fuse2, stream, storage);
@@ -134,6 +141,223 @@ Tensor EmotionFusion::forward(Stream& stream, const Tensor& local, std::span<con
   linear(stream, widened, fuse2_, fused, nn::Activation::none, false, math_);
   stream.synchronize();  // the temporaries are freed on return
   return fused;
+}
+
+// --- the whole prompt ---------------------------------------------------------------------------
+
+namespace {
+
+struct DeviceMlp {
+  Linear first, second;
+};
+
+// Buffers a call enqueues work on; they are freed after the stream is synchronized.
+using Scratch = std::vector<Tensor>;
+
+cudaDataType_t blas_type(DType dtype) {
+  switch (dtype) {
+    case DType::f16: return CUDA_R_16F;
+    case DType::bf16: return CUDA_R_16BF;
+    default: return CUDA_R_32F;
+  }
+}
+
+Tensor dense(Stream& stream, const Tensor& x, const Linear& layer, GemmMath math, nn::Activation activation,
+             const char* name) {
+  Tensor y = empty_device(x.dtype(), {rows(x), layer.out()}, name);
+  linear(stream, x, layer, y, activation, false, math);
+  return y;
+}
+
+// second(relu(first(x))) + x: every KGPrompt projection but emotion fusion. `x` is taken by
+// value: callers pass scratch.back(), which the push below may move.
+Tensor residual_mlp(Stream& stream, const Tensor x, const DeviceMlp& mlp, GemmMath math, Scratch& scratch,
+                    const char* name) {
+  scratch.push_back(dense(stream, x, mlp.first, math, nn::Activation::relu, "mlp hidden"));
+  Tensor y = copy(x, stream, name);
+  linear(stream, scratch.back(), mlp.second, y, nn::Activation::none, true, math);
+  return y;
+}
+
+}  // namespace
+
+struct PromptDevice::Impl {
+  std::string name;
+  PromptConfig config;
+  PromptDeviceOptions options;
+  Tensor entities, emotions, global, prefix_rows;  // E, M, G and the prefix rows
+  DeviceMlp token_proj1, prompt_proj1;
+  Linear token_proj2, cross_attn, prompt_proj2;
+  std::optional<EmotionFusion> fusion;  // rec only
+
+  void check_kind(PromptKind wanted) const {
+    if (config.kind != wanted)
+      fail<ConfigError>("component '{}' is a {} prompt, not a {} prompt", name,
+                        config.kind == PromptKind::rec ? "rec" : "conv", wanted == PromptKind::rec ? "rec" : "conv");
+  }
+  void check_entities(std::span<const std::int32_t> ids) const {
+    for (const std::int32_t id : ids)
+      if (id < 0 || id >= config.n_entity)
+        fail<InputError>("prompt '{}': entity id {} is outside [0, {})", name, id, config.n_entity);
+  }
+  // Tk = token_proj2(token_proj1(T) + T).
+  Tensor token_features(Stream& stream, const Tensor& token_states, Scratch& scratch) const {
+    if (!token_states.defined()) fail<InputError>("prompt '{}': no token states", name);
+    detail::expect_device(token_states, "prompt token states");
+    if (token_states.dtype() != options.storage || token_states.rank() != 2 ||
+        token_states.dim(1) != config.token_hidden_size)
+      fail<ShapeError>("prompt '{}': token states must be {} (n, {}), found {} {}", name, dtype_name(options.storage),
+                       config.token_hidden_size, dtype_name(token_states.dtype()), shape_string(token_states.shape()));
+    scratch.push_back(residual_mlp(stream, token_states, token_proj1, options.math, scratch, "token hidden"));
+    return dense(stream, scratch.back(), token_proj2, options.math, nn::Activation::none, "token features");
+  }
+  Tensor gather(Stream& stream, std::span<const std::int32_t> ids) const {
+    Tensor ek = empty_device(options.storage, {static_cast<std::int64_t>(ids.size()), config.hidden_size}, "entities");
+    gather_rows(stream, entities, ids, ek, "entity id");
+    return ek;
+  }
+  // The prefix rows followed by prompt_proj2(prompt_proj1(P) + P); synchronizes the stream.
+  Tensor finish(Stream& stream, const Tensor& p, Scratch& scratch) const {
+    const std::int64_t fixed = prefix_rows.dim(0), width = config.prefix_width();
+    const std::int64_t count = p.defined() ? p.dim(0) : 0;
+    Tensor out = empty_device(options.storage, {fixed + count, width}, "prompt");
+    if (fixed > 0)
+      ECR_CUDA_CHECK(cudaMemcpyAsync(out.raw(), prefix_rows.raw(), prefix_rows.nbytes(), cudaMemcpyDeviceToDevice,
+                                     native(stream)));
+    if (count > 0) {
+      scratch.push_back(residual_mlp(stream, p, prompt_proj1, options.math, scratch, "prompt hidden"));
+      linear(stream, scratch.back(), prompt_proj2, out.rows(fixed, count), nn::Activation::none, false, options.math);
+    }
+    stream.synchronize();  // the scratch buffers are freed on return
+    return out;
+  }
+};
+
+PromptDevice PromptDevice::load(const Component& component, const RelationCsr& edges,
+                                const CooccurrenceMatrix* cooccurrence, PromptDeviceOptions options) {
+  // The CPU twin's reader: the same weights, checks and errors.
+  const prompt::PromptWeights w = prompt::PromptWeights::load(component, edges, cooccurrence != nullptr);
+  detail::dispatch(options.storage, "prompt storage", [](auto) {});
+  auto impl = std::make_shared<Impl>();
+  impl->name = w.name;
+  impl->config = w.config;
+  impl->options = options;
+  const PromptConfig& c = impl->config;
+  const DType st = options.storage;
+  const GemmMath math = options.math;
+  Stream stream;
+  Scratch scratch;
+  const auto put = [&](const Tensor& host) { return upload(host_cast(host, st), stream); };
+  const auto layer = [&](const nn::Linear& l) { return Linear::upload(l, stream, st); };
+  const auto mlp = [&](const prompt::Mlp& m) { return DeviceMlp{layer(m.first), layer(m.second)}; };
+  impl->token_proj1 = mlp(w.token_proj1);
+  impl->token_proj2 = layer(w.token_proj2);
+  impl->cross_attn = layer(w.cross_attn);
+  impl->prompt_proj1 = mlp(w.prompt_proj1);
+  impl->prompt_proj2 = layer(w.prompt_proj2);
+
+  // The layers that build the static tables, kept until the final synchronize.
+  std::vector<DeviceMlp> builders;
+  std::vector<Linear> outputs;
+
+  // E = proj2(proj1(g) + g), g = RGCN(node_embeds) + node_embeds.
+  if (w.entity_source) {
+    const prompt::EntitySource& e = *w.entity_source;
+    const EntityEncoder rgcn(e.bases, e.comp, e.root, e.bias, stream, st, math);
+    const RelationGraph graph = RelationGraph::upload(edges, stream);
+    const Tensor x = put(e.node_embeds);
+    Tensor g = rgcn.forward(x, graph, stream);
+    const float one = 1.0f;
+    ECR_CUDA_CHECK(cublasAxpyEx(detail::blas(stream), detail::narrow(g.numel(), "entity table"), &one, CUDA_R_32F,
+                                x.raw(), blas_type(st), 1, g.raw(), blas_type(st), 1, CUDA_R_32F));
+    builders.push_back(mlp(e.proj1));
+    outputs.push_back(layer(e.proj2));
+    scratch.push_back(residual_mlp(stream, g, builders.back(), math, scratch, "entity hidden"));
+    impl->entities = dense(stream, scratch.back(), outputs.back(), math, nn::Activation::none, "entity table");
+    stream.synchronize();  // x and g are freed on return from this block
+  } else {
+    impl->entities = put(w.entities);
+  }
+  if (c.kind == PromptKind::rec) {
+    if (w.emotions.defined()) {
+      impl->emotions = put(w.emotions);
+    } else {
+      builders.push_back(mlp(w.emo_proj1));
+      outputs.push_back(layer(w.emo_proj2));
+      scratch.push_back(put(w.emo_embeds));
+      scratch.push_back(residual_mlp(stream, scratch.back(), builders.back(), math, scratch, "emotion hidden"));
+      impl->emotions = dense(stream, scratch.back(), outputs.back(), math, nn::Activation::none, "emotion table");
+    }
+    if (cooccurrence) {
+      // G = C E: the device-built E through the host's sparse product.
+      impl->global = w.global.defined() ? put(w.global)
+                                        : put(cooccurrence->multiply(download(impl->entities, stream).to_f32()));
+    }
+    stream.synchronize();  // M and G are ready for the fusion's copies
+    impl->fusion.emplace(impl->emotions, impl->global, w.emo_fuse_proj1.first, w.emo_fuse_proj1.second,
+                         w.emo_fuse_proj2, stream, st, math);
+  }
+  // The learned prefix does not depend on the dialog, so its prompt_proj rows are static too.
+  if (w.prefix_rows.defined()) {
+    impl->prefix_rows = put(w.prefix_rows);
+  } else {
+    builders.push_back(mlp(w.prefix_proj));
+    scratch.push_back(put(w.prefix_embeds));
+    scratch.push_back(residual_mlp(stream, scratch.back(), builders.back(), math, scratch, "prefix"));
+    scratch.push_back(residual_mlp(stream, scratch.back(), impl->prompt_proj1, math, scratch, "prefix hidden"));
+    impl->prefix_rows = dense(stream, scratch.back(), impl->prompt_proj2, math, nn::Activation::none, "prefix rows");
+  }
+  stream.synchronize();  // every table is ready for any stream; scratch and builders are freed on return
+  PromptDevice device;
+  device.impl_ = std::move(impl);
+  return device;
+}
+
+const PromptConfig& PromptDevice::config() const { return impl_->config; }
+DType PromptDevice::storage() const { return impl_->options.storage; }
+const Tensor& PromptDevice::entity_table() const { return impl_->entities; }
+const Tensor& PromptDevice::emotion_table() const { return impl_->emotions; }
+const Tensor& PromptDevice::global_entity_table() const { return impl_->global; }
+const Tensor& PromptDevice::prefix_rows() const { return impl_->prefix_rows; }
+
+Tensor PromptDevice::rec_prompt(Stream& stream, const RecPromptInput& input) const {
+  const Impl& m = *impl_;
+  m.check_kind(PromptKind::rec);
+  m.check_entities(input.entities);
+  const bool with_emotions = !input.emotion_ids.empty() || !input.emotion_probs.empty();
+  if (with_emotions && input.global_entities && !m.global.defined())
+    fail<ConfigError>("prompt '{}': global entities need the co-occurrence matrix at load", m.name);
+  Scratch scratch;
+  const Tensor tokens = m.token_features(stream, input.token_states, scratch);
+  scratch.push_back(tokens);
+  if (input.entities.empty()) return m.finish(stream, Tensor(), scratch);
+
+  // Local entities: each entity attends over the dialog's tokens, P = softmax_tokens(A)^T Tk + Ek.
+  const Tensor ek = m.gather(stream, input.entities);
+  scratch.push_back(ek);
+  Tensor p = token_entity_attention(stream, PromptKind::rec, tokens, ek, m.cross_attn, m.options.math);
+  if (with_emotions)
+    p = m.fusion->forward(stream, p, input.entities, input.emotion_ids, input.emotion_probs, input.global_entities);
+  scratch.push_back(p);
+  return m.finish(stream, p, scratch);
+}
+
+Tensor PromptDevice::conv_prompt(Stream& stream, const Tensor& token_states,
+                                 std::span<const std::int32_t> entities) const {
+  const Impl& m = *impl_;
+  m.check_kind(PromptKind::conv);
+  m.check_entities(entities);
+  Scratch scratch;
+  Tensor p = m.token_features(stream, token_states, scratch);
+  scratch.push_back(p);
+  if (!entities.empty()) {
+    // Each token attends over the dialog's entities: P = softmax_entities(A) Ek + Tk.
+    const Tensor ek = m.gather(stream, entities);
+    scratch.push_back(ek);
+    p = token_entity_attention(stream, PromptKind::conv, p, ek, m.cross_attn, m.options.math);
+    scratch.push_back(p);
+  }
+  return m.finish(stream, p, scratch);
 }
 
 }  // namespace ecr::cuda

@@ -1,5 +1,7 @@
 #include "components.hpp"
 
+#include "ecr/dialog.hpp"
+
 namespace ecr::pipeline {
 
 Tokenizer component_tokenizer(const Component& component) {
@@ -25,6 +27,12 @@ void check_engine_options(const Engine& engine, const EngineOptions& view, std::
   fail<ConfigError>("{}: components, threads, verify_checksums and device are the engine's options; a view of a "
                     "loaded engine cannot change them (give them to Engine::load)",
                     who);
+}
+
+void check_classifier_head(const std::string& component, bool has_head, std::int64_t num_labels) {
+  if (!has_head || num_labels != static_cast<std::int64_t>(kEmotionLabels.size()))
+    fail<ConfigError>("component '{}': an emotion classifier needs a score head over the {} ECR labels, found {}",
+                      component, kEmotionLabels.size(), num_labels);
 }
 
 void keep_newest(std::vector<std::int32_t>& ids, std::size_t limit) {

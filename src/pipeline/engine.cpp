@@ -26,10 +26,13 @@ std::shared_ptr<ThreadPool> make_pool(std::size_t threads) {
 }
 
 template <class Model>
-TextModel<Model> load_text_model(const Bundle& bundle, const std::string& name, std::string_view role,
-                                 const std::shared_ptr<ThreadPool>& pool) {
-  const Component component = read_component(bundle, name, role);
-  return {Model::load(component, pool), component_tokenizer(component)};
+Model load_model(const Bundle& bundle, const std::string& name, std::string_view role,
+                 const std::shared_ptr<ThreadPool>& pool) {
+  return Model::load(read_component(bundle, name, role), pool);
+}
+
+Tokenizer load_tokenizer(const Bundle& bundle, const std::string& name, std::string_view role) {
+  return component_tokenizer(read_component(bundle, name, role));
 }
 
 }  // namespace
@@ -37,18 +40,31 @@ TextModel<Model> load_text_model(const Bundle& bundle, const std::string& name, 
 Engine::Impl::Impl(Bundle b, EngineOptions o)
     : bundle(std::move(b)), options(std::move(o)), pool(make_pool(options.threads)), kg(KnowledgeGraph::load(bundle)) {}
 
-const TextModel<Gpt2Model>& Engine::Impl::backbone() const {
-  return backbone_.get([&] { return load_text_model<Gpt2Model>(bundle, options.components.backbone, "the backbone", pool); });
+const Tokenizer& Engine::Impl::backbone_tokenizer() const {
+  return backbone_tokenizer_.get([&] { return load_tokenizer(bundle, options.components.backbone, "the backbone"); });
 }
 
-const TextModel<RobertaModel>& Engine::Impl::text_encoder() const {
+const Tokenizer& Engine::Impl::text_encoder_tokenizer() const {
+  return text_encoder_tokenizer_.get(
+      [&] { return load_tokenizer(bundle, options.components.text_encoder, "the text encoder"); });
+}
+
+const Tokenizer& Engine::Impl::generator_tokenizer() const {
+  return generator_tokenizer_.get([&] { return load_tokenizer(bundle, options.components.generator, "the generator"); });
+}
+
+const Gpt2Model& Engine::Impl::backbone() const {
+  return backbone_.get([&] { return load_model<Gpt2Model>(bundle, options.components.backbone, "the backbone", pool); });
+}
+
+const RobertaModel& Engine::Impl::text_encoder() const {
   return text_encoder_.get(
-      [&] { return load_text_model<RobertaModel>(bundle, options.components.text_encoder, "the text encoder", pool); });
+      [&] { return load_model<RobertaModel>(bundle, options.components.text_encoder, "the text encoder", pool); });
 }
 
-const TextModel<Gpt2Model>& Engine::Impl::generator() const {
+const Gpt2Model& Engine::Impl::generator() const {
   return generator_.get(
-      [&] { return load_text_model<Gpt2Model>(bundle, options.components.generator, "the generator", pool); });
+      [&] { return load_model<Gpt2Model>(bundle, options.components.generator, "the generator", pool); });
 }
 
 const RelationCsr& Engine::Impl::relations() const {
@@ -57,13 +73,17 @@ const RelationCsr& Engine::Impl::relations() const {
 
 bool Engine::Impl::has_global_entities() const { return bundle.contains("cooccurrence/indptr"); }
 
+std::optional<CooccurrenceMatrix> Engine::Impl::cooccurrence() const {
+  if (!has_global_entities()) return std::nullopt;
+  return CooccurrenceMatrix::load(bundle, kg.num_entities());
+}
+
 const PromptEncoder& Engine::Impl::rec_prompt() const {
   return rec_prompt_.get([&] {
     const Component component = read_component(bundle, options.components.rec_prompt, "the rec prompt");
     // The matrix is only needed for G = C E, built once here.
-    std::optional<CooccurrenceMatrix> cooccurrence;
-    if (has_global_entities()) cooccurrence = CooccurrenceMatrix::load(bundle, kg.num_entities());
-    return PromptEncoder::load(component, relations(), cooccurrence ? &*cooccurrence : nullptr, pool);
+    const std::optional<CooccurrenceMatrix> matrix = cooccurrence();
+    return PromptEncoder::load(component, relations(), matrix ? &*matrix : nullptr, pool);
   });
 }
 
@@ -79,10 +99,7 @@ const std::optional<EmotionClassifier>& Engine::Impl::emotion_classifier() const
     const std::string& name = options.components.emotion_classifier;
     if (!has_component(bundle, name)) return std::nullopt;  // optional: host emotions, or none
     const Component component = read_component(bundle, name, "the emotion classifier");
-    EmotionClassifier c{Gpt2Model::load(component, pool), component_tokenizer(component), {}, {}, false};
-    if (!c.model.has_classifier() || c.model.config().num_labels != static_cast<std::int64_t>(kEmotionLabels.size()))
-      fail<ConfigError>("component '{}': an emotion classifier needs a score head over the {} ECR labels, found {}",
-                        name, kEmotionLabels.size(), c.model.config().num_labels);
+    EmotionClassifier c{component_tokenizer(component), {}, {}, false};
     const std::string input_template = component.entry.string_or("input_template", kEmotionTemplate);
     const auto slot = input_template.find("{text}");
     if (slot == std::string::npos) fail<ConfigError>("component '{}': input_template has no {{text}} slot", name);
@@ -91,6 +108,15 @@ const std::optional<EmotionClassifier>& Engine::Impl::emotion_classifier() const
     // HuggingFace's config states a multi-label head this way.
     c.multi_label = component.config.string_or("problem_type", "") == "multi_label_classification";
     return c;
+  });
+}
+
+const Gpt2Model& Engine::Impl::classifier_model() const {
+  return classifier_model_.get([&] {
+    const std::string& name = options.components.emotion_classifier;
+    Gpt2Model model = load_model<Gpt2Model>(bundle, name, "the emotion classifier", pool);
+    check_classifier_head(name, model.has_classifier(), model.config().num_labels);
+    return model;
   });
 }
 

@@ -10,6 +10,7 @@
 
 #include "ecr/core/thread_pool.hpp"
 #include "ecr/engine.hpp"
+#include "ecr/kg/cooccurrence.hpp"
 #include "ecr/kg/entity_linker.hpp"
 #include "ecr/kg/review_store.hpp"
 #include "ecr/models/entity_encoder.hpp"
@@ -37,20 +38,17 @@ class Lazy {
   mutable std::optional<T> value_;
 };
 
-// A GPT-2 or RoBERTa component with the tokenizer it names.
-template <class Model>
-struct TextModel {
-  Model model;
-  Tokenizer tokenizer;
-};
-
-// ECR_SPEC 6: the emotion classifier with its input template around the user's turn.
+// ECR_SPEC 6: the emotion classifier's input template around the user's turn, and how its
+// scores become probabilities. The model itself is a part of its own (CPU or device).
 struct EmotionClassifier {
-  Gpt2Model model;
   Tokenizer tokenizer;
   std::string before, after;
   bool multi_label = false;  // a sigmoid per label instead of a softmax
 };
+
+#ifdef ECR_WITH_CUDA
+class DeviceModels;  // the device twins of the models (engine_cuda.hpp)
+#endif
 
 }  // namespace pipeline
 
@@ -62,30 +60,55 @@ struct Engine::Impl {
 
   Impl(Bundle b, EngineOptions o);
 
-  const pipeline::TextModel<Gpt2Model>& backbone() const;
-  const pipeline::TextModel<RobertaModel>& text_encoder() const;
+  // Where requests run; on a CUDA device the models below are never loaded, their device twins
+  // (device()) are.
+  bool on_device() const { return options.device.device == Device::cuda; }
+
+  // The tokenizers the components name, loaded without their models.
+  const Tokenizer& backbone_tokenizer() const;
+  const Tokenizer& text_encoder_tokenizer() const;
+  const Tokenizer& generator_tokenizer() const;
+
+  // The CPU models.
+  const Gpt2Model& backbone() const;
+  const RobertaModel& text_encoder() const;
   // The rec prompt with its global entity table when the bundle has the co-occurrence matrix.
   const PromptEncoder& rec_prompt() const;
   bool has_global_entities() const;
   const PromptEncoder& conv_prompt() const;
-  const pipeline::TextModel<Gpt2Model>& generator() const;
+  const Gpt2Model& generator() const;
+  // The emotion classifier's GPT-2 with its score head (ConfigError when it has none over the
+  // ECR labels); only when emotion_classifier() has a value.
+  const Gpt2Model& classifier_model() const;
+
   // Absent when the bundle has no emotion classifier component.
   const std::optional<pipeline::EmotionClassifier>& emotion_classifier() const;
   // The linker with default options over the KG (a Recommender asking for others builds its own).
   const EntityLinker& linker() const;
   // The review entities (ECR_SPEC 8), absent when the bundle has none.
   const std::optional<ReviewStore>& reviews() const;
+  // The KG as the R-GCN reads it, and the co-occurrence matrix when the bundle has one (read
+  // anew: only the prompts' loaders need it).
+  const RelationCsr& relations() const;
+  std::optional<CooccurrenceMatrix> cooccurrence() const;
+
+#ifdef ECR_WITH_CUDA
+  // The device twins (engine_cuda.cpp); only for an engine whose device is cuda.
+  const pipeline::DeviceModels& device() const;
+#endif
 
  private:
-  const RelationCsr& relations() const;
-
-  pipeline::Lazy<pipeline::TextModel<Gpt2Model>> backbone_, generator_;
-  pipeline::Lazy<pipeline::TextModel<RobertaModel>> text_encoder_;
+  pipeline::Lazy<Tokenizer> backbone_tokenizer_, text_encoder_tokenizer_, generator_tokenizer_;
+  pipeline::Lazy<Gpt2Model> backbone_, generator_, classifier_model_;
+  pipeline::Lazy<RobertaModel> text_encoder_;
   pipeline::Lazy<PromptEncoder> rec_prompt_, conv_prompt_;
   pipeline::Lazy<RelationCsr> relations_;
   pipeline::Lazy<std::optional<pipeline::EmotionClassifier>> classifier_;
   pipeline::Lazy<EntityLinker> linker_;
   pipeline::Lazy<std::optional<ReviewStore>> reviews_;
+#ifdef ECR_WITH_CUDA
+  pipeline::Lazy<std::shared_ptr<const pipeline::DeviceModels>> device_;
+#endif
 };
 
 }  // namespace ecr

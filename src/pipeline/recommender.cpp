@@ -20,6 +20,10 @@
 #include "ecr/text/tokenizer.hpp"
 #include "components.hpp"
 #include "engine_impl.hpp"
+#include "recommend_stages.hpp"
+#ifdef ECR_WITH_CUDA
+#include "engine_cuda.hpp"
+#endif
 
 namespace ecr {
 
@@ -35,7 +39,9 @@ bool ranks_before(const RecommendedItem& a, const RecommendedItem& b) {
 }  // namespace
 
 // A view of the engine's parts with this recommender's options; the checks that tie the parts
-// together (widths, limits) run once here.
+// together (widths, limits) run once here. On a CUDA engine the CPU models stay unloaded (null)
+// and the model stages run on their device twins (engine_cuda.hpp); the host stages around them
+// are shared.
 struct Recommender::Impl {
   Engine engine;
   RecommenderOptions options;
@@ -43,19 +49,32 @@ struct Recommender::Impl {
   const KnowledgeGraph& kg;
   const Tokenizer& context_tokenizer;
   const Tokenizer& prompt_tokenizer;
-  const Gpt2Model& backbone;
-  const RobertaModel& text_encoder;
-  const PromptEncoder& rec_prompt;
   const std::optional<EmotionClassifier>& classifier;
   std::optional<EntityLinker> own_linker;  // when options.linker are not the defaults
   const EntityLinker& linker;
   std::int32_t prompt_cls = 0;
   bool global_entities = false;  // asked for and the bundle has the co-occurrence matrix
+  bool on_device = false;
+  // The CPU models; null on a CUDA engine.
+  const Gpt2Model* backbone = nullptr;
+  const RobertaModel* text_encoder = nullptr;
+  const PromptEncoder* rec_prompt = nullptr;
+  const Gpt2Model* classifier_model = nullptr;
 
   Impl(const Engine& e, RecommenderOptions o);
 
   // One request through the whole pipeline; `dialogs` and the result line up.
   std::vector<Recommendation> run(std::span<const Dialog> dialogs, const RecommendRequest& request) const;
+
+ private:
+  // The stages of run(), in order.
+  void analyse_turns(std::span<const Dialog> dialogs, std::vector<Dialog>& prepared,
+                     std::vector<Recommendation>& out) const;
+  void label_emotions(std::vector<Dialog>& prepared, std::vector<Recommendation>& out) const;
+  std::vector<RecModelInput> model_inputs(const std::vector<Dialog>& prepared, std::vector<Recommendation>& out) const;
+  std::vector<RecModelOutput> run_models(std::span<const RecModelInput> inputs, const RecommendRequest& request,
+                                         bool scores) const;
+  void assemble(const RecModelOutput& model, const RecommendRequest& request, Recommendation& r) const;
 };
 
 Recommender::Impl::Impl(const Engine& e, RecommenderOptions o)
@@ -63,55 +82,70 @@ Recommender::Impl::Impl(const Engine& e, RecommenderOptions o)
       options(std::move(o)),
       pool(e.impl().pool),
       kg(e.graph()),
-      context_tokenizer(e.impl().backbone().tokenizer),
-      prompt_tokenizer(e.impl().text_encoder().tokenizer),
-      backbone(e.impl().backbone().model),
-      text_encoder(e.impl().text_encoder().model),
-      rec_prompt(e.impl().rec_prompt()),
+      context_tokenizer(e.impl().backbone_tokenizer()),
+      prompt_tokenizer(e.impl().text_encoder_tokenizer()),
       classifier(e.impl().emotion_classifier()),
       own_linker(options.linker == LinkerOptions{} ? std::nullopt : std::optional(EntityLinker(kg, options.linker))),
       linker(own_linker ? *own_linker : e.impl().linker()),
-      global_entities(options.global_entities && e.impl().has_global_entities()) {
+      global_entities(options.global_entities && e.impl().has_global_entities()),
+      on_device(e.impl().on_device()) {
   const ComponentNames& names = engine.options().components;
   if (options.context_tokens == 0 || options.prompt_tokens < 2)
     fail<ConfigError>("recommender: context_tokens must be >= 1 and prompt_tokens >= 2 (found {} and {})",
                       options.context_tokens, options.prompt_tokens);
 
+  // The models load here, on the engine's device, so a bad part fails the load, not a request.
+  const Gpt2Config* g = nullptr;
+  const RobertaConfig* t = nullptr;
+  const PromptConfig* p = nullptr;
+  if (on_device) {
+#ifdef ECR_WITH_CUDA
+    const DeviceModels& device = e.impl().device();
+    g = &device.backbone().config();
+    t = &device.text_encoder().config();
+    p = &device.rec_prompt().prompt.config();
+    if (classifier) device.classifier();
+#endif
+  } else {
+    backbone = &e.impl().backbone();
+    text_encoder = &e.impl().text_encoder();
+    rec_prompt = &e.impl().rec_prompt();
+    if (classifier) classifier_model = &e.impl().classifier_model();
+    g = &backbone->config();
+    t = &text_encoder->config();
+    p = &rec_prompt->config();
+  }
+  if (!g) fail<DeviceError>("recommender: this build of ecr cannot run on {}", engine.options().device.str());
+
   special_token(context_tokenizer, kContextEos, names.backbone);
   special_token(prompt_tokenizer, kPromptSep, names.text_encoder);
   prompt_cls = special_token(prompt_tokenizer, kPromptCls, names.text_encoder);
-  if (options.context_tokens > static_cast<std::size_t>(backbone.config().n_positions))
+  if (options.context_tokens > static_cast<std::size_t>(g->n_positions))
     fail<ConfigError>("recommender: context_tokens {} exceeds component '{}''s {} positions", options.context_tokens,
-                      names.backbone, backbone.config().n_positions);
-  if (options.prompt_tokens > static_cast<std::size_t>(text_encoder.config().max_tokens()))
+                      names.backbone, g->n_positions);
+  if (options.prompt_tokens > static_cast<std::size_t>(t->max_tokens()))
     fail<ConfigError>("recommender: prompt_tokens {} exceeds component '{}''s {} tokens", options.prompt_tokens,
-                      names.text_encoder, text_encoder.config().max_tokens());
+                      names.text_encoder, t->max_tokens());
 
-  const PromptConfig& p = rec_prompt.config();
-  const Gpt2Config& g = backbone.config();
-  if (p.kind != PromptKind::rec)
+  if (p->kind != PromptKind::rec)
     fail<ConfigError>("component '{}' is a conv prompt; the recommender needs a kgprompt_rec", names.rec_prompt);
-  if (p.hidden_size != g.n_embd || p.n_layer != g.n_layer || p.n_head != g.n_head)
+  if (p->hidden_size != g->n_embd || p->n_layer != g->n_layer || p->n_head != g->n_head)
     fail<ConfigError>("component '{}' (H {}, {} layers, {} heads) does not fit backbone '{}' (H {}, {} layers, {} heads)",
-                      names.rec_prompt, p.hidden_size, p.n_layer, p.n_head, names.backbone, g.n_embd, g.n_layer,
-                      g.n_head);
-  if (p.token_hidden_size != text_encoder.config().hidden_size)
+                      names.rec_prompt, p->hidden_size, p->n_layer, p->n_head, names.backbone, g->n_embd, g->n_layer,
+                      g->n_head);
+  if (p->token_hidden_size != t->hidden_size)
     fail<ConfigError>("component '{}' reads {}-wide token states, text encoder '{}' gives {}", names.rec_prompt,
-                      p.token_hidden_size, names.text_encoder, text_encoder.config().hidden_size);
-  if (p.n_emotion != static_cast<std::int64_t>(kEmotionLabels.size()))
-    fail<ConfigError>("component '{}' has {} emotion labels, ECR has {}", names.rec_prompt, p.n_emotion,
+                      p->token_hidden_size, names.text_encoder, t->hidden_size);
+  if (p->n_emotion != static_cast<std::int64_t>(kEmotionLabels.size()))
+    fail<ConfigError>("component '{}' has {} emotion labels, ECR has {}", names.rec_prompt, p->n_emotion,
                       kEmotionLabels.size());
 }
 
-std::vector<Recommendation> Recommender::Impl::run(std::span<const Dialog> dialogs,
-                                                   const RecommendRequest& request) const {
-  if (request.top_k == 0) fail<InputError>("recommend: top_k must be at least 1");
-  const std::size_t batch = dialogs.size();
-  std::vector<Recommendation> out(batch);
-  std::vector<Dialog> prepared(batch);  // per turn: the prepared text, entity ids and emotions the models see
-
-  // Turns, entities and host emotions.
-  for (std::size_t b = 0; b < batch; ++b) {
+// Turns, entities and host emotions: `prepared` gets, per turn, the prepared text, entity ids and
+// emotions the models see.
+void Recommender::Impl::analyse_turns(std::span<const Dialog> dialogs, std::vector<Dialog>& prepared,
+                                      std::vector<Recommendation>& out) const {
+  for (std::size_t b = 0; b < dialogs.size(); ++b) {
     const Dialog& input = dialogs[b];
     if (input.turns.empty()) fail<InputError>("dialog {}: it has no turns", b);
     input.validate(kg);  // before merging, so the error names the host's turn
@@ -133,46 +167,58 @@ std::vector<Recommendation> Recommender::Impl::run(std::span<const Dialog> dialo
       out[b].turns.push_back(std::move(analysis));
     }
   }
+}
 
-  // ECR_SPEC 6: the classifier labels every user turn the host left unlabelled, in one batch.
-  if (classifier && options.emotions) {
-    std::vector<std::pair<std::size_t, std::size_t>> where;
-    std::vector<std::vector<std::int32_t>> inputs;
-    const auto positions = static_cast<std::size_t>(classifier->model.config().n_positions);
-    for (std::size_t b = 0; b < batch; ++b)
-      for (std::size_t t = 0; t < prepared[b].turns.size(); ++t) {
-        const Turn& turn = prepared[b].turns[t];
-        if (turn.role != Role::user || turn.emotions || turn.text.empty()) continue;
-        auto ids = classifier->tokenizer.encode(classifier->before + turn.text + classifier->after);
-        keep_newest(ids, positions);
-        where.emplace_back(b, t);
-        inputs.push_back(std::move(ids));
-      }
-    if (!inputs.empty()) {
-      const Tensor scores = classifier->model.classify(inputs);
-      for (std::size_t k = 0; k < where.size(); ++k) {
-        const float* s = scores.data<float>() + k * kEmotionLabels.size();
-        EmotionProbs probs{};
-        if (classifier->multi_label) {
-          for (std::size_t l = 0; l < probs.size(); ++l) probs[l] = 1.0f / (1.0f + std::exp(-s[l]));
-        } else {
-          const float top = *std::max_element(s, s + probs.size());
-          float sum = 0;
-          for (std::size_t l = 0; l < probs.size(); ++l) sum += probs[l] = std::exp(s[l] - top);
-          for (float& p : probs) p /= sum;
-        }
-        const auto [b, t] = where[k];
-        prepared[b].turns[t].emotions = probs;
-        out[b].turns[t].emotions = probs;
-        out[b].turns[t].emotions_from_classifier = true;
-      }
+// ECR_SPEC 6: the classifier labels every user turn the host left unlabelled, in one batch.
+void Recommender::Impl::label_emotions(std::vector<Dialog>& prepared, std::vector<Recommendation>& out) const {
+  if (!classifier || !options.emotions) return;
+  std::vector<std::pair<std::size_t, std::size_t>> where;
+  std::vector<std::vector<std::int32_t>> inputs;
+  std::int64_t positions = 0;
+#ifdef ECR_WITH_CUDA
+  if (on_device) positions = engine.impl().device().classifier().model.config().n_positions;
+#endif
+  if (classifier_model) positions = classifier_model->config().n_positions;
+  for (std::size_t b = 0; b < prepared.size(); ++b)
+    for (std::size_t t = 0; t < prepared[b].turns.size(); ++t) {
+      const Turn& turn = prepared[b].turns[t];
+      if (turn.role != Role::user || turn.emotions || turn.text.empty()) continue;
+      auto ids = classifier->tokenizer.encode(classifier->before + turn.text + classifier->after);
+      keep_newest(ids, static_cast<std::size_t>(positions));
+      where.emplace_back(b, t);
+      inputs.push_back(std::move(ids));
     }
+  if (inputs.empty()) return;
+  Tensor scores;
+#ifdef ECR_WITH_CUDA
+  if (on_device) scores = classify_on_device(engine.impl(), inputs);
+#endif
+  if (classifier_model) scores = classifier_model->classify(inputs);
+  for (std::size_t k = 0; k < where.size(); ++k) {
+    const float* s = scores.data<float>() + k * kEmotionLabels.size();
+    EmotionProbs probs{};
+    if (classifier->multi_label) {
+      for (std::size_t l = 0; l < probs.size(); ++l) probs[l] = 1.0f / (1.0f + std::exp(-s[l]));
+    } else {
+      const float top = *std::max_element(s, s + probs.size());
+      float sum = 0;
+      for (std::size_t l = 0; l < probs.size(); ++l) sum += probs[l] = std::exp(s[l] - top);
+      for (float& p : probs) p /= sum;
+    }
+    const auto [b, t] = where[k];
+    prepared[b].turns[t].emotions = probs;
+    out[b].turns[t].emotions = probs;
+    out[b].turns[t].emotions_from_classifier = true;
   }
+}
 
-  // ECR_SPEC 2: the contexts and the entities with the emotions they carry.
-  std::vector<std::vector<std::int32_t>> prompt_ids(batch), context_ids(batch);
-  for (std::size_t b = 0; b < batch; ++b) {
+// ECR_SPEC 2: the contexts and the entities with the emotions they carry.
+std::vector<RecModelInput> Recommender::Impl::model_inputs(const std::vector<Dialog>& prepared,
+                                                           std::vector<Recommendation>& out) const {
+  std::vector<RecModelInput> inputs(prepared.size());
+  for (std::size_t b = 0; b < prepared.size(); ++b) {
     Recommendation& r = out[b];
+    RecModelInput& in = inputs[b];
     for (std::size_t t = 0; t < r.turns.size(); ++t) {
       if (r.turns[t].role != Role::user) continue;
       r.turns[t].selected = select_emotions(r.turns[t].emotions);
@@ -188,63 +234,98 @@ std::vector<Recommendation> Recommender::Impl::run(std::span<const Dialog> dialo
     r.prompt_ids = prompt_tokenizer.encode(context_text(prepared[b], kPromptSep));
     keep_newest(r.prompt_ids, options.prompt_tokens - 1);
     r.prompt_ids.insert(r.prompt_ids.begin(), prompt_cls);
-    context_ids[b] = r.context_ids;
-    prompt_ids[b] = r.prompt_ids;
-  }
+    in.context_ids = r.context_ids;
+    in.prompt_ids = r.prompt_ids;
 
-  // ECR_SPEC 4: text encoder, then the rec prompt of each dialog.
-  const std::vector<Tensor> token_states = text_encoder.encode(prompt_ids);
+    for (const ContextEntity& e : r.prompt_entities) {
+      in.entities.push_back(static_cast<std::int32_t>(e.id));
+      if (!r.emotion_fusion) continue;
+      in.emotion_ids.insert(in.emotion_ids.end(), e.emotions.ids.begin(), e.emotions.ids.end());
+      in.emotion_probs.insert(in.emotion_probs.end(), e.emotions.probs.begin(), e.emotions.probs.end());
+    }
+    if (options.exclude_mentioned)
+      for (const Turn& turn : prepared[b].turns) in.excluded.insert(turn.entities.begin(), turn.entities.end());
+  }
+  return inputs;
+}
+
+// ECR_SPEC 4-5 on the CPU: text encoder, rec prompts, the backbone with the prefixes, then
+// z E^T over every entity and the items ranked by it. `scores`: keep every entity's scores.
+std::vector<RecModelOutput> Recommender::Impl::run_models(std::span<const RecModelInput> inputs,
+                                                          const RecommendRequest& request, bool scores) const {
+#ifdef ECR_WITH_CUDA
+  if (on_device) return recommend_on_device(engine.impl(), inputs, global_entities, request.top_k, scores);
+#endif
+  const std::size_t batch = inputs.size();
+  std::vector<std::vector<std::int32_t>> prompt_ids, context_ids;
+  for (const RecModelInput& in : inputs) {
+    prompt_ids.push_back(in.prompt_ids);
+    context_ids.push_back(in.context_ids);
+  }
+  const std::vector<Tensor> token_states = text_encoder->encode(prompt_ids);
   std::vector<Tensor> prefixes(batch);
   for (std::size_t b = 0; b < batch; ++b) {
-    const Recommendation& r = out[b];
-    std::vector<std::int32_t> entities, emotion_ids;
-    std::vector<float> emotion_probs;
-    for (const ContextEntity& e : r.prompt_entities) {
-      entities.push_back(static_cast<std::int32_t>(e.id));
-      emotion_ids.insert(emotion_ids.end(), e.emotions.ids.begin(), e.emotions.ids.end());
-      emotion_probs.insert(emotion_probs.end(), e.emotions.probs.begin(), e.emotions.probs.end());
-    }
-    if (!r.emotion_fusion) {
-      emotion_ids.clear();
-      emotion_probs.clear();
-    }
-    prefixes[b] = rec_prompt.rec_prompt({token_states[b], entities, emotion_ids, emotion_probs, global_entities});
+    const RecModelInput& in = inputs[b];
+    prefixes[b] =
+        rec_prompt->rec_prompt({token_states[b], in.entities, in.emotion_ids, in.emotion_probs, global_entities});
   }
 
-  // ECR_SPEC 5: z is the backbone's last hidden state; scores z E^T over every entity.
-  Gpt2State state = backbone.start(prefixes);
-  const Gpt2Output hidden = backbone.forward(state, context_ids, Logits::none);
-  const std::int64_t width = backbone.config().n_embd;
+  // z is the backbone's last hidden state; scores z E^T over every entity.
+  Gpt2State state = backbone->start(prefixes);
+  const Gpt2Output hidden = backbone->forward(state, context_ids, Logits::none);
+  const std::int64_t width = backbone->config().n_embd;
   Tensor z = Tensor::empty(DType::f32, {static_cast<std::int64_t>(batch), width}, "z");
   for (std::size_t b = 0; b < batch; ++b)
     nn::view(z).row(static_cast<std::int64_t>(b)) = nn::view(hidden.hidden).row(hidden.offsets[b + 1] - 1);
-  const Tensor& table = rec_prompt.entity_table();
-  Tensor scores = Tensor::empty(DType::f32, {static_cast<std::int64_t>(batch), table.dim(0)}, "scores");
-  nn::linear(nn::view(z), nn::Linear{table, {}}, nn::view(scores), *pool);
+  const Tensor& table = rec_prompt->entity_table();
+  Tensor all = Tensor::empty(DType::f32, {static_cast<std::int64_t>(batch), table.dim(0)}, "scores");
+  nn::linear(nn::view(z), nn::Linear{table, {}}, nn::view(all), *pool);
 
+  std::vector<RecModelOutput> out(batch);
   const auto items = kg.items();
   for (std::size_t b = 0; b < batch; ++b) {
-    Recommendation& r = out[b];
-    const float* s = scores.data<float>() + static_cast<std::int64_t>(b) * table.dim(0);
-    std::set<std::int64_t> mentioned;
-    if (options.exclude_mentioned)
-      for (const Turn& turn : prepared[b].turns) mentioned.insert(turn.entities.begin(), turn.entities.end());
+    const float* s = all.data<float>() + static_cast<std::int64_t>(b) * table.dim(0);
     std::vector<RecommendedItem> ranked;
     ranked.reserve(items.size());
     for (std::int32_t id : items)
-      if (!mentioned.count(id)) ranked.push_back({id, {}, s[id]});
+      if (!inputs[b].excluded.count(id)) ranked.push_back({id, {}, s[id]});
     const std::size_t k = std::min(request.top_k, ranked.size());
     std::partial_sort(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(k), ranked.end(), ranks_before);
     ranked.resize(k);
-    for (auto& item : ranked) item.name = kg.entity_name(item.id);
-    r.items = std::move(ranked);
-
-    std::set<std::int64_t> seen;
-    for (const ContextEntity& e : r.prompt_entities)
-      if (seen.insert(e.id).second) r.context_entities.push_back({e.id, std::string(kg.entity_name(e.id)), s[e.id]});
-    std::sort(r.context_entities.begin(), r.context_entities.end(), ranks_before);
-    if (request.all_scores) r.all_scores.emplace(s, s + table.dim(0));
+    out[b].items = std::move(ranked);
+    if (scores) out[b].scores.assign(s, s + table.dim(0));
   }
+  return out;
+}
+
+// The items named, the context entities ranked by their scores, and every score when asked for.
+void Recommender::Impl::assemble(const RecModelOutput& model, const RecommendRequest& request,
+                                 Recommendation& r) const {
+  r.items = model.items;
+  for (auto& item : r.items) item.name = kg.entity_name(item.id);
+  std::set<std::int64_t> seen;
+  for (const ContextEntity& e : r.prompt_entities)
+    if (seen.insert(e.id).second)
+      r.context_entities.push_back({e.id, std::string(kg.entity_name(e.id)), model.scores[static_cast<std::size_t>(e.id)]});
+  std::sort(r.context_entities.begin(), r.context_entities.end(), ranks_before);
+  if (request.all_scores) r.all_scores.emplace(model.scores);
+}
+
+std::vector<Recommendation> Recommender::Impl::run(std::span<const Dialog> dialogs,
+                                                   const RecommendRequest& request) const {
+  if (request.top_k == 0) fail<InputError>("recommend: top_k must be at least 1");
+  const std::size_t batch = dialogs.size();
+  std::vector<Recommendation> out(batch);
+  std::vector<Dialog> prepared(batch);
+  analyse_turns(dialogs, prepared, out);
+  label_emotions(prepared, out);
+  const std::vector<RecModelInput> inputs = model_inputs(prepared, out);
+  // Every entity's scores are needed for the context entities and for all_scores.
+  const bool scores = request.all_scores || std::any_of(out.begin(), out.end(), [](const Recommendation& r) {
+                        return !r.prompt_entities.empty();
+                      });
+  const std::vector<RecModelOutput> models = run_models(inputs, request, scores);
+  for (std::size_t b = 0; b < batch; ++b) assemble(models[b], request, out[b]);
   return out;
 }
 
@@ -281,6 +362,11 @@ const EntityLinker& Recommender::linker() const { return impl_->linker; }
 const RecommenderOptions& Recommender::options() const { return impl_->options; }
 const Bundle& Recommender::bundle() const { return impl_->engine.bundle(); }
 const Engine& Recommender::engine() const { return impl_->engine; }
-const Tensor& Recommender::entity_table() const { return impl_->rec_prompt.entity_table(); }
+const Tensor& Recommender::entity_table() const {
+#ifdef ECR_WITH_CUDA
+  if (impl_->on_device) return impl_->engine.impl().device().rec_prompt().prompt.entity_table();
+#endif
+  return impl_->rec_prompt->entity_table();
+}
 
 }  // namespace ecr

@@ -14,6 +14,9 @@
 #include "ecr/text/tokenizer.hpp"
 #include "components.hpp"
 #include "engine_impl.hpp"
+#ifdef ECR_WITH_CUDA
+#include "engine_cuda.hpp"
+#endif
 #include "reply_text.hpp"
 #include "retrieval.hpp"
 
@@ -49,7 +52,8 @@ Dialog model_view(const Dialog& dialog, const Recommendation& recommendation) {
 std::string KnowledgeTriple::text() const { return movie + "'s " + relation + " is " + entity; }
 
 // A view of the engine's parts with this responder's options; the checks that tie the parts
-// together (widths, limits, relations) run once here.
+// together (widths, limits, relations) run once here. On a CUDA engine the CPU models stay
+// unloaded (null) and the template and the reply are decoded by their device twins.
 struct Responder::Impl {
   Engine engine;
   ResponderOptions options;
@@ -57,10 +61,12 @@ struct Responder::Impl {
   const Tokenizer& context_tokenizer;
   const Tokenizer& prompt_tokenizer;
   const Tokenizer& generator_tokenizer;
-  const Gpt2Model& backbone;
-  const Gpt2Model& generator;
-  const RobertaModel& text_encoder;
-  const PromptEncoder& conv_prompt;
+  bool on_device = false;
+  // The CPU models; null on a CUDA engine.
+  const Gpt2Model* backbone = nullptr;
+  const Gpt2Model* generator = nullptr;
+  const RobertaModel* text_encoder = nullptr;
+  const PromptEncoder* conv_prompt = nullptr;
   const std::optional<ReviewStore>& reviews;
   std::vector<responder::KnowledgeRelation> relations;
   std::vector<std::int32_t> system_cue;
@@ -69,19 +75,18 @@ struct Responder::Impl {
   Impl(const Engine& e, ResponderOptions o);
   Response respond(const Dialog& dialog, const Recommendation& recommendation, const ReplyStream& stream) const;
   std::vector<std::int32_t> write_template(const Dialog& view, Response& r) const;
+  // The generator's reply to its prompt, on the engine's device.
+  Generation reply(std::span<const std::int32_t> prompt, const GenerateOptions& decoding) const;
 };
 
 Responder::Impl::Impl(const Engine& e, ResponderOptions o)
     : engine(e),
       options(std::move(o)),
       kg(e.graph()),
-      context_tokenizer(e.impl().backbone().tokenizer),
-      prompt_tokenizer(e.impl().text_encoder().tokenizer),
-      generator_tokenizer(e.impl().generator().tokenizer),
-      backbone(e.impl().backbone().model),
-      generator(e.impl().generator().model),
-      text_encoder(e.impl().text_encoder().model),
-      conv_prompt(e.impl().conv_prompt()),
+      context_tokenizer(e.impl().backbone_tokenizer()),
+      prompt_tokenizer(e.impl().text_encoder_tokenizer()),
+      generator_tokenizer(e.impl().generator_tokenizer()),
+      on_device(e.impl().on_device()),
       reviews(e.impl().reviews()) {
   const ComponentNames& names = engine.options().components;
   if (options.context_tokens == 0 || options.prompt_tokens < 2 || options.template_max_new_tokens < 1 ||
@@ -99,28 +104,50 @@ Responder::Impl::Impl(const Engine& e, ResponderOptions o)
     fail<ConfigError>("responder: context_tokens {} leaves no room for the context before \"System:\"",
                       options.context_tokens);
 
-  const Gpt2Config& g = backbone.config();
-  const PromptConfig& p = conv_prompt.config();
-  if (p.kind != PromptKind::conv)
+  // The models load here, on the engine's device, so a bad part fails the load, not a request.
+  const Gpt2Config* g = nullptr;
+  const Gpt2Config* gen = nullptr;
+  const RobertaConfig* t = nullptr;
+  const PromptConfig* p = nullptr;
+  if (on_device) {
+#ifdef ECR_WITH_CUDA
+    const DeviceModels& device = e.impl().device();
+    g = &device.backbone().config();
+    gen = &device.generator().config();
+    t = &device.text_encoder().config();
+    p = &device.conv_prompt().config();
+#endif
+  } else {
+    backbone = &e.impl().backbone();
+    generator = &e.impl().generator();
+    text_encoder = &e.impl().text_encoder();
+    conv_prompt = &e.impl().conv_prompt();
+    g = &backbone->config();
+    gen = &generator->config();
+    t = &text_encoder->config();
+    p = &conv_prompt->config();
+  }
+  if (!g) fail<DeviceError>("responder: this build of ecr cannot run on {}", engine.options().device.str());
+
+  if (p->kind != PromptKind::conv)
     fail<ConfigError>("component '{}' is a rec prompt; the responder needs a kgprompt_conv", names.conv_prompt);
-  if (p.hidden_size != g.n_embd || p.n_layer != g.n_layer || p.n_head != g.n_head)
+  if (p->hidden_size != g->n_embd || p->n_layer != g->n_layer || p->n_head != g->n_head)
     fail<ConfigError>("component '{}' (H {}, {} layers, {} heads) does not fit backbone '{}' (H {}, {} layers, {} heads)",
-                      names.conv_prompt, p.hidden_size, p.n_layer, p.n_head, names.backbone, g.n_embd, g.n_layer,
-                      g.n_head);
-  if (p.token_hidden_size != text_encoder.config().hidden_size)
+                      names.conv_prompt, p->hidden_size, p->n_layer, p->n_head, names.backbone, g->n_embd, g->n_layer,
+                      g->n_head);
+  if (p->token_hidden_size != t->hidden_size)
     fail<ConfigError>("component '{}' reads {}-wide token states, text encoder '{}' gives {}", names.conv_prompt,
-                      p.token_hidden_size, names.text_encoder, text_encoder.config().hidden_size);
-  if (options.prompt_tokens > static_cast<std::size_t>(text_encoder.config().max_tokens()))
+                      p->token_hidden_size, names.text_encoder, t->hidden_size);
+  if (options.prompt_tokens > static_cast<std::size_t>(t->max_tokens()))
     fail<ConfigError>("responder: prompt_tokens {} exceeds component '{}''s {} tokens", options.prompt_tokens,
-                      names.text_encoder, text_encoder.config().max_tokens());
-  if (static_cast<std::int64_t>(options.context_tokens) + options.template_max_new_tokens > g.n_positions)
+                      names.text_encoder, t->max_tokens());
+  if (static_cast<std::int64_t>(options.context_tokens) + options.template_max_new_tokens > g->n_positions)
     fail<ConfigError>("responder: context_tokens {} + template_max_new_tokens {} exceed backbone '{}''s {} positions",
-                      options.context_tokens, options.template_max_new_tokens, names.backbone, g.n_positions);
-  if (static_cast<std::int64_t>(options.prompt_max_tokens) + 1 + options.generation.max_new_tokens >
-      generator.config().n_positions)
+                      options.context_tokens, options.template_max_new_tokens, names.backbone, g->n_positions);
+  if (static_cast<std::int64_t>(options.prompt_max_tokens) + 1 + options.generation.max_new_tokens > gen->n_positions)
     fail<ConfigError>("responder: prompt_max_tokens {} + 1 + max_new_tokens {} exceed generator '{}''s {} positions",
                       options.prompt_max_tokens, options.generation.max_new_tokens, names.generator,
-                      generator.config().n_positions);
+                      gen->n_positions);
 
   if (!options.knowledge_relations.empty()) {
     relations = responder::resolve_relations(kg, options.knowledge_relations, true);
@@ -144,12 +171,20 @@ std::vector<std::int32_t> Responder::Impl::write_template(const Dialog& view, Re
   for (const ContextEntity& e : context_entities(view, options.max_entities))
     r.conv_entities.push_back(static_cast<std::int32_t>(e.id));
 
-  const Tensor prefix = conv_prompt.conv_prompt(text_encoder.encode(r.conv_prompt_ids), r.conv_entities);
   GenerateOptions decoding;
   decoding.max_new_tokens = options.template_max_new_tokens;
   decoding.no_repeat_ngram_size = options.template_no_repeat_ngram;
   decoding.stop_tokens = {context_eos};
-  r.template_ids = generate(backbone, r.template_input_ids, decoding, prefix).tokens;
+#ifdef ECR_WITH_CUDA
+  if (on_device)
+    r.template_ids = write_template_on_device(engine.impl(), r.conv_prompt_ids, r.conv_entities, r.template_input_ids,
+                                              decoding)
+                         .tokens;
+#endif
+  if (!on_device) {
+    const Tensor prefix = conv_prompt->conv_prompt(text_encoder->encode(r.conv_prompt_ids), r.conv_entities);
+    r.template_ids = generate(*backbone, r.template_input_ids, decoding, prefix).tokens;
+  }
 
   // UniCRS decodes the cue with the new tokens; the template is what follows the last "System: ".
   std::vector<std::int32_t> written = system_cue;
@@ -208,10 +243,17 @@ Response Responder::Impl::respond(const Dialog& dialog, const Recommendation& re
     const bool go_on = !host || host(token);
     return streamer.push(token) && go_on;
   };
-  r.reply_ids = generate(generator, r.prompt_ids, decoding).tokens;
+  r.reply_ids = reply(r.prompt_ids, decoding).tokens;
   r.text = responder::clean_decoded(generator_tokenizer.decode(r.reply_ids));
   streamer.finish(r.text);
   return r;
+}
+
+Generation Responder::Impl::reply(std::span<const std::int32_t> prompt, const GenerateOptions& decoding) const {
+#ifdef ECR_WITH_CUDA
+  if (on_device) return generate_reply_on_device(engine.impl(), prompt, decoding);
+#endif
+  return generate(*generator, prompt, decoding);
 }
 
 Responder Responder::load(const std::filesystem::path& bundle, ResponderOptions options) {

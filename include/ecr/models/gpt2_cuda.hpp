@@ -61,8 +61,9 @@ class Gpt2Device {
   DType storage() const;
 
   // A session whose KV cache holds `capacity` rows: the prefix rows plus every token it will be
-  // fed. prefix: f32 (S, prefix_width()) read as (S, layer, key|value, head, head_dim), as
-  // Gpt2Model::start takes it; undefined for none.
+  // fed. prefix: (S, prefix_width()) read as (S, layer, key|value, head, head_dim), as
+  // Gpt2Model::start takes it: a CPU f32 tensor, or a device tensor (f32, f16 or bf16, e.g.
+  // PromptDevice's) whose writer has synchronized its stream; undefined for none.
   Gpt2Session start(std::int64_t capacity, const Tensor& prefix = {}) const;
 
   // Decodes several sequences together (ecr::generate_batch's requests; prefixes as start()
