@@ -3,10 +3,16 @@
 // for the torch references. Made once per build tree (model_fixtures.hpp's cached_fixture).
 #pragma once
 
+#include <map>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <fmt/format.h>
 
+#include "ecr/dialog.hpp"
+#include "ecr/kg/knowledge_graph.hpp"
 #include "model_fixtures.hpp"
 
 namespace ecr::test {
@@ -29,6 +35,24 @@ inline RecommenderFixture recommender_fixture() {
   });
   REQUIRE_MESSAGE(!dir.empty(), "could not make the tiny recommender bundle");
   return {dir / "checkpoints", dir / "tiny.ecr", kg};
+}
+
+// Dialog-building helpers of the recommender tests (CPU and device).
+inline EmotionProbs emotions(std::map<std::string, float> labelled) {
+  EmotionProbs p{};
+  for (const auto& [label, prob] : labelled) p[static_cast<std::size_t>(*emotion_id(label))] = prob;
+  return p;
+}
+
+inline Turn turn(Role role, std::string text, std::vector<std::int64_t> entities = {},
+          std::optional<EmotionProbs> e = std::nullopt) {
+  return Turn{role, std::move(text), std::move(entities), e};
+}
+
+inline std::int64_t entity(const KnowledgeGraph& kg, std::string_view name) {
+  const auto id = kg.entity_id(name);
+  REQUIRE_MESSAGE(id, "the ReDial KG has no entity " << name);
+  return *id;
 }
 
 }  // namespace ecr::test

@@ -55,23 +55,6 @@ EngineOptions on_cuda() {
   return o;
 }
 
-EmotionProbs emotions(std::map<std::string, float> labelled) {
-  EmotionProbs p{};
-  for (const auto& [label, prob] : labelled) p[static_cast<std::size_t>(*emotion_id(label))] = prob;
-  return p;
-}
-
-Turn turn(Role role, std::string text, std::vector<std::int64_t> entities = {},
-          std::optional<EmotionProbs> e = std::nullopt) {
-  return Turn{role, std::move(text), std::move(entities), e};
-}
-
-std::int64_t entity(const KnowledgeGraph& kg, std::string_view name) {
-  const auto id = kg.entity_id(name);
-  REQUIRE_MESSAGE(id, "the ReDial KG has no entity " << name);
-  return *id;
-}
-
 // Host ids and emotions; linked text with the classifier's emotions; no entities; past the limits.
 std::vector<Dialog> dialogs(const KnowledgeGraph& kg) {
   std::vector<Dialog> out(4);

@@ -24,26 +24,12 @@
 
 using namespace ecr;
 using nlohmann::json;
+using ecr::test::emotions;
+using ecr::test::entity;
+using ecr::test::turn;
 namespace fs = std::filesystem;
 
 namespace {
-
-EmotionProbs emotions(std::map<std::string, float> labelled) {
-  EmotionProbs p{};
-  for (const auto& [label, prob] : labelled) p[static_cast<std::size_t>(*emotion_id(label))] = prob;
-  return p;
-}
-
-Turn turn(Role role, std::string text, std::vector<std::int64_t> entities = {},
-          std::optional<EmotionProbs> e = std::nullopt) {
-  return Turn{role, std::move(text), std::move(entities), e};
-}
-
-std::int64_t entity(const KnowledgeGraph& kg, std::string_view name) {
-  const auto id = kg.entity_id(name);
-  REQUIRE_MESSAGE(id, "the ReDial KG has no entity " << name);
-  return *id;
-}
 
 // A dialog with host entity ids and host emotions on every user turn.
 Dialog labelled_dialog(const KnowledgeGraph& kg) {

@@ -26,6 +26,13 @@ std::int32_t special_token(const Tokenizer& tokenizer, std::string_view token, c
 // A view loaded from a shared engine leaves the EngineOptions part of its options as they are or
 // sets them to the engine's own; anything else would be silently ignored, so it is a ConfigError.
 void check_engine_options(const Engine& engine, const EngineOptions& view, std::string_view who);
+// The options a view made from `engine` keeps: its own, with the engine's in the EngineOptions part.
+template <class Options>
+Options view_options(const Engine& engine, Options options, std::string_view who) {
+  check_engine_options(engine, options, who);
+  static_cast<EngineOptions&>(options) = engine.options();
+  return options;
+}
 // ECR_SPEC 6: an emotion classifier needs a score head over the ECR labels (ConfigError otherwise).
 void check_classifier_head(const std::string& component, bool has_head, std::int64_t num_labels);
 // Keeps the newest `limit` ids (ECR_SPEC 2's truncation of contexts).

@@ -340,10 +340,8 @@ Recommender Recommender::load(const Bundle& bundle, RecommenderOptions options) 
 }
 
 Recommender Recommender::load(const Engine& engine, RecommenderOptions options) {
-  check_engine_options(engine, options, "recommender");
-  static_cast<EngineOptions&>(options) = engine.options();
   Recommender r;
-  r.impl_ = std::make_shared<const Impl>(engine, std::move(options));
+  r.impl_ = std::make_shared<const Impl>(engine, view_options(engine, std::move(options), "recommender"));
   return r;
 }
 

@@ -267,10 +267,8 @@ Responder Responder::load(const Bundle& bundle, ResponderOptions options) {
 }
 
 Responder Responder::load(const Engine& engine, ResponderOptions options) {
-  check_engine_options(engine, options, "responder");
-  static_cast<EngineOptions&>(options) = engine.options();
   Responder r;
-  r.impl_ = std::make_shared<const Impl>(engine, std::move(options));
+  r.impl_ = std::make_shared<const Impl>(engine, view_options(engine, std::move(options), "responder"));
   return r;
 }
 
