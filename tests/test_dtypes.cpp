@@ -205,7 +205,7 @@ TEST_CASE("dtype isa: ECR_ISA picks a level, unknown or unsupported ones are Con
   CHECK(out.find("ECR_ISA=sse9") != std::string::npos);
 }
 
-TEST_CASE("dtype gpt2: int8 bundles check their scales; the converter's casts are the engine's") {
+TEST_CASE("dtype gpt2: int8 bundles check their scales, and the converter casts as the engine does") {
   ECR_REQUIRE_SHARED_DATA();
   ECR_REQUIRE_TORCH();
   const Bundle f32 = Bundle::open(gpt2_fixture(2, 4, 64, 128).bundle);
