@@ -3,8 +3,13 @@
 //
 //   stream_read_gbps   reading a 512 MiB array with every thread (the decode floor's bandwidth)
 //   gemm_gflops        independent 1024^3 Eigen GEMMs, one per thread (the prefill floor's rate)
+//   gpt2.weight_dtype  the dtype GPT-2's matrices are computed in: the bundle's, or --dtype's
+//                      (f32, f16, bf16, int8: cast at load, so one f32 bundle times them all)
+//   gpt2.kernels       the CPU kernel level of the 16-bit and int8 paths (ECR_ISA overrides)
 //   gpt2.prefill_ms    a fresh state fed `tokens` ids, logits for the last one
 //   gpt2.decode_ms     one token after a context of `tokens`, logits included (state copied per rep)
+//   gpt2.decode_bytes  bytes one decode step must read (weights in their dtype, the KV cache);
+//   gpt2.decode_floor_ms  decode_bytes at stream_read_gbps: the time no decode step can beat
 //   gpt2.generate_batch{1,4}_tps  tokens per second of generate_batch over 1 and 4 sequences:
 //                      32-token prompts, 32 greedy new tokens each (prefill included)
 //   roberta.encode_ms  `tokens` ids through the encoder
@@ -32,6 +37,7 @@
 #include "ecr/models/generate.hpp"
 #include "ecr/models/gpt2.hpp"
 #include "ecr/models/roberta.hpp"
+#include "ecr/nn/linear.hpp"
 
 namespace {
 
@@ -130,13 +136,20 @@ nlohmann::json bench_gpt2(const ecr::Gpt2Model& model, std::int64_t tokens, int 
   const double d = static_cast<double>(c.n_embd), inner = static_cast<double>(c.n_inner);
   const double t = static_cast<double>(tokens), layers = static_cast<double>(c.n_layer);
   const double layer_params = 4 * d * d + 2 * d * inner;
-  const double layer_bytes = (layer_params + 9 * d + inner) * 4;  // weights, biases, 2 layer norms
+  const bool int8 = model.weight_dtype() == ecr::DType::i8;
+  const double weight_size = static_cast<double>(ecr::dtype_size(model.weight_dtype()));
+  // Matrices in their dtype (int8: an f32 scale per output row), biases and 2 layer norms in f32.
+  const double layer_bytes = layer_params * weight_size + (int8 ? (3 * d + d + inner + d) * 4 : 0) +
+                             (9 * d + inner) * 4;
+  const double head_bytes = static_cast<double>(c.vocab_size) * (d * weight_size + (int8 ? 4 : 0));
   return {
       {"prefill_ms", prefill},
       // Linear layers, causal attention (half of the score and value products) and the LM head row.
       {"prefill_flops", 2 * t * layer_params * layers + 2 * t * t * d * layers + 2 * d * c.vocab_size},
       {"decode_ms", ms[ms.size() / 2]},
-      {"decode_bytes", layers * layer_bytes + c.vocab_size * d * 4 + layers * 2 * (t + 1) * d * 4},
+      {"decode_bytes", layers * layer_bytes + head_bytes + layers * 2 * (t + 1) * d * 4},
+      {"weight_dtype", int8 ? "int8" : std::string(ecr::dtype_name(model.weight_dtype()))},
+      {"kernels", std::string(ecr::nn::linear_kernel_level())},
       {"generate_batch1_tps", batch1},
       {"generate_batch4_tps", batch4},
       {"config", {{"layers", c.n_layer}, {"hidden", c.n_embd}, {"vocab", c.vocab_size}}},
@@ -156,6 +169,7 @@ nlohmann::json bench_roberta(const ecr::RobertaModel& model, std::int64_t tokens
 
 int main(int argc, char** argv) {
   std::string bundle_path, gpt2 = "lm", roberta;
+  ecr::nn::MatrixType weights = ecr::nn::kAsStored;
   int threads = 0, reps = 5, rounds = 3;
   std::int64_t tokens = 200;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -164,6 +178,15 @@ int main(int argc, char** argv) {
     else if (key == "--gpt2") gpt2 = value;
     else if (key == "--roberta") roberta = value;
     else if (key == "--threads") threads = std::stoi(value);
+    else if (key == "--dtype") {
+      const auto dtype = value == "int8" ? std::optional(ecr::DType::i8) : ecr::dtype_from_name(value);
+      if (!dtype || (*dtype != ecr::DType::f32 && *dtype != ecr::DType::f16 && *dtype != ecr::DType::bf16 &&
+                     *dtype != ecr::DType::i8)) {
+        fmt::print(stderr, "--dtype: f32, f16, bf16 or int8, not {}\n", value);
+        return 2;
+      }
+      weights = dtype;
+    }
     else if (key == "--tokens") tokens = std::stoll(value);
     else if (key == "--reps") reps = std::stoi(value);
     else if (key == "--rounds") rounds = std::stoi(value);
@@ -174,8 +197,8 @@ int main(int argc, char** argv) {
   }
   if (bundle_path.empty()) {
     fmt::print(stderr,
-               "usage: bench_engine --bundle B [--gpt2 NAME] [--roberta NAME] [--threads N] [--tokens 200] [--reps 5] "
-               "[--rounds 3]\n");
+               "usage: bench_engine --bundle B [--gpt2 NAME] [--roberta NAME] [--dtype f32|f16|bf16|int8] [--threads N] "
+               "[--tokens 200] [--reps 5] [--rounds 3]\n");
     return 2;
   }
   try {
@@ -183,7 +206,7 @@ int main(int argc, char** argv) {
     const ecr::Bundle bundle = ecr::Bundle::open(bundle_path);
     std::optional<ecr::Gpt2Model> gpt2_model;
     std::optional<ecr::RobertaModel> roberta_model;
-    if (!gpt2.empty()) gpt2_model = ecr::Gpt2Model::load(bundle, gpt2, pool);
+    if (!gpt2.empty()) gpt2_model = ecr::Gpt2Model::load(bundle, gpt2, pool, weights);
     if (!roberta.empty()) roberta_model = ecr::RobertaModel::load(bundle, roberta, pool);
 
     nlohmann::json out = {{"threads", pool->size()}, {"tokens", tokens}, {"rounds", rounds}};
@@ -200,6 +223,9 @@ int main(int argc, char** argv) {
       if (gpt2_model) keep_best(out["gpt2"], bench_gpt2(*gpt2_model, tokens, reps));
       if (roberta_model) keep_best(out["roberta"], bench_roberta(*roberta_model, tokens, reps));
     }
+    if (gpt2_model)
+      out["gpt2"]["decode_floor_ms"] =
+          out["gpt2"]["decode_bytes"].get<double>() / (out["stream_read_gbps"].get<double>() * 1e9) * 1e3;
     fmt::print("{}\n", out.dump(2));
   } catch (const std::exception& e) {
     fmt::print(stderr, "bench_engine: {}\n", e.what());

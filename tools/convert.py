@@ -1,6 +1,6 @@
 """Converts HuggingFace checkpoints into one `ecr` bundle (docs/format.md).
 
-    python3 -m tools.convert --out BUNDLE [--gpt2 NAME=DIR]... [--roberta NAME=DIR]... [--dtype f32|f16|bf16]
+    python3 -m tools.convert --out BUNDLE [--gpt2 NAME=DIR]... [--roberta NAME=DIR]... [--dtype f32|f16|bf16|int8]
                [--rec-prompt NAME=model.pt]... [--conv-prompt NAME=model.pt]... [--prompt-n-head NH]
                [--kg DIR [--dialogs FILE [--uniform-emotions]] [--reviews FILE]]
                [--static-tables] [--codec raw|zstd] [--zstd-level N]
@@ -31,7 +31,10 @@ the bundle in command-line order.
 
 Every tensor's shape is checked against config.json; unknown or missing keys are errors.
 --dtype casts floating-point weights (all of them, LayerNorm included); integer tensors keep
-theirs. Tensors are written in a fixed order derived from the config, so the same weights give
+theirs. --dtype int8 quantizes GPT-2's matrices only (the blocks' Conv1D weights, wte and an
+untied lm_head): weight-only, symmetric, one f32 scale per output channel stored beside the weight
+as `<name>.scale` (docs/format.md); every other tensor stays f32. A GPT-2 component whose weights
+are not f32 records the --dtype in its metadata entry ("dtype"). Tensors are written in a fixed order derived from the config, so the same weights give
 the same bundle whatever file they came from.
 
 To add a part: write `add_<part>(bundle, name, directory)` using Bundle.component / tokenizer /
@@ -54,7 +57,8 @@ import torch
 from . import ecr_kg, ecr_prompt
 from .ecr_bundle import BundleError, BundleWriter, DEFAULT_ZSTD_LEVEL
 
-DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+# --dtype -> the torch dtype of floating weights; int8 keeps them f32 but for GPT-2's matrices.
+DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}
 
 
 class ConvertError(Exception):
@@ -165,6 +169,7 @@ class Bundle:
 
     def __init__(self, dtype="f32", codec="raw", level=DEFAULT_ZSTD_LEVEL):
         self.dtype, self.codec, self.level = DTYPES[dtype], codec, level
+        self.dtype_name = dtype
         self.meta = {"ecr_bundle": 1, "tokenizers": {}, "components": {}}
         self.tensors = []  # (name, tensor)
 
@@ -261,6 +266,27 @@ def gpt2_shapes(config, path, classifier, root):
 
 
 GPT2_BUFFER = re.compile(r"(transformer\.)?h\.\d+\.attn\.(bias|masked_bias)")
+GPT2_CONV1D = re.compile(r"(transformer\.)?h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight")
+GPT2_TABLES = re.compile(r"(transformer\.)?wte\.weight|lm_head\.weight")
+
+
+def output_channels(key):
+    """The dimension of a GPT-2 matrix that indexes its outputs (1 for a Conv1D weight stored
+    (in, out), 0 for wte / lm_head, both (vocab, n_embd)); None for tensors that int8 keeps f32."""
+    if GPT2_CONV1D.fullmatch(key):
+        return 1
+    return 0 if GPT2_TABLES.fullmatch(key) else None
+
+
+def quantize(t, channels):
+    """(i8 values, f32 scales): symmetric weight-only int8 with one scale per output channel,
+    scale = max|w| / 127 over the channel (1 for an all-zero one), q = round-half-even(w / scale).
+    ecr::nn::cast_matrix computes the same."""
+    w = t.detach().cpu().float()
+    amax = w.abs().amax(dim=1 - channels)
+    scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax))
+    q = torch.round(w / (scale.unsqueeze(1) if channels == 0 else scale.unsqueeze(0))).clamp(-127, 127)
+    return q.to(torch.int8), scale.contiguous()
 
 
 def add_gpt2(bundle, name, directory):
@@ -284,13 +310,21 @@ def add_gpt2(bundle, name, directory):
              "tokenizer": bundle.tokenizer("gpt2", name, tokenizer), "config": config}
     if not classifier:
         entry["tied_lm_head"] = tied
+    if bundle.dtype_name != "f32":
+        entry["dtype"] = bundle.dtype_name
     bundle.component(name, entry)
     for key in shapes:
         if key == "lm_head.weight" and tied:
             continue
         # A bare GPT2Model's keys are stored as GPT2LMHeadModel names them.
         stored = key if root or key in ("score.weight", "lm_head.weight") else "transformer." + key
-        bundle.tensor(f"{name}/{stored}", sd[key])
+        channels = output_channels(stored)
+        if bundle.dtype_name == "int8" and channels is not None:
+            q, scale = quantize(sd[key], channels)
+            bundle.add(f"{name}/{stored}", q)
+            bundle.add(f"{name}/{stored}.scale", scale)
+        else:
+            bundle.tensor(f"{name}/{stored}", sd[key])
 
 
 # --- RoBERTa ----------------------------------------------------------------------------------
@@ -422,7 +456,7 @@ def main(argv=None):
                             help=f"add a {part} component")
     parser.add_argument("--prompt-n-head", type=int, help="attention heads of the KGPrompt prefixes (default: "
                         "the GPT-2 components')")
-    parser.add_argument("--dtype", choices=list(DTYPES), default="f32", help="floating-point weights (default f32)")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="f32", help="floating-point weights (default f32); int8: GPT-2's matrices quantized per output channel, the rest f32")
     parser.add_argument("--codec", choices=["raw", "zstd"], default="raw", help="tensor codec (default raw)")
     parser.add_argument("--zstd-level", type=int, default=DEFAULT_ZSTD_LEVEL)
     parser.add_argument("--kg", metavar="DIR", help="add the knowledge graph (UniCRS/ECR files, tools.ecr_kg)")

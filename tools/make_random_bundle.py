@@ -2,7 +2,7 @@
 
     python3 -m tools.make_random_bundle --out B.ecr --size tiny|published [--kg-dir DIR | --synthetic-entities N]
         [--dialogs FILE] [--reviews FILE] [--seed S] [--codec raw|zstd]
-        [--components backbone,text_encoder,...] [--keep-checkpoints DIR]
+        [--components backbone,text_encoder,...] [--keep-checkpoints DIR] [--dtype f32|f16|bf16|int8]
 
 Writes random checkpoints in the published layouts into a temporary folder and converts them
 with tools.convert into ONE bundle, components named as ecr::ComponentNames says:
@@ -20,6 +20,7 @@ with --synthetic-entities N: movies, genres and people with random triples, and,
 matrix), the co-occurrence matrix from --dialogs and the review entities from --reviews
 (tools.ecr_reviews). The KGPrompt checkpoints get the KG's entity and relation counts.
 --keep-checkpoints DIR keeps the checkpoints (and a synthetic KG in DIR/kg) for the references.
+--dtype is tools.convert's (int8: GPT-2 matrices quantized, the rest f32).
 
 Sizes:
   tiny       GPT-2 2 layers x 64 hidden x 4 heads, 512 positions; RoBERTa 2 x 48 x 4 heads,
@@ -151,6 +152,7 @@ def main(argv=None):
                    help="comma-separated subset of " + ",".join(ALL_COMPONENTS) + " (default all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--codec", choices=["raw", "zstd"], default="raw")
+    p.add_argument("--dtype", choices=list(convert.DTYPES), default="f32", help="weights (tools.convert --dtype)")
     p.add_argument("--static-tables", action="store_true", help="store the KGPrompts' static tables (tools.convert)")
     p.add_argument("--keep-checkpoints", metavar="DIR",
                    help="write the checkpoints here and keep them (the torch references read them)")
@@ -177,7 +179,7 @@ def main(argv=None):
             return 1
 
         g, r = SIZES[a.size]["gpt2"], SIZES[a.size]["roberta"]
-        argv_convert = ["--out", a.out, "--codec", a.codec, "--untrained"]
+        argv_convert = ["--out", a.out, "--codec", a.codec, "--dtype", a.dtype, "--untrained"]
         # Distinct seeds per component, so no two share weights by accident.
         for k, name in enumerate(ALL_COMPONENTS):
             if name not in components:

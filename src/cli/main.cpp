@@ -11,6 +11,7 @@
 #include "commands.hpp"
 #include "ecr/core/error.hpp"
 #include "ecr/core/utf8.hpp"
+#include "ecr/nn/linear.hpp"
 
 namespace {
 
@@ -37,7 +38,8 @@ void print_help() {
   fmt::print("usage: ecr <command> [options]\n\n"
              "Empathetic Conversational Recommender inference engine.\n\ncommands:\n");
   for (const auto& c : kCommands) fmt::print("  {:<10} {}\n", c.name, c.summary);
-  fmt::print("\nRun 'ecr <command> --help' for a command's options.\n");
+  fmt::print("\nRun 'ecr <command> --help' for a command's options; 'ecr --version' for the version and the\n"
+             "CPU kernel level in use.\n");
 }
 
 }  // namespace
@@ -51,6 +53,16 @@ int main(int argc, char** argv) {
   if (name == "--help" || name == "-h" || name == "help") {
     print_help();
     return 0;
+  }
+  if (name == "--version") {
+    // The kernel level depends on this CPU and ECR_ISA: worth knowing when comparing timings.
+    try {
+      fmt::print("ecr {}\ncpu kernels: {}\n", ECR_VERSION, ecr::nn::linear_kernel_level());
+      return 0;
+    } catch (const ecr::Error& e) {
+      fmt::print(stderr, "ecr: {}\n", ecr::printable(e.what()));
+      return 1;
+    }
   }
   for (const auto& c : kCommands) {
     if (c.name != name) continue;

@@ -97,11 +97,12 @@ float* Gpt2State::values(Sequence& s, std::int64_t layer, std::int64_t head) con
 
 // --- model ------------------------------------------------------------------------------------
 
-Gpt2Model Gpt2Model::load(const Bundle& bundle, std::string_view name, std::shared_ptr<ThreadPool> pool) {
-  return load(read_component(bundle, name), std::move(pool));
+Gpt2Model Gpt2Model::load(const Bundle& bundle, std::string_view name, std::shared_ptr<ThreadPool> pool,
+                          nn::MatrixType weights) {
+  return load(read_component(bundle, name), std::move(pool), weights);
 }
 
-Gpt2Model Gpt2Model::load(const Component& component, std::shared_ptr<ThreadPool> pool) {
+Gpt2Model Gpt2Model::load(const Component& component, std::shared_ptr<ThreadPool> pool, nn::MatrixType weights) {
   component.expect_type({"gpt2", "gpt2_classifier"});
   const Bundle& bundle = *component.bundle;
   Gpt2Model m;
@@ -110,23 +111,23 @@ Gpt2Model Gpt2Model::load(const Component& component, std::shared_ptr<ThreadPool
   m.pool_ = pool ? std::move(pool) : ThreadPool::shared_default();
   const Gpt2Config& c = m.config_;
   const std::string t = m.name_ + "/transformer.";
-  m.wte_ = nn::load_weight(bundle, t + "wte.weight", {c.vocab_size, c.n_embd});
+  m.wte_ = nn::load_matrix(bundle, t + "wte.weight", {c.vocab_size, c.n_embd}, weights);
   m.wpe_ = nn::load_weight(bundle, t + "wpe.weight", {c.n_positions, c.n_embd});
   for (std::int64_t l = 0; l < c.n_layer; ++l) {
     const std::string h = t + "h." + std::to_string(l) + ".";
     m.layers_.push_back({
         nn::load_layer_norm(bundle, h + "ln_1", c.n_embd, c.layer_norm_epsilon),
-        nn::load_conv1d(bundle, h + "attn.c_attn", c.n_embd, 3 * c.n_embd),
-        nn::load_conv1d(bundle, h + "attn.c_proj", c.n_embd, c.n_embd),
+        nn::load_conv1d(bundle, h + "attn.c_attn", c.n_embd, 3 * c.n_embd, weights),
+        nn::load_conv1d(bundle, h + "attn.c_proj", c.n_embd, c.n_embd, weights),
         nn::load_layer_norm(bundle, h + "ln_2", c.n_embd, c.layer_norm_epsilon),
-        nn::load_conv1d(bundle, h + "mlp.c_fc", c.n_embd, c.n_inner),
-        nn::load_conv1d(bundle, h + "mlp.c_proj", c.n_inner, c.n_embd),
+        nn::load_conv1d(bundle, h + "mlp.c_fc", c.n_embd, c.n_inner, weights),
+        nn::load_conv1d(bundle, h + "mlp.c_proj", c.n_inner, c.n_embd, weights),
     });
   }
   m.ln_f_ = nn::load_layer_norm(bundle, t + "ln_f", c.n_embd, c.layer_norm_epsilon);
-  m.lm_head_.weight = component.entry.boolean_or("tied_lm_head", true)
-                          ? m.wte_
-                          : nn::load_weight(bundle, m.name_ + "/lm_head.weight", {c.vocab_size, c.n_embd});
+  m.lm_head_ = component.entry.boolean_or("tied_lm_head", true)
+                   ? m.wte_
+                   : nn::load_matrix(bundle, m.name_ + "/lm_head.weight", {c.vocab_size, c.n_embd}, weights);
   if (component.type == "gpt2_classifier")
     m.score_.weight = nn::load_weight(bundle, m.name_ + "/score.weight", {c.num_labels, c.n_embd});
   return m;
@@ -242,11 +243,11 @@ Gpt2Output Gpt2Model::run(Gpt2State& state, std::span<const std::span<const std:
   nn::MutableMap qkv = scratch(state.qkv_, rows, 3 * d);
 
   // Token + position embeddings.
-  const nn::ConstMap wte = nn::view(wte_), wpe = nn::view(wpe_);
+  const nn::ConstMap wpe = nn::view(wpe_);
   for (std::size_t b = 0; b < tokens.size(); ++b) {
     const std::int64_t first = out.offsets[b];
     const auto n = static_cast<std::int64_t>(tokens[b].size());
-    nn::gather_rows(wte, tokens[b], x.middleRows(first, n), "token id");
+    nn::gather_rows(wte_, tokens[b], x.middleRows(first, n), "token id");
     for (std::int64_t i = 0; i < n; ++i) x.row(first + i) += wpe.row(state.sequences_[b].tokens + i);
   }
 

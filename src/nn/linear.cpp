@@ -3,9 +3,41 @@
 #define EIGEN_DONT_PARALLELIZE
 #include "ecr/nn/linear.hpp"
 
+#include <vector>
+
+#include "cpu/isa.hpp"
+
 namespace ecr::nn {
 
+namespace {
+
+cpu::WeightType weight_type(const Linear& layer) {
+  const Tensor& w = layer.weight;
+  if (w.device() != Device::cpu)
+    fail<DeviceError>("linear: weight '{}' is on {}, not the CPU", w.name(), device_name(w.device()));
+  switch (w.dtype()) {
+    case DType::f16: return cpu::WeightType::f16;
+    case DType::bf16: return cpu::WeightType::bf16;
+    case DType::i8:
+      if (!layer.scale.defined() || layer.scale.dtype() != DType::f32 || layer.scale.numel() != layer.out())
+        fail<ShapeError>("linear: i8 weight '{}' needs an f32 scale of {} values", w.name(), layer.out());
+      return cpu::WeightType::i8;
+    default:
+      fail<ShapeError>("linear: weight '{}' is {}; expected f32, f16, bf16 or i8", w.name(), dtype_name(w.dtype()));
+  }
+}
+
+// Per-thread buffers of the 16-bit and int8 path, grown to the largest chunk seen.
+float* scratch(std::vector<float>& buffer, std::int64_t size) {
+  if (buffer.size() < static_cast<std::size_t>(size)) buffer.resize(static_cast<std::size_t>(size));
+  return buffer.data();
+}
+
+}  // namespace
+
 void linear(ConstMatrix x, const Linear& layer, Matrix y, ThreadPool& pool, Activation activation, bool accumulate) {
+  if (layer.weight.dtype() != DType::f32)
+    return cpu::linear_stored(cpu::active_kernels(), x, layer, y, pool, activation, accumulate);
   const ConstMap w = view(layer.weight);
   const float* bias = layer.bias.defined() ? layer.bias.data<float>() : nullptr;
   const std::int64_t out = w.rows();
@@ -24,5 +56,67 @@ void linear(ConstMatrix x, const Linear& layer, Matrix y, ThreadPool& pool, Acti
       activate(activation, block);
   });
 }
+
+void cpu::linear_stored(const LinearKernels& kernels, ConstMatrix x, const Linear& layer, Matrix y, ThreadPool& pool,
+                        Activation activation, bool accumulate) {
+  const auto type = static_cast<int>(weight_type(layer));
+  const std::int64_t rows = x.rows(), in = layer.in(), out = layer.out();
+  if (rows == 0) return;
+  const auto* weight = static_cast<const std::byte*>(layer.weight.raw());
+  const std::size_t row_bytes = static_cast<std::size_t>(in) * dtype_size(layer.weight.dtype());
+  const float* scale = layer.scale.defined() ? layer.scale.data<float>() : nullptr;
+  const float* bias = layer.bias.defined() ? layer.bias.data<float>() : nullptr;
+  const std::int64_t chunks = (out + kLinearChunk - 1) / kLinearChunk;
+  pool.parallel_for(static_cast<std::size_t>(chunks), [&](std::size_t c) {
+    thread_local std::vector<float> widened, product;
+    const std::int64_t begin = static_cast<std::int64_t>(c) * kLinearChunk;
+    const std::int64_t width = std::min(kLinearChunk, out - begin);
+    const std::byte* w = weight + static_cast<std::size_t>(begin) * row_bytes;
+    auto block = y.middleCols(begin, width);
+    MutableMap p(scratch(product, rows * width), rows, width, Eigen::OuterStride<>(width));
+    if (rows <= kDotRows) {
+      kernels.dot[type](x.data(), x.outerStride(), static_cast<int>(rows), w, in, width, p.data(), width);
+    } else {
+      kernels.widen[type](w, scratch(widened, width * in), width * in);
+      const ConstMap wt(widened.data(), width, in, Eigen::OuterStride<>(in));
+      if (!scale) {  // the f32 path's GEMM on the same values: no product buffer needed
+        if (accumulate)
+          block.noalias() += x * wt.transpose();
+        else
+          block.noalias() = x * wt.transpose();
+      } else {
+        p.noalias() = x * wt.transpose();
+      }
+    }
+    if (rows <= kDotRows || scale) {
+      if (scale) p.array().rowwise() *= Eigen::Map<const Eigen::RowVectorXf>(scale + begin, width).array();
+      if (accumulate)
+        block += p;
+      else
+        block = p;
+    }
+    if (bias) block.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias + begin, width);
+    if (activation != Activation::none) activate(activation, block);
+  });
+}
+
+void gather_rows(const Linear& table, std::span<const std::int32_t> ids, Matrix out, const char* what) {
+  if (table.weight.dtype() == DType::f32) return gather_rows(view(table.weight), ids, out, what);
+  const cpu::LinearKernels& kernels = cpu::active_kernels();
+  const auto type = static_cast<int>(weight_type(table));
+  const std::int64_t in = table.in();
+  const std::size_t row_bytes = static_cast<std::size_t>(in) * dtype_size(table.weight.dtype());
+  const auto* weight = static_cast<const std::byte*>(table.weight.raw());
+  const float* scale = table.scale.defined() ? table.scale.data<float>() : nullptr;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const std::int32_t id = ids[i];
+    if (id < 0 || id >= table.out()) fail<InputError>("{} {} is outside [0, {})", what, id, table.out());
+    auto row = out.row(static_cast<Eigen::Index>(i));
+    kernels.widen[type](weight + static_cast<std::size_t>(id) * row_bytes, row.data(), in);
+    if (scale) row *= scale[id];
+  }
+}
+
+std::string_view linear_kernel_level() { return cpu::active_kernels().level; }
 
 }  // namespace ecr::nn

@@ -30,6 +30,7 @@
 #include "ecr/io/component.hpp"
 #include "ecr/nn/linear.hpp"
 #include "ecr/nn/ops.hpp"
+#include "ecr/nn/weights.hpp"
 
 namespace ecr {
 
@@ -104,10 +105,18 @@ struct Gpt2Output {
 class Gpt2Model {
  public:
   // Loads component `name` (type "gpt2" or "gpt2_classifier") of `bundle`, checking every
-  // tensor's shape against its config (ShapeError naming the tensor). Weights become f32.
+  // tensor's shape against its config (ShapeError naming the tensor, or its int8 scale).
   // `pool` runs the ops; null means ThreadPool::shared_default() (one thread per core).
-  static Gpt2Model load(const Component& component, std::shared_ptr<ThreadPool> pool = nullptr);
-  static Gpt2Model load(const Bundle& bundle, std::string_view name, std::shared_ptr<ThreadPool> pool = nullptr);
+  // The matrices (the blocks' Conv1D layers, wte and the LM head) keep the bundle's dtype (f32,
+  // f16, bf16, or i8 with per-row scales) and are computed in it with f32 sums (nn::linear);
+  // `weights` casts them at load instead (nn::cast_matrix: f32 widens, i8 quantizes). Biases,
+  // LayerNorms, wpe and the classifier head are f32.
+  static Gpt2Model load(const Component& component, std::shared_ptr<ThreadPool> pool = nullptr,
+                        nn::MatrixType weights = nn::kAsStored);
+  static Gpt2Model load(const Bundle& bundle, std::string_view name, std::shared_ptr<ThreadPool> pool = nullptr,
+                        nn::MatrixType weights = nn::kAsStored);
+  // The dtype the matrices are computed in (that of wte).
+  DType weight_dtype() const { return wte_.weight.dtype(); }
 
   const Gpt2Config& config() const { return config_; }
   const std::string& name() const { return name_; }
@@ -148,7 +157,7 @@ class Gpt2Model {
 
   std::string name_;
   Gpt2Config config_;
-  Tensor wte_;  // (vocab, n_embd)
+  nn::Linear wte_;  // (vocab, n_embd), weight and scale only: the embedding table
   Tensor wpe_;  // (n_positions, n_embd)
   std::vector<Layer> layers_;
   nn::LayerNorm ln_f_;

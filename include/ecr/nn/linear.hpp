@@ -1,13 +1,23 @@
 // Dense layers: y = act(x W^T + b) with W stored (out, in) as torch's nn.Linear stores it.
 // GPT-2's Conv1D weights, stored (in, out), are transposed once at load so that every layer,
-// and the tied LM head, runs through this one GEMM.
+// and the tied LM head, runs through this one function.
 //
 // Threads split the OUTPUT columns into chunks of a fixed width. A chunk's values come from one
-// Eigen GEMM whose shape depends only on the problem, so the reduction order of every output
+// computation whose shape depends only on the problem, so the reduction order of every output
 // element, and hence every bit of the result, is the same for any number of threads.
+//
+// Weights may be stored f32, f16, bf16 or int8 (weight-only, symmetric, one f32 scale per output
+// row: W = scale[j] * q[j, :]). f32 runs one Eigen GEMM per chunk. The other types are widened to
+// f32 exactly and summed in f32: up to kDotRows rows of x (decode) by a kernel that streams the
+// stored weights once, more rows (prefill) by widening the chunk's weight rows into scratch and
+// running the same Eigen GEMM. Those kernels are built per instruction-set level and the best one
+// the CPU has is picked at run time (linear_kernel_level(); ECR_ISA=portable|avx2|avx512 forces one).
 #pragma once
 
 #include <cstdint>
+#include <span>
+#include <string_view>
+#include <utility>
 
 #include "ecr/core/tensor.hpp"
 #include "ecr/core/thread_pool.hpp"
@@ -16,8 +26,12 @@
 namespace ecr::nn {
 
 struct Linear {
-  Tensor weight;  // (out, in) f32
+  Linear() = default;
+  Linear(Tensor weight, Tensor bias, Tensor scale = {})
+      : weight(std::move(weight)), bias(std::move(bias)), scale(std::move(scale)) {}
+  Tensor weight;  // (out, in) f32, f16, bf16 or i8
   Tensor bias;    // (out) f32, or undefined for a bias-free layer
+  Tensor scale;   // (out) f32 for an i8 weight, else undefined
   std::int64_t in() const { return weight.dim(1); }
   std::int64_t out() const { return weight.dim(0); }
 };
@@ -29,5 +43,13 @@ inline constexpr std::int64_t kLinearChunk = 128;
 // activation then). x: (rows, in), y: (rows, out), not overlapping.
 void linear(ConstMatrix x, const Linear& layer, Matrix y, ThreadPool& pool,
             Activation activation = Activation::none, bool accumulate = false);
+
+// out[i] = row ids[i] of the layer's weight as f32 (scaled for i8): the embedding table that is
+// also GPT-2's tied LM head. InputError when an id is outside [0, out()); `what` names it.
+void gather_rows(const Linear& table, std::span<const std::int32_t> ids, Matrix out, const char* what);
+
+// The instruction-set level of the 16-bit and int8 kernels: "portable", "avx2" or "avx512".
+// ConfigError when ECR_ISA names a level this CPU lacks.
+std::string_view linear_kernel_level();
 
 }  // namespace ecr::nn

@@ -1,8 +1,13 @@
 // Reading a model's weights out of a bundle. Every tensor is checked against the shape the
 // model's config implies before any op sees it, so a bundle that does not fit its config fails
 // at load with a ShapeError naming the tensor, never later with a bad read.
+//
+// int8 matrices (docs/format.md) are i8 tensors with an f32 `<name>.scale` beside them, one scale
+// per output channel: per row of an (out, in) matrix or an embedding table, per column of a
+// GPT-2 Conv1D weight stored (in, out).
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "ecr/core/tensor.hpp"
@@ -12,16 +17,33 @@
 
 namespace ecr::nn {
 
+// How a loader keeps a weight matrix: DType::f32 widens it (what every model but GPT-2 computes
+// with), kAsStored keeps the bundle's dtype, f16 / bf16 / i8 cast it at load (cast_matrix).
+using MatrixType = std::optional<DType>;
+inline constexpr MatrixType kAsStored = std::nullopt;
+
 // The tensor `name` as f32 with `shape`: f32 tensors stay views into the bundle, f16 and bf16
-// ones are converted. ShapeError (naming the bundle and tensor) on another shape or dtype;
-// FormatError when it holds NaN or infinity (Bundle::finite_tensor).
+// ones are converted, an i8 matrix is multiplied out by its per-row scale. ShapeError (naming the
+// bundle and tensor) on another shape or dtype; FormatError when it holds NaN or infinity
+// (Bundle::finite_tensor).
 Tensor load_weight(const Bundle& bundle, const std::string& name, const Shape& shape);
 
+// The (out, in) matrix `name`, and its scale when stored i8, as `type` says; bias undefined.
+// ShapeError naming the weight or its scale when either does not fit.
+Linear load_matrix(const Bundle& bundle, const std::string& name, const Shape& shape, MatrixType type);
 // A Linear from `prefix.weight` stored (out, in) (nn.Linear) and `prefix.bias` (out).
-Linear load_linear(const Bundle& bundle, const std::string& prefix, std::int64_t in, std::int64_t out);
-// A Linear from `prefix.weight` stored (in, out) (GPT-2's Conv1D), transposed, and `prefix.bias`.
-Linear load_conv1d(const Bundle& bundle, const std::string& prefix, std::int64_t in, std::int64_t out);
+Linear load_linear(const Bundle& bundle, const std::string& prefix, std::int64_t in, std::int64_t out,
+                   MatrixType type = DType::f32);
+// A Linear from `prefix.weight` stored (in, out) (GPT-2's Conv1D), transposed in its stored
+// dtype, and `prefix.bias`.
+Linear load_conv1d(const Bundle& bundle, const std::string& prefix, std::int64_t in, std::int64_t out,
+                   MatrixType type = DType::f32);
 // A LayerNorm from `prefix.weight` and `prefix.bias`, both (dim).
 LayerNorm load_layer_norm(const Bundle& bundle, const std::string& prefix, std::int64_t dim, float eps);
+
+// `matrix`'s weight (and scale) as `dtype`, bias kept: f32 multiplies out an i8 scale; f16 and
+// bf16 round to nearest even; i8 quantizes each row symmetrically with scale max|row| / 127 (1
+// for an all-zero row), as tools/convert.py --dtype int8 does. The same dtype returns it as it is.
+Linear cast_matrix(const Linear& matrix, DType dtype);
 
 }  // namespace ecr::nn

@@ -1,0 +1,38 @@
+// The inner loops of nn::linear for weights stored f16, bf16 or int8 (src/nn/linear.cpp), built
+// once per instruction-set level (linear_kernels_<level>.cpp, each with its own -m flags in
+// src/CMakeLists.txt) and picked at run time by isa.cpp.
+//
+// This header is the whole interface between the levels: plain pointers, no Eigen, no std
+// templates. Code compiled with -mavx512f must not leak into the rest of the library through an
+// inline function that the linker might keep from the wrong object file.
+#pragma once
+
+#include <cstdint>
+
+namespace ecr::nn::cpu {
+
+// The stored types of a weight matrix, the index into the tables below.
+enum class WeightType : std::uint8_t { f16 = 0, bf16 = 1, i8 = 2 };
+inline constexpr int kWeightTypes = 3;
+
+// The most activation rows the dot kernels take at once (decode); more rows go through a GEMM.
+inline constexpr int kDotRows = 4;
+
+struct LinearKernels {
+  const char* level;
+  // y[r * ldy + j] = sum_k x[r * ldx + k] * w[j * in + k] for r < rows (1 .. kDotRows) and
+  // j < count: `count` weight rows of `in` elements each, widened exactly to f32, summed in f32 in
+  // an order fixed by the level (never by the thread count). int8 rows give the unscaled sum.
+  void (*dot[kWeightTypes])(const float* x, std::int64_t ldx, int rows, const void* w, std::int64_t in,
+                            std::int64_t count, float* y, std::int64_t ldy);
+  // dst[i] = src[i] as f32 for i < n: exact for every type, so every level gives the same bits.
+  void (*widen[kWeightTypes])(const void* src, float* dst, std::int64_t n);
+};
+
+const LinearKernels& portable_kernels();
+#if defined(ECR_X86_KERNELS)
+const LinearKernels& avx2_kernels();
+const LinearKernels& avx512_kernels();
+#endif
+
+}  // namespace ecr::nn::cpu

@@ -1,0 +1,106 @@
+// The algorithm of every level's kernels (linear_kernels.hpp), written once over a vector type V
+// that each linear_kernels_<level>.cpp defines:
+//
+//   V::width                     floats per register
+//   V::zero(), V::add(a, b)      registers of f32
+//   V::mul_add(a, b, c)          a * b + c (fused where the level has FMA)
+//   V::load(const float*)        `width` activations
+//   V::load(const S*)            `width` stored weights widened to f32, S = uint16_t (f16 via
+//                                V::half, bf16 via V::brain) or int8_t
+//   V::store(float*, r), V::sum(r)   the lanes back to memory / added in a fixed order
+//
+// Included inside an unnamed namespace by each level, so nothing here has external linkage.
+//
+// A weight row is read once for all activation rows (decode streams each weight byte once per
+// step); two registers per row hide the latency of the dependent adds.
+
+struct Half {};   // f16 bits in uint16_t
+struct Brain {};  // bf16 bits in uint16_t
+struct Int8 {};
+
+inline float scalar(Brain, std::uint16_t bits) {
+  const std::uint32_t wide = static_cast<std::uint32_t>(bits) << 16;
+  float f;
+  __builtin_memcpy(&f, &wide, sizeof f);
+  return f;
+}
+
+// IEEE binary16 -> binary32, exact for every input (subnormals, infinities, NaN payloads).
+inline float scalar(Half, std::uint16_t bits) {
+  const std::uint32_t sign = static_cast<std::uint32_t>(bits & 0x8000u) << 16;
+  const std::uint32_t exponent = (bits >> 10) & 0x1fu, mantissa = bits & 0x3ffu;
+  std::uint32_t wide;
+  if (exponent == 0) {
+    const float magnitude = static_cast<float>(mantissa) * 0x1p-24f;  // exact: mantissa < 2^10
+    __builtin_memcpy(&wide, &magnitude, sizeof wide);
+    wide |= sign;
+  } else if (exponent == 31) {
+    wide = sign | 0x7f800000u | (mantissa << 13);
+  } else {
+    wide = sign | ((exponent + 112) << 23) | (mantissa << 13);
+  }
+  float f;
+  __builtin_memcpy(&f, &wide, sizeof f);
+  return f;
+}
+
+inline float scalar(Int8, std::int8_t q) { return static_cast<float>(q); }
+
+template <class Tag> struct Stored { using type = std::uint16_t; };
+template <> struct Stored<Int8> { using type = std::int8_t; };
+
+template <class V, class Tag, int R>
+void dot_rows(const float* x, std::int64_t ldx, const typename Stored<Tag>::type* w, std::int64_t in,
+              std::int64_t count, float* y, std::int64_t ldy) {
+  constexpr std::int64_t W = V::width;
+  for (std::int64_t j = 0; j < count; ++j) {
+    const auto* row = w + j * in;
+    typename V::reg a[R], b[R];
+    for (int r = 0; r < R; ++r) a[r] = b[r] = V::zero();
+    std::int64_t k = 0;
+    for (; k + 2 * W <= in; k += 2 * W) {
+      const auto w0 = V::load(Tag{}, row + k), w1 = V::load(Tag{}, row + k + W);
+      for (int r = 0; r < R; ++r) {
+        a[r] = V::mul_add(V::load(x + r * ldx + k), w0, a[r]);
+        b[r] = V::mul_add(V::load(x + r * ldx + k + W), w1, b[r]);
+      }
+    }
+    if (k + W <= in) {
+      const auto w0 = V::load(Tag{}, row + k);
+      for (int r = 0; r < R; ++r) a[r] = V::mul_add(V::load(x + r * ldx + k), w0, a[r]);
+      k += W;
+    }
+    for (int r = 0; r < R; ++r) {
+      float s = V::sum(V::add(a[r], b[r]));
+      for (std::int64_t t = k; t < in; ++t) s += x[r * ldx + t] * scalar(Tag{}, row[t]);
+      y[r * ldy + j] = s;
+    }
+  }
+}
+
+template <class V, class Tag>
+void dot(const float* x, std::int64_t ldx, int rows, const void* weights, std::int64_t in, std::int64_t count,
+         float* y, std::int64_t ldy) {
+  const auto* w = static_cast<const typename Stored<Tag>::type*>(weights);
+  switch (rows) {
+    case 1: return dot_rows<V, Tag, 1>(x, ldx, w, in, count, y, ldy);
+    case 2: return dot_rows<V, Tag, 2>(x, ldx, w, in, count, y, ldy);
+    case 3: return dot_rows<V, Tag, 3>(x, ldx, w, in, count, y, ldy);
+    default: return dot_rows<V, Tag, 4>(x, ldx, w, in, count, y, ldy);
+  }
+}
+
+template <class V, class Tag>
+void widen(const void* source, float* dst, std::int64_t n) {
+  const auto* src = static_cast<const typename Stored<Tag>::type*>(source);
+  std::int64_t i = 0;
+  for (; i + V::width <= n; i += V::width) V::store(dst + i, V::load(Tag{}, src + i));
+  for (; i < n; ++i) dst[i] = scalar(Tag{}, src[i]);
+}
+
+template <class V>
+LinearKernels make_kernels(const char* level) {
+  return {level,
+          {dot<V, Half>, dot<V, Brain>, dot<V, Int8>},
+          {widen<V, Half>, widen<V, Brain>, widen<V, Int8>}};
+}

@@ -1,0 +1,47 @@
+// The kernels for AVX2 + FMA + F16C (Haswell and later, Zen): 8 lanes, hardware f16 conversion.
+// Built with -mavx2 -mfma -mf16c (src/CMakeLists.txt); isa.cpp calls it only on CPUs that have them.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "linear_kernels.hpp"
+
+namespace ecr::nn::cpu {
+namespace {
+
+#include "linear_kernels.inl"
+
+struct Avx2 {
+  static constexpr int width = 8;
+  using reg = __m256;
+  static reg zero() { return _mm256_setzero_ps(); }
+  static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+  static reg mul_add(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static reg load(Half, const std::uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static reg load(Brain, const std::uint16_t* p) {
+    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+  }
+  static reg load(Int8, const std::int8_t* p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
+  static void store(float* p, reg r) { _mm256_storeu_ps(p, r); }
+  static float sum(reg r) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+};
+
+}  // namespace
+
+const LinearKernels& avx2_kernels() {
+  static const LinearKernels kernels = make_kernels<Avx2>("avx2");
+  return kernels;
+}
+
+}  // namespace ecr::nn::cpu

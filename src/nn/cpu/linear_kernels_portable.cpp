@@ -1,0 +1,52 @@
+// The kernels for any CPU: eight f32 lanes in plain C++, which the compiler maps onto whatever
+// vector unit the baseline target has (SSE2 on x86-64, NEON on AArch64).
+#include <cstdint>
+
+#include "linear_kernels.hpp"
+
+namespace ecr::nn::cpu {
+namespace {
+
+#include "linear_kernels.inl"
+
+struct Lanes {
+  static constexpr int width = 8;
+  struct reg {
+    float v[8];
+  };
+  static reg zero() { return {}; }
+  static reg add(reg a, const reg& b) {
+    for (int l = 0; l < width; ++l) a.v[l] += b.v[l];
+    return a;
+  }
+  static reg mul_add(const reg& a, const reg& b, reg c) {
+    for (int l = 0; l < width; ++l) c.v[l] += a.v[l] * b.v[l];
+    return c;
+  }
+  static reg load(const float* p) {
+    reg r;
+    for (int l = 0; l < width; ++l) r.v[l] = p[l];
+    return r;
+  }
+  template <class Tag, class S>
+  static reg load(Tag tag, const S* p) {
+    reg r;
+    for (int l = 0; l < width; ++l) r.v[l] = scalar(tag, p[l]);
+    return r;
+  }
+  static void store(float* p, const reg& r) {
+    for (int l = 0; l < width; ++l) p[l] = r.v[l];
+  }
+  static float sum(const reg& r) {
+    return ((r.v[0] + r.v[4]) + (r.v[2] + r.v[6])) + ((r.v[1] + r.v[5]) + (r.v[3] + r.v[7]));
+  }
+};
+
+}  // namespace
+
+const LinearKernels& portable_kernels() {
+  static const LinearKernels kernels = make_kernels<Lanes>("portable");
+  return kernels;
+}
+
+}  // namespace ecr::nn::cpu
