@@ -35,6 +35,15 @@ namespace ecr::test {
 
 inline constexpr DType kStorages[] = {DType::f32, DType::f16, DType::bf16};
 
+// n token ids in [0, vocab), the same for the same seed.
+inline std::vector<std::int32_t> random_ids(std::size_t n, int vocab, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<std::int32_t> dist(0, vocab - 1);
+  std::vector<std::int32_t> ids(n);
+  for (auto& id : ids) id = dist(rng);
+  return ids;
+}
+
 inline float tolerance(DType storage) { return storage == DType::f32 ? 1e-4f : 1e-2f; }
 inline std::string name_of(DType dtype) { return std::string(dtype_name(dtype)); }
 

@@ -68,14 +68,6 @@ Bundle tiny_gpt2(const TinyConfig& c, unsigned seed) {
 // Head dim 16 with the tanh GELU, and head dim 80 (not a multiple of 32) with the erf GELU.
 const TinyConfig kConfigs[] = {{2, 4, 64, 64, 300, "gelu_new"}, {2, 2, 160, 64, 300, "gelu"}};
 
-std::vector<std::int32_t> random_ids(std::size_t n, int vocab, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<std::int32_t> dist(0, vocab - 1);
-  std::vector<std::int32_t> ids(n);
-  for (auto& id : ids) id = dist(rng);
-  return ids;
-}
-
 Tensor random_prefix(const Gpt2Config& c, std::int64_t rows, unsigned seed) {
   std::mt19937 rng(seed);
   return random_tensor({rows, c.prefix_width()}, rng, 0.8f, 0.0f, "prefix");

@@ -26,6 +26,9 @@
 #include "ecr/nn/linear_cuda.hpp"
 #include "ecr/nn/ops.hpp"
 #include "nn/ops_cuda.hpp"
+#include "nn/sparse_cuda.hpp"
+#include "ecr/kg/cooccurrence.hpp"
+#include <set>
 
 using namespace ecr;
 using namespace ecr::test;
@@ -407,6 +410,53 @@ TEST_CASE("cuda R-GCN: entity encoder matches EntityEncoder::forward (relation a
       check_same_top({a.data(), a.data() + a.size()}, {e.data(), e.data() + e.size()}, 50, tolerance(st));
     }
   }
+}
+
+TEST_CASE("cuda co-occurrence: cuSPARSE's G = C E matches CooccurrenceMatrix::multiply") {
+  ECR_REQUIRE_GPU();
+  std::mt19937 rng(12);
+  cuda::Stream stream;
+  const std::int64_t n = 500, h = 96;
+  // Rows with no entries, i32 and i64 column indices, and an empty matrix.
+  for (const int nnz_per_row : {0, 7}) {
+    for (const DType index : {DType::i32, DType::i64}) {
+      INFO(nnz_per_row << " entries a row, " << dtype_name(index) << " indices");
+      std::vector<std::int64_t> indptr{0}, cols;
+      std::vector<float> values;
+      std::uniform_int_distribution<std::int64_t> col(0, n - 1);
+      std::uniform_real_distribution<float> value(0.0f, 3.0f);
+      for (std::int64_t r = 0; r < n; ++r) {
+        std::set<std::int64_t> row;
+        if (r % 5 != 0)
+          while (static_cast<int>(row.size()) < nnz_per_row) row.insert(col(rng));
+        for (const std::int64_t c : row) {
+          cols.push_back(c);
+          values.push_back(value(rng));
+        }
+        indptr.push_back(static_cast<std::int64_t>(cols.size()));
+      }
+      Tensor ip = Tensor::empty(DType::i64, {n + 1}), ix = Tensor::empty(index, {static_cast<std::int64_t>(cols.size())}),
+             vs = Tensor::empty(DType::f32, {static_cast<std::int64_t>(values.size())});
+      std::copy(indptr.begin(), indptr.end(), ip.data<std::int64_t>());
+      for (std::size_t k = 0; k < cols.size(); ++k) {
+        if (index == DType::i32)
+          ix.data<std::int32_t>()[k] = static_cast<std::int32_t>(cols[k]);
+        else
+          ix.data<std::int64_t>()[k] = cols[k];
+      }
+      std::copy(values.begin(), values.end(), vs.data<float>());
+      const CooccurrenceMatrix c = CooccurrenceMatrix::from_tensors(ip, ix, vs, n);
+      const Tensor e = random_tensor({n, h}, rng);
+      const Tensor expected = c.multiply(e);
+      const Tensor actual = cuda::download(cuda::cooccurrence_product(stream, c, cuda::to_device(e)), stream);
+      ECR_CHECK_CLOSE(actual, expected, 1e-4f);
+    }
+  }
+  CHECK_THROWS_AS(cuda::cooccurrence_product(stream, CooccurrenceMatrix::from_tensors(
+                                                         Tensor::zeros(DType::i64, {3}), Tensor::empty(DType::i64, {0}),
+                                                         Tensor::empty(DType::f32, {0}), 2),
+                                             cuda::to_device(random_tensor({3, 4}, rng))),
+                  ShapeError);
 }
 
 // --- KGPrompt -------------------------------------------------------------------------------

@@ -81,14 +81,6 @@ Bundle tiny_roberta(const TinyConfig& c, unsigned seed) {
 // Head dim 16 with the erf GELU (RoBERTa's), and head dim 80 (not a multiple of 32) with the tanh one.
 const TinyConfig kConfigs[] = {{2, 4, 64, 256, 70, 300, "gelu"}, {2, 2, 160, 320, 70, 300, "gelu_new"}};
 
-std::vector<std::int32_t> random_ids(std::size_t n, int vocab, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<std::int32_t> dist(0, vocab - 1);
-  std::vector<std::int32_t> ids(n);
-  for (auto& id : ids) id = dist(rng);
-  return ids;
-}
-
 // Lengths 7, 40, 0, 1 and max_tokens; padding ids (1) inside the second sequence, which shift the
 // later tokens' position ids.
 std::vector<std::vector<std::int32_t>> mixed_batch(const RobertaConfig& c, unsigned seed) {

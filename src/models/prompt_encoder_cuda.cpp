@@ -6,6 +6,7 @@
 
 #include "../device/tensor_cuda.hpp"
 #include "../nn/ops_cuda.hpp"
+#include "../nn/sparse_cuda.hpp"
 #include "ecr/device/transfer_cuda.hpp"
 #include "ecr/models/entity_encoder_cuda.hpp"
 #include "emotion_fusion.cuh"
@@ -289,9 +290,13 @@ PromptDevice PromptDevice::load(const Component& component, const RelationCsr& e
       impl->emotions = dense(stream, scratch.back(), outputs.back(), math, nn::Activation::none, "emotion table");
     }
     if (cooccurrence) {
-      // G = C E: the device-built E through the host's sparse product.
-      impl->global = w.global.defined() ? put(w.global)
-                                        : put(cooccurrence->multiply(download(impl->entities, stream).to_f32()));
+      // G = C E from the device-built E: cuSPARSE's SpMM for f32 storage, else the host's product.
+      if (w.global.defined())
+        impl->global = put(w.global);
+      else if (impl->entities.dtype() == DType::f32)
+        impl->global = cooccurrence_product(stream, *cooccurrence, impl->entities);
+      else
+        impl->global = put(cooccurrence->multiply(download(impl->entities, stream).to_f32()));
     }
     stream.synchronize();  // M and G are ready for the fusion's copies
     impl->fusion.emplace(impl->emotions, impl->global, w.emo_fuse_proj1.first, w.emo_fuse_proj1.second,
