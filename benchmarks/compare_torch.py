@@ -2,7 +2,7 @@
 """The CPU engine beside PyTorch on the same random 12x768 checkpoints, threads and inputs.
 
     compare_torch.py --bench BUILD/benchmarks/bench_engine [--threads 2] [--tokens 200] [--reps 5]
-                     [--data DIR]
+                     [--data DIR] [--dtypes f32,f16,bf16,int8]        (GGML_GPT2=path adds ggml)
 
 Makes (once, into --data) a random GPT-2 (12 layers, 768 hidden, 1024 positions) and RoBERTa
 (12 layers, 768 hidden, 3072 intermediate) with tools.make_random_checkpoints, converts them
@@ -18,14 +18,28 @@ one per thread, and torch's), decode bytes (weights + KV cache read per token) /
 bandwidth.
 
 The PyTorch side is the project's references (tools.reference.gpt2 and .roberta, the oracles
-of the C++ tests) with the GPT-2 KV cache, torch.set_num_threads(threads) and inference_mode. It
-runs twice: "torch" as installed (Debian's build sends the matrix products to the system BLAS) and
-"torch+onednn" with every linear through oneDNN, which Debian's build also carries.
+of the C++ tests) with the GPT-2 KV cache and inference_mode. It runs as installed (Debian's
+build sends the matrix products to the system BLAS: tools/install_deps.sh installs OpenBLAS, as
+the reference BLAS would make this column ~20x slower than any user sees) and "+onednn" with
+every linear through oneDNN, each at 1 thread and at --threads: torch is often fastest at one
+thread for batch-1 decoding, so the speed-up is against the best of the four, and the table
+names which one that was.
+
+With GGML_GPT2=path to ggml's gpt-2 example (gpt-2-ctx, built by the user from ggml's sources;
+nothing of ggml is in this repository), the same random GPT-2 is written in its file format
+(benchmarks/ggml_gpt2.py) with f32 and with f16 weights, and the table gains ggml's prefill and
+decode at --threads: prefill is its predict time for the prompt alone (-b covering the prompt),
+decode the further time per generated token.
+
+A last table times GPT-2 in each --dtypes weight type (bench_engine --dtype: the same weights cast
+at load), with its bytes floor (weights in that type + KV cache / stream read bandwidth), the
+ratio to ggml's f16 decode, and prefill against the engine's f32.
 """
 
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -130,6 +144,37 @@ def bench_torch(data, tokens, reps, rounds, threads, onednn):
     return out
 
 
+def ggml_predict(binary, model, prompt, n_predict, threads):
+    """(predict ms, tokens evaluated) from one run of ggml's gpt-2 example."""
+    out = subprocess.run([binary, "-m", model, "-p", prompt, "-n", str(n_predict), "-t", str(threads),
+                          "-b", "100000", "--top_k", "1", "-s", "1"], check=True, capture_output=True, text=True).stdout
+    m = re.search(r"predict time =\s*([\d.]+) ms / ([\d.]+) ms per token", out)
+    if not m:
+        raise RuntimeError(f"{binary}: no 'predict time' line in its output")
+    total, per = float(m.group(1)), float(m.group(2))
+    return total, round(total / per) if per else 0
+
+
+def bench_ggml(binary, data, tokens, threads, rounds=3, steps=64):
+    """ggml's prefill (ms) and decode (ms per token) on the same weights, f32 and f16; {} without it."""
+    if not binary:
+        return {}
+    prompt = " the" * tokens  # one GPT-2 token each
+    out = {}
+    for ftype in ("f32", "f16"):
+        model = os.path.join(data, f"ggml-{ftype}.bin")
+        if not os.path.exists(model):
+            run([sys.executable, os.path.join(ROOT, "benchmarks", "ggml_gpt2.py"), "--checkpoint",
+                 os.path.join(data, "gpt2"), "--vocab-dir", VOCAB_DIR, "--out", model, "--ftype", ftype])
+        prefill = min(ggml_predict(binary, model, prompt, 1, threads)[0] for _ in range(rounds))
+        runs = [ggml_predict(binary, model, prompt, steps + 1, threads) for _ in range(rounds)]
+        total, evaluated = min(runs)
+        decoded = evaluated - tokens
+        out[f"ggml {ftype}"] = {"prefill_ms": prefill,
+                                "decode_ms": (total - prefill) / decoded if decoded > 0 else float("nan")}
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bench", default=os.path.join(ROOT, "build-eng-native", "benchmarks", "bench_engine"),
@@ -140,6 +185,8 @@ def main():
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--reps", type=int, default=5, help="runs per median")
     parser.add_argument("--rounds", type=int, default=3, help="medians per row; the best is kept")
+    parser.add_argument("--dtypes", default="f32,f16,bf16,int8",
+                        help="GPT-2 weight dtypes to time the engine in (comma-separated; empty: none)")
     parser.add_argument("--json-out", help="also write both sides' raw numbers here")
     a = parser.parse_args()
 
@@ -148,10 +195,15 @@ def main():
     engine = json.loads(subprocess.run(
         [a.bench, "--bundle", bundle, "--gpt2", "lm", "--roberta", "text", "--threads", str(a.threads),
          "--tokens", str(a.tokens), "--reps", str(a.reps), "--rounds", str(a.rounds)], check=True, capture_output=True, text=True).stdout)
-    plain = bench_torch(a.data, a.tokens, a.reps, a.rounds, a.threads, onednn=False)
-    onednn = bench_torch(a.data, a.tokens, a.reps, a.rounds, a.threads, onednn=True)
+    torch_runs = {}
+    for threads in sorted({1, a.threads}):
+        for onednn in (False, True):
+            name = f"torch{'+onednn' if onednn else ''}@{threads}"
+            torch_runs[name] = bench_torch(a.data, a.tokens, a.reps, a.rounds, threads, onednn)
+    at_n = torch_runs[f"torch@{a.threads}"]
+    ggml = bench_ggml(os.environ.get("GGML_GPT2"), a.data, a.tokens, a.threads)
 
-    gemm = max(engine["gemm_gflops"], plain["gemm_gflops"], onednn["gemm_gflops"])
+    gemm = max([engine["gemm_gflops"]] + [t["gemm_gflops"] for t in torch_runs.values()])
     bw = engine["stream_read_gbps"]
     g, r = engine["gpt2"], engine["roberta"]
     rows = [
@@ -161,21 +213,50 @@ def main():
     ]
     print(f"load average before: {load}; after: {open('/proc/loadavg').read().split()[0]}")
     print(f"threads {a.threads}; ceilings: stream read {bw:.1f} GB/s; fp32 GEMM {gemm:.1f} GFLOP/s (Eigen "
-          f"{engine['gemm_gflops']:.1f}, torch {plain['gemm_gflops']:.1f}, torch+onednn {onednn['gemm_gflops']:.1f}); "
+          f"{engine['gemm_gflops']:.1f}, best torch {max(t['gemm_gflops'] for t in torch_runs.values()):.1f}); "
           f"torch {torch.__version__}")
-    print(f"{'':34} {'ecr':>8} {'torch':>9} {'+onednn':>9} {'speed-up':>9} {'floor':>7} {'ecr/floor':>10} "
-          f"{'best torch/floor':>17}")
+    ggml_cols = [k for k in ("ggml f32", "ggml f16") if ggml and k in ggml]
+    header = f"{'':34} {'ecr':>8} {'torch@N':>9} {'best torch':>11} {'(which)':>16}"
+    header += "".join(f" {k:>9}" for k in ggml_cols)
+    print(header + f" {'vs best torch':>14} {'floor':>7} {'ecr/floor':>10}")
     for name, key, ours, floor in rows:
-        best = min(plain[key], onednn[key])
-        print(f"{name:34} {ours:8.1f} {plain[key]:9.1f} {onednn[key]:9.1f} {best / ours:8.2f}x {floor:7.1f} "
-              f"{floor / ours:10.0%} {floor / best:17.0%}")
-    print(f"{'GPT-2 decode (tokens/s)':34} {1e3 / g['decode_ms']:8.1f} {1e3 / plain['decode_ms']:9.1f} "
-          f"{1e3 / onednn['decode_ms']:9.1f}")
+        which = min(torch_runs, key=lambda k: torch_runs[k][key])
+        best = torch_runs[which][key]
+        line = f"{name:34} {ours:8.1f} {at_n[key]:9.1f} {best:11.1f} {which:>16}"
+        line += "".join(f" {ggml[k].get(key, float('nan')):9.1f}" for k in ggml_cols)
+        print(line + f" {best / ours:13.2f}x {floor:7.1f} {floor / ours:10.0%}")
+    best_decode = min(t["decode_ms"] for t in torch_runs.values())
+    line = (f"{'GPT-2 decode (tokens/s)':34} {1e3 / g['decode_ms']:8.1f} {1e3 / at_n['decode_ms']:9.1f} "
+            f"{1e3 / best_decode:11.1f} {'':>16}")
+    line += "".join(f" {1e3 / ggml[k]['decode_ms']:9.1f}" for k in ggml_cols)
+    print(line)
+    if not ggml:
+        print("(no ggml column: set GGML_GPT2 to ggml's gpt-2-ctx to add one)")
+
+    # GPT-2 in each weight dtype (bench_engine --dtype casts the matrices at load), against its
+    # bytes floor and, where ggml ran, ggml's f16 decode.
+    by_dtype = {}
+    for dtype in filter(None, a.dtypes.split(",")):
+        out = json.loads(subprocess.run(
+            [a.bench, "--bundle", bundle, "--gpt2", "lm", "--dtype", dtype, "--threads", str(a.threads),
+             "--tokens", str(a.tokens), "--reps", str(a.reps), "--rounds", str(a.rounds)],
+            check=True, capture_output=True, text=True).stdout)
+        by_dtype[dtype] = out["gpt2"]
+    if by_dtype:
+        ggml_f16 = ggml.get("ggml f16", {}).get("decode_ms") if ggml else None
+        base_prefill = by_dtype.get("f32", {}).get("prefill_ms")
+        print(f"\nGPT-2 by weight dtype (kernels: {next(iter(by_dtype.values())).get('kernels')}), threads {a.threads}")
+        print(f"{'dtype':6} {'decode ms':>10} {'tokens/s':>9} {'floor ms':>9} {'of floor':>9} {'vs ggml f16':>12} "
+              f"{'prefill ms':>11} {'vs f32 prefill':>15}")
+        for dtype, g2 in by_dtype.items():
+            vs_ggml = f"{ggml_f16 / g2['decode_ms']:11.2f}x" if ggml_f16 else f"{'-':>12}"
+            vs_f32 = f"{base_prefill / g2['prefill_ms']:14.2f}x" if base_prefill else f"{'-':>15}"
+            print(f"{dtype:6} {g2['decode_ms']:10.1f} {1e3 / g2['decode_ms']:9.1f} {g2['decode_floor_ms']:9.1f} "
+                  f"{g2['decode_floor_ms'] / g2['decode_ms']:9.0%} {vs_ggml} {g2['prefill_ms']:11.1f} {vs_f32}")
     if a.json_out:
         with open(a.json_out, "w") as f:
-            json.dump({"engine": engine, "torch": plain, "torch_onednn": onednn}, f, indent=2)
+            json.dump({"engine": engine, "torch": torch_runs, "ggml": ggml, "gpt2_by_dtype": by_dtype}, f, indent=2)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
