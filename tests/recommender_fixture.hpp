@@ -37,6 +37,22 @@ inline RecommenderFixture recommender_fixture() {
   return {dir / "checkpoints", dir / "tiny.ecr", kg};
 }
 
+// The same weights (seed 3) with the static tables stored by tools.convert --static-tables.
+inline fs::path static_tables_fixture() {
+  const fs::path kg_dir = shared_data() / "redial";
+  std::string recipe = "recommender tiny redial seed 3 static tables";
+  for (const char* tool : {"make_random_bundle.py", "make_random_kgprompt.py", "ecr_prompt.py", "ecr_kg.py",
+                           "reference/kgprompt.py", "reference/rgcn.py"})
+    recipe += file_text(tools_dir() / tool);
+  const fs::path dir = cached_fixture(recipe, [&](const fs::path& out) {
+    return run_python(fmt::format("make_random_bundle --out {0}/tiny.ecr --size tiny --kg-dir {1} --dialogs "
+                                  "{1}/dialogs.jsonl --seed 3 --static-tables",
+                                  out.string(), kg_dir.string())) == 0;
+  });
+  REQUIRE_MESSAGE(!dir.empty(), "could not make the static-tables bundle");
+  return dir / "tiny.ecr";
+}
+
 // Dialog-building helpers of the recommender tests (CPU and device).
 inline EmotionProbs emotions(std::map<std::string, float> labelled) {
   EmotionProbs p{};

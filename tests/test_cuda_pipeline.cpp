@@ -139,22 +139,6 @@ void check_same(const Recommendation& gpu, const Recommendation& cpu) {
 
 Tensor host(const Tensor& t) { return t.device() == Device::cuda ? cuda::to_host(t).to_f32() : t; }
 
-// The stored-static-tables twin of the recommender fixture (test_recommender.cpp makes the same one).
-fs::path static_tables_bundle() {
-  const fs::path kg_dir = shared_data() / "redial";
-  std::string recipe = "recommender tiny redial seed 3 static tables";
-  for (const char* tool : {"make_random_bundle.py", "make_random_kgprompt.py", "ecr_prompt.py", "ecr_kg.py",
-                           "kgprompt_reference.py"})
-    recipe += file_text(tools_dir() / tool);
-  const fs::path dir = cached_fixture(recipe, [&](const fs::path& out) {
-    return run_python(fmt::format("make_random_bundle.py --out {0}/tiny.ecr --size tiny --kg-dir {1} --dialogs "
-                                  "{1}/dialogs.jsonl --seed 3 --static-tables",
-                                  out.string(), kg_dir.string())) == 0;
-  });
-  REQUIRE(!dir.empty());
-  return dir / "tiny.ecr";
-}
-
 }  // namespace
 
 TEST_CASE("cuda pipeline: the Recommender on cuda ranks as on the CPU, one at a time and in a batch") {
@@ -216,7 +200,7 @@ TEST_CASE("cuda pipeline: the device KGPrompt equals the CPU's, and its device-b
   ECR_REQUIRE_FIXTURES();
   const auto fx = recommender_fixture();
   const Bundle computed_bundle = Bundle::open(fx.bundle);
-  const Bundle stored_bundle = Bundle::open(static_tables_bundle());
+  const Bundle stored_bundle = Bundle::open(static_tables_fixture());
   REQUIRE(stored_bundle.contains("rec_prompt/static/entity_table"));
   REQUIRE_FALSE(computed_bundle.contains("rec_prompt/static/entity_table"));
   const KnowledgeGraph kg = KnowledgeGraph::load(computed_bundle);

@@ -414,22 +414,8 @@ TEST_CASE("static tables stored by the converter equal the ones computed at load
   ECR_REQUIRE_TORCH();
   const auto fx = test::recommender_fixture();
   // The fixture's weights again (same seed), with tools.convert --static-tables.
-  const fs::path kg_dir = test::shared_data() / "redial";
-  std::string recipe = "recommender tiny redial seed 3 static tables";
-  for (const char* tool : {"make_random_bundle.py", "make_random_kgprompt.py", "ecr_prompt.py", "ecr_kg.py",
-                           "reference/kgprompt.py", "reference/rgcn.py"})
-    recipe += test::file_text(test::tools_dir() / tool);
-  const fs::path dir = test::cached_fixture(recipe,
-                                            [&](const fs::path& out) {
-                                              return test::run_python(fmt::format(
-                                                         "make_random_bundle --out {0}/tiny.ecr --size tiny "
-                                                         "--kg-dir {1} --dialogs {1}/dialogs.jsonl --seed 3 "
-                                                         "--static-tables",
-                                                         out.string(), kg_dir.string())) == 0;
-                                            });
-  REQUIRE(!dir.empty());
   const Bundle computed_bundle = Bundle::open(fx.bundle);
-  const Bundle stored_bundle = Bundle::open(dir / "tiny.ecr");
+  const Bundle stored_bundle = Bundle::open(test::static_tables_fixture());
   for (const char* table : {"entity_table", "emotion_table", "global_entity_table", "prefix_rows"})
     CHECK_MESSAGE(stored_bundle.contains(std::string("rec_prompt/static/") + table), table);
   CHECK(stored_bundle.contains("conv_prompt/static/entity_table"));
@@ -464,7 +450,7 @@ TEST_CASE("static tables stored by the converter equal the ones computed at load
   CHECK(test::max_abs_diff(stored.rec_prompt(input), computed.rec_prompt(input)) < 1e-4f);
 
   const Recommender a = Recommender::load(fx.bundle);
-  const Recommender b = Recommender::load(dir / "tiny.ecr");
+  const Recommender b = Recommender::load(test::static_tables_fixture());
   Dialog d;
   d.add_turn(turn(Role::user, "I love horror movies like The Shining (1980) and What Lies Beneath (2000)."));
   RecommendRequest request;
