@@ -35,6 +35,21 @@ void check_classifier_head(const std::string& component, bool has_head, std::int
                       component, kEmotionLabels.size(), num_labels);
 }
 
+void check_prompt_fits(const PromptConfig& p, PromptKind kind, const std::string& name, const Gpt2Config& g,
+                       const RobertaConfig& t, const ComponentNames& names) {
+  if (p.kind != kind) {
+    if (kind == PromptKind::rec)
+      fail<ConfigError>("component '{}' is a conv prompt; the recommender needs a kgprompt_rec", name);
+    fail<ConfigError>("component '{}' is a rec prompt; the responder needs a kgprompt_conv", name);
+  }
+  if (p.hidden_size != g.n_embd || p.n_layer != g.n_layer || p.n_head != g.n_head)
+    fail<ConfigError>("component '{}' (H {}, {} layers, {} heads) does not fit backbone '{}' (H {}, {} layers, {} heads)",
+                      name, p.hidden_size, p.n_layer, p.n_head, names.backbone, g.n_embd, g.n_layer, g.n_head);
+  if (p.token_hidden_size != t.hidden_size)
+    fail<ConfigError>("component '{}' reads {}-wide token states, text encoder '{}' gives {}", name,
+                      p.token_hidden_size, names.text_encoder, t.hidden_size);
+}
+
 void keep_newest(std::vector<std::int32_t>& ids, std::size_t limit) {
   if (ids.size() > limit) ids.erase(ids.begin(), ids.end() - static_cast<std::ptrdiff_t>(limit));
 }

@@ -9,6 +9,9 @@
 
 #include "ecr/engine.hpp"
 #include "ecr/io/component.hpp"
+#include "ecr/models/gpt2.hpp"
+#include "ecr/models/prompt_encoder.hpp"
+#include "ecr/models/roberta.hpp"
 #include "ecr/text/tokenizer.hpp"
 
 namespace ecr::pipeline {
@@ -35,6 +38,10 @@ Options view_options(const Engine& engine, Options options, std::string_view who
 }
 // ECR_SPEC 6: an emotion classifier needs a score head over the ECR labels (ConfigError otherwise).
 void check_classifier_head(const std::string& component, bool has_head, std::int64_t num_labels);
+// ConfigError unless the prompt `name` is of `kind` and fits the backbone (width, layers, heads)
+// and the text encoder (token width): the checks both views make when they load.
+void check_prompt_fits(const PromptConfig& prompt, PromptKind kind, const std::string& name, const Gpt2Config& backbone,
+                       const RobertaConfig& text_encoder, const ComponentNames& names);
 // Keeps the newest `limit` ids (ECR_SPEC 2's truncation of contexts).
 void keep_newest(std::vector<std::int32_t>& ids, std::size_t limit);
 

@@ -127,15 +127,7 @@ Recommender::Impl::Impl(const Engine& e, RecommenderOptions o)
     fail<ConfigError>("recommender: prompt_tokens {} exceeds component '{}''s {} tokens", options.prompt_tokens,
                       names.text_encoder, t->max_tokens());
 
-  if (p->kind != PromptKind::rec)
-    fail<ConfigError>("component '{}' is a conv prompt; the recommender needs a kgprompt_rec", names.rec_prompt);
-  if (p->hidden_size != g->n_embd || p->n_layer != g->n_layer || p->n_head != g->n_head)
-    fail<ConfigError>("component '{}' (H {}, {} layers, {} heads) does not fit backbone '{}' (H {}, {} layers, {} heads)",
-                      names.rec_prompt, p->hidden_size, p->n_layer, p->n_head, names.backbone, g->n_embd, g->n_layer,
-                      g->n_head);
-  if (p->token_hidden_size != t->hidden_size)
-    fail<ConfigError>("component '{}' reads {}-wide token states, text encoder '{}' gives {}", names.rec_prompt,
-                      p->token_hidden_size, names.text_encoder, t->hidden_size);
+  check_prompt_fits(*p, PromptKind::rec, names.rec_prompt, *g, *t, names);
   if (p->n_emotion != static_cast<std::int64_t>(kEmotionLabels.size()))
     fail<ConfigError>("component '{}' has {} emotion labels, ECR has {}", names.rec_prompt, p->n_emotion,
                       kEmotionLabels.size());

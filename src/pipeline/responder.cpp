@@ -129,15 +129,7 @@ Responder::Impl::Impl(const Engine& e, ResponderOptions o)
   }
   if (!g) fail<DeviceError>("responder: this build of ecr cannot run on {}", engine.options().device.str());
 
-  if (p->kind != PromptKind::conv)
-    fail<ConfigError>("component '{}' is a rec prompt; the responder needs a kgprompt_conv", names.conv_prompt);
-  if (p->hidden_size != g->n_embd || p->n_layer != g->n_layer || p->n_head != g->n_head)
-    fail<ConfigError>("component '{}' (H {}, {} layers, {} heads) does not fit backbone '{}' (H {}, {} layers, {} heads)",
-                      names.conv_prompt, p->hidden_size, p->n_layer, p->n_head, names.backbone, g->n_embd, g->n_layer,
-                      g->n_head);
-  if (p->token_hidden_size != t->hidden_size)
-    fail<ConfigError>("component '{}' reads {}-wide token states, text encoder '{}' gives {}", names.conv_prompt,
-                      p->token_hidden_size, names.text_encoder, t->hidden_size);
+  check_prompt_fits(*p, PromptKind::conv, names.conv_prompt, *g, *t, names);
   if (options.prompt_tokens > static_cast<std::size_t>(t->max_tokens()))
     fail<ConfigError>("responder: prompt_tokens {} exceeds component '{}''s {} tokens", options.prompt_tokens,
                       names.text_encoder, t->max_tokens());
