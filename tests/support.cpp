@@ -1,11 +1,16 @@
 #include "support.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <mutex>
+#include <vector>
+
+#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -21,12 +26,39 @@ fs::path source_dir() { return ECR_SOURCE_DIR; }
 fs::path tools_dir() { return source_dir() / "tools"; }
 fs::path cli_path() { return ECR_CLI; }
 
+namespace {
+
+// The folders this process made, removed when it exits (ECR_KEEP_TEST_TMP keeps them for a
+// post-mortem).
+struct TempDirs {
+  std::mutex mutex;
+  std::vector<fs::path> made;
+  ~TempDirs() {
+    if (std::getenv("ECR_KEEP_TEST_TMP") != nullptr) return;
+    std::error_code ignored;
+    for (const auto& dir : made) fs::remove_all(dir, ignored);
+  }
+};
+
+TempDirs& temp_dirs() {
+  static TempDirs dirs;
+  return dirs;
+}
+
+}  // namespace
+
 fs::path temp_dir(const std::string& name) {
   const char* env = std::getenv("ECR_TEST_TMP");
   fs::path root = env ? fs::path(env) : fs::temp_directory_path() / "ecr-tests";
-  fs::path dir = root / name;
+  // ctest runs each test case of a file as its own process, in parallel: a name shared by the
+  // cases of one file must still give each process its own folder, or one case removes what
+  // another is reading.
+  fs::path dir = root / fmt::format("{}-{}", name, ::getpid());
   fs::remove_all(dir);
   fs::create_directories(dir);
+  auto& dirs = temp_dirs();
+  const std::lock_guard lock(dirs.mutex);
+  if (std::find(dirs.made.begin(), dirs.made.end(), dir) == dirs.made.end()) dirs.made.push_back(dir);
   return dir;
 }
 

@@ -28,7 +28,8 @@ fs::path shared_data();
 fs::path source_dir();
 fs::path tools_dir();
 fs::path cli_path();
-// A fresh, empty folder for this test (under the build tree), removed first if it exists.
+// A fresh, empty folder for this test (under the build tree), private to this process and
+// removed when it exits.
 fs::path temp_dir(const std::string& name);
 
 // True when Debian's python3 with torch and numpy is available.
