@@ -71,4 +71,48 @@ inline std::int64_t entity(const KnowledgeGraph& kg, std::string_view name) {
   return *id;
 }
 
+// The dialogs of the recommender parity test (test_recommender.cpp), which other tests rank too.
+
+// A dialog with host entity ids and host emotions on every user turn.
+inline Dialog labelled_dialog(const KnowledgeGraph& kg) {
+  Dialog d;
+  d.add_turn(turn(Role::user, "Hi! I love horror movies, anything like The Shining?",
+                  {entity(kg, "horror"), entity(kg, "The Shining (1980)")}, emotions({{"like", 0.7f}, {"curious", 0.2f}})));
+  d.add_turn(turn(Role::system, "Have you seen What Lies Beneath? It stars Harrison Ford.",
+                  {entity(kg, "What Lies Beneath (2000)"), entity(kg, "Harrison Ford")}));
+  d.add_turn(turn(Role::user, "Yes, it was too slow for me. Anything else?", {},
+                  emotions({{"negative", 0.6f}, {"curious", 0.3f}, {"neutral", 0.05f}})));
+  return d;
+}
+
+// The same text without ids or emotions: the linker and the classifier fill them in.
+inline Dialog plain_dialog() {
+  Dialog d;
+  d.add_turn(turn(Role::user, "Hi! I love horror movies, anything like The Shining (1980)?"));
+  d.add_turn(turn(Role::system, "Have you seen @83192 ? It stars Harrison Ford."));
+  d.add_turn(turn(Role::user, "Yes, it was too slow for me. Anything else?"));
+  d.movie_mentions = {{"83192", "What Lies Beneath (2000)"}};
+  return d;
+}
+
+// The system speaks first; no entities anywhere.
+inline Dialog no_entity_dialog() {
+  Dialog d;
+  d.add_turn(turn(Role::system, "Hello there, what are you in the mood for tonight?"));
+  d.add_turn(turn(Role::user, "Not sure, something fun to watch with friends.", {}, emotions({{"happy", 0.8f}})));
+  return d;
+}
+
+// Longer than both context limits: 40 turns.
+inline Dialog long_dialog(const KnowledgeGraph& kg) {
+  Dialog d;
+  for (int i = 0; i < 40; ++i) {
+    const Role role = i % 2 ? Role::system : Role::user;
+    d.add_turn(turn(role, fmt::format("Turn number {} talks about movies, actors and the weekend plans.", i),
+                    i % 5 == 0 ? std::vector<std::int64_t>{kg.items()[static_cast<std::size_t>(i)]} : std::vector<std::int64_t>{},
+                    role == Role::user ? std::optional(emotions({{"neutral", 0.5f}, {"like", 0.3f}})) : std::nullopt));
+  }
+  return d;
+}
+
 }  // namespace ecr::test

@@ -26,52 +26,14 @@ using namespace ecr;
 using nlohmann::json;
 using ecr::test::emotions;
 using ecr::test::entity;
+using ecr::test::labelled_dialog;
+using ecr::test::long_dialog;
+using ecr::test::no_entity_dialog;
+using ecr::test::plain_dialog;
 using ecr::test::turn;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A dialog with host entity ids and host emotions on every user turn.
-Dialog labelled_dialog(const KnowledgeGraph& kg) {
-  Dialog d;
-  d.add_turn(turn(Role::user, "Hi! I love horror movies, anything like The Shining?",
-                  {entity(kg, "horror"), entity(kg, "The Shining (1980)")}, emotions({{"like", 0.7f}, {"curious", 0.2f}})));
-  d.add_turn(turn(Role::system, "Have you seen What Lies Beneath? It stars Harrison Ford.",
-                  {entity(kg, "What Lies Beneath (2000)"), entity(kg, "Harrison Ford")}));
-  d.add_turn(turn(Role::user, "Yes, it was too slow for me. Anything else?", {},
-                  emotions({{"negative", 0.6f}, {"curious", 0.3f}, {"neutral", 0.05f}})));
-  return d;
-}
-
-// The same text without ids or emotions: the linker and the classifier fill them in.
-Dialog plain_dialog() {
-  Dialog d;
-  d.add_turn(turn(Role::user, "Hi! I love horror movies, anything like The Shining (1980)?"));
-  d.add_turn(turn(Role::system, "Have you seen @83192 ? It stars Harrison Ford."));
-  d.add_turn(turn(Role::user, "Yes, it was too slow for me. Anything else?"));
-  d.movie_mentions = {{"83192", "What Lies Beneath (2000)"}};
-  return d;
-}
-
-// The system speaks first; no entities anywhere.
-Dialog no_entity_dialog() {
-  Dialog d;
-  d.add_turn(turn(Role::system, "Hello there, what are you in the mood for tonight?"));
-  d.add_turn(turn(Role::user, "Not sure, something fun to watch with friends.", {}, emotions({{"happy", 0.8f}})));
-  return d;
-}
-
-// Longer than both context limits: 40 turns.
-Dialog long_dialog(const KnowledgeGraph& kg) {
-  Dialog d;
-  for (int i = 0; i < 40; ++i) {
-    const Role role = i % 2 ? Role::system : Role::user;
-    d.add_turn(turn(role, fmt::format("Turn number {} talks about movies, actors and the weekend plans.", i),
-                    i % 5 == 0 ? std::vector<std::int64_t>{kg.items()[static_cast<std::size_t>(i)]} : std::vector<std::int64_t>{},
-                    role == Role::user ? std::optional(emotions({{"neutral", 0.5f}, {"like", 0.3f}})) : std::nullopt));
-  }
-  return d;
-}
 
 RecommenderOptions without_classifier() {
   RecommenderOptions o;
