@@ -23,17 +23,19 @@ struct RecommenderFixture {
   fs::path kg_dir;  // the shared ReDial KG the bundle was built from
 };
 
-inline RecommenderFixture recommender_fixture() {
+// `dtype` is tools.convert's --dtype: the same weights (seed 3) stored f32, f16, bf16 or int8.
+inline RecommenderFixture recommender_fixture(const std::string& dtype = "f32") {
   const fs::path kg = shared_data() / "redial";
   std::string recipe = "recommender tiny redial seed 3";
+  if (dtype != "f32") recipe += " dtype " + dtype;
   for (const char* tool : {"make_random_bundle.py", "make_random_kgprompt.py", "ecr_prompt.py", "ecr_kg.py"})
     recipe += file_text(tools_dir() / tool);
   const fs::path dir = cached_fixture(recipe, [&](const fs::path& out) {
     return run_python(fmt::format("make_random_bundle --out {0}/tiny.ecr --size tiny --kg-dir {1} --dialogs "
-                                  "{1}/dialogs.jsonl --keep-checkpoints {0}/checkpoints --seed 3",
-                                  out.string(), kg.string())) == 0;
+                                  "{1}/dialogs.jsonl --keep-checkpoints {0}/checkpoints --seed 3 --dtype {2}",
+                                  out.string(), kg.string(), dtype)) == 0;
   });
-  REQUIRE_MESSAGE(!dir.empty(), "could not make the tiny recommender bundle");
+  REQUIRE_MESSAGE(!dir.empty(), "could not make the tiny recommender bundle (" << dtype << ")");
   return {dir / "checkpoints", dir / "tiny.ecr", kg};
 }
 
