@@ -1,6 +1,7 @@
 // Micro-benchmarks of the engine's GEMM (nn::linear) at GPT-2 small's shapes, prefill (200 rows)
-// and decode (1 row), beside one plain Eigen GEMM of the same shape: the gap is what the
-// fixed-width output chunks (thread-count independence) cost. Google Benchmark; run with
+// and decode (1 row), with f32 and bf16 weights (the level's kernels: ECR_ISA picks another),
+// beside one plain Eigen GEMM of the same shape: the gap is what the fixed-width output chunks
+// (thread-count independence) cost. Google Benchmark; run with
 // --benchmark_filter=... to pick shapes. Counters: GFLOP/s for prefill rows, GB/s of weights for
 // decode rows.
 #include <benchmark/benchmark.h>
@@ -8,6 +9,7 @@
 #include "ecr/core/thread_pool.hpp"
 #include "ecr/nn/attention.hpp"
 #include "ecr/nn/linear.hpp"
+#include "ecr/nn/weights.hpp"
 
 namespace {
 
@@ -19,28 +21,30 @@ Tensor filled(Shape shape) {
   return t;
 }
 
-void set_counters(benchmark::State& state, std::int64_t rows, std::int64_t in, std::int64_t out) {
+void set_counters(benchmark::State& state, std::int64_t rows, std::int64_t in, std::int64_t out, DType dtype) {
   const double iterations = static_cast<double>(state.iterations());
   if (rows == 1)
-    state.counters["GB/s"] = benchmark::Counter(iterations * static_cast<double>(in * out) * 4 / 1e9,
+    state.counters["GB/s"] = benchmark::Counter(iterations * static_cast<double>(in * out * dtype_size(dtype)) / 1e9,
                                                 benchmark::Counter::kIsRate);
   else
     state.counters["GFLOP/s"] = benchmark::Counter(iterations * 2.0 * static_cast<double>(rows * in * out) / 1e9,
                                                    benchmark::Counter::kIsRate);
 }
 
-// Args: rows, in, out, threads.
+// Args: rows, in, out, threads, weight dtype (0 f32, 1 bf16).
 void BM_linear(benchmark::State& state) {
   const std::int64_t rows = state.range(0), in = state.range(1), out = state.range(2);
+  const DType dtype = state.range(4) == 1 ? DType::bf16 : DType::f32;
   ThreadPool pool(static_cast<int>(state.range(3)));
   const Tensor x = filled({rows, in});
-  const nn::Linear layer{filled({out, in}), filled({out})};
+  const nn::Linear layer = nn::cast_matrix(nn::Linear{filled({out, in}), filled({out})}, dtype);
+  state.SetLabel(std::string(dtype_name(dtype)) + " " + std::string(nn::linear_kernel_level()));
   Tensor y = Tensor::empty(DType::f32, {rows, out});
   for (auto _ : state) {
     nn::linear(nn::view(x), layer, nn::view(y), pool);
     benchmark::DoNotOptimize(y.raw());
   }
-  set_counters(state, rows, in, out);
+  set_counters(state, rows, in, out, dtype);
 }
 
 // The same product as one Eigen call on one thread: the reference for the chunked version.
@@ -52,7 +56,7 @@ void BM_eigen_gemm(benchmark::State& state) {
     nn::view(y).noalias() = nn::view(x) * nn::view(w).transpose();
     benchmark::DoNotOptimize(y.raw());
   }
-  set_counters(state, rows, in, out);
+  set_counters(state, rows, in, out, DType::f32);
 }
 
 // Args: queries, keys (one head of 64).
@@ -74,9 +78,16 @@ void shapes(benchmark::internal::Benchmark* b, bool threads) {
                                                               {1, 3072, 768},
                                                               {1, 768, 50257}})
     for (std::int64_t t : threads ? std::vector<std::int64_t>{1, 2} : std::vector<std::int64_t>{1}) {
-      auto args = s;
-      if (threads) args.push_back(t);
-      b->Args(args);
+      if (!threads) {
+        b->Args(s);
+        continue;
+      }
+      for (std::int64_t dtype : {0, 1}) {
+        auto args = s;
+        args.push_back(t);
+        args.push_back(dtype);
+        b->Args(args);
+      }
     }
 }
 

@@ -45,7 +45,7 @@ cpu::WeightType weight_type(DType d) {
 
 std::vector<cpu::Isa> supported_levels() {
   std::vector<cpu::Isa> levels;
-  for (cpu::Isa isa : {cpu::Isa::portable, cpu::Isa::avx2, cpu::Isa::avx512})
+  for (cpu::Isa isa : {cpu::Isa::portable, cpu::Isa::avx2, cpu::Isa::avx512, cpu::Isa::avx512bf16})
     if (cpu::isa_supported(isa)) levels.push_back(isa);
   return levels;
 }
@@ -78,6 +78,22 @@ Tensor run_linear(const nn::Linear& layer, const Tensor& x, const Tensor& y0, Th
 bool same_bits(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
 }
+
+// True where `kernels` runs prefill with bf16 weights on bf16-rounded activations (AVX-512 BF16).
+bool rounds_activations(const cpu::LinearKernels& kernels, DType dtype, std::int64_t rows) {
+  return dtype == DType::bf16 && rows > cpu::kDotRows && kernels.gemm_bf16 != nullptr;
+}
+
+// x rounded to bf16 (to nearest even, as Eigen rounds) and widened back.
+Tensor rounded_to_bf16(const Tensor& x) {
+  Tensor r = x.clone();
+  for (float& v : r.span<float>()) v = static_cast<float>(Eigen::bfloat16(v));
+  return r;
+}
+
+// The bound on what rounding x to bf16 changes in x W^T: half a unit in the 8th bit of each x,
+// so 2^-9 of sum_k |x w| (the `scale` of abs_products), and f32 rounding besides.
+constexpr float kBf16ActivationError = 0x1p-9f * 1.01f + 1e-5f;
 
 }  // namespace
 
@@ -122,6 +138,62 @@ TEST_CASE("dtype kernels: every level widens exactly as the portable one and sum
   }
 }
 
+TEST_CASE("dtype kernels: the bf16 prefill GEMM sums the exact products of bf16-rounded activations") {
+  // Rows around the 6-row register tile, k odd and even, columns around the 16-column tiles and
+  // 64-column panels (the ragged ones gather, full ones transpose 16 x 16 words).
+  const std::int64_t row_counts[] = {5, 6, 7, 13, 40};
+  const std::int64_t ins[] = {1, 2, 7, 32, 33, 100};
+  const std::int64_t counts[] = {1, 15, 16, 17, 64, 65, 128};
+  bool ran = false;
+  for (const cpu::Isa isa : supported_levels()) {
+    const cpu::LinearKernels& kernels = cpu::kernels(isa);
+    if (!kernels.gemm_bf16) {
+      CHECK((kernels.to_bf16 == nullptr));
+      continue;
+    }
+    ran = true;
+    CAPTURE(cpu::isa_name(isa));
+    for (const std::int64_t in : ins) {
+      for (const std::int64_t count : counts) {
+        const nn::Linear layer = random_layer(in, count, DType::bf16, static_cast<unsigned>(in * 131 + count));
+        const Tensor w32 = layer.weight.to_f32();
+        for (const std::int64_t rows : row_counts) {
+          CAPTURE(in);
+          CAPTURE(count);
+          CAPTURE(rows);
+          const Tensor x = random_matrix(rows, in, static_cast<unsigned>(rows + in));
+          const std::int64_t ldx16 = in + (in & 1);
+          std::vector<std::uint16_t> x16(static_cast<std::size_t>(rows * ldx16), 0xffff);
+          kernels.to_bf16(x.data<float>(), in, rows, in, x16.data(), ldx16);
+          // Rounding: Eigen's to-nearest-even, and the pad of an odd row zeroed.
+          const Tensor xr = rounded_to_bf16(x);
+          bool rounding_ok = true;
+          for (std::int64_t r = 0; r < rows; ++r) {
+            for (std::int64_t k = 0; k < in; ++k)
+              rounding_ok &= Eigen::numext::bit_cast<std::uint16_t>(Eigen::bfloat16(x.data<float>()[r * in + k])) ==
+                             x16[static_cast<std::size_t>(r * ldx16 + k)];
+            if (ldx16 > in) rounding_ok &= x16[static_cast<std::size_t>(r * ldx16 + in)] == 0;
+          }
+          CHECK(rounding_ok);
+          // The sums: against double precision on the same rounded values.
+          std::vector<std::uint32_t> packed(static_cast<std::size_t>(cpu::bf16_packed_words(in, count)));
+          Tensor y = Tensor::zeros(DType::f32, {rows, count + 3});  // 3 columns past `count` must stay 0
+          kernels.gemm_bf16(x16.data(), ldx16, rows, layer.weight.raw(), in, count, packed.data(), y.data<float>(),
+                            count + 3);
+          Tensor exact = Tensor::zeros(DType::f32, {rows, count + 3});
+          nn::view(exact).leftCols(count) =
+              (nn::view(xr).cast<double>() * nn::view(w32).cast<double>().transpose()).cast<float>();
+          Tensor scale = Tensor::zeros(DType::f32, {rows, count + 3});
+          nn::view(scale).leftCols(count) = nn::view(abs_products(xr, w32));
+          CHECK(max_rel(y, exact, scale) < 1e-5f);
+          CHECK(nn::view(y).rightCols(3).cwiseAbs().maxCoeff() == 0.0f);
+        }
+      }
+    }
+  }
+  if (!ran) MESSAGE("no level of this CPU has a bf16 prefill GEMM (AVX-512 BF16): nothing to compare");
+}
+
 TEST_CASE("dtype linear: every level gives the portable results (odd shapes, bias, activation, residual)") {
   ThreadPool pool(2);
   const std::int64_t shapes[][3] = {{1, 13, 130}, {3, 77, 257}, {4, 64, 1}, {5, 33, 129}, {9, 100, 300}};
@@ -139,7 +211,9 @@ TEST_CASE("dtype linear: every level gives the portable results (odd shapes, bia
           CAPTURE(dtype_name(dtype));
           CAPTURE(rows);
           const Tensor y = run_linear(layer, x, y0, pool, act, accumulate, &cpu::kernels(isa));
-          if (rows > cpu::kDotRows)
+          if (rounds_activations(cpu::kernels(isa), dtype, rows))  // x rounded to bf16 (gelu's slope < 1.2)
+            CHECK(max_abs_diff(y, portable) < 1.2f * kBf16ActivationError * (1.0f + nn::view(scale).maxCoeff()));
+          else if (rows > cpu::kDotRows)
             CHECK(same_bits(y, portable));  // exact widening, then the same GEMM
           else
             CHECK(max_abs_diff(y, portable) < 1e-5f * (1.0f + nn::view(scale).maxCoeff()));
@@ -163,7 +237,9 @@ TEST_CASE("dtype linear: 16-bit and int8 weights compute what f32 computes on th
       for (const bool accumulate : {false, true}) {
         const Tensor want = run_linear(widened, x, y0, pool, nn::Activation::none, accumulate);
         const Tensor got = run_linear(stored, x, y0, pool, nn::Activation::none, accumulate);
-        if (rows > cpu::kDotRows && dtype != DType::i8)
+        if (rounds_activations(cpu::active_kernels(), dtype, rows))
+          CHECK(max_abs_diff(got, want) < kBf16ActivationError * (1.0f + nn::view(scale).maxCoeff()));
+        else if (rows > cpu::kDotRows && dtype != DType::i8)
           CHECK(same_bits(got, want));  // prefill: the very GEMM of the f32 path
         else
           CHECK(max_abs_diff(got, want) < 1e-5f * (1.0f + nn::view(scale).maxCoeff()));
@@ -189,7 +265,7 @@ TEST_CASE("dtype isa: ECR_ISA picks a level, unknown or unsupported ones are Con
   CHECK(cpu::select_isa(std::nullopt) == levels.back());  // the best this CPU has
   for (const cpu::Isa isa : levels) CHECK(cpu::select_isa(cpu::isa_name(isa)) == isa);
   CHECK_THROWS_AS(cpu::select_isa("sse9"), ConfigError);
-  for (const cpu::Isa isa : {cpu::Isa::avx2, cpu::Isa::avx512})
+  for (const cpu::Isa isa : {cpu::Isa::avx2, cpu::Isa::avx512, cpu::Isa::avx512bf16})
     if (!cpu::isa_supported(isa)) {
       CHECK_THROWS_AS(cpu::select_isa(cpu::isa_name(isa)), ConfigError);
       CHECK_THROWS_AS(cpu::kernels(isa), ConfigError);

@@ -28,7 +28,8 @@ cpu::WeightType weight_type(const Linear& layer) {
 }
 
 // Per-thread buffers of the 16-bit and int8 path, grown to the largest chunk seen.
-float* scratch(std::vector<float>& buffer, std::int64_t size) {
+template <class T>
+T* scratch(std::vector<T>& buffer, std::int64_t size) {
   if (buffer.size() < static_cast<std::size_t>(size)) buffer.resize(static_cast<std::size_t>(size));
   return buffer.data();
 }
@@ -66,20 +67,34 @@ void cpu::linear_stored(const LinearKernels& kernels, ConstMatrix x, const Linea
   const std::size_t row_bytes = static_cast<std::size_t>(in) * dtype_size(layer.weight.dtype());
   const float* scale = layer.scale.defined() ? layer.scale.data<float>() : nullptr;
   const float* bias = layer.bias.defined() ? layer.bias.data<float>() : nullptr;
+  // Prefill with bf16 weights on a CPU with a bf16 dot product: x rounded to bf16 once for every chunk.
+  const bool bf16_gemm = rows > kDotRows && type == static_cast<int>(WeightType::bf16) && kernels.gemm_bf16;
+  const std::int64_t ldx16 = in + (in & 1);
+  std::vector<std::uint16_t> x16;
+  if (bf16_gemm) {
+    x16.resize(static_cast<std::size_t>(rows * ldx16));
+    kernels.to_bf16(x.data(), x.outerStride(), rows, in, x16.data(), ldx16);
+  }
   const std::int64_t chunks = (out + kLinearChunk - 1) / kLinearChunk;
   pool.parallel_for(static_cast<std::size_t>(chunks), [&](std::size_t c) {
     thread_local std::vector<float> widened, product;
+    thread_local std::vector<std::uint32_t> packed;
     const std::int64_t begin = static_cast<std::int64_t>(c) * kLinearChunk;
     const std::int64_t width = std::min(kLinearChunk, out - begin);
     const std::byte* w = weight + static_cast<std::size_t>(begin) * row_bytes;
     auto block = y.middleCols(begin, width);
     MutableMap p(scratch(product, rows * width), rows, width, Eigen::OuterStride<>(width));
+    bool in_product = true;  // the sums are in p, still to be scaled, biased and stored into y
     if (rows <= kDotRows) {
       kernels.dot[type](x.data(), x.outerStride(), static_cast<int>(rows), w, in, width, p.data(), width);
+    } else if (bf16_gemm) {
+      kernels.gemm_bf16(x16.data(), ldx16, rows, w, in, width, scratch(packed, bf16_packed_words(in, width)), p.data(),
+                        width);
     } else {
       kernels.widen[type](w, scratch(widened, width * in), width * in);
       const ConstMap wt(widened.data(), width, in, Eigen::OuterStride<>(in));
       if (!scale) {  // the f32 path's GEMM on the same values: no product buffer needed
+        in_product = false;
         if (accumulate)
           block.noalias() += x * wt.transpose();
         else
@@ -88,7 +103,7 @@ void cpu::linear_stored(const LinearKernels& kernels, ConstMatrix x, const Linea
         p.noalias() = x * wt.transpose();
       }
     }
-    if (rows <= kDotRows || scale) {
+    if (in_product) {
       if (scale) p.array().rowwise() *= Eigen::Map<const Eigen::RowVectorXf>(scale + begin, width).array();
       if (accumulate)
         block += p;

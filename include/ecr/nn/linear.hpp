@@ -10,8 +10,10 @@
 // row: W = scale[j] * q[j, :]). f32 runs one Eigen GEMM per chunk. The other types are widened to
 // f32 exactly and summed in f32: up to kDotRows rows of x (decode) by a kernel that streams the
 // stored weights once, more rows (prefill) by widening the chunk's weight rows into scratch and
-// running the same Eigen GEMM. Those kernels are built per instruction-set level and the best one
-// the CPU has is picked at run time (linear_kernel_level(); ECR_ISA=portable|avx2|avx512 forces one).
+// running the same Eigen GEMM, except bf16 weights on a CPU with AVX-512 BF16, where prefill
+// rounds x to bf16 and runs a GEMM on the bf16 dot-product instruction (twice the arithmetic per
+// instruction). Those kernels are built per instruction-set level and the best one the CPU has is
+// picked at run time (linear_kernel_level(); ECR_ISA=portable|avx2|avx512|avx512bf16 forces one).
 #pragma once
 
 #include <cstdint>
@@ -48,7 +50,8 @@ void linear(ConstMatrix x, const Linear& layer, Matrix y, ThreadPool& pool,
 // also GPT-2's tied LM head. InputError when an id is outside [0, out()); `what` names it.
 void gather_rows(const Linear& table, std::span<const std::int32_t> ids, Matrix out, const char* what);
 
-// The instruction-set level of the 16-bit and int8 kernels: "portable", "avx2" or "avx512".
+// The instruction-set level of the 16-bit and int8 kernels: "portable", "avx2", "avx512" or
+// "avx512bf16".
 // ConfigError when ECR_ISA names a level this CPU lacks.
 std::string_view linear_kernel_level();
 

@@ -10,6 +10,7 @@ std::string_view isa_name(Isa isa) {
   switch (isa) {
     case Isa::avx2: return "avx2";
     case Isa::avx512: return "avx512";
+    case Isa::avx512bf16: return "avx512bf16";
     case Isa::portable: break;
   }
   return "portable";
@@ -25,6 +26,7 @@ bool isa_supported(Isa isa) {
     case Isa::avx512:
       return isa_supported(Isa::avx2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl");
+    case Isa::avx512bf16: return isa_supported(Isa::avx512) && __builtin_cpu_supports("avx512bf16");
 #else
     default: return false;
 #endif
@@ -36,6 +38,7 @@ const LinearKernels& kernels(Isa isa) {
   if (!isa_supported(isa))
     fail<ConfigError>("CPU kernels '{}' are not supported by this CPU or this build", isa_name(isa));
 #if defined(ECR_X86_KERNELS)
+  if (isa == Isa::avx512bf16) return avx512bf16_kernels();
   if (isa == Isa::avx512) return avx512_kernels();
   if (isa == Isa::avx2) return avx2_kernels();
 #endif
@@ -43,7 +46,7 @@ const LinearKernels& kernels(Isa isa) {
 }
 
 Isa select_isa(std::optional<std::string_view> requested) {
-  constexpr Isa kLevels[] = {Isa::avx512, Isa::avx2, Isa::portable};  // best first
+  constexpr Isa kLevels[] = {Isa::avx512bf16, Isa::avx512, Isa::avx2, Isa::portable};  // best first
   if (!requested) {
     for (Isa isa : kLevels)
       if (isa_supported(isa)) return isa;
@@ -55,7 +58,7 @@ Isa select_isa(std::optional<std::string_view> requested) {
                         isa_name(select_isa(std::nullopt)));
     return isa;
   }
-  fail<ConfigError>("ECR_ISA={}: unknown level (portable, avx2, avx512)", *requested);
+  fail<ConfigError>("ECR_ISA={}: unknown level (portable, avx2, avx512, avx512bf16)", *requested);
 }
 
 Isa active_isa() {

@@ -1,5 +1,5 @@
 // Which level of the weight kernels (linear_kernels.hpp) this process runs: the best the CPU
-// supports, or the one ECR_ISA names (portable, avx2, avx512), chosen once at first use.
+// supports, or the one ECR_ISA names (portable, avx2, avx512, avx512bf16), chosen once at first use.
 #pragma once
 
 #include <optional>
@@ -10,7 +10,7 @@
 
 namespace ecr::nn::cpu {
 
-enum class Isa { portable, avx2, avx512 };
+enum class Isa { portable, avx2, avx512, avx512bf16 };
 
 std::string_view isa_name(Isa isa);
 bool isa_supported(Isa isa);

@@ -27,12 +27,31 @@ struct LinearKernels {
                             std::int64_t count, float* y, std::int64_t ldy);
   // dst[i] = src[i] as f32 for i < n: exact for every type, so every level gives the same bits.
   void (*widen[kWeightTypes])(const void* src, float* dst, std::int64_t n);
+
+  // Prefill (more than kDotRows rows) with bf16 weights on CPUs with a bf16 dot-product
+  // instruction; both null on the levels without one, which widen the weights for an f32 GEMM.
+  // The activations are rounded to bf16 once per call (to_bf16: row r of x, `in` values, to
+  // x16 + r * ldx16, ldx16 = in rounded up to even, the pad zeroed); then
+  //   y[r * ldy + j] = sum_k x16[r, k] * w[j * in + k]   for r < rows, j < count,
+  // every product exact and summed in f32 in an order fixed by the shape. `packed` is scratch of
+  // bf16_packed_words(in, count) words for the weights in the instruction's pair layout.
+  void (*to_bf16)(const float* x, std::int64_t ldx, std::int64_t rows, std::int64_t in, std::uint16_t* x16,
+                  std::int64_t ldx16);
+  void (*gemm_bf16)(const std::uint16_t* x16, std::int64_t ldx16, std::int64_t rows, const void* w, std::int64_t in,
+                    std::int64_t count, std::uint32_t* packed, float* y, std::int64_t ldy);
 };
+
+// Scratch words gemm_bf16 packs `count` weight rows of `in` bf16 values into: panels of 64 columns
+// (four 16-column tiles), each holding every pair (w[j, 2p], w[j, 2p + 1]) as one 32-bit word.
+inline std::int64_t bf16_packed_words(std::int64_t in, std::int64_t count) {
+  return (count + 63) / 64 * 64 * ((in + 1) / 2);
+}
 
 const LinearKernels& portable_kernels();
 #if defined(ECR_X86_KERNELS)
 const LinearKernels& avx2_kernels();
 const LinearKernels& avx512_kernels();
+const LinearKernels& avx512bf16_kernels();
 #endif
 
 }  // namespace ecr::nn::cpu

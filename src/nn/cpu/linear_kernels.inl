@@ -102,5 +102,7 @@ template <class V>
 LinearKernels make_kernels(const char* level) {
   return {level,
           {dot<V, Half>, dot<V, Brain>, dot<V, Int8>},
-          {widen<V, Half>, widen<V, Brain>, widen<V, Int8>}};
+          {widen<V, Half>, widen<V, Brain>, widen<V, Int8>},
+          nullptr,
+          nullptr};
 }

@@ -1,0 +1,31 @@
+// The AVX-512 F/BW/VL vector type of linear_kernels.inl (16 f32 lanes), shared by the avx512
+// and avx512bf16 levels. Included inside an unnamed namespace after linear_kernels.inl, by files
+// built with at least -mavx512f -mavx512bw -mavx512vl -mf16c.
+
+struct Avx512 {
+  static constexpr int width = 16;
+  using reg = __m512;
+  static reg zero() { return _mm512_setzero_ps(); }
+  static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+  static reg mul_add(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static reg load(const float* p) { return _mm512_loadu_ps(p); }
+  static reg load(Half, const std::uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static reg load(Brain, const std::uint16_t* p) {
+    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+  }
+  static reg load(Int8, const std::int8_t* p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  }
+  static void store(float* p, reg r) { _mm512_storeu_ps(p, r); }
+  static float sum(reg r) {
+    const __m256 half = _mm256_add_ps(_mm512_castps512_ps256(r),
+                                      _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(r), 1)));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(half), _mm256_extractf128_ps(half, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+};
