@@ -10,6 +10,10 @@ command line: the oracle the C++ engine is tested against.
         --max-new-tokens N [--no-repeat-ngram K] [--eos 50256] --out tokens.json
       Greedy decoding; tokens.json = {"prompt": [...], "generated": [...], "stopped_at_eos": bool};
       "generated" ends with the eos token when decoding stopped there (as HuggingFace returns it).
+    python3 -m tools.reference gpt2-nll --checkpoint DIR --ids ... [--ids ...] --out nll.json
+      The language-model loss of each sequence on its own: nll.json = {"nll": [...], "tokens": [...]},
+      per sequence the sum over its tokens after the first of -ln p(token | tokens before it)
+      (log-softmax of the f32 logits, in float64) and how many tokens that is.
     python3 -m tools.reference roberta --checkpoint DIR --ids 0,5,6,2 [--ids ...] --out H.npy
       Last hidden states (T, D).
 
@@ -102,6 +106,21 @@ def run_generate(a):
         f.write("\n")
 
 
+def run_nll(a):
+    model = GPT2(a.checkpoint)
+    if model.classifier:
+        sys.exit("error: gpt2-nll needs a language model, not a classifier")
+    check_ids(a.ids, model.config["vocab_size"], model.config["n_positions"], "positions")
+    nll = []
+    with torch.no_grad():
+        for ids in a.ids:
+            logp = torch.log_softmax(model.logits(model.hidden(ids)).double(), dim=-1)
+            nll.append(-float(logp[torch.arange(len(ids) - 1), torch.as_tensor(ids[1:])].sum()))
+    with open(a.out, "w") as f:
+        json.dump({"nll": nll, "tokens": [len(ids) - 1 for ids in a.ids]}, f)
+        f.write("\n")
+
+
 def run_roberta(a):
     model = Roberta(a.checkpoint)
     c = model.config
@@ -133,6 +152,9 @@ def main(argv=None):
     p.add_argument("--no-repeat-ngram", type=int, default=0)
     p.add_argument("--eos", type=int, default=50256)
     p.set_defaults(run=run_generate)
+    p = sub.add_parser("gpt2-nll", help="language-model loss of each sequence (nats, summed)")
+    common(p)
+    p.set_defaults(run=run_nll)
     p = sub.add_parser("roberta", help="last hidden states")
     common(p)
     p.set_defaults(run=run_roberta)
