@@ -17,6 +17,7 @@ int forward(const Argv& args);
 int generate(const Argv& args);
 int recommend(const Argv& args);
 int eval(const Argv& args);
+int perplexity(const Argv& args);
 int respond(const Argv& args);
 int chat(const Argv& args);
 

@@ -30,6 +30,7 @@ constexpr Command kCommands[] = {
     {"generate", "continue a prompt with a GPT-2 component (greedy or sampled), printing tokens or text", ecr::cli::generate},
     {"recommend", "recommend items for a dialog (JSON), with the entities and emotions each turn gave", ecr::cli::recommend},
     {"eval", "recommendation metrics (Recall/MRR/NDCG@K, AUC, RT@K) over ReDial dialogs", ecr::cli::eval},
+    {"perplexity", "language-model perplexity of a GPT-2 component on ReDial dialogs, per weight type", ecr::cli::perplexity},
     {"respond", "recommend for a dialog (JSON) and write ECR's reply about the best item, streamed", ecr::cli::respond},
     {"chat", "talk to a bundle: type turns, see ranked items, emotions and the streamed reply", ecr::cli::chat},
 };
