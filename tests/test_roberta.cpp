@@ -1,10 +1,12 @@
 // RoBERTa against the plain-PyTorch reference (tools/reference/roberta.py) on a random
 // RobertaForMaskedLM checkpoint: last hidden states, batching, position ids around padding ids,
-// the length limit and mis-shaped weights.
+// the length limit, mis-shaped weights, and f16 / bf16 bundles computing in their stored type.
 #include <random>
 
 #include "ecr/io/bundle.hpp"
+#include "ecr/io/component.hpp"
 #include "ecr/models/roberta.hpp"
+#include "ecr/nn/linear.hpp"
 #include "model_fixtures.hpp"
 
 using namespace ecr;
@@ -102,4 +104,42 @@ TEST_CASE("roberta: a bundle that does not match its config gives ShapeError nam
     CHECK(std::string(e.what()).find(bad_name) != std::string::npos);
   }
   CHECK_THROWS_AS(RobertaModel::load(good, "lm"), ConfigError);
+}
+
+TEST_CASE("roberta: f16 and bf16 bundles compute in their stored type, as f32 computes on the widened weights") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const RobertaFixture f = tiny();
+  const fs::path dir = temp_dir("roberta_dtypes");
+  const auto ids = roberta_ids(40, 5);  // more than a decode step's rows: the prefill kernels
+  const Tensor torch = torch_roberta(f, ids, "dtypes");
+  for (const char* dtype : {"f16", "bf16"}) {
+    CAPTURE(dtype);
+    const fs::path path = dir / fmt::format("{}.ecr", dtype);
+    REQUIRE(run_python(fmt::format("convert --out {} --roberta text={} --dtype {}", path.string(),
+                                   f.checkpoint.string(), dtype)) == 0);
+    const Bundle bundle = Bundle::open(path);
+    const DType stored = *dtype_from_name(dtype);
+    // Kept as stored: the stacked query/key/value, the other matrices and the word table.
+    const RobertaWeights w = RobertaWeights::load(read_component(bundle, "text"), nn::kAsStored);
+    CHECK(w.layers[0].qkv.weight.dtype() == stored);
+    CHECK(w.layers[0].qkv.weight.shape() == Shape{3 * 64, 64});
+    CHECK(w.layers[1].output.weight.dtype() == stored);
+    CHECK(w.word_embeddings.weight.dtype() == stored);
+    CHECK(RobertaWeights::load(read_component(bundle, "text")).layers[0].qkv.weight.dtype() == DType::f32);
+
+    const Tensor got = RobertaModel::load(bundle, "text").encode(ids);
+    const Tensor widened = RobertaModel::load(bundle, "text", nullptr, DType::f32).encode(ids);
+    // f16 widens exactly into the f32 GEMM: the same bits. bf16 does too, except on CPUs with a
+    // bf16 dot product, where prefill rounds the activations to bf16 (linear_kernel_level()).
+    const bool rounds = stored == DType::bf16 && nn::linear_kernel_level() == "avx512bf16";
+    const float gap = max_abs_diff(got, widened);
+    MESSAGE(std::string(dtype) << ": max |stored - widened| " << gap << ", max |stored - torch f32| " << max_abs_diff(got, torch)
+                  << " (kernels " << nn::linear_kernel_level() << ")");
+    if (rounds)
+      CHECK(gap < 0.05f);
+    else
+      CHECK(gap == 0.0f);
+    CHECK(max_abs_diff(got, torch) < (stored == DType::f16 ? 0.02f : 0.1f));
+  }
 }

@@ -1,6 +1,9 @@
 #include "ecr/models/roberta.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <vector>
 
 #include "ecr/nn/attention.hpp"
 #include "ecr/nn/weights.hpp"
@@ -9,17 +12,31 @@ namespace ecr {
 
 namespace {
 
-// Query, key and value weights stacked into one (3 * hidden, hidden) layer: one GEMM instead of three.
-nn::Linear load_qkv(const Bundle& bundle, const std::string& prefix, std::int64_t hidden) {
-  Tensor weight = Tensor::empty(DType::f32, {3 * hidden, hidden}, prefix + ".{query,key,value}.weight");
-  Tensor bias = Tensor::empty(DType::f32, {3 * hidden}, prefix + ".{query,key,value}.bias");
+// Query, key and value weights stacked into one (3 * hidden, hidden) layer: one GEMM instead of
+// three. The three keep their stored dtype (and int8 scales) when they share one; a mixed set is
+// widened to f32.
+nn::Linear load_qkv(const Bundle& bundle, const std::string& prefix, std::int64_t hidden, nn::MatrixType type) {
   const char* parts[] = {"query", "key", "value"};
-  for (std::int64_t i = 0; i < 3; ++i) {
-    const nn::Linear part = nn::load_linear(bundle, prefix + "." + parts[i], hidden, hidden);
-    nn::view(weight).middleRows(i * hidden, hidden) = nn::view(part.weight);
-    nn::view(bias).middleCols(i * hidden, hidden) = nn::view(part.bias);
+  std::vector<nn::Linear> qkv;
+  for (const char* part : parts) qkv.push_back(nn::load_linear(bundle, prefix + "." + part, hidden, hidden, type));
+  const DType dtype = qkv[0].weight.dtype();
+  const bool shared = std::all_of(qkv.begin(), qkv.end(), [&](const nn::Linear& l) { return l.weight.dtype() == dtype; });
+  if (!shared)
+    for (nn::Linear& l : qkv) l = nn::cast_matrix(l, DType::f32);
+  const bool scaled = qkv[0].scale.defined();
+  nn::Linear stacked{Tensor::empty(qkv[0].weight.dtype(), {3 * hidden, hidden}, prefix + ".{query,key,value}.weight"),
+                     Tensor::empty(DType::f32, {3 * hidden}, prefix + ".{query,key,value}.bias"),
+                     scaled ? Tensor::empty(DType::f32, {3 * hidden}, prefix + ".{query,key,value}.weight.scale")
+                            : Tensor()};
+  const auto stack = [](Tensor& into, const Tensor& part, std::size_t i) {
+    std::memcpy(static_cast<std::byte*>(into.raw()) + i * part.nbytes(), part.raw(), part.nbytes());
+  };
+  for (std::size_t i = 0; i < qkv.size(); ++i) {
+    stack(stacked.weight, qkv[i].weight, i);
+    stack(stacked.bias, qkv[i].bias, i);
+    if (scaled) stack(stacked.scale, qkv[i].scale, i);
   }
-  return {std::move(weight), std::move(bias)};
+  return stacked;
 }
 
 }  // namespace
@@ -66,7 +83,7 @@ std::vector<std::int32_t> RobertaConfig::position_ids(std::span<const std::int32
   return positions;
 }
 
-RobertaWeights RobertaWeights::load(const Component& component) {
+RobertaWeights RobertaWeights::load(const Component& component, nn::MatrixType matrices) {
   component.expect_type({"roberta"});
   const Bundle& bundle = *component.bundle;
   RobertaWeights w;
@@ -76,31 +93,33 @@ RobertaWeights RobertaWeights::load(const Component& component) {
   const std::int64_t h = c.hidden_size;
   const float eps = c.layer_norm_eps;
   const std::string e = w.name + "/embeddings.";
-  w.word_embeddings = nn::load_weight(bundle, e + "word_embeddings.weight", {c.vocab_size, h});
+  w.word_embeddings = nn::load_matrix(bundle, e + "word_embeddings.weight", {c.vocab_size, h}, matrices);
   w.position_embeddings = nn::load_weight(bundle, e + "position_embeddings.weight", {c.max_position_embeddings, h});
   w.token_type_embeddings = nn::load_weight(bundle, e + "token_type_embeddings.weight", {c.type_vocab_size, h});
   w.embeddings_norm = nn::load_layer_norm(bundle, e + "LayerNorm", h, eps);
   for (std::int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const std::string p = w.name + "/encoder.layer." + std::to_string(l) + ".";
     w.layers.push_back({
-        load_qkv(bundle, p + "attention.self", h),
-        nn::load_linear(bundle, p + "attention.output.dense", h, h),
+        load_qkv(bundle, p + "attention.self", h, matrices),
+        nn::load_linear(bundle, p + "attention.output.dense", h, h, matrices),
         nn::load_layer_norm(bundle, p + "attention.output.LayerNorm", h, eps),
-        nn::load_linear(bundle, p + "intermediate.dense", h, c.intermediate_size),
-        nn::load_linear(bundle, p + "output.dense", c.intermediate_size, h),
+        nn::load_linear(bundle, p + "intermediate.dense", h, c.intermediate_size, matrices),
+        nn::load_linear(bundle, p + "output.dense", c.intermediate_size, h, matrices),
         nn::load_layer_norm(bundle, p + "output.LayerNorm", h, eps),
     });
   }
   return w;
 }
 
-RobertaModel RobertaModel::load(const Bundle& bundle, std::string_view name, std::shared_ptr<ThreadPool> pool) {
-  return load(read_component(bundle, name), std::move(pool));
+RobertaModel RobertaModel::load(const Bundle& bundle, std::string_view name, std::shared_ptr<ThreadPool> pool,
+                                nn::MatrixType matrices) {
+  return load(read_component(bundle, name), std::move(pool), matrices);
 }
 
-RobertaModel RobertaModel::load(const Component& component, std::shared_ptr<ThreadPool> pool) {
+RobertaModel RobertaModel::load(const Component& component, std::shared_ptr<ThreadPool> pool,
+                                nn::MatrixType matrices) {
   RobertaModel m;
-  m.w_ = RobertaWeights::load(component);
+  m.w_ = RobertaWeights::load(component, matrices);
   m.pool_ = pool ? std::move(pool) : ThreadPool::shared_default();
   return m;
 }
@@ -130,7 +149,7 @@ std::vector<Tensor> RobertaModel::encode(std::span<const std::vector<std::int32_
   // Embeddings: word + position + token type 0.
   const nn::ConstMap position_table = nn::view(w_.position_embeddings), token_type = nn::view(w_.token_type_embeddings);
   for (std::size_t b = 0; b < batch.size(); ++b) {
-    nn::gather_rows(nn::view(w_.word_embeddings), batch[b], x.middleRows(offsets[b], offsets[b + 1] - offsets[b]),
+    nn::gather_rows(w_.word_embeddings, batch[b], x.middleRows(offsets[b], offsets[b + 1] - offsets[b]),
                     "token id");
     for (std::int64_t i = offsets[b]; i < offsets[b + 1]; ++i)
       x.row(i) += position_table.row(positions[b][static_cast<std::size_t>(i - offsets[b])]) + token_type.row(0);

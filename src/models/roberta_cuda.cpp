@@ -60,7 +60,7 @@ RobertaDevice RobertaDevice::load(const Component& component, RobertaDeviceOptio
   Stream stream;
   const auto matrix = [&](const Tensor& t) { return upload(host_cast(t, options.storage), stream); };
   const auto linear = [&](const nn::Linear& layer) { return Linear::upload(layer, stream, options.storage); };
-  w->word_embeddings = matrix(host.word_embeddings);
+  w->word_embeddings = matrix(host.word_embeddings.weight);
   Tensor positions = host.position_embeddings.clone();
   nn::view(positions).rowwise() += nn::view(host.token_type_embeddings).row(0);
   w->positions = matrix(positions);

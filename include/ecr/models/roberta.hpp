@@ -20,6 +20,7 @@
 #include "ecr/io/component.hpp"
 #include "ecr/nn/linear.hpp"
 #include "ecr/nn/ops.hpp"
+#include "ecr/nn/weights.hpp"
 
 namespace ecr {
 
@@ -47,8 +48,9 @@ struct RobertaConfig {
                                          std::size_t index = 0) const;
 };
 
-// A RoBERTa component's weights as read from a bundle (f32, CPU), each checked against the
-// config: what RobertaModel runs and what cuda::RobertaDevice copies to the device.
+// A RoBERTa component's weights as read from a bundle (CPU), each checked against the config:
+// what RobertaModel runs (its matrices in the bundle's dtype, as GPT-2's) and what
+// cuda::RobertaDevice copies to the device (all f32). Embeddings, biases and LayerNorms are f32.
 struct RobertaWeights {
   struct Layer {
     nn::Linear qkv;  // query, key and value stacked: (3 * hidden, hidden)
@@ -61,21 +63,28 @@ struct RobertaWeights {
 
   std::string name;
   RobertaConfig config;
-  Tensor word_embeddings, position_embeddings, token_type_embeddings;
+  nn::Linear word_embeddings;  // (vocab, hidden), read by row: kept as `matrices` says, as the layers are
+  Tensor position_embeddings, token_type_embeddings;
   nn::LayerNorm embeddings_norm;
   std::vector<Layer> layers;
 
   // Component `name` (type "roberta"), tensors named as in a bare RobertaModel
   // (`name/embeddings.word_embeddings.weight`, ...); ConfigError / ShapeError naming the field or tensor.
-  static RobertaWeights load(const Component& component);
+  // `matrices` says how the layers' matrices are kept (nn::MatrixType: f32 widens, kAsStored keeps
+  // f16, bf16 or int8 with its scales).
+  static RobertaWeights load(const Component& component, nn::MatrixType matrices = DType::f32);
 };
 
 class RobertaModel {
  public:
   // Loads component `name` (type "roberta"), tensors named as in a bare RobertaModel
   // (`name/embeddings.word_embeddings.weight`, ...), each checked against the config.
-  static RobertaModel load(const Component& component, std::shared_ptr<ThreadPool> pool = nullptr);
-  static RobertaModel load(const Bundle& bundle, std::string_view name, std::shared_ptr<ThreadPool> pool = nullptr);
+  // Its matrices compute in the bundle's dtype (f32, f16, bf16, int8); `matrices` casts them at
+  // load instead (nn::cast_matrix).
+  static RobertaModel load(const Component& component, std::shared_ptr<ThreadPool> pool = nullptr,
+                           nn::MatrixType matrices = nn::kAsStored);
+  static RobertaModel load(const Bundle& bundle, std::string_view name, std::shared_ptr<ThreadPool> pool = nullptr,
+                           nn::MatrixType matrices = nn::kAsStored);
 
   const RobertaConfig& config() const { return w_.config; }
   const std::string& name() const { return w_.name; }
