@@ -8,6 +8,7 @@
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <type_traits>
 #include <unordered_map>
 
 #include "ecr/core/json_depth.hpp"
@@ -65,12 +66,16 @@ class Cursor {
 };
 
 // The first element of a floating tensor that is NaN or infinite ("element 12 is nan"), or "".
-// One pass over the bits (exponent all ones), so f16 and bf16 need no conversion. Blocks are
-// tested without an early exit, which the compiler vectorises: every weight of a model passes
-// through here at load, so the scan runs at memory speed; a block with a hit is searched again.
+// One pass over the bits, so f16 and bf16 need no conversion: with the sign cleared, a value is
+// NaN or infinite exactly when its bits, as a signed integer, are at least the exponent mask. A
+// block's largest such value is a max reduction with no early exit, which the compiler vectorises
+// even for baseline x86-64: every weight of a model passes through here at load, so the scan must
+// run at memory speed. A block with a hit is searched again for the first one.
 std::string first_non_finite(const Tensor& t) {
   const auto scan = [&](auto type, auto exponent_mask) -> std::string {
     using Bits = decltype(type);
+    using Signed = std::make_signed_t<Bits>;
+    constexpr auto kMagnitude = static_cast<Bits>(~(Bits{1} << (8 * sizeof(Bits) - 1)));
     constexpr std::size_t kBlock = 4096;
     const auto* p = static_cast<const std::byte*>(t.raw());
     const auto n = static_cast<std::size_t>(t.numel());
@@ -81,13 +86,14 @@ std::string first_non_finite(const Tensor& t) {
     };
     for (std::size_t begin = 0; begin < n; begin += kBlock) {
       const std::size_t end = std::min(n, begin + kBlock);
-      bool any = false;
-      for (std::size_t i = begin; i < end; ++i) any |= (at(i) & exponent_mask) == exponent_mask;
-      if (!any) continue;
+      Signed largest = 0;
+      for (std::size_t i = begin; i < end; ++i)
+        largest = std::max(largest, static_cast<Signed>(at(i) & kMagnitude));
+      if (largest < static_cast<Signed>(exponent_mask)) continue;
       for (std::size_t i = begin; i < end; ++i) {
         const Bits bits = at(i);
         if ((bits & exponent_mask) != exponent_mask) continue;
-        const Bits mantissa = bits & static_cast<Bits>(~exponent_mask & ~(Bits{1} << (8 * sizeof(Bits) - 1)));
+        const Bits mantissa = bits & static_cast<Bits>(~exponent_mask & kMagnitude);
         return fmt::format("element {} is {}", i, mantissa ? "nan" : "inf");
       }
     }
@@ -323,6 +329,7 @@ Tensor Bundle::Impl::tensor(std::size_t i, bool check_finite) const {
     ready[i] = true;
   }
   if (check_finite && !finite[i]) {
+    if (info.codec == Codec::raw) image->populate(info.offset, info.stored_size);
     if (const std::string bad = first_non_finite(tensors[i]); !bad.empty())
       fail<FormatError>("bundle '{}': tensor '{}': {} (weights must be finite)", label, info.name, bad);
     finite[i] = true;

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -45,6 +46,22 @@ std::shared_ptr<FileImage> FileImage::map(const std::filesystem::path& path) {
   image->data_ = static_cast<const std::byte*>(p);
   image->size_ = size;
   return image;
+}
+
+void FileImage::populate(std::size_t offset, std::size_t length) const {
+#if defined(__linux__)
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22  // Linux 5.14
+#endif
+  if (!mapping_ || length == 0 || offset >= size_) return;
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  const std::size_t begin = offset / page * page, end = std::min(size_, offset + length);
+  // Errors (an older kernel's EINVAL) only mean the pages fault in one by one, as without the call.
+  (void)::madvise(static_cast<std::byte*>(mapping_) + begin, end - begin, MADV_POPULATE_READ);
+#else
+  (void)offset;
+  (void)length;
+#endif
 }
 
 std::shared_ptr<FileImage> FileImage::read(const std::filesystem::path& path) {
