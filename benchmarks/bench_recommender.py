@@ -21,6 +21,8 @@ Then it runs bench_recommender on it and times the same work in PyTorch:
   recommend  one dialog: RoBERTa over the prompt ids, the rec prompt, GPT-2 with the prefix over
              the context ids, scores z E^T over all entities, the top 10 items. The torch side
              gets exactly the ids, entities and emotions the engine used.
+  --dtypes   ecr only: the same weights stored bf16 (or the types named; tools.convert --dtype),
+             tables stored: load, recommend against the f32 engine, and top-10 recall against it.
 
 The PyTorch side is the project's references (tools.reference: GPT-2, RoBERTa, the R-GCN) with
 the KGPrompt written for speed (weights prepared once, inference_mode) and runs twice, as
@@ -65,12 +67,12 @@ MAKE_BUNDLE = ["--size", "published", "--synthetic-entities", str(ENTITIES), "--
                "backbone,text_encoder,rec_prompt"]
 
 
-def make_static(directory):
-    """The same random weights and KG (same seed) with the static tables stored."""
-    bundle = os.path.join(directory, "bench-static.ecr")
+def make_static(directory, dtype="f32"):
+    """The same random weights and KG (same seed) with the static tables stored, weights in `dtype`."""
+    bundle = os.path.join(directory, "bench-static.ecr" if dtype == "f32" else f"bench-static-{dtype}.ecr")
     if not os.path.exists(bundle):
         subprocess.run(module_command("tools.make_random_bundle", "--out", bundle + ".tmp", "--static-tables",
-                                      *MAKE_BUNDLE), check=True, env=module_env())
+                                      "--dtype", dtype, *MAKE_BUNDLE), check=True, env=module_env())
         os.replace(bundle + ".tmp", bundle)
     return bundle
 
@@ -206,6 +208,9 @@ def main():
     p.add_argument("--data", default=os.path.join(ROOT, "build-rec-native", "bench-recommender-data"))
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--dtypes", default="bf16",
+                   help="also time the engine on the bundle stored in these weight types (tools.convert --dtype), "
+                        "comma-separated; '' for none")
     p.add_argument("--json-out", help="also write both sides' raw numbers here")
     a = p.parse_args()
 
@@ -218,6 +223,7 @@ def main():
 
     engine = engine_run(bundle)
     stored = engine_run(make_static(a.data))
+    typed = {dtype: engine_run(make_static(a.data, dtype)) for dtype in filter(None, a.dtypes.split(","))}
     x = engine["inputs"]
     inputs = {"prompt_ids": torch.tensor(x["prompt_ids"]), "context_ids": torch.tensor(x["context_ids"]),
               "entities": torch.tensor(x["entities"]), "emotion_ids": torch.tensor(x["emotion_ids"]),
@@ -242,10 +248,19 @@ def main():
         best = min(plain[key], onednn[key])
         print(f"{name:40} {ours:9.1f} {plain[key]:9.1f} {onednn[key]:9.1f} {best / ours:8.2f}x")
     print(f"top-10 items {'identical' if agree else 'DIFFER'}; max |score difference| over them {diff:.2e}")
+    if typed:
+        # The same weights stored in another type (tables stored too): against the engine in f32.
+        print(f"\n{'weights':8} {'load ms':>9} {'recommend ms':>13} {'vs f32':>8} {'top-10 recall vs f32':>21}")
+        f32_top = [i for i, _ in stored["top"]]
+        print(f"{'f32':8} {stored['load_ms']:9.1f} {stored['recommend_ms']:13.1f} {1:7.2f}x {1:21.2f}")
+        for dtype, run in typed.items():
+            recall = len(set(f32_top) & {i for i, _ in run["top"]}) / len(f32_top)
+            print(f"{dtype:8} {run['load_ms']:9.1f} {run['recommend_ms']:13.1f} "
+                  f"{stored['recommend_ms'] / run['recommend_ms']:7.2f}x {recall:21.2f}")
     if a.json_out:
         with open(a.json_out, "w") as f:
-            json.dump({"engine": engine, "engine_tables_stored": stored, "torch": plain, "torch_onednn": onednn}, f,
-                      indent=2)
+            json.dump({"engine": engine, "engine_tables_stored": stored, "engine_dtypes": typed, "torch": plain,
+                       "torch_onednn": onednn}, f, indent=2)
     return 0 if agree else 1
 
 
