@@ -25,19 +25,33 @@ using nlohmann::json;
 namespace {
 
 constexpr int kPositions = 128;
-constexpr int kDialogs = 3;
+constexpr int kDialogs = 4;
 
 fs::path test_dialogs() { return shared_data() / "redial" / "test_dialogs.jsonl"; }
 
-// The windows the command scores, as its header says: <|endoftext|> and the dialog's context
-// text, cut into windows of kPositions tokens that overlap by one.
-std::vector<std::vector<std::int32_t>> windows(const Bundle& bundle) {
-  const Tokenizer tokenizer = Tokenizer::from_json(read_component(bundle, "lm").tokenizer_spec());
+// The first kDialogs dialogs of the test split.
+fs::path first_dialogs(const fs::path& dir) {
   std::ifstream in(test_dialogs());
-  std::vector<std::vector<std::int32_t>> out;
+  std::ofstream out(dir / "dialogs.jsonl");
   std::string line;
-  for (int d = 0; d < kDialogs && std::getline(in, line); ++d) {
-    const auto ids = tokenizer.encode("<|endoftext|>" + context_text(Dialog::from_redial(json::parse(line)), "<|endoftext|>"));
+  for (int d = 0; d < kDialogs && std::getline(in, line); ++d) out << line << "\n";
+  return dir / "dialogs.jsonl";
+}
+
+// What the command scores of each dialog, as its header says: <|endoftext|> and the context text.
+std::vector<std::vector<std::int32_t>> dialog_ids(const Bundle& bundle, const fs::path& dialogs) {
+  const Tokenizer tokenizer = Tokenizer::from_json(read_component(bundle, "lm").tokenizer_spec());
+  std::ifstream in(dialogs);
+  std::vector<std::vector<std::int32_t>> out;
+  for (std::string line; std::getline(in, line);)
+    out.push_back(tokenizer.encode("<|endoftext|>" + context_text(Dialog::from_redial(json::parse(line)), "<|endoftext|>")));
+  return out;
+}
+
+// The dialogs cut into windows of kPositions tokens that overlap by one.
+std::vector<std::vector<std::int32_t>> windows(const std::vector<std::vector<std::int32_t>>& dialogs) {
+  std::vector<std::vector<std::int32_t>> out;
+  for (const auto& ids : dialogs) {
     for (std::size_t start = 0; start + 1 < ids.size(); start += kPositions - 1)
       out.emplace_back(ids.begin() + static_cast<std::ptrdiff_t>(start),
                        ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), start + kPositions)));
@@ -78,8 +92,9 @@ TEST_CASE("ecr perplexity: f32 matches the torch loss, int8 the loss of ecr forw
   const Gpt2Fixture f32 = gpt2_fixture(2, 4, 64, kPositions);
   const Gpt2Fixture int8 = gpt2_fixture(2, 4, 64, kPositions, 0, "int8");
   const fs::path dir = temp_dir("perplexity");
-  const json report = run_perplexity(fmt::format("--bundle {} --component lm --dialogs {} --limit {} --dtype f32,int8",
-                                                 f32.bundle.string(), test_dialogs().string(), kDialogs),
+  const fs::path dialogs = first_dialogs(dir);
+  const json report = run_perplexity(fmt::format("--bundle {} --component lm --dialogs {} --sample 0 --dtype f32,int8",
+                                                 f32.bundle.string(), dialogs.string()),
                                      dir);
   REQUIRE(report["results"].size() == 2);
   const json& got_f32 = report["results"][0];
@@ -88,16 +103,17 @@ TEST_CASE("ecr perplexity: f32 matches the torch loss, int8 the loss of ecr forw
   CHECK(got_int8["weights"] == "int8");
   CHECK(report["dialogs"] == kDialogs);
 
-  const auto ws = windows(Bundle::open(f32.bundle));
+  const auto ids = dialog_ids(Bundle::open(f32.bundle), dialogs);
+  const auto ws = windows(ids);
   REQUIRE(ws.size() > static_cast<std::size_t>(kDialogs));  // some dialog needs more than one window
   std::size_t tokens = 0;
   for (const auto& w : ws) tokens += w.size() - 1;
   CHECK(report["tokens"] == tokens);
 
   // f32: the torch reference's log-softmax of its own logits.
-  std::string ids;
-  for (const auto& w : ws) ids += " --ids " + join_ids(w);
-  REQUIRE(run_python(fmt::format("reference gpt2-nll --checkpoint {}{} --out {}", f32.checkpoint.string(), ids,
+  std::string ids_args;
+  for (const auto& w : ws) ids_args += " --ids " + join_ids(w);
+  REQUIRE(run_python(fmt::format("reference gpt2-nll --checkpoint {}{} --out {}", f32.checkpoint.string(), ids_args,
                                  (dir / "nll.json").string()),
                      dir / "reference.log") == 0);
   const json torch = json::parse(file_text(dir / "nll.json"));
@@ -126,25 +142,32 @@ TEST_CASE("ecr perplexity: f32 matches the torch loss, int8 the loss of ecr forw
   CHECK(got_int8["mean_nll"].get<double>() == doctest::Approx(forward_mean).epsilon(1e-6));
   CHECK(got_int8["perplexity"].get<double>() == doctest::Approx(std::exp(forward_mean)).epsilon(1e-5));
   CHECK(got_int8["mean_nll"] != got_f32["mean_nll"]);  // the cast happened
+
+  // --sample 2 of 4 dialogs: the first and the third.
+  const json sampled = run_perplexity(
+      fmt::format("--bundle {} --component lm --dialogs {} --sample 2 --dtype f32", f32.bundle.string(), dialogs.string()),
+      dir);
+  CHECK(sampled["dialogs"] == 2);
+  CHECK(sampled["tokens"] == ids[0].size() - 1 + ids[2].size() - 1);
 }
 
 TEST_CASE("ecr perplexity: the shipped reply decoder predicts ReDial, and int8 costs it under 1%") {
   ECR_REQUIRE_SHARED_DATA();
   const fs::path shipped = source_dir() / "models" / "ecr-redial-small.ecr";
   REQUIRE(fs::exists(shipped));
-  const json report = run_perplexity(fmt::format("--bundle {} --dialogs {} --limit 20 --dtype stored,int8",
+  const json report = run_perplexity(fmt::format("--bundle {} --dialogs {} --sample 20 --dtype stored,int8",
                                                  shipped.string(), test_dialogs().string()),
                                      temp_dir("perplexity_shipped"));
   const double stored = report["results"][0]["perplexity"].get<double>();
   const double quantized = report["results"][1]["perplexity"].get<double>();
   CHECK(report["component"] == "generator");
   CHECK(report["results"][0]["weights"] == "f16");
-  // Uniform over the 50,259 tokens would be 50,259; the model card reports about 150.
+  // Uniform over the 50,259 tokens would be 50,259; the model card reports 179 on the whole split.
   CHECK(stored < 500);
   CHECK(std::abs(quantized / stored - 1) < 0.01);
 }
 
-TEST_CASE("ecr perplexity: a bad weight type, limit or component is an error naming it") {
+TEST_CASE("ecr perplexity: a bad weight type, sample size or component is an error naming it") {
   ECR_REQUIRE_SHARED_DATA();
   ECR_REQUIRE_TORCH();
   const Gpt2Fixture fx = gpt2_fixture(2, 4, 64, kPositions);
@@ -158,7 +181,7 @@ TEST_CASE("ecr perplexity: a bad weight type, limit or component is an error nam
   const std::string lm = fmt::format("--bundle {} --component lm", fx.bundle.string());
   fails(lm + " --dtype f32,f64", "'f64'");
   fails(lm + " --dtype i32", "'i32'");
-  fails(lm + " --limit -2", "--limit");
+  fails(lm + " --sample -2", "--sample");
   fails(fmt::format("--bundle {} --component emotion", classifier.bundle.string()), "gpt2_classifier");
   fails(fmt::format("--bundle {} --component nope", fx.bundle.string()), "nope");
 }
