@@ -190,10 +190,10 @@ TEST_CASE("dtype recommender: int8 GPT-2 keeps a top-10 recall of 0.9 against f3
   dtype_case("int8", {.recall10 = 0.9, .recall50 = 0.95, .score_error = 0.07f});
 }
 
-// The f16 bundle against its own weights widened to f32: the backbone and the classifier read
-// their contexts as prefill, which widens f16 exactly and runs the f32 GEMM, and RoBERTa and the
-// prompts are widened at load either way: the same scores, bit for bit. (Not bf16: where the CPU
-// has a bf16 dot product, nn::linear may round the activations of a bf16 prefill to bf16 too.)
+// The f16 bundle against its own weights widened to f32: the backbone, the classifier and the
+// text encoder read their inputs as prefill, which widens f16 exactly and runs the f32 GEMM, and
+// the prompts are widened at load either way: the same scores, bit for bit. (Not bf16: where the
+// CPU has a bf16 dot product, nn::linear rounds the activations of a bf16 prefill to bf16 too.)
 TEST_CASE("dtype recommender: an f16 bundle ranks exactly as its weights widened to f32") {
   ECR_REQUIRE_SHARED_DATA();
   ECR_REQUIRE_TORCH();
