@@ -16,6 +16,7 @@ cpu::WeightType weight_type(const Linear& layer) {
   if (w.device() != Device::cpu)
     fail<DeviceError>("linear: weight '{}' is on {}, not the CPU", w.name(), device_name(w.device()));
   switch (w.dtype()) {
+    case DType::f32: return cpu::WeightType::f32;
     case DType::f16: return cpu::WeightType::f16;
     case DType::bf16: return cpu::WeightType::bf16;
     case DType::i8:
@@ -37,7 +38,7 @@ T* scratch(std::vector<T>& buffer, std::int64_t size) {
 }  // namespace
 
 void linear(ConstMatrix x, const Linear& layer, Matrix y, ThreadPool& pool, Activation activation, bool accumulate) {
-  if (layer.weight.dtype() != DType::f32)
+  if (layer.weight.dtype() != DType::f32 || x.rows() <= cpu::kDotRows)
     return cpu::linear_stored(cpu::active_kernels(), x, layer, y, pool, activation, accumulate);
   const ConstMap w = view(layer.weight);
   const float* bias = layer.bias.defined() ? layer.bias.data<float>() : nullptr;

@@ -11,9 +11,11 @@
 
 namespace ecr::nn::cpu {
 
-// The stored types of a weight matrix, the index into the tables below.
-enum class WeightType : std::uint8_t { f16 = 0, bf16 = 1, i8 = 2 };
-inline constexpr int kWeightTypes = 3;
+// The stored types of a weight matrix, the index into the tables below. f32 weights use the dot
+// kernels only (decode: they stream the weights with fewer instructions than Eigen's GEMV); their
+// prefill is Eigen's GEMM on the weights in place.
+enum class WeightType : std::uint8_t { f16 = 0, bf16 = 1, i8 = 2, f32 = 3 };
+inline constexpr int kWeightTypes = 4;
 
 // The most activation rows the dot kernels take at once (decode); more rows go through a GEMM.
 inline constexpr int kDotRows = 4;

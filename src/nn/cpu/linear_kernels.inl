@@ -17,6 +17,9 @@
 struct Half {};   // f16 bits in uint16_t
 struct Brain {};  // bf16 bits in uint16_t
 struct Int8 {};
+struct Single {};  // f32
+
+inline float scalar(Single, float value) { return value; }
 
 inline float scalar(Brain, std::uint16_t bits) {
   const std::uint32_t wide = static_cast<std::uint32_t>(bits) << 16;
@@ -48,6 +51,16 @@ inline float scalar(Int8, std::int8_t q) { return static_cast<float>(q); }
 
 template <class Tag> struct Stored { using type = std::uint16_t; };
 template <> struct Stored<Int8> { using type = std::int8_t; };
+template <> struct Stored<Single> { using type = float; };
+
+// `width` stored weights as f32 lanes: V::load(Tag, p) widens; f32 weights are loaded as they are.
+template <class V, class Tag>
+typename V::reg load_weights(const typename Stored<Tag>::type* p) {
+  if constexpr (std::is_same_v<Tag, Single>)
+    return V::load(p);
+  else
+    return V::load(Tag{}, p);
+}
 
 template <class V, class Tag, int R>
 void dot_rows(const float* x, std::int64_t ldx, const typename Stored<Tag>::type* w, std::int64_t in,
@@ -59,14 +72,14 @@ void dot_rows(const float* x, std::int64_t ldx, const typename Stored<Tag>::type
     for (int r = 0; r < R; ++r) a[r] = b[r] = V::zero();
     std::int64_t k = 0;
     for (; k + 2 * W <= in; k += 2 * W) {
-      const auto w0 = V::load(Tag{}, row + k), w1 = V::load(Tag{}, row + k + W);
+      const auto w0 = load_weights<V, Tag>(row + k), w1 = load_weights<V, Tag>(row + k + W);
       for (int r = 0; r < R; ++r) {
         a[r] = V::mul_add(V::load(x + r * ldx + k), w0, a[r]);
         b[r] = V::mul_add(V::load(x + r * ldx + k + W), w1, b[r]);
       }
     }
     if (k + W <= in) {
-      const auto w0 = V::load(Tag{}, row + k);
+      const auto w0 = load_weights<V, Tag>(row + k);
       for (int r = 0; r < R; ++r) a[r] = V::mul_add(V::load(x + r * ldx + k), w0, a[r]);
       k += W;
     }
@@ -94,15 +107,15 @@ template <class V, class Tag>
 void widen(const void* source, float* dst, std::int64_t n) {
   const auto* src = static_cast<const typename Stored<Tag>::type*>(source);
   std::int64_t i = 0;
-  for (; i + V::width <= n; i += V::width) V::store(dst + i, V::load(Tag{}, src + i));
+  for (; i + V::width <= n; i += V::width) V::store(dst + i, load_weights<V, Tag>(src + i));
   for (; i < n; ++i) dst[i] = scalar(Tag{}, src[i]);
 }
 
 template <class V>
 LinearKernels make_kernels(const char* level) {
   return {level,
-          {dot<V, Half>, dot<V, Brain>, dot<V, Int8>},
-          {widen<V, Half>, widen<V, Brain>, widen<V, Int8>},
+          {dot<V, Half>, dot<V, Brain>, dot<V, Int8>, dot<V, Single>},
+          {widen<V, Half>, widen<V, Brain>, widen<V, Int8>, widen<V, Single>},
           nullptr,
           nullptr};
 }

@@ -1,6 +1,7 @@
 // The kernels for any CPU: eight f32 lanes in plain C++, which the compiler maps onto whatever
 // vector unit the baseline target has (SSE2 on x86-64, NEON on AArch64).
 #include <cstdint>
+#include <type_traits>
 
 #include "linear_kernels.hpp"
 
