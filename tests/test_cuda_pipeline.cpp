@@ -55,31 +55,10 @@ EngineOptions on_cuda() {
   return o;
 }
 
-// Host ids and emotions; linked text with the classifier's emotions; no entities; past the limits.
+// The recommender parity dialogs (recommender_fixture.hpp): host ids and emotions; linked text
+// with the classifier's emotions; no entities; past the limits.
 std::vector<Dialog> dialogs(const KnowledgeGraph& kg) {
-  std::vector<Dialog> out(4);
-  out[0].add_turn(turn(Role::user, "Hi! I love horror movies, anything like The Shining?",
-                       {entity(kg, "horror"), entity(kg, "The Shining (1980)")},
-                       emotions({{"like", 0.7f}, {"curious", 0.2f}})));
-  out[0].add_turn(turn(Role::system, "Have you seen What Lies Beneath? It stars Harrison Ford.",
-                       {entity(kg, "What Lies Beneath (2000)"), entity(kg, "Harrison Ford")}));
-  out[0].add_turn(turn(Role::user, "Yes, it was too slow for me. Anything else?", {},
-                       emotions({{"negative", 0.6f}, {"curious", 0.3f}})));
-  out[1].add_turn(turn(Role::user, "Hi! I love horror movies, anything like The Shining (1980)?"));
-  out[1].add_turn(turn(Role::system, "Have you seen @83192 ? It stars Harrison Ford."));
-  out[1].add_turn(turn(Role::user, "Yes, it was too slow for me. Anything else?"));
-  out[1].movie_mentions = {{"83192", "What Lies Beneath (2000)"}};
-  out[2].add_turn(turn(Role::system, "Hello there, what are you in the mood for tonight?"));
-  out[2].add_turn(turn(Role::user, "Not sure, something fun to watch with friends."));
-  for (int i = 0; i < 40; ++i) {
-    const Role role = i % 2 ? Role::system : Role::user;
-    out[3].add_turn(turn(role, fmt::format("Turn number {} talks about movies, actors and the weekend plans.", i),
-                         i % 5 == 0 ? std::vector<std::int64_t>{kg.items()[static_cast<std::size_t>(i)]}
-                                    : std::vector<std::int64_t>{},
-                         role == Role::user ? std::optional(emotions({{"neutral", 0.5f}, {"like", 0.3f}}))
-                                            : std::nullopt));
-  }
-  return out;
+  return {labelled_dialog(kg), plain_dialog(), no_entity_dialog(), long_dialog(kg)};
 }
 
 float max_diff(const std::vector<float>& a, const std::vector<float>& b) {
