@@ -462,3 +462,23 @@ TEST_CASE("dtype gpt2 12x768: bf16 greedy decoding agrees with f32") { greedy_ca
 TEST_CASE("dtype gpt2 12x768: int8 logits stay close and greedy decoding mostly agrees") {
   greedy_case(DType::i8, 0.6f, 1.2f, 0.7);
 }
+
+TEST_CASE("dtype linear: shapes that do not fit the layer are ShapeError, in every weight type and row count") {
+  ThreadPool pool(2);
+  for (const DType dtype : {DType::f32, DType::f16, DType::bf16, DType::i8}) {
+    const nn::Linear layer = random_layer(16, 24, dtype, 5);
+    for (const std::int64_t rows : {1, 9}) {  // decode kernels and prefill GEMM
+      CAPTURE(dtype_name(dtype));
+      CAPTURE(rows);
+      Tensor y = Tensor::zeros(DType::f32, {rows, 24});
+      const Tensor x = random_matrix(rows, 16, 1);
+      CHECK_NOTHROW(nn::linear(nn::view(x), layer, nn::view(y), pool));
+      const Tensor wide = random_matrix(rows, 17, 2);  // one input too many
+      CHECK_THROWS_AS(nn::linear(nn::view(wide), layer, nn::view(y), pool), ShapeError);
+      Tensor narrow = Tensor::zeros(DType::f32, {rows, 23});  // one output too few
+      CHECK_THROWS_AS(nn::linear(nn::view(x), layer, nn::view(narrow), pool), ShapeError);
+      Tensor short_y = Tensor::zeros(DType::f32, {rows + 1, 24});
+      CHECK_THROWS_AS(nn::linear(nn::view(x), layer, nn::view(short_y), pool), ShapeError);
+    }
+  }
+}

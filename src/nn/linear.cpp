@@ -5,6 +5,8 @@
 
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "cpu/isa.hpp"
 
 namespace ecr::nn {
@@ -35,9 +37,20 @@ T* scratch(std::vector<T>& buffer, std::int64_t size) {
   return buffer.data();
 }
 
+// Every kernel below reads `in` values a row of x and writes `out` a row of y, trusting the shapes:
+// a mismatch is a ShapeError here rather than a read past the end.
+void check_shapes(ConstMatrix x, const Linear& layer, Matrix y) {
+  if (x.cols() != layer.in() || y.rows() != x.rows() || y.cols() != layer.out() ||
+      (layer.bias.defined() && layer.bias.numel() != layer.out()))
+    fail<ShapeError>("linear '{}' ({} -> {}{}): input is {}x{}, output {}x{}", layer.weight.name(), layer.in(),
+                     layer.out(), layer.bias.defined() ? fmt::format(", bias of {}", layer.bias.numel()) : "",
+                     x.rows(), x.cols(), y.rows(), y.cols());
+}
+
 }  // namespace
 
 void linear(ConstMatrix x, const Linear& layer, Matrix y, ThreadPool& pool, Activation activation, bool accumulate) {
+  check_shapes(x, layer, y);
   if (layer.weight.dtype() != DType::f32 || x.rows() <= cpu::kDotRows)
     return cpu::linear_stored(cpu::active_kernels(), x, layer, y, pool, activation, accumulate);
   const ConstMap w = view(layer.weight);
@@ -62,6 +75,7 @@ void linear(ConstMatrix x, const Linear& layer, Matrix y, ThreadPool& pool, Acti
 void cpu::linear_stored(const LinearKernels& kernels, ConstMatrix x, const Linear& layer, Matrix y, ThreadPool& pool,
                         Activation activation, bool accumulate) {
   const auto type = static_cast<int>(weight_type(layer));
+  check_shapes(x, layer, y);
   const std::int64_t rows = x.rows(), in = layer.in(), out = layer.out();
   if (rows == 0) return;
   const auto* weight = static_cast<const std::byte*>(layer.weight.raw());
@@ -71,7 +85,7 @@ void cpu::linear_stored(const LinearKernels& kernels, ConstMatrix x, const Linea
   // Prefill with bf16 weights on a CPU with a bf16 dot product: x rounded to bf16 once for every chunk.
   const bool bf16_gemm = rows > kDotRows && type == static_cast<int>(WeightType::bf16) && kernels.gemm_bf16;
   const std::int64_t ldx16 = in + (in & 1);
-  std::vector<std::uint16_t> x16;
+  std::vector<std::uint16_t> x16;  // per call: a few hundred KiB against milliseconds of GEMM
   if (bf16_gemm) {
     x16.resize(static_cast<std::size_t>(rows * ldx16));
     kernels.to_bf16(x.data(), x.outerStride(), rows, in, x16.data(), ldx16);
