@@ -18,6 +18,7 @@ struct ThreadPool::Loop {
   std::mutex mutex;
   std::condition_variable finished;
   std::exception_ptr error;
+  std::size_t error_index = 0;  // of `error`: the lowest that threw
 };
 
 ThreadPool::ThreadPool(int threads) {
@@ -59,7 +60,10 @@ void ThreadPool::run_chunks(Loop& loop) {
       (*loop.fn)(i);
     } catch (...) {
       std::lock_guard lock(loop.mutex);
-      if (!loop.error) loop.error = std::current_exception();
+      if (!loop.error || i < loop.error_index) {
+        loop.error = std::current_exception();
+        loop.error_index = i;
+      }
     }
     if (loop.done.fetch_add(1) + 1 == loop.count) {
       std::lock_guard lock(loop.mutex);

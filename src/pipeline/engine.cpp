@@ -40,6 +40,10 @@ Tokenizer load_tokenizer(const Bundle& bundle, const std::string& name, std::str
 Engine::Impl::Impl(Bundle b, EngineOptions o)
     : bundle(std::move(b)), options(std::move(o)), pool(make_pool(options.threads)), kg(KnowledgeGraph::load(bundle)) {}
 
+void Engine::Impl::load_together(std::initializer_list<std::function<void()>> parts) const {
+  pool->parallel_for(parts.size(), [&](std::size_t i) { parts.begin()[i](); });
+}
+
 const Tokenizer& Engine::Impl::backbone_tokenizer() const {
   return backbone_tokenizer_.get([&] { return load_tokenizer(bundle, options.components.backbone, "the backbone"); });
 }

@@ -3,6 +3,8 @@
 // requests wait for the one load, and a load that throws is tried again by the next caller.
 #pragma once
 
+#include <functional>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -63,6 +65,12 @@ struct Engine::Impl {
   // Where requests run; on a CUDA device the models below are never loaded, their device twins
   // (device()) are.
   bool on_device() const { return options.device.device == Device::cuda; }
+
+  // Runs `parts` (each a call that loads parts of this engine) at once on the pool, so that a
+  // view loads in about the time of its largest part instead of their sum. Of several errors,
+  // the first in `parts` order is thrown (ThreadPool::parallel_for), the one that loading them
+  // one by one would meet; a part that failed is tried again by the next call that needs it.
+  void load_together(std::initializer_list<std::function<void()>> parts) const;
 
   // The tokenizers the components name, loaded without their models.
   const Tokenizer& backbone_tokenizer() const;

@@ -332,8 +332,15 @@ Recommender Recommender::load(const Bundle& bundle, RecommenderOptions options) 
 }
 
 Recommender Recommender::load(const Engine& engine, RecommenderOptions options) {
+  options = view_options(engine, std::move(options), "recommender");
+  const Engine::Impl& e = engine.impl();
+  if (!e.on_device())  // the Impl below finds them loaded; in its order, so errors name the same part
+    e.load_together({[&] { e.backbone_tokenizer(); }, [&] { e.text_encoder_tokenizer(); },
+                     [&] { if (e.emotion_classifier()) e.classifier_model(); },
+                     [&] { if (options.linker == LinkerOptions{}) e.linker(); }, [&] { e.backbone(); },
+                     [&] { e.text_encoder(); }, [&] { e.rec_prompt(); }});
   Recommender r;
-  r.impl_ = std::make_shared<const Impl>(engine, view_options(engine, std::move(options), "recommender"));
+  r.impl_ = std::make_shared<const Impl>(engine, std::move(options));
   return r;
 }
 

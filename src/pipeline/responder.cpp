@@ -259,8 +259,14 @@ Responder Responder::load(const Bundle& bundle, ResponderOptions options) {
 }
 
 Responder Responder::load(const Engine& engine, ResponderOptions options) {
+  options = view_options(engine, std::move(options), "responder");
+  const Engine::Impl& e = engine.impl();
+  if (!e.on_device())  // as Recommender::load does
+    e.load_together({[&] { e.backbone_tokenizer(); }, [&] { e.text_encoder_tokenizer(); },
+                     [&] { e.generator_tokenizer(); }, [&] { e.reviews(); }, [&] { e.backbone(); },
+                     [&] { e.generator(); }, [&] { e.text_encoder(); }, [&] { e.conv_prompt(); }});
   Responder r;
-  r.impl_ = std::make_shared<const Impl>(engine, view_options(engine, std::move(options), "responder"));
+  r.impl_ = std::make_shared<const Impl>(engine, std::move(options));
   return r;
 }
 

@@ -32,7 +32,9 @@ class ThreadPool {
   int size() const noexcept { return static_cast<int>(workers_.size()) + 1; }
 
   // Calls fn(i) once for each i in [0, count), in any order, on any of the pool's threads, and
-  // returns when all calls have finished. The first exception thrown is rethrown here.
+  // returns when all calls have finished. If calls throw, the exception of the lowest i is
+  // rethrown here: the one a plain loop would have met first, whatever the scheduling. A call
+  // may itself call parallel_for on the same pool (its caller works on the inner loop).
   void parallel_for(std::size_t count, const std::function<void(std::size_t)>& fn);
 
   // The process-wide pool with one thread per hardware thread, made on first use.
