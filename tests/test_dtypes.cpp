@@ -307,10 +307,12 @@ TEST_CASE("dtype gpt2: int8 bundles check their scales, and the converter casts 
       return same_bits(a.weight, b.weight) && a.scale.defined() == b.scale.defined() &&
              (!a.scale.defined() || same_bits(a.scale, b.scale));
     };
+    const auto out_in = nn::Conv1dLayout::out_in;
+    REQUIRE(nn::conv1d_layout(read_component(converted, "lm")) == out_in);
     for (const auto& [layer, in, out] : {std::tuple{"h.0.attn.c_attn", 64, 192}, std::tuple{"h.1.mlp.c_proj", 256, 64}}) {
       const std::string prefix = std::string("lm/transformer.") + layer;
-      CHECK(same_matrix(nn::load_conv1d(converted, prefix, in, out, nn::kAsStored),
-                        nn::load_conv1d(f32, prefix, in, out, dtype)));
+      CHECK(same_matrix(nn::load_conv1d(converted, prefix, in, out, nn::kAsStored, out_in),
+                        nn::load_conv1d(f32, prefix, in, out, dtype, out_in)));
     }
     const std::string wte = "lm/transformer.wte.weight";
     CHECK(same_matrix(nn::load_matrix(converted, wte, {kGpt2Vocab, 64}, nn::kAsStored),
@@ -346,9 +348,10 @@ TEST_CASE("dtype gpt2: int8 bundles check their scales, and the converter casts 
   });
   CHECK(load_error(no_scale).find(scale) != std::string::npos);
   // The f32 loaders (RoBERTa's, the CUDA GPT-2's) multiply the scales out.
-  const Tensor dequantized = nn::load_conv1d(int8, "lm/transformer.h.1.attn.c_proj", 64, 64).weight;
+  const auto out_in = nn::Conv1dLayout::out_in;
+  const Tensor dequantized = nn::load_conv1d(int8, "lm/transformer.h.1.attn.c_proj", 64, 64, DType::f32, out_in).weight;
   CHECK(dequantized.dtype() == DType::f32);
-  const nn::Linear stored = nn::load_conv1d(int8, "lm/transformer.h.1.attn.c_proj", 64, 64, nn::kAsStored);
+  const nn::Linear stored = nn::load_conv1d(int8, "lm/transformer.h.1.attn.c_proj", 64, 64, nn::kAsStored, out_in);
   CHECK(same_bits(dequantized, nn::cast_matrix(stored, DType::f32).weight));
 }
 

@@ -8,6 +8,7 @@
 #include "ecr/io/bundle.hpp"
 #include "ecr/models/gpt2.hpp"
 #include "ecr/nn/ops.hpp"
+#include "ecr/nn/weights.hpp"
 #include "model_fixtures.hpp"
 
 using namespace ecr;
@@ -197,7 +198,7 @@ TEST_CASE("gpt2: a bundle that does not match its config gives ShapeError naming
   BundleWriter writer(good.metadata());
   for (const TensorInfo& info : good.tensors()) {
     Tensor t = good.tensor(info.name);
-    if (info.name == bad_name) t = t.reshape({t.dim(1), t.dim(0)});  // (256, 64) instead of (64, 256)
+    if (info.name == bad_name) t = t.reshape({t.dim(1), t.dim(0)});  // (64, 256) instead of (256, 64)
     writer.add(info.name, t);
   }
   const Bundle bad = Bundle::from_bytes(writer.bytes(), "bad.ecr");
@@ -206,7 +207,7 @@ TEST_CASE("gpt2: a bundle that does not match its config gives ShapeError naming
     FAIL("loading a mis-shaped tensor did not throw");
   } catch (const ShapeError& e) {
     CHECK(std::string(e.what()).find(bad_name) != std::string::npos);
-    CHECK(std::string(e.what()).find("[64, 256]") != std::string::npos);
+    CHECK(std::string(e.what()).find("[256, 64]") != std::string::npos);
   }
   CHECK_THROWS_AS(Gpt2Model::load(good, "missing"), ConfigError);
 
@@ -215,6 +216,57 @@ TEST_CASE("gpt2: a bundle that does not match its config gives ShapeError naming
   BundleWriter mismatched(meta);
   for (const TensorInfo& info : good.tensors()) mismatched.add(info.name, good.tensor(info.name));
   CHECK_THROWS_AS(Gpt2Model::load(Bundle::from_bytes(mismatched.bytes(), "mismatch.ecr"), "lm"), ConfigError);
+}
+
+TEST_CASE("gpt2: Conv1D weights stored (in, out), as HuggingFace keeps them, give the logits of (out, in)") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const auto ids = random_ids(10, 23);
+  for (const std::string dtype : {"f32", "bf16", "int8"}) {
+    CAPTURE(dtype);
+    const Bundle converted = Bundle::open(gpt2_fixture(2, 4, 64, 128, 0, dtype).bundle);
+    REQUIRE(converted.metadata()["components"]["lm"]["conv1d_layout"] == "out_in");
+    // The same weights as a bundle written before the field: no "conv1d_layout", each Conv1D
+    // weight transposed back (an i8 one keeps its scale, now over columns).
+    nlohmann::json meta = converted.metadata();
+    meta["components"]["lm"].erase("conv1d_layout");
+    BundleWriter writer(meta);
+    for (const TensorInfo& info : converted.tensors()) {
+      const Tensor t = converted.tensor(info.name);
+      const bool conv1d = info.name.ends_with(".weight") && (info.name.find(".attn.c_") != std::string::npos ||
+                                                              info.name.find(".mlp.c_") != std::string::npos);
+      if (!conv1d) {
+        writer.add(info.name, t);
+        continue;
+      }
+      Tensor back = Tensor::empty(t.dtype(), {t.dim(1), t.dim(0)}, info.name);
+      const std::size_t size = dtype_size(t.dtype());
+      for (std::int64_t r = 0; r < t.dim(0); ++r)
+        for (std::int64_t c = 0; c < t.dim(1); ++c)
+          std::memcpy(static_cast<std::byte*>(back.raw()) + (c * t.dim(0) + r) * size,
+                      static_cast<const std::byte*>(t.raw()) + (r * t.dim(1) + c) * size, size);
+      writer.add(info.name, back);
+    }
+    const Bundle in_out = Bundle::from_bytes(writer.bytes(), "in_out.ecr");
+    REQUIRE(nn::conv1d_layout(read_component(in_out, "lm")) == nn::Conv1dLayout::in_out);
+    const Tensor want = Gpt2Model::load(converted, "lm", nullptr, nn::kAsStored).forward(ids, {}, Logits::all).logits.clone();
+    const Tensor got = Gpt2Model::load(in_out, "lm", nullptr, nn::kAsStored).forward(ids, {}, Logits::all).logits.clone();
+    CHECK(max_abs_diff(want, got) == 0.0f);
+
+    // The (in, out) weights labelled out_in do not fit their shapes.
+    meta["components"]["lm"]["conv1d_layout"] = "out_in";
+    BundleWriter mislabelled(meta);
+    for (const TensorInfo& info : in_out.tensors()) mislabelled.add(info.name, in_out.tensor(info.name));
+    CHECK_THROWS_AS(Gpt2Model::load(Bundle::from_bytes(mislabelled.bytes(), "mislabelled.ecr"), "lm"), ShapeError);
+  }
+
+  nlohmann::json meta = Bundle::open(tiny().bundle).metadata();
+  meta["components"]["lm"]["conv1d_layout"] = "columns";
+  BundleWriter unknown(meta);
+  const Bundle tiny_bundle = Bundle::open(tiny().bundle);
+  for (const TensorInfo& info : tiny_bundle.tensors()) unknown.add(info.name, tiny_bundle.tensor(info.name));
+  CHECK_THROWS_WITH_AS(Gpt2Model::load(Bundle::from_bytes(unknown.bytes(), "unknown.ecr"), "lm"),
+                       doctest::Contains("conv1d_layout is 'columns', expected \"in_out\" or \"out_in\""), ConfigError);
 }
 
 TEST_CASE("gpt2: f16 weights load and stay close to f32") {

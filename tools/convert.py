@@ -12,7 +12,10 @@ the bundle in command-line order.
 - --gpt2: GPT2LMHeadModel or GPT2ForSequenceClassification (told apart by score.weight); type
   "gpt2" or "gpt2_classifier". Keys keep their `transformer.` names (a bare GPT2Model's keys
   get the prefix); the attn.bias / attn.masked_bias buffers are dropped; lm_head.weight is
-  dropped when absent or equal to wte ("tied_lm_head": true), kept otherwise.
+  dropped when absent or equal to wte ("tied_lm_head": true), kept otherwise. The blocks'
+  Conv1D weights (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj), (in, out) in the checkpoint,
+  are stored transposed, (out, in) like every other matrix ("conv1d_layout": "out_in"), so that
+  the engine maps them as they are instead of transposing a copy at every load.
 - --roberta: RobertaForMaskedLM or RobertaModel, stored under the bare RobertaModel names;
   lm_head.*, the pooler (unused by ECR) and the position_ids / token_type_ids buffers are
   dropped.
@@ -270,22 +273,19 @@ GPT2_CONV1D = re.compile(r"(transformer\.)?h\.\d+\.(attn\.c_attn|attn\.c_proj|ml
 GPT2_TABLES = re.compile(r"(transformer\.)?wte\.weight|lm_head\.weight")
 
 
-def output_channels(key):
-    """The dimension of a GPT-2 matrix that indexes its outputs (1 for a Conv1D weight stored
-    (in, out), 0 for wte / lm_head, both (vocab, n_embd)); None for tensors that int8 keeps f32."""
-    if GPT2_CONV1D.fullmatch(key):
-        return 1
-    return 0 if GPT2_TABLES.fullmatch(key) else None
+def is_quantized(key):
+    """Whether --dtype int8 quantizes this GPT-2 tensor: the Conv1D weights, wte and lm_head."""
+    return bool(GPT2_CONV1D.fullmatch(key) or GPT2_TABLES.fullmatch(key))
 
 
-def quantize(t, channels):
-    """(i8 values, f32 scales): symmetric weight-only int8 with one scale per output channel,
-    scale = max|w| / 127 over the channel (1 for an all-zero one), q = round-half-even(w / scale).
-    ecr::nn::cast_matrix computes the same."""
+def quantize(t):
+    """(i8 values, f32 scales) of an (out, in) matrix: symmetric weight-only int8 with one scale
+    per output row, scale = max|w| / 127 over the row (1 for an all-zero one),
+    q = round-half-even(w / scale). ecr::nn::cast_matrix computes the same."""
     w = t.detach().cpu().float()
-    amax = w.abs().amax(dim=1 - channels)
+    amax = w.abs().amax(dim=1)
     scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax))
-    q = torch.round(w / (scale.unsqueeze(1) if channels == 0 else scale.unsqueeze(0))).clamp(-127, 127)
+    q = torch.round(w / scale.unsqueeze(1)).clamp(-127, 127)
     return q.to(torch.int8), scale.contiguous()
 
 
@@ -310,6 +310,7 @@ def add_gpt2(bundle, name, directory):
              "tokenizer": bundle.tokenizer("gpt2", name, tokenizer), "config": config}
     if not classifier:
         entry["tied_lm_head"] = tied
+    entry["conv1d_layout"] = "out_in"
     if bundle.dtype_name != "f32":
         entry["dtype"] = bundle.dtype_name
     bundle.component(name, entry)
@@ -318,13 +319,13 @@ def add_gpt2(bundle, name, directory):
             continue
         # A bare GPT2Model's keys are stored as GPT2LMHeadModel names them.
         stored = key if root or key in ("score.weight", "lm_head.weight") else "transformer." + key
-        channels = output_channels(stored)
-        if bundle.dtype_name == "int8" and channels is not None:
-            q, scale = quantize(sd[key], channels)
+        t = sd[key].t().contiguous() if GPT2_CONV1D.fullmatch(stored) else sd[key]
+        if bundle.dtype_name == "int8" and is_quantized(stored):
+            q, scale = quantize(t)
             bundle.add(f"{name}/{stored}", q)
             bundle.add(f"{name}/{stored}.scale", scale)
         else:
-            bundle.tensor(f"{name}/{stored}", sd[key])
+            bundle.tensor(f"{name}/{stored}", t)
 
 
 # --- RoBERTa ----------------------------------------------------------------------------------

@@ -111,19 +111,26 @@ Gpt2Model Gpt2Model::load(const Component& component, std::shared_ptr<ThreadPool
   m.pool_ = pool ? std::move(pool) : ThreadPool::shared_default();
   const Gpt2Config& c = m.config_;
   const std::string t = m.name_ + "/transformer.";
-  m.wte_ = nn::load_matrix(bundle, t + "wte.weight", {c.vocab_size, c.n_embd}, weights);
-  m.wpe_ = nn::load_weight(bundle, t + "wpe.weight", {c.n_positions, c.n_embd});
-  for (std::int64_t l = 0; l < c.n_layer; ++l) {
-    const std::string h = t + "h." + std::to_string(l) + ".";
-    m.layers_.push_back({
+  const nn::Conv1dLayout layout = nn::conv1d_layout(component);
+  // The layers load on the pool: each reads and scans its weights and transposes its Conv1Ds,
+  // the bulk of a load. Chunk 0 is the embeddings, so errors come in the tensors' order.
+  m.layers_.resize(static_cast<std::size_t>(c.n_layer));
+  m.pool_->parallel_for(m.layers_.size() + 1, [&](std::size_t chunk) {
+    if (chunk == 0) {
+      m.wte_ = nn::load_matrix(bundle, t + "wte.weight", {c.vocab_size, c.n_embd}, weights);
+      m.wpe_ = nn::load_weight(bundle, t + "wpe.weight", {c.n_positions, c.n_embd});
+      return;
+    }
+    const std::string h = t + "h." + std::to_string(chunk - 1) + ".";
+    m.layers_[chunk - 1] = {
         nn::load_layer_norm(bundle, h + "ln_1", c.n_embd, c.layer_norm_epsilon),
-        nn::load_conv1d(bundle, h + "attn.c_attn", c.n_embd, 3 * c.n_embd, weights),
-        nn::load_conv1d(bundle, h + "attn.c_proj", c.n_embd, c.n_embd, weights),
+        nn::load_conv1d(bundle, h + "attn.c_attn", c.n_embd, 3 * c.n_embd, weights, layout),
+        nn::load_conv1d(bundle, h + "attn.c_proj", c.n_embd, c.n_embd, weights, layout),
         nn::load_layer_norm(bundle, h + "ln_2", c.n_embd, c.layer_norm_epsilon),
-        nn::load_conv1d(bundle, h + "mlp.c_fc", c.n_embd, c.n_inner, weights),
-        nn::load_conv1d(bundle, h + "mlp.c_proj", c.n_inner, c.n_embd, weights),
-    });
-  }
+        nn::load_conv1d(bundle, h + "mlp.c_fc", c.n_embd, c.n_inner, weights, layout),
+        nn::load_conv1d(bundle, h + "mlp.c_proj", c.n_inner, c.n_embd, weights, layout),
+    };
+  });
   m.ln_f_ = nn::load_layer_norm(bundle, t + "ln_f", c.n_embd, c.layer_norm_epsilon);
   m.lm_head_ = component.entry.boolean_or("tied_lm_head", true)
                    ? m.wte_

@@ -63,13 +63,14 @@ Gpt2Device Gpt2Device::load(const Component& component, Gpt2DeviceOptions option
     fail<ConfigError>("component '{}': head_dim {} exceeds the {} the CUDA attention supports", name, c.head_dim(),
                       kernels::kMaxHeadDim);
 
+  const nn::Conv1dLayout layout = nn::conv1d_layout(component);
   Stream stream;
   const auto matrix = [&](const Tensor& host) { return upload(host_cast(host, options.storage), stream); };
   const auto norm = [&](const std::string& prefix) {
     return LayerNorm::upload(nn::load_layer_norm(bundle, prefix, c.n_embd, c.layer_norm_epsilon), stream);
   };
   const auto conv1d = [&](const std::string& prefix, std::int64_t in, std::int64_t out) {
-    return Linear::upload(nn::load_conv1d(bundle, prefix, in, out), stream, options.storage);
+    return Linear::upload(nn::load_conv1d(bundle, prefix, in, out, DType::f32, layout), stream, options.storage);
   };
   const std::string t = w->name + "/transformer.";
   w->wte = matrix(nn::load_weight(bundle, t + "wte.weight", {c.vocab_size, c.n_embd}));

@@ -12,6 +12,7 @@
 
 #include "ecr/core/tensor.hpp"
 #include "ecr/io/bundle.hpp"
+#include "ecr/io/component.hpp"
 #include "ecr/nn/linear.hpp"
 #include "ecr/nn/ops.hpp"
 
@@ -34,10 +35,15 @@ Linear load_matrix(const Bundle& bundle, const std::string& name, const Shape& s
 // A Linear from `prefix.weight` stored (out, in) (nn.Linear) and `prefix.bias` (out).
 Linear load_linear(const Bundle& bundle, const std::string& prefix, std::int64_t in, std::int64_t out,
                    MatrixType type = DType::f32);
-// A Linear from `prefix.weight` stored (in, out) (GPT-2's Conv1D), transposed in its stored
-// dtype, and `prefix.bias`.
+// How a GPT-2 component stores its Conv1D weights (docs/format.md, "conv1d_layout"): (in, out)
+// as HuggingFace does, or (out, in) as the converter writes them. Absent means in_out (older
+// bundles); any other value is a ConfigError naming the component.
+enum class Conv1dLayout { in_out, out_in };
+Conv1dLayout conv1d_layout(const Component& component);
+// A Linear from GPT-2's Conv1D `prefix.weight` and `prefix.bias` (out): an (out, in) weight is
+// read like load_linear's, an (in, out) one transposed in its stored dtype.
 Linear load_conv1d(const Bundle& bundle, const std::string& prefix, std::int64_t in, std::int64_t out,
-                   MatrixType type = DType::f32);
+                   MatrixType type = DType::f32, Conv1dLayout layout = Conv1dLayout::in_out);
 // A LayerNorm from `prefix.weight` and `prefix.bias`, both (dim).
 LayerNorm load_layer_norm(const Bundle& bundle, const std::string& prefix, std::int64_t dim, float eps);
 
