@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <type_traits>
@@ -132,10 +133,14 @@ struct Bundle::Impl {
   std::unordered_map<std::string_view, std::size_t> index;
   // Parallel to infos, filled at first use: raw tensors are views into the image, zstd ones are
   // decompressed then (an unused component costs nothing); finite_tensor() checks a floating one
-  // for NaN and infinity once. Bundles are shared across threads, hence the lock.
-  mutable std::mutex mutex;
-  mutable std::vector<Tensor> tensors;
-  mutable std::vector<bool> ready, finite;
+  // for NaN and infinity once. Bundles are shared across threads: each tensor has its own once
+  // flags, so threads loading different parts scan their tensors at the same time. A check
+  // that throws leaves its flag unset, and the next caller meets the same error.
+  struct Slot {
+    std::once_flag made, checked;
+    Tensor tensor;
+  };
+  mutable std::unique_ptr<Slot[]> slots;
   bool verified = false;  // every CRC was checked at open
 
   void parse(const BundleOptions& options);
@@ -297,9 +302,7 @@ void Bundle::Impl::parse(const BundleOptions& options) {
   if (options.verify_checksums)
     for (const auto& info : infos) check_crc(info);
   verified = options.verify_checksums;
-  tensors.resize(infos.size());
-  ready.assign(infos.size(), false);
-  finite.assign(infos.size(), false);
+  slots = std::make_unique<Slot[]>(infos.size());
 }
 
 Tensor Bundle::Impl::decompress(const TensorInfo& info) const {
@@ -319,22 +322,21 @@ Tensor Bundle::Impl::decompress(const TensorInfo& info) const {
 }
 
 Tensor Bundle::Impl::tensor(std::size_t i, bool check_finite) const {
-  std::lock_guard lock(mutex);
   const TensorInfo& info = infos[i];
-  if (!ready[i]) {
-    tensors[i] = info.codec == Codec::raw
-                     ? Tensor::wrap(const_cast<std::byte*>(image->bytes().data() + info.offset), info.dtype,
-                                    info.shape, image, StorageKind::mapped, Device::cpu, info.name)
-                     : decompress(info);
-    ready[i] = true;
-  }
-  if (check_finite && !finite[i]) {
-    if (info.codec == Codec::raw) image->populate(info.offset, info.stored_size);
-    if (const std::string bad = first_non_finite(tensors[i]); !bad.empty())
-      fail<FormatError>("bundle '{}': tensor '{}': {} (weights must be finite)", label, info.name, bad);
-    finite[i] = true;
-  }
-  return tensors[i];
+  Slot& slot = slots[i];
+  std::call_once(slot.made, [&] {
+    slot.tensor = info.codec == Codec::raw
+                      ? Tensor::wrap(const_cast<std::byte*>(image->bytes().data() + info.offset), info.dtype,
+                                     info.shape, image, StorageKind::mapped, Device::cpu, info.name)
+                      : decompress(info);
+  });
+  if (check_finite)
+    std::call_once(slot.checked, [&] {
+      if (info.codec == Codec::raw) image->populate(info.offset, info.stored_size);
+      if (const std::string bad = first_non_finite(slot.tensor); !bad.empty())
+        fail<FormatError>("bundle '{}': tensor '{}': {} (weights must be finite)", label, info.name, bad);
+    });
+  return slot.tensor;
 }
 
 void Bundle::Impl::check_crc(const TensorInfo& info) const {
