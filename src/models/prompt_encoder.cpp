@@ -103,7 +103,8 @@ PromptEncoder PromptEncoder::load(const Bundle& bundle, std::string_view name, c
 
 namespace prompt {
 
-PromptWeights PromptWeights::load(const Component& component, const RelationCsr& edges, bool global) {
+PromptWeights PromptWeights::load(const Component& component, const RelationCsr& edges, bool global,
+                                  nn::MatrixType matrices) {
   const Bundle& bundle = *component.bundle;
   PromptWeights w;
   w.name = component.name;
@@ -113,11 +114,12 @@ PromptWeights PromptWeights::load(const Component& component, const RelationCsr&
 
   const std::string prefix = w.name + "/";
   auto weight = [&](const std::string& key, const Shape& shape) { return nn::load_weight(bundle, prefix + key, shape); };
-  auto linear = [&](const std::string& key, std::int64_t in, std::int64_t out) {
-    return nn::load_linear(bundle, prefix + key, in, out);
+  // The layers a request runs keep `matrices`; those that only build static tables are f32.
+  auto linear = [&](const std::string& key, std::int64_t in, std::int64_t out, nn::MatrixType type = DType::f32) {
+    return nn::load_linear(bundle, prefix + key, in, out, type);
   };
-  auto mlp = [&](const std::string& key, std::int64_t dim) {
-    return Mlp{linear(key + ".0", dim, dim / 2), linear(key + ".2", dim / 2, dim)};
+  auto mlp = [&](const std::string& key, std::int64_t dim, nn::MatrixType type = DType::f32) {
+    return Mlp{linear(key + ".0", dim, dim / 2, type), linear(key + ".2", dim / 2, dim, type)};
   };
 
   // Stored static tables are mapped and shape-checked instead of computed, and the weights only
@@ -134,14 +136,14 @@ PromptWeights PromptWeights::load(const Component& component, const RelationCsr&
     if (global) w.global = stored("global_entity_table", {c.n_entity, H});
   }
 
-  w.token_proj1 = mlp("token_proj1", T);
-  w.token_proj2 = linear("token_proj2", T, H);
-  w.cross_attn = {weight("cross_attn.weight", {H, H}), {}};
-  w.prompt_proj1 = mlp("prompt_proj1", H);
-  w.prompt_proj2 = linear("prompt_proj2", H, c.prefix_width());
+  w.token_proj1 = mlp("token_proj1", T, matrices);
+  w.token_proj2 = linear("token_proj2", T, H, matrices);
+  w.cross_attn = nn::load_matrix(bundle, prefix + "cross_attn.weight", {H, H}, matrices);
+  w.prompt_proj1 = mlp("prompt_proj1", H, matrices);
+  w.prompt_proj2 = linear("prompt_proj2", H, c.prefix_width(), matrices);
   if (c.kind == PromptKind::rec) {
-    w.emo_fuse_proj1 = {linear("emo_fuse_proj1.0", H + h, H), linear("emo_fuse_proj1.2", H, H + h)};
-    w.emo_fuse_proj2 = linear("emo_fuse_proj2", H + h, H);
+    w.emo_fuse_proj1 = {linear("emo_fuse_proj1.0", H + h, H, matrices), linear("emo_fuse_proj1.2", H, H + h, matrices)};
+    w.emo_fuse_proj2 = linear("emo_fuse_proj2", H + h, H, matrices);
   }
   if (!w.entities.defined())
     w.entity_source.emplace(EntitySource{weight("kg_encoder.weight", {c.num_bases, d, d}),
@@ -172,7 +174,8 @@ PromptWeights PromptWeights::load(const Component& component, const RelationCsr&
 PromptEncoder PromptEncoder::load(const Component& component, const RelationCsr& edges,
                                   const CooccurrenceMatrix* cooccurrence, std::shared_ptr<ThreadPool> pool) {
   // Every weight is checked before the static tables cost any time.
-  const prompt::PromptWeights w = prompt::PromptWeights::load(component, edges, cooccurrence != nullptr);
+  const prompt::PromptWeights w =
+      prompt::PromptWeights::load(component, edges, cooccurrence != nullptr, nn::kAsStored);
   auto impl = std::make_shared<Impl>();
   impl->name = w.name;
   impl->config = w.config;

@@ -11,6 +11,7 @@
 #include "ecr/models/entity_encoder.hpp"
 #include "ecr/models/prompt_encoder.hpp"
 #include "ecr/nn/linear.hpp"
+#include "ecr/nn/weights.hpp"
 
 namespace ecr::prompt {
 
@@ -57,8 +58,10 @@ struct PromptWeights {
 
   // Reads component `component` (ConfigError, ShapeError naming the tensor) and checks that the
   // KG `edges` fits it (ShapeError). `global`: the caller has the co-occurrence matrix, so a
-  // stored G is read.
-  static PromptWeights load(const Component& component, const RelationCsr& edges, bool global);
+  // stored G is read. `matrices`: how the layers a request runs (token, cross-attention,
+  // emotion fusion, prompt projections) are kept; the static tables' builders are f32.
+  static PromptWeights load(const Component& component, const RelationCsr& edges, bool global,
+                            nn::MatrixType matrices = DType::f32);
 };
 
 }  // namespace ecr::prompt
