@@ -3,6 +3,9 @@
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <vector>
+
+#include <zlib.h>
 
 #include "ecr/io/bundle.hpp"
 #include "support.hpp"
@@ -50,6 +53,23 @@ void check_small_bundle(const Bundle& b) {
 }
 
 }  // namespace
+
+TEST_CASE("bundle: crc32 is zlib's CRC-32 at every length and alignment (whichever library computes it)") {
+  const std::string check = "123456789";  // the CRC-32 catalogue's check value
+  CHECK(crc32(std::as_bytes(std::span(check.data(), check.size()))) == 0xCBF43926u);
+  CHECK(crc32({}) == 0u);
+  std::mt19937 rng(7);
+  std::vector<unsigned char> data((1 << 20) + 64);
+  for (auto& b : data) b = static_cast<unsigned char>(rng());
+  for (const std::size_t length : {1u, 3u, 15u, 16u, 63u, 64u, 255u, 4097u, 65536u, 1u << 20}) {
+    for (const std::size_t offset : {0u, 1u, 7u, 33u}) {
+      CAPTURE(length);
+      CAPTURE(offset);
+      const auto want = static_cast<std::uint32_t>(::crc32(0L, data.data() + offset, static_cast<uInt>(length)));
+      CHECK(crc32(std::as_bytes(std::span(data.data() + offset, length))) == want);
+    }
+  }
+}
 
 TEST_CASE("bundle: write, open from file and memory, read back every dtype and codec") {
   const auto bytes = small_bundle();

@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   libeigen3-dev libfmt-dev doctest-dev libzstd-dev zlib1g-dev nlohmann-json3-dev libbenchmark-dev
+  libisal-dev                           # fast bundle checksums (optional: zlib computes the same)
   python3 python3-numpy python3-torch   # converter, torch references (tests' oracle)
   python3-regex python3-tqdm            # the trainer (tools/train): GPT-2 pre-split, progress bars
   pybind11-dev python3-pybind11 python3-dev python3-pytest  # the Python package (python/) and its tests

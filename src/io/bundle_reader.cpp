@@ -2,6 +2,9 @@
 // docs/format.md, so that a truncated or hostile file ends in a FormatError, never in a read
 // outside the image.
 #include <zlib.h>
+#ifdef ECR_WITH_ISAL
+#include <isa-l/crc.h>
+#endif
 #include <zstd.h>
 
 #include <algorithm>
@@ -112,17 +115,23 @@ std::string first_non_finite(const Tensor& t) {
 
 std::string_view codec_name(Codec codec) { return codec == Codec::raw ? "raw" : "zstd"; }
 
+// zlib's CRC-32 (gzip's reflected polynomial). With ISA-L the same checksum is folded with
+// PCLMULQDQ where the CPU has it (ISA-L picks at run time): about 6x zlib's speed here, and the
+// checksums are most of a verified load.
 std::uint32_t crc32(std::span<const std::byte> bytes) {
-  uLong crc = ::crc32(0L, Z_NULL, 0);
-  const auto* p = reinterpret_cast<const Bytef*>(bytes.data());
-  std::size_t left = bytes.size();
-  while (left > 0) {  // zlib takes a uInt length
-    const uInt chunk = static_cast<uInt>(std::min<std::size_t>(left, 1u << 30));
-    crc = ::crc32(crc, p, chunk);
+  std::uint32_t crc = 0;  // the CRC of no bytes
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  for (std::size_t left = bytes.size(); left > 0;) {
+    const auto chunk = std::min<std::size_t>(left, 1u << 30);  // zlib takes a uInt length
+#ifdef ECR_WITH_ISAL
+    crc = crc32_gzip_refl(crc, p, chunk);
+#else
+    crc = static_cast<std::uint32_t>(::crc32(crc, p, static_cast<uInt>(chunk)));
+#endif
     p += chunk;
     left -= chunk;
   }
-  return static_cast<std::uint32_t>(crc);
+  return crc;
 }
 
 struct Bundle::Impl {
