@@ -10,6 +10,9 @@
 //   gpt2.decode_ms     one token after a context of `tokens`, logits included (state copied per rep)
 //   gpt2.decode_bytes  bytes one decode step must read (weights in their dtype, the KV cache);
 //   gpt2.decode_floor_ms  decode_bytes at stream_read_gbps: the time no decode step can beat
+//   gpt2.decode_of_floor_paired  the median over steps of (decode_bytes at the bandwidth of a
+//                      stream read run just before the step) / (the step's time): the share of
+//                      the floor reached, robust to bandwidth that other work moves from run to run
 //   gpt2.generate_batch{1,4}_tps  tokens per second of generate_batch over 1 and 4 sequences:
 //                      32-token prompts, 32 greedy new tokens each (prefill included)
 //   roberta.encode_ms  `tokens` ids through the encoder
@@ -56,22 +59,35 @@ double median_ms(int reps, F&& run) {
   return ms[ms.size() / 2];
 }
 
-double stream_read_gbps(ecr::ThreadPool& pool) {
-  constexpr std::size_t kFloats = std::size_t{128} << 20;  // 512 MiB, far beyond the caches
-  constexpr std::size_t kChunk = std::size_t{1} << 20;
-  std::vector<float> data(kFloats, 1.0f);
-  std::vector<double> partial(kFloats / kChunk);
-  double best = 1e30;
-  for (int rep = 0; rep < 10; ++rep) {
+// Reads a 512 MiB array, far beyond the caches, with every thread of `pool`.
+class StreamRead {
+ public:
+  explicit StreamRead(ecr::ThreadPool& pool) : pool_(pool), data_(kFloats, 1.0f), partial_(kFloats / kChunk) {}
+
+  // GB/s of one pass.
+  double once() {
     const auto t0 = Clock::now();
-    pool.parallel_for(partial.size(), [&](std::size_t c) {
-      partial[c] = Eigen::Map<const Eigen::VectorXf>(data.data() + c * kChunk, kChunk).sum();
+    pool_.parallel_for(partial_.size(), [&](std::size_t c) {
+      partial_[c] = Eigen::Map<const Eigen::VectorXf>(data_.data() + c * kChunk, kChunk).sum();
     });
-    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (std::accumulate(partial_.begin(), partial_.end(), 0.0) != static_cast<double>(kFloats)) std::abort();
+    return static_cast<double>(kFloats * sizeof(float)) / seconds / 1e9;
   }
-  if (std::accumulate(partial.begin(), partial.end(), 0.0) != static_cast<double>(kFloats)) std::abort();
-  return static_cast<double>(kFloats * sizeof(float)) / best / 1e9;
-}
+  // The best of `passes`.
+  double best(int passes) {
+    double gbps = 0;
+    for (int i = 0; i < passes; ++i) gbps = std::max(gbps, once());
+    return gbps;
+  }
+
+ private:
+  static constexpr std::size_t kFloats = std::size_t{128} << 20;
+  static constexpr std::size_t kChunk = std::size_t{1} << 20;
+  ecr::ThreadPool& pool_;
+  std::vector<float> data_;
+  std::vector<double> partial_;
+};
 
 double gemm_gflops(int threads) {
   constexpr int n = 1024;
@@ -96,7 +112,21 @@ std::vector<std::int32_t> random_ids(std::size_t n, std::int32_t vocab) {
   return ids;
 }
 
-nlohmann::json bench_gpt2(const ecr::Gpt2Model& model, std::int64_t tokens, int reps) {
+// Bytes one decode step after `tokens` of context must read: the matrices in their dtype (int8:
+// an f32 scale per output row), biases and 2 layer norms in f32, the LM head, the KV cache.
+double decode_bytes(const ecr::Gpt2Model& model, std::int64_t tokens) {
+  const ecr::Gpt2Config& c = model.config();
+  const double d = static_cast<double>(c.n_embd), inner = static_cast<double>(c.n_inner);
+  const double t = static_cast<double>(tokens), layers = static_cast<double>(c.n_layer);
+  const double layer_params = 4 * d * d + 2 * d * inner;
+  const bool int8 = model.weight_dtype() == ecr::DType::i8;
+  const double weight_size = static_cast<double>(ecr::dtype_size(model.weight_dtype()));
+  const double layer_bytes = layer_params * weight_size + (int8 ? (3 * d + d + inner + d) * 4 : 0) + (9 * d + inner) * 4;
+  const double head_bytes = static_cast<double>(c.vocab_size) * (d * weight_size + (int8 ? 4 : 0));
+  return layers * layer_bytes + head_bytes + layers * 2 * (t + 1) * d * 4;
+}
+
+nlohmann::json bench_gpt2(const ecr::Gpt2Model& model, std::int64_t tokens, int reps, StreamRead& stream) {
   const ecr::Gpt2Config& c = model.config();
   const auto ids = random_ids(static_cast<std::size_t>(tokens), static_cast<std::int32_t>(c.vocab_size));
   const double prefill = median_ms(reps, [&] {
@@ -109,14 +139,21 @@ nlohmann::json bench_gpt2(const ecr::Gpt2Model& model, std::int64_t tokens, int 
   model.forward(context, ids, ecr::Logits::last);
   const std::int32_t next = ids.front();
   ecr::Gpt2State state = context;
-  std::vector<double> ms;
+  // Each step right after a pass of the stream read: the step's floor at the bandwidth the
+  // machine gave just then, so that the ratio holds while other work on a shared machine
+  // moves both (here the bandwidth of one run can differ by half from the next).
+  std::vector<double> ms, of_floor;
   for (int i = 0; i < 4 * reps + 1; ++i) {
     state = context;  // back to `tokens` of context: every step decodes at the same length
+    const double gbps = stream.once();
     const auto t0 = Clock::now();
     model.forward(state, std::span<const std::int32_t>(&next, 1), ecr::Logits::last);
-    if (i > 0) ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    if (i == 0) continue;
+    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    of_floor.push_back(decode_bytes(model, tokens) / (gbps * 1e9) * 1e3 / ms.back());
   }
   std::sort(ms.begin(), ms.end());
+  std::sort(of_floor.begin(), of_floor.end());
 
   // Batched generation: the weights are read once per step for every running sequence.
   const auto generate_tps = [&](std::size_t batch) {
@@ -133,21 +170,16 @@ nlohmann::json bench_gpt2(const ecr::Gpt2Model& model, std::int64_t tokens, int 
   };
   const double batch1 = generate_tps(1), batch4 = generate_tps(4);
 
-  const double d = static_cast<double>(c.n_embd), inner = static_cast<double>(c.n_inner);
-  const double t = static_cast<double>(tokens), layers = static_cast<double>(c.n_layer);
-  const double layer_params = 4 * d * d + 2 * d * inner;
+  const double d = static_cast<double>(c.n_embd), t = static_cast<double>(tokens), layers = static_cast<double>(c.n_layer);
+  const double layer_params = 4 * d * d + 2 * d * static_cast<double>(c.n_inner);
   const bool int8 = model.weight_dtype() == ecr::DType::i8;
-  const double weight_size = static_cast<double>(ecr::dtype_size(model.weight_dtype()));
-  // Matrices in their dtype (int8: an f32 scale per output row), biases and 2 layer norms in f32.
-  const double layer_bytes = layer_params * weight_size + (int8 ? (3 * d + d + inner + d) * 4 : 0) +
-                             (9 * d + inner) * 4;
-  const double head_bytes = static_cast<double>(c.vocab_size) * (d * weight_size + (int8 ? 4 : 0));
   return {
       {"prefill_ms", prefill},
       // Linear layers, causal attention (half of the score and value products) and the LM head row.
       {"prefill_flops", 2 * t * layer_params * layers + 2 * t * t * d * layers + 2 * d * c.vocab_size},
       {"decode_ms", ms[ms.size() / 2]},
-      {"decode_bytes", layers * layer_bytes + head_bytes + layers * 2 * (t + 1) * d * 4},
+      {"decode_bytes", decode_bytes(model, tokens)},
+      {"decode_of_floor_paired", of_floor[of_floor.size() / 2]},
       {"weight_dtype", int8 ? "int8" : std::string(ecr::dtype_name(model.weight_dtype()))},
       {"kernels", std::string(ecr::nn::linear_kernel_level())},
       {"generate_batch1_tps", batch1},
@@ -215,12 +247,14 @@ int main(int argc, char** argv) {
       for (const auto& [key, value] : now.items()) {
         if (!best.contains(key)) best[key] = value;
         else if (key.ends_with("_ms")) best[key] = std::min(best[key].get<double>(), value.get<double>());
-        else if (key.ends_with("_gbps") || key.ends_with("_gflops") || key.ends_with("_tps")) best[key] = std::max(best[key].get<double>(), value.get<double>());
+        else if (key.ends_with("_gbps") || key.ends_with("_gflops") || key.ends_with("_tps") || key.ends_with("_paired"))
+          best[key] = std::max(best[key].get<double>(), value.get<double>());
       }
     };
+    StreamRead stream(*pool);
     for (int round = 0; round < rounds; ++round) {
-      keep_best(out, {{"stream_read_gbps", stream_read_gbps(*pool)}, {"gemm_gflops", gemm_gflops(pool->size())}});
-      if (gpt2_model) keep_best(out["gpt2"], bench_gpt2(*gpt2_model, tokens, reps));
+      keep_best(out, {{"stream_read_gbps", stream.best(10)}, {"gemm_gflops", gemm_gflops(pool->size())}});
+      if (gpt2_model) keep_best(out["gpt2"], bench_gpt2(*gpt2_model, tokens, reps, stream));
       if (roberta_model) keep_best(out["roberta"], bench_roberta(*roberta_model, tokens, reps));
     }
     if (gpt2_model)

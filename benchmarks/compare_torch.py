@@ -33,7 +33,11 @@ decode the further time per generated token.
 
 A last table times GPT-2 in each --dtypes weight type (bench_engine --dtype: the same weights cast
 at load), with its bytes floor (weights in that type + KV cache / stream read bandwidth), the
-ratio to ggml's f16 decode, and prefill against the engine's f32.
+ratio to ggml's f16 decode, and prefill against the engine's f32. "of floor" divides the floor at
+the best stream read of the run by the median step; "paired" is the median over steps of each
+step's floor at the bandwidth of a stream read just before it (bench_engine's
+decode_of_floor_paired), which holds when other work on the machine moves the bandwidth between
+one part of the run and the next.
 """
 
 import argparse
@@ -51,6 +55,7 @@ import torch.utils.mkldnn
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from tools import module_command, module_env  # noqa: E402
+from tools.ecr_bundle import is_current  # noqa: E402
 from tools.reference.gpt2 import GPT2  # noqa: E402
 from tools.reference.roberta import Roberta  # noqa: E402
 
@@ -64,7 +69,7 @@ def run(cmd):
 def make_data(directory):
     """Random checkpoints and their bundle, made once."""
     bundle = os.path.join(directory, "bench.ecr")
-    if os.path.exists(bundle):
+    if is_current(bundle):
         return bundle
     os.makedirs(directory, exist_ok=True)
     run(module_command("tools.make_random_checkpoints", "gpt2", "--out", os.path.join(directory, "gpt2"),
@@ -246,13 +251,14 @@ def main():
         ggml_f16 = ggml.get("ggml f16", {}).get("decode_ms") if ggml else None
         base_prefill = by_dtype.get("f32", {}).get("prefill_ms")
         print(f"\nGPT-2 by weight dtype (kernels: {next(iter(by_dtype.values())).get('kernels')}), threads {a.threads}")
-        print(f"{'dtype':6} {'decode ms':>10} {'tokens/s':>9} {'floor ms':>9} {'of floor':>9} {'vs ggml f16':>12} "
-              f"{'prefill ms':>11} {'vs f32 prefill':>15}")
+        print(f"{'dtype':6} {'decode ms':>10} {'tokens/s':>9} {'floor ms':>9} {'of floor':>9} {'paired':>7} "
+              f"{'vs ggml f16':>12} {'prefill ms':>11} {'vs f32 prefill':>15}")
         for dtype, g2 in by_dtype.items():
             vs_ggml = f"{ggml_f16 / g2['decode_ms']:11.2f}x" if ggml_f16 else f"{'-':>12}"
             vs_f32 = f"{base_prefill / g2['prefill_ms']:14.2f}x" if base_prefill else f"{'-':>15}"
             print(f"{dtype:6} {g2['decode_ms']:10.1f} {1e3 / g2['decode_ms']:9.1f} {g2['decode_floor_ms']:9.1f} "
-                  f"{g2['decode_floor_ms'] / g2['decode_ms']:9.0%} {vs_ggml} {g2['prefill_ms']:11.1f} {vs_f32}")
+                  f"{g2['decode_floor_ms'] / g2['decode_ms']:9.0%} {g2['decode_of_floor_paired']:7.0%} {vs_ggml} "
+                  f"{g2['prefill_ms']:11.1f} {vs_f32}")
     if a.json_out:
         with open(a.json_out, "w") as f:
             json.dump({"engine": engine, "torch": torch_runs, "ggml": ggml, "gpt2_by_dtype": by_dtype}, f, indent=2)
