@@ -2,7 +2,7 @@
 """The CPU engine beside PyTorch on the same random 12x768 checkpoints, threads and inputs.
 
     compare_torch.py --bench BUILD/benchmarks/bench_engine [--threads 2] [--tokens 200] [--reps 5]
-                     [--data DIR] [--dtypes f32,f16,bf16,int8]        (GGML_GPT2=path adds ggml)
+                     [--data DIR] [--dtypes f32,f16,bf16,int8] [--pairs 5]   (GGML_GPT2=path adds ggml)
 
 Makes (once, into --data) a random GPT-2 (12 layers, 768 hidden, 1024 positions) and RoBERTa
 (12 layers, 768 hidden, 3072 intermediate) with tools.make_random_checkpoints, converts them
@@ -31,9 +31,12 @@ nothing of ggml is in this repository), the same random GPT-2 is written in its 
 decode at --threads: prefill is its predict time for the prompt alone (-b covering the prompt),
 decode the further time per generated token.
 
-A last table times GPT-2 in each --dtypes weight type (bench_engine --dtype: the same weights cast
-at load), with its bytes floor (weights in that type + KV cache / stream read bandwidth), the
-ratio to ggml's f16 decode, and prefill against the engine's f32. "of floor" divides the floor at
+A last table times GPT-2 in each --dtypes weight type (the same weights converted with
+tools.convert --dtype, as a user stores them, so the engine maps them), with its bytes floor
+(weights in that type + KV cache / stream read bandwidth), the ratio to ggml's f16 decode, and
+prefill against the engine's f32. Each row alternates the engine and ggml's f16 --pairs times and
+gives medians (the ratio: the median of the pairs' ratios), as the machine's bandwidth drifts
+within a run. "of floor" divides the floor at
 the best stream read of the run by the median step; "paired" is the median over steps of each
 step's floor at the bandwidth of a stream read just before it (bench_engine's
 decode_of_floor_paired), which holds when other work on the machine moves the bandwidth between
@@ -81,6 +84,18 @@ def make_data(directory):
     run(module_command("tools.convert", "--out", bundle + ".tmp", "--gpt2", "lm=" + os.path.join(directory, "gpt2"),
                        "--roberta", "text=" + os.path.join(directory, "roberta")))
     os.replace(bundle + ".tmp", bundle)
+    return bundle
+
+
+def dtype_bundle(directory, dtype):
+    """The GPT-2 of bench.ecr converted to `dtype` (the f32 bundle itself for f32), made once."""
+    if dtype == "f32":
+        return os.path.join(directory, "bench.ecr")
+    bundle = os.path.join(directory, f"bench-gpt2-{dtype}.ecr")
+    if not is_current(bundle):
+        run(module_command("tools.convert", "--out", bundle + ".tmp", "--gpt2", "lm=" + os.path.join(directory, "gpt2"),
+                           "--dtype", dtype))
+        os.replace(bundle + ".tmp", bundle)
     return bundle
 
 
@@ -160,13 +175,13 @@ def ggml_predict(binary, model, prompt, n_predict, threads):
     return total, round(total / per) if per else 0
 
 
-def bench_ggml(binary, data, tokens, threads, rounds=3, steps=64):
-    """ggml's prefill (ms) and decode (ms per token) on the same weights, f32 and f16; {} without it."""
+def bench_ggml(binary, data, tokens, threads, rounds=3, steps=64, ftypes=("f32", "f16")):
+    """ggml's prefill (ms) and decode (ms per token) on the same weights in `ftypes`; {} without it."""
     if not binary:
         return {}
     prompt = " the" * tokens  # one GPT-2 token each
     out = {}
-    for ftype in ("f32", "f16"):
+    for ftype in ftypes:
         model = os.path.join(data, f"ggml-{ftype}.bin")
         if not os.path.exists(model):
             run([sys.executable, os.path.join(ROOT, "benchmarks", "ggml_gpt2.py"), "--checkpoint",
@@ -192,6 +207,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="medians per row; the best is kept")
     parser.add_argument("--dtypes", default="f32,f16,bf16,int8",
                         help="GPT-2 weight dtypes to time the engine in (comma-separated; empty: none)")
+    parser.add_argument("--pairs", type=int, default=5,
+                        help="alternations of the engine and ggml's f16 per weight-dtype row (medians)")
     parser.add_argument("--json-out", help="also write both sides' raw numbers here")
     a = parser.parse_args()
 
@@ -240,28 +257,41 @@ def main():
 
     # GPT-2 in each weight dtype (bench_engine --dtype casts the matrices at load), against its
     # bytes floor and, where ggml ran, ggml's f16 decode.
-    by_dtype = {}
+    # Each row is --pairs alternations of the engine (one round) and ggml's f16 (one round), and
+    # every number the median over them, the ratio to ggml too: the bandwidth of this kind of
+    # machine drifts by a fifth within minutes, moving both sides of a pair alike.
+    by_dtype, ggml_f16, vs_ggml_f16 = {}, {}, {}
     for dtype in filter(None, a.dtypes.split(",")):
-        out = json.loads(subprocess.run(
-            [a.bench, "--bundle", bundle, "--gpt2", "lm", "--dtype", dtype, "--threads", str(a.threads),
-             "--tokens", str(a.tokens), "--reps", str(a.reps), "--rounds", str(a.rounds)],
-            check=True, capture_output=True, text=True).stdout)
-        by_dtype[dtype] = out["gpt2"]
+        ours, theirs = [], []
+        for _ in range(a.pairs):
+            ours.append(json.loads(subprocess.run(
+                [a.bench, "--bundle", dtype_bundle(a.data, dtype), "--gpt2", "lm", "--threads", str(a.threads),
+                 "--tokens", str(a.tokens), "--reps", str(a.reps), "--rounds", "1"],
+                check=True, capture_output=True, text=True).stdout)["gpt2"])
+            if ggml:
+                theirs.append(bench_ggml(os.environ.get("GGML_GPT2"), a.data, a.tokens, a.threads, rounds=1,
+                                         ftypes=("f16",))["ggml f16"]["decode_ms"])
+        by_dtype[dtype] = {k: (statistics.median(o[k] for o in ours) if isinstance(v, float) else v)
+                           for k, v in ours[0].items()}
+        if theirs:
+            ggml_f16[dtype] = statistics.median(theirs)
+            vs_ggml_f16[dtype] = statistics.median(t / o["decode_ms"] for t, o in zip(theirs, ours))
     if by_dtype:
-        ggml_f16 = ggml.get("ggml f16", {}).get("decode_ms") if ggml else None
         base_prefill = by_dtype.get("f32", {}).get("prefill_ms")
         print(f"\nGPT-2 by weight dtype (kernels: {next(iter(by_dtype.values())).get('kernels')}), threads {a.threads}")
         print(f"{'dtype':6} {'decode ms':>10} {'tokens/s':>9} {'floor ms':>9} {'of floor':>9} {'paired':>7} "
-              f"{'vs ggml f16':>12} {'prefill ms':>11} {'vs f32 prefill':>15}")
+              f"{'ggml f16 ms':>12} {'vs ggml f16':>12} {'prefill ms':>11} {'vs f32 prefill':>15}")
         for dtype, g2 in by_dtype.items():
-            vs_ggml = f"{ggml_f16 / g2['decode_ms']:11.2f}x" if ggml_f16 else f"{'-':>12}"
+            theirs = f"{ggml_f16[dtype]:12.1f}" if dtype in ggml_f16 else f"{'-':>12}"
+            vs_ggml = f"{vs_ggml_f16[dtype]:11.2f}x" if dtype in vs_ggml_f16 else f"{'-':>12}"
             vs_f32 = f"{base_prefill / g2['prefill_ms']:14.2f}x" if base_prefill else f"{'-':>15}"
             print(f"{dtype:6} {g2['decode_ms']:10.1f} {1e3 / g2['decode_ms']:9.1f} {g2['decode_floor_ms']:9.1f} "
-                  f"{g2['decode_floor_ms'] / g2['decode_ms']:9.0%} {g2['decode_of_floor_paired']:7.0%} {vs_ggml} "
+                  f"{g2['decode_floor_ms'] / g2['decode_ms']:9.0%} {g2['decode_of_floor_paired']:7.0%} {theirs} {vs_ggml} "
                   f"{g2['prefill_ms']:11.1f} {vs_f32}")
     if a.json_out:
         with open(a.json_out, "w") as f:
-            json.dump({"engine": engine, "torch": torch_runs, "ggml": ggml, "gpt2_by_dtype": by_dtype}, f, indent=2)
+            json.dump({"engine": engine, "torch": torch_runs, "ggml": ggml, "gpt2_by_dtype": by_dtype,
+                       "ggml_f16_beside_each_dtype": ggml_f16, "vs_ggml_f16": vs_ggml_f16}, f, indent=2)
     return 0
 
 if __name__ == "__main__":
