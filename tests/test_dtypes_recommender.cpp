@@ -192,7 +192,8 @@ TEST_CASE("dtype recommender: int8 GPT-2 keeps a top-10 recall of 0.9 against f3
 
 // The f16 bundle against its own weights widened to f32: the backbone, the classifier and the
 // text encoder read their inputs as prefill, which widens f16 exactly and runs the f32 GEMM, and
-// the prompts are widened at load either way: the same scores, bit for bit. (Not bf16: where the
+// the prompt layers do too, or, on one row, run the dot kernels, which sum f16 and f32 weights in
+// the same order: the same scores, bit for bit. (Not bf16: where the
 // CPU has a bf16 dot product, nn::linear rounds the activations of a bf16 prefill to bf16 too.)
 TEST_CASE("dtype recommender: an f16 bundle ranks exactly as its weights widened to f32") {
   ECR_REQUIRE_SHARED_DATA();
