@@ -50,9 +50,9 @@ void check_shapes(ConstMatrix x, const Linear& layer, Matrix y) {
 }  // namespace
 
 void linear(ConstMatrix x, const Linear& layer, Matrix y, ThreadPool& pool, Activation activation, bool accumulate) {
-  check_shapes(x, layer, y);
-  if (layer.weight.dtype() != DType::f32 || x.rows() <= cpu::kDotRows)
+  if (layer.weight.dtype() != DType::f32 || x.rows() <= cpu::kDotRows)  // which checks the shapes itself
     return cpu::linear_stored(cpu::active_kernels(), x, layer, y, pool, activation, accumulate);
+  check_shapes(x, layer, y);
   const ConstMap w = view(layer.weight);
   const float* bias = layer.bias.defined() ? layer.bias.data<float>() : nullptr;
   const std::int64_t out = w.rows();

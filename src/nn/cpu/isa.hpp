@@ -23,8 +23,8 @@ Isa select_isa(std::optional<std::string_view> requested);
 Isa active_isa();
 const LinearKernels& active_kernels();
 
-// nn::linear for an f16, bf16 or i8 weight (or an f32 one at decode) with the kernels of one level (nn::linear passes the
-// active level's; the tests compare the levels through this).
+// nn::linear for an f16, bf16 or i8 weight (or an f32 one at decode) with the kernels of one
+// level (nn::linear passes the active level's; the tests compare the levels through this).
 void linear_stored(const LinearKernels& kernels, ConstMatrix x, const Linear& layer, Matrix y, ThreadPool& pool,
                    Activation activation, bool accumulate);
 

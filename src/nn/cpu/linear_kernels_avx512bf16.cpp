@@ -16,8 +16,8 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <type_traits>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 
 #include "linear_kernels.hpp"
