@@ -355,6 +355,35 @@ TEST_CASE("dtype gpt2: int8 bundles check their scales, and the converter casts 
   CHECK(same_bits(dequantized, nn::cast_matrix(stored, DType::f32).weight));
 }
 
+// Bundles written before "conv1d_layout" keep GPT-2's Conv1D (in, out); load_conv1d transposes
+// it in 16 x 16 tiles. Dimensions that are not multiples of 16 reach the ragged tile edges, which
+// the GPT-2 fixtures (multiples of 16) never do.
+TEST_CASE("dtype weights: an (in, out) Conv1D is transposed exactly in every stored dtype, ragged tiles too") {
+  constexpr std::int64_t in = 17, out = 35;
+  for (const DType dtype : {DType::f32, DType::f16, DType::bf16, DType::i8}) {
+    CAPTURE(dtype_name(dtype));
+    Tensor w = Tensor::empty(dtype, {in, out}, "c.weight");
+    const std::size_t size = dtype_size(dtype);
+    auto* bytes = static_cast<std::uint8_t*>(w.raw());
+    for (std::size_t b = 0; b < w.nbytes(); ++b)  // distinct finite values: low exponent bits only
+      bytes[b] = static_cast<std::uint8_t>((b % size == size - 1) ? (b / size) % 0x30 : (b * 37 + 11) % 251);
+    BundleWriter writer(std::string("{}"));
+    writer.add("c.weight", w);
+    writer.add("c.bias", Tensor::zeros(DType::f32, {out}));
+    if (dtype == DType::i8) writer.add("c.weight.scale", Tensor::zeros(DType::f32, {out}));
+    const Bundle bundle = Bundle::from_bytes(writer.bytes(), "in_out.ecr");
+    const nn::Linear layer = nn::load_conv1d(bundle, "c", in, out, nn::kAsStored, nn::Conv1dLayout::in_out);
+    REQUIRE(layer.weight.shape() == Shape{out, in});
+    REQUIRE(layer.weight.dtype() == dtype);
+    const auto* got = static_cast<const std::uint8_t*>(layer.weight.raw());
+    std::size_t wrong = 0;
+    for (std::int64_t i = 0; i < in; ++i)
+      for (std::int64_t o = 0; o < out; ++o)
+        wrong += std::memcmp(got + (o * in + i) * size, bytes + (i * out + o) * size, size) != 0;
+    CHECK(wrong == 0);
+  }
+}
+
 TEST_CASE("dtype gpt2: an f16 model computes what f32 computes on the widened weights") {
   ECR_REQUIRE_SHARED_DATA();
   ECR_REQUIRE_TORCH();
