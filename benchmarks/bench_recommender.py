@@ -49,7 +49,7 @@ SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data")
 sys.path.insert(0, ROOT)
 import compare_torch as ct  # noqa: E402
 from tools import module_command, module_env  # noqa: E402
-from tools.ecr_bundle import is_current, read_bundle  # noqa: E402
+from tools.ecr_bundle import read_bundle  # noqa: E402
 from tools.reference import kgprompt as kgp  # noqa: E402
 from tools.reference.gpt2 import GPT2  # noqa: E402
 from tools.reference.rgcn import rgcn_edges  # noqa: E402
@@ -70,7 +70,7 @@ MAKE_BUNDLE = ["--size", "published", "--synthetic-entities", str(ENTITIES), "--
 def make_static(directory, dtype="f32"):
     """The same random weights and KG (same seed) with the static tables stored, weights in `dtype`."""
     bundle = os.path.join(directory, "bench-static.ecr" if dtype == "f32" else f"bench-static-{dtype}.ecr")
-    if not is_current(bundle):
+    if not ct.is_current(bundle):
         subprocess.run(module_command("tools.make_random_bundle", "--out", bundle + ".tmp", "--static-tables",
                                       "--dtype", dtype, *MAKE_BUNDLE), check=True, env=module_env())
         os.replace(bundle + ".tmp", bundle)
@@ -79,7 +79,7 @@ def make_static(directory, dtype="f32"):
 
 def make_data(directory):
     bundle = os.path.join(directory, "bench.ecr")
-    if is_current(bundle):
+    if ct.is_current(bundle):
         return bundle
     os.makedirs(directory, exist_ok=True)
     checkpoints = os.path.join(directory, "checkpoints")

@@ -327,17 +327,6 @@ def read_metadata(path):
         return json.loads(f.read(meta_size).decode("utf-8"))
 
 
-def is_current(path):
-    """Whether a bundle made earlier by a benchmark is what today's converter writes: it exists and
-    its GPT-2 components store their Conv1D weights (out, in) ("conv1d_layout"), so that timing it
-    does not time the transposes of an older bundle's load."""
-    if not os.path.exists(path):
-        return False
-    components = read_metadata(path).get("components", {})
-    return all(c.get("conv1d_layout") == "out_in" for c in components.values()
-               if c.get("type") in ("gpt2", "gpt2_classifier"))
-
-
 def read_bundle(path, bf16_as_f32=False):
     """(metadata dict, {name: numpy array}) with every CRC checked. Raw tensors are read-only views
     of a memory map; bf16 tensors are uint16 arrays of the raw bits unless bf16_as_f32."""
