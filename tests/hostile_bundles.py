@@ -13,7 +13,9 @@ import argparse
 import copy
 import json
 import os
+import struct
 import sys
+import zlib
 
 import numpy as np
 
@@ -50,6 +52,25 @@ def set_shape(entries, name, shape):
 
 def deep(levels):
     return "[" * levels + "]" * levels
+
+
+def zstd_zeros(nbytes):
+    """A valid zstd frame of `nbytes` zero bytes in RLE blocks of 128 KiB, 4 bytes each (4 GiB in
+    128 KiB), as a compressor may write a tensor of zeros; the window is 128 KiB."""
+    block = 1 << 17
+    frame = bytearray(struct.pack("<IBBQ", 0xFD2FB528, 0xC0, (17 - 10) << 3, nbytes))
+    for begin in range(0, nbytes, block):
+        size = min(block, nbytes - begin)
+        last = begin + size == nbytes
+        frame += struct.pack("<I", int(last) | 1 << 1 | size << 3)  # 3-byte header (RLE), then the byte 0
+    return bytes(frame)
+
+
+def add_zeros_f32(entries, name, count, short=False):
+    """Appends a zstd tensor of `count` f32 zeros to a writer's table (patch=); `short` drops the
+    frame's last block."""
+    stored = zstd_zeros(4 * count)[:-4 if short else None]
+    entries.append((name.encode(), 0, 1, (count,), stored, zlib.crc32(stored)))
 
 
 def main():
@@ -97,6 +118,17 @@ def main():
     # A legitimate 256 MiB tensor of zeros that no component uses (a few KiB of zstd).
     zeros = {**t, "extra/zeros": np.zeros(1 << 26, dtype=np.float32)}
     write(out("unused_zeros.ecr"), meta, zeros, codecs={"extra/zeros": "zstd"})
+    # A legitimate 4 GiB tensor of zeros in a 128 KiB frame: verified by streaming, never held.
+    write(out("zeros_4gib.ecr"), meta, t, patch=lambda e: add_zeros_f32(e, "extra/zeros", 1 << 30))
+
+    # ... and the same frame without its last block.
+    write(out("zeros_short.ecr"), meta, t, patch=lambda e: add_zeros_f32(e, "extra/zeros", 1 << 20, short=True))
+
+    # More layers than the bundle has: one more, and past its tensor count up to the config limit.
+    for layers in (3, 1 << 20, 1 << 24, 1 << 30):
+        m = copy.deepcopy(meta)
+        m["components"]["lm"]["config"]["n_layer"] = layers
+        write(out(f"n_layer_{layers}.ecr"), m, t)
 
     # Metadata nested too deep (100,000 levels; one past the limit) and just deep enough.
     base = dumps_metadata(meta)

@@ -681,3 +681,49 @@ TEST_CASE("hostile long dialogs: the recent turns give the whole dialog's recomm
   const Dialog tail = recent_turns(old, 10, 0);
   CHECK(tail.turns.size() == 12);  // the last run of two user turns counts once
 }
+
+// --- crafted bundles that claim more than they hold ------------------------------------------------
+
+TEST_CASE("hostile bundles: inspect --verify streams a 4 GiB zstd tensor through a bounded buffer") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const fs::path h = hostile_bundles();
+  REQUIRE(fs::file_size(h / "zeros_4gib.ecr") < (std::uintmax_t{1} << 20) + fs::file_size(h / "unused_zeros.ecr"));
+  // Every byte is decoded and checked; resident memory grows by the buffer, not the tensor.
+  CHECK(in_child({}, [&] {
+          const long before = peak_rss();
+          Bundle::open(h / "zeros_4gib.ecr").verify();
+          return peak_rss() - before < (long{64} << 20) ? 0 : 1;
+        }) == 0);
+  const fs::path dir = temp_dir("hostile_verify_4gib");
+  const Run r = ecr_run(fmt::format("inspect --verify {}", (h / "zeros_4gib.ecr").string()), dir,
+                        kSanitized ? "" : "ulimit -v 1048576;", 300);
+  CHECK_MESSAGE(r.status == 0, r.err);
+  CHECK(r.out.find("verified: every checksum matches") != std::string::npos);
+  // A frame cut short, and a NaN in a frame, are still found.
+  check_refused<FormatError>([&] { Bundle::open(h / "zeros_short.ecr").verify(); }, {"extra/zeros", "short frame"});
+  check_refused<FormatError>([&] { Bundle::open(h / "nan_zstd.ecr").verify(); },
+                             {"lm/transformer.wte.weight", fmt::format("element {} is nan", 7 * 64 + 1)});
+}
+
+TEST_CASE("hostile bundles: n_layer past the tensors a bundle holds is refused at once") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const fs::path h = hostile_bundles();
+  check_refused<FormatError>([&] { load_lm(h / "n_layer_3.ecr"); },
+                             {"'lm'", "config.n_layer is 3", "no tensor 'lm/transformer.h.2.ln_1.weight'"});
+  for (const std::int64_t layers : {std::int64_t{1} << 20, std::int64_t{1} << 24, std::int64_t{1} << 30}) {
+    CAPTURE(layers);
+    const fs::path bundle = h / fmt::format("n_layer_{}.ecr", layers);
+    const auto t0 = std::chrono::steady_clock::now();
+    check_refused<ConfigError>([&] { load_lm(bundle); }, {fmt::format("config.n_layer is {}, but the bundle holds", layers)});
+    CHECK(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < 1.0);
+    // Through the tool, within 1 GiB: a typed error, not "unexpected failure: std::bad_alloc".
+    const fs::path dir = temp_dir("hostile_n_layer");
+    const Run r = ecr_run(fmt::format("generate --bundle {} --component lm --ids 1,2", bundle.string()), dir,
+                          kSanitized ? "" : "ulimit -v 1048576;", 30);
+    CHECK(r.status == 1);
+    CHECK_MESSAGE(r.err.find("config error") != std::string::npos, r.err);
+    CHECK(r.seconds < 10);
+  }
+}

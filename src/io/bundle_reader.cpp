@@ -69,27 +69,26 @@ class Cursor {
   std::size_t pos_ = 0;
 };
 
-// The first element of a floating tensor that is NaN or infinite ("element 12 is nan"), or "".
+// The first element of `count` elements of `dtype` at `bytes` that is NaN or infinite, as its
+// index from `first` ("element 12 is nan"), or "" (so too for dtypes that are not floating).
 // One pass over the bits, so f16 and bf16 need no conversion: with the sign cleared, a value is
 // NaN or infinite exactly when its bits, as a signed integer, are at least the exponent mask. A
 // block's largest such value is a max reduction with no early exit, which the compiler vectorises
 // even for baseline x86-64: every weight of a model passes through here at load, so the scan must
 // run at memory speed. A block with a hit is searched again for the first one.
-std::string first_non_finite(const Tensor& t) {
+std::string first_non_finite(DType dtype, const std::byte* bytes, std::size_t count, std::uint64_t first = 0) {
   const auto scan = [&](auto type, auto exponent_mask) -> std::string {
     using Bits = decltype(type);
     using Signed = std::make_signed_t<Bits>;
     constexpr auto kMagnitude = static_cast<Bits>(~(Bits{1} << (8 * sizeof(Bits) - 1)));
     constexpr std::size_t kBlock = 4096;
-    const auto* p = static_cast<const std::byte*>(t.raw());
-    const auto n = static_cast<std::size_t>(t.numel());
     const auto at = [&](std::size_t i) {
       Bits bits;
-      std::memcpy(&bits, p + i * sizeof(Bits), sizeof(Bits));
+      std::memcpy(&bits, bytes + i * sizeof(Bits), sizeof(Bits));
       return bits;
     };
-    for (std::size_t begin = 0; begin < n; begin += kBlock) {
-      const std::size_t end = std::min(n, begin + kBlock);
+    for (std::size_t begin = 0; begin < count; begin += kBlock) {
+      const std::size_t end = std::min(count, begin + kBlock);
       Signed largest = 0;
       for (std::size_t i = begin; i < end; ++i)
         largest = std::max(largest, static_cast<Signed>(at(i) & kMagnitude));
@@ -98,17 +97,21 @@ std::string first_non_finite(const Tensor& t) {
         const Bits bits = at(i);
         if ((bits & exponent_mask) != exponent_mask) continue;
         const Bits mantissa = bits & static_cast<Bits>(~exponent_mask & kMagnitude);
-        return fmt::format("element {} is {}", i, mantissa ? "nan" : "inf");
+        return fmt::format("element {} is {}", first + i, mantissa ? "nan" : "inf");
       }
     }
     return {};
   };
-  switch (t.dtype()) {
+  switch (dtype) {
     case DType::f32: return scan(std::uint32_t{}, std::uint32_t{0x7F800000});
     case DType::f16: return scan(std::uint16_t{}, std::uint16_t{0x7C00});
     case DType::bf16: return scan(std::uint16_t{}, std::uint16_t{0x7F80});
     default: return {};
   }
+}
+
+std::string first_non_finite(const Tensor& t) {
+  return first_non_finite(t.dtype(), static_cast<const std::byte*>(t.raw()), static_cast<std::size_t>(t.numel()));
 }
 
 }  // namespace
@@ -156,6 +159,7 @@ struct Bundle::Impl {
   void check_crc(const TensorInfo& info) const;
   Tensor tensor(std::size_t i, bool check_finite) const;
   Tensor decompress(const TensorInfo& info) const;
+  void verify_zstd(const TensorInfo& info) const;
 };
 
 void Bundle::Impl::parse(const BundleOptions& options) {
@@ -407,9 +411,46 @@ Tensor Bundle::tensor(std::string_view name, DType dtype, const Shape& shape) co
   return t;
 }
 
+// Decodes a zstd tensor through a buffer of kVerifyBuffer bytes, checking that the frame gives
+// exactly its declared size and that floating values are finite: a 4 GiB tensor of zeros in a
+// 128 KiB frame is verified without ever being held. The decoder's window is zstd's default
+// limit (128 MiB, more than any compression level below --ultra uses).
+void Bundle::Impl::verify_zstd(const TensorInfo& info) const {
+  constexpr std::size_t kVerifyBuffer = std::size_t{1} << 20;
+  const std::unique_ptr<ZSTD_DCtx, std::size_t (*)(ZSTD_DCtx*)> stream(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  if (!stream) fail<IoError>("bundle '{}': tensor '{}': cannot allocate a zstd decoder", label, info.name);
+  const std::size_t element = dtype_size(info.dtype);
+  std::vector<std::byte> buffer(kVerifyBuffer);
+  ZSTD_inBuffer in{image->bytes().data() + info.offset, info.stored_size, 0};
+  std::uint64_t decoded = 0;
+  std::size_t carried = 0;  // bytes of an element split across two outputs, kept at the front
+  for (;;) {
+    ZSTD_outBuffer out{buffer.data(), buffer.size(), carried};
+    const std::size_t left = ZSTD_decompressStream(stream.get(), &out, &in);
+    if (ZSTD_isError(left))
+      fail<FormatError>("bundle '{}': tensor '{}': zstd: {}", label, info.name, ZSTD_getErrorName(left));
+    decoded += out.pos - carried;
+    const std::size_t whole = out.pos / element;
+    if (const std::string bad = first_non_finite(info.dtype, buffer.data(), whole, (decoded - out.pos) / element);
+        !bad.empty())
+      fail<FormatError>("bundle '{}': tensor '{}': {} (weights must be finite)", label, info.name, bad);
+    carried = out.pos - whole * element;
+    std::memmove(buffer.data(), buffer.data() + whole * element, carried);
+    if (left == 0) break;                                // the frame is complete
+    if (in.pos == in.size && out.pos < out.size) break;  // the stored bytes ran out before it
+  }
+  if (decoded != info.raw_size() || in.pos != in.size)
+    fail<FormatError>("bundle '{}': tensor '{}': zstd: short frame ({} of {} bytes, {} of {} stored bytes read)",
+                      label, info.name, decoded, info.raw_size(), in.pos, in.size);
+}
+
 void Bundle::verify() const {
   for (const auto& info : impl_->infos) impl_->check_crc(info);
-  for (std::size_t i = 0; i < impl_->infos.size(); ++i) impl_->tensor(i, true);
+  for (std::size_t i = 0; i < impl_->infos.size(); ++i) {
+    const TensorInfo& info = impl_->infos[i];
+    if (info.codec == Codec::zstd) impl_->verify_zstd(info);
+    else impl_->tensor(i, true);  // a view of the map: nothing to allocate
+  }
 }
 
 }  // namespace ecr

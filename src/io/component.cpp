@@ -103,6 +103,16 @@ void Component::expect_type(std::initializer_list<std::string_view> types) const
   fail<ConfigError>("{} has type '{}', expected {}", bundle_prefix(*bundle, name), type, fmt::join(types, " or "));
 }
 
+void Component::expect_layers(std::string_view key, std::int64_t layers, std::string_view last_tensor) const {
+  const auto tensors = static_cast<std::int64_t>(bundle->tensors().size());
+  if (layers > tensors)
+    fail<ConfigError>("{}: config.{} is {}, but the bundle holds {} tensors (each layer has its own)",
+                      bundle_prefix(*bundle, name), key, layers, tensors);
+  if (!bundle->contains(last_tensor))
+    fail<FormatError>("{}: config.{} is {}, but the bundle has no tensor '{}' for the last layer",
+                      bundle_prefix(*bundle, name), key, layers, last_tensor);
+}
+
 const nlohmann::json& Component::tokenizer_spec() const {
   if (!tokenizer) fail<ConfigError>("{} names no tokenizer", bundle_prefix(*bundle, name));
   if (!has_tokenizer(*bundle, *tokenizer))

@@ -112,6 +112,7 @@ Gpt2Model Gpt2Model::load(const Component& component, std::shared_ptr<ThreadPool
   const Gpt2Config& c = m.config_;
   const std::string t = m.name_ + "/transformer.";
   const nn::Conv1dLayout layout = nn::conv1d_layout(component);
+  component.expect_layers("n_layer", c.n_layer, t + "h." + std::to_string(c.n_layer - 1) + ".ln_1.weight");
   // The layers load on the pool: each reads and scans its weights and transposes its Conv1Ds,
   // the bulk of a load. Chunk 0 is the embeddings, so errors come in the tensors' order.
   m.layers_.resize(static_cast<std::size_t>(c.n_layer));

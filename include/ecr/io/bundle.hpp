@@ -73,9 +73,9 @@ class Bundle {
   // Same, checked: ShapeError unless dtype and shape match.
   Tensor tensor(std::string_view name, DType dtype, const Shape& shape) const;
 
-  // Re-checks every tensor's CRC-32 against the stored bytes, then makes every tensor as
-  // finite_tensor() does (decompressed, floating ones finite); throws FormatError on the first
-  // fault.
+  // Re-checks every tensor's CRC-32 against the stored bytes, then checks every tensor as
+  // finite_tensor() does (decompressed, floating ones finite), zstd ones streamed through a 1 MiB
+  // buffer rather than held; throws FormatError on the first fault.
   void verify() const;
   // Total file size in bytes.
   std::uint64_t file_size() const;

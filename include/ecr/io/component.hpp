@@ -74,6 +74,10 @@ struct Component {
 
   // ConfigError naming the component unless its type is one of `types`.
   void expect_type(std::initializer_list<std::string_view> types) const;
+  // Before a model sizes per-layer state by config.<key> = `layers`: each layer has tensors of
+  // its own, so a file can hold no more layers than tensors (ConfigError past that), and
+  // `last_tensor`, one of the last layer's, must be there (FormatError naming it otherwise).
+  void expect_layers(std::string_view key, std::int64_t layers, std::string_view last_tensor) const;
   // "<name>/<suffix>": the component's tensors are stored under its name.
   std::string tensor(std::string_view suffix) const { return name + "/" + std::string(suffix); }
   // metadata.tokenizers[tokenizer]; ConfigError when the component names none or it is absent.
