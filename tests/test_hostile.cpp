@@ -272,7 +272,9 @@ TEST_CASE("hostile bundles: untrained, tokenizer ids and review ids are checked 
   check_refused<FormatError>([&] { Bundle::open(h / "untrained_yes.ecr"); }, {"'untrained'", "true or false"});
   check_refused<FormatError>([&] { Bundle::open(h / "untrained_one.ecr"); }, {"'untrained'"});
   const fs::path dir = temp_dir("hostile_untrained");
-  const Run r = ecr_run(fmt::format("respond --bundle {} --dialog -", (h / "full_untrained_yes.ecr").string()), dir);
+  std::ofstream(dir / "d.json") << R"({"turns": [{"role": "user", "text": "Hi"}]})";  // read before the bundle
+  const Run r = ecr_run(fmt::format("respond --bundle {} {}/d.json", (h / "full_untrained_yes.ecr").string(), dir.string()),
+                        dir);
   CHECK(r.status == 1);
   CHECK(r.err.find("'untrained'") != std::string::npos);
 
@@ -726,4 +728,133 @@ TEST_CASE("hostile bundles: n_layer past the tensors a bundle holds is refused a
     CHECK_MESSAGE(r.err.find("config error") != std::string::npos, r.err);
     CHECK(r.seconds < 10);
   }
+}
+
+// --- inputs that never come, and what follows a document ---------------------------------------------
+
+namespace {
+
+// `ecr ARGS` with a terminal as its standard input, `typed` already waiting there.
+Run ecr_on_terminal(const std::string& args, const fs::path& dir, const std::string& typed = "", int seconds = 30) {
+  const int terminal = ::posix_openpt(O_RDWR | O_NOCTTY);
+  REQUIRE(terminal >= 0);
+  REQUIRE(::grantpt(terminal) == 0);
+  REQUIRE(::unlockpt(terminal) == 0);
+  const std::string device = ::ptsname(terminal);
+  REQUIRE(::write(terminal, typed.data(), typed.size()) == static_cast<ssize_t>(typed.size()));
+  Run r = ecr_run(args, dir, "", seconds, device);
+  ::close(terminal);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("hostile files: a FIFO that nothing writes to ends every reading command after --timeout") {
+  const fs::path dir = temp_dir("hostile_fifo_wait");
+  const fs::path fifo = dir / "fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  const auto expect_timeout = [&](const std::string& args, std::string_view seconds) {
+    CAPTURE(args);
+    const Run r = ecr_run(args, dir, "", 60);
+    CHECK(r.status == 1);
+    CHECK_MESSAGE(r.err.find(fmt::format("'{}': no data within {} s", fifo.string(), seconds)) != std::string::npos,
+                  r.err);
+    CHECK(r.seconds < 20);
+  };
+  // The dialog is read before the bundle is opened, so none is needed to show the wait ends.
+  for (const char* command : {"recommend --dialog", "respond --dialog", "chat --dialog", "recommend", "respond"})
+    expect_timeout(fmt::format("{} {} --bundle /nonexistent --timeout 0.5", command, fifo.string()), "0.5");
+  test::write_tiny_kg(dir / "kg");
+  expect_timeout(fmt::format("link --kg {}/kg --dialogs {} --timeout 1", dir.string(), fifo.string()), "1");
+  expect_timeout(fmt::format("recommend --bundle /nonexistent --dialog {}", fifo.string()), "10");  // the default
+
+  // A writer that comes within the timeout is read; so is a pipe such as <(cat d.json). The
+  // missing bundle is the error: the dialog was read.
+  std::ofstream(dir / "d.json") << R"({"turns": [{"role": "user", "text": "Hi"}]})";
+  Run r = ecr_run(fmt::format("recommend --bundle /nonexistent --dialog {} --timeout 20", fifo.string()), dir,
+                  fmt::format("(sleep 1; cat {0}/d.json > {1}) &", dir.string(), fifo.string()), 60);
+  CHECK(r.status == 1);
+  CHECK_MESSAGE(r.err.find("'/nonexistent'") != std::string::npos, r.err);
+  std::string output;
+  CHECK(run_command(fmt::format("bash -c '{} recommend --bundle /nonexistent <(cat {}/d.json)' </dev/null",
+                                cli_path().string(), dir.string()),
+                    &output) == 1);
+  CHECK_MESSAGE(output.find("'/nonexistent'") != std::string::npos, output);
+  CHECK(ecr_run("recommend --timeout -1", dir).err.find("--timeout must be 0") != std::string::npos);
+}
+
+TEST_CASE("hostile files: eval, perplexity and tokenize end on a silent FIFO too") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const auto f = test::responder_fixture();
+  const fs::path dir = temp_dir("hostile_fifo_lines");
+  const fs::path fifo = dir / "fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  const fs::path gpt2 = test::shared_data() / "gpt2";
+  for (const std::string& args :
+       {fmt::format("eval --bundle {} --dialogs {}", f.bundle.string(), fifo.string()),
+        fmt::format("perplexity --bundle {} --dialogs {}", f.bundle.string(), fifo.string()),
+        fmt::format("tokenize --vocab {0}/encoder.json --merges {0}/vocab.bpe --input {1}", gpt2.string(),
+                    fifo.string())}) {
+    CAPTURE(args);
+    const Run r = ecr_run(args + " --timeout 1", dir, "", 60);
+    CHECK(r.status == 1);
+    CHECK_MESSAGE(r.err.find("no data within 1 s") != std::string::npos, r.err);
+  }
+}
+
+TEST_CASE("hostile files: bytes after a NUL end a dialog with an error naming the offset") {
+  const std::string dialog = R"({"turns": [{"role": "user", "text": "hi"}]})";
+  CHECK(Dialog::parse(dialog).turns.size() == 1);
+  const std::string offset = fmt::format("NUL byte at byte offset {}", dialog.size());
+  check_refused<InputError>([&] { Dialog::parse(dialog + std::string("\0\0garbage", 9)); }, {offset});
+  check_refused<InputError>([&] { Dialog::parse(dialog + std::string("\0", 1)); }, {offset});
+  check_refused<InputError>([&] { Dialog::parse(dialog + " xyz"); }, {"not valid JSON"});
+  const fs::path dir = temp_dir("hostile_nul");
+  std::ofstream(dir / "nul.json", std::ios::binary) << dialog << std::string("\0\0garbage", 9);
+  for (const char* command : {"recommend --dialog", "respond --dialog", "chat --dialog", "recommend"}) {
+    CAPTURE(command);
+    const Run r = ecr_run(fmt::format("{} {}/nul.json --bundle /nonexistent", command, dir.string()), dir);
+    CHECK(r.status == 1);
+    CHECK_MESSAGE(r.err.find("nul.json: not valid JSON: a " + offset) != std::string::npos, r.err);
+  }
+}
+
+TEST_CASE("hostile arguments: the dialog as an argument, given twice, or not given on a terminal") {
+  const fs::path dir = temp_dir("hostile_dialog_arg");
+  std::ofstream(dir / "d.json") << R"({"turns": [{"role": "user", "text": "Hi"}]})";
+  const std::string d = (dir / "d.json").string();
+  // Named as an argument, the file is read (the missing bundle is the error).
+  Run r = ecr_run(fmt::format("recommend {} --bundle /nonexistent", d), dir);
+  CHECK(r.status == 1);
+  CHECK_MESSAGE(r.err.find("'/nonexistent'") != std::string::npos, r.err);
+  r = ecr_run(fmt::format("respond {0} --dialog {0}", d), dir);
+  CHECK(r.status == 1);
+  CHECK_MESSAGE(r.err.find("the dialog is given twice") != std::string::npos, r.err);
+  r = ecr_run(fmt::format("recommend {0} {0}", d), dir);
+  CHECK(r.status == 1);
+  CHECK_MESSAGE(r.err.find("unexpected argument") != std::string::npos, r.err);
+  // With no dialog named and a terminal on standard input, say how to name one instead of waiting.
+  for (const char* command : {"recommend", "respond"}) {
+    CAPTURE(command);
+    r = ecr_on_terminal(fmt::format("{} --bundle /nonexistent", command), dir);
+    CHECK(r.status == 1);
+    CHECK_MESSAGE(r.err.find("no dialog given") != std::string::npos, r.err);
+    CHECK_MESSAGE(r.err.find("--dialog") != std::string::npos, r.err);
+    CHECK(r.seconds < 20);
+  }
+  // "-" still reads a terminal when asked to.
+  r = ecr_on_terminal("recommend - --bundle /nonexistent", dir, "{\"turns\": [{\"role\": \"user\", \"text\": \"Hi\"}]}\n\x04");
+  CHECK(r.status == 1);
+  CHECK_MESSAGE(r.err.find("'/nonexistent'") != std::string::npos, r.err);
+}
+
+TEST_CASE("hostile arguments: ecr chat on a terminal stays interactive") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const auto f = test::responder_fixture();
+  const fs::path dir = temp_dir("hostile_chat_terminal");
+  const Run r = ecr_on_terminal(fmt::format("chat --bundle {}", f.bundle.string()), dir, "/quit\n", 120);
+  CHECK(r.status == 0);
+  CHECK_MESSAGE(r.out.find("you> ") != std::string::npos, r.out);
 }

@@ -1,5 +1,7 @@
 #include "args.hpp"
 
+#include <unistd.h>
+
 #include <charconv>
 #include <cmath>
 
@@ -138,6 +140,29 @@ EngineOptions engine_options(const Args& args) {
 std::filesystem::path bundle_or_default(const Args& args) {
   if (auto given = args.get_opt("bundle")) return *given;
   return default_bundle_path();
+}
+
+std::optional<std::chrono::milliseconds> input_timeout(const Args& args) {
+  const double seconds = args.get_double("timeout");
+  if (seconds < 0 || seconds > 1e6) fail<InputError>("--timeout must be 0 (wait for ever) to 1e6 seconds, got {}", seconds);
+  if (seconds == 0) return std::nullopt;
+  return std::chrono::milliseconds(std::max<long long>(1, std::llround(seconds * 1000)));
+}
+
+std::optional<std::string> dialog_arg(const Args& args) {
+  const auto named = args.get_opt("DIALOG"), option = args.get_opt("dialog");
+  if (named && option)
+    fail<InputError>("the dialog is given twice, as '{}' and as --dialog '{}': give one", *named, *option);
+  if (!args.rest().empty()) fail<InputError>("unexpected argument '{}' (see --help)", args.rest().front());
+  return named ? named : option;
+}
+
+std::string dialog_path(const Args& args) {
+  if (auto given = dialog_arg(args)) return *given;
+  if (::isatty(STDIN_FILENO))
+    fail<InputError>("no dialog given: name its file (DIALOG.json or --dialog DIALOG.json), or - to type it "
+                     "on standard input");
+  return "-";
 }
 
 }  // namespace ecr::cli

@@ -3,6 +3,7 @@
 // typo never silently falls back to a default.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -66,5 +67,22 @@ inline constexpr const char* kDeviceHelp = "where to run: cpu, cuda or cuda:N";
 // --bundle when given, else the shipped model (ecr::default_bundle_path()).
 std::filesystem::path bundle_or_default(const Args& args);
 inline constexpr const char* kBundleHelp = "the bundle (default: the shipped model, models/README.md; or $ECR_BUNDLE)";
+
+// --timeout: how long an input path may go without bytes (input.hpp); 0 waits for ever.
+std::optional<std::chrono::milliseconds> input_timeout(const Args& args);
+inline constexpr const char* kTimeoutHelp =
+    "seconds an input path (a FIFO, a pipe, a device) may go without data before it is an error "
+    "(0: wait for ever; - always waits for its writer)";
+inline constexpr const char* kDefaultTimeout = "10";
+
+inline constexpr const char* kDialogHelp =
+    "the dialog as JSON (- reads standard input; default: standard input unless it is a terminal)";
+
+// The dialog file of recommend, respond and chat: the DIALOG argument or --dialog (InputError when
+// both are given), else nullopt.
+std::optional<std::string> dialog_arg(const Args& args);
+// dialog_arg(), else standard input ("-") when it is not a terminal: a dialog is not typed at a
+// prompt that says nothing, so on a terminal InputError says how to name one.
+std::string dialog_path(const Args& args);
 
 }  // namespace ecr::cli

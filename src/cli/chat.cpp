@@ -87,23 +87,29 @@ void take_turn(const Conversation& c, Dialog& dialog, std::string text, bool as_
 }  // namespace
 
 int chat(const Argv& argv) {
-  Args args("ecr chat --bundle BUNDLE [--dialog DIALOG.json] [options]",
+  Args args("ecr chat [--bundle BUNDLE] [DIALOG.json] [options]",
             "An interactive conversation with a bundle: type a message, see the ranked items with the emotions\n"
-            "read from it and the reply as it is written. /reset, /json and /quit are commands. With --dialog,\n"
-            "answers that dialog (as `ecr respond --json` does) and exits.");
+            "read from it and the reply as it is written. /reset, /json and /quit are commands. Given a dialog\n"
+            "file, answers that dialog (as `ecr respond --json` does) and exits.");
+  args.positional("DIALOG", "answer this dialog (JSON; - reads standard input) and exit", false);
   declare_conversation_options(args);
-  args.option("dialog", "FILE", "answer this dialog (JSON; - reads standard input) and exit")
+  args.option("dialog", "FILE", "the dialog, as DIALOG")
+      .option("timeout", "SECONDS", kTimeoutHelp, kDefaultTimeout)
       .flag("json", "start with JSON output (one object per turn)");
   if (!args.parse(argv)) return 0;
-  const Conversation c = open_conversation(args);
-  if (args.has("dialog")) return respond_once(c, args.get("dialog"), true);
+  const ConversationOptions options = conversation_options(args);
+  if (const std::optional<std::string> file = dialog_arg(args)) {
+    const Dialog dialog = read_dialog(*file, input_timeout(args));  // before the load: a bad file fails fast
+    return respond_once(open_conversation(options), dialog, true);
+  }
+  const Conversation c = open_conversation(options);
 
   const bool terminal = ::isatty(STDIN_FILENO) != 0;
   bool as_json = args.get_flag("json");
   if (const std::string note = untrained_note(c); !note.empty()) fmt::print("{}\n", note);
   fmt::print("ecr chat: {} items, {}\n", c.recommender.graph().items().size(), kHelp);
   Dialog dialog;
-  LineReader input("-", "chat input");  // lines of at most kMaxLineBytes
+  LineReader input("-", "chat input", std::nullopt);  // lines of at most kMaxLineBytes
   for (std::string line;;) {
     if (terminal) {
       fmt::print("you> ");

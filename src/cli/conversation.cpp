@@ -55,11 +55,12 @@ void declare_conversation_options(Args& args) {
       .flag("no-link", "use only the entity ids the dialog carries, not the linker");
 }
 
-Conversation open_conversation(const Args& args) {
-  const EngineOptions engine = engine_options(args);
-  RecommenderOptions rec;
-  rec.link_text = !args.get_flag("no-link");
-  ResponderOptions resp;
+ConversationOptions conversation_options(const Args& args) {
+  ConversationOptions o;
+  o.bundle = bundle_or_default(args);
+  o.engine = engine_options(args);
+  o.recommender.link_text = !args.get_flag("no-link");
+  ResponderOptions& resp = o.responder;
   resp.items_in_reply = static_cast<std::size_t>(at_least(args, "items", 1));
   resp.generation.max_new_tokens = at_least(args, "max-new-tokens", 1);
   resp.generation.temperature = static_cast<float>(args.get_double("temperature"));
@@ -71,16 +72,20 @@ Conversation open_conversation(const Args& args) {
   if (args.has("knowledge-seed"))
     resp.knowledge_seed = static_cast<std::uint64_t>(at_least(args, "knowledge-seed", 0));
   if (args.has("relations")) resp.knowledge_relations = split_list(args.get("relations"));
+  o.top_k = static_cast<std::size_t>(at_least(args, "top-k", 1));
+  return o;
+}
 
+Conversation open_conversation(const ConversationOptions& o) {
   Conversation c;
   // One engine serves both: the backbone, text encoder and knowledge graph load once.
   BundleOptions bundle_options;
-  bundle_options.verify_checksums = engine.verify_checksums;
-  c.bundle = Bundle::open(bundle_or_default(args), bundle_options);
-  const Engine loaded = Engine::load(c.bundle, engine);
-  c.recommender = Recommender::load(loaded, rec);
-  c.responder = Responder::load(loaded, resp);
-  c.request.top_k = static_cast<std::size_t>(at_least(args, "top-k", 1));
+  bundle_options.verify_checksums = o.engine.verify_checksums;
+  c.bundle = Bundle::open(o.bundle, bundle_options);
+  const Engine loaded = Engine::load(c.bundle, o.engine);
+  c.recommender = Recommender::load(loaded, o.recommender);
+  c.responder = Responder::load(loaded, o.responder);
+  c.request.top_k = o.top_k;
   const auto& meta = c.bundle.metadata();
   c.untrained = meta.contains("untrained") && meta["untrained"] == true;
   return c;

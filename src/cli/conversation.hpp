@@ -2,6 +2,7 @@
 // bundle, the options that tune a reply, and printing a turn as text or JSON.
 #pragma once
 
+#include <filesystem>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -22,10 +23,21 @@ struct Conversation {
   bool untrained = false;
 };
 
+// What the options of declare_conversation_options() ask for.
+struct ConversationOptions {
+  std::filesystem::path bundle;
+  EngineOptions engine;
+  RecommenderOptions recommender;
+  ResponderOptions responder;
+  std::size_t top_k = 5;
+};
+
 // Declares the options below on `args`.
 void declare_conversation_options(Args& args);
-// Loads both models as the parsed options say. InputError on a bad option value.
-Conversation open_conversation(const Args& args);
+// The parsed options, every one checked (InputError on a bad value) before anything is read.
+ConversationOptions conversation_options(const Args& args);
+// Loads both models as `options` say.
+Conversation open_conversation(const ConversationOptions& options);
 
 // The warning a bundle of random weights deserves, or "" for a trained one.
 std::string untrained_note(const Conversation& c);
@@ -40,8 +52,8 @@ std::string emotions_text(const TurnEmotions& e);
 // Prints one JSON value on one line (invalid UTF-8 replaced).
 void print_json(const nlohmann::json& j);
 
-// One turn for the dialog in a file (- for standard input): the JSON object of turn_json, or the
-// items, the streamed reply and its template and knowledge as text. Used by respond and chat.
-int respond_once(const Conversation& c, const std::string& dialog_path, bool as_json);
+// One turn for `dialog`: the JSON object of turn_json, or the items, the streamed reply and its
+// template and knowledge as text. Used by respond and chat.
+int respond_once(const Conversation& c, const Dialog& dialog, bool as_json);
 
 }  // namespace ecr::cli

@@ -127,7 +127,7 @@ void add_samples(const json& record, const Recommender& recommender, std::vector
 
 // How often each entity is mentioned in the dialogs of `files` (comma-separated): the
 // popularity baseline's scores.
-std::vector<float> mention_counts(const std::string& files, const Recommender& recommender) {
+std::vector<float> mention_counts(const std::string& files, const Recommender& recommender, Timeout timeout) {
   std::vector<float> counts(static_cast<std::size_t>(recommender.graph().num_entities()), 0.f);
   std::size_t begin = 0;
   while (begin <= files.size()) {
@@ -135,7 +135,7 @@ std::vector<float> mention_counts(const std::string& files, const Recommender& r
     const std::string path = files.substr(begin, end - begin);
     begin = end + 1;
     if (path.empty()) continue;
-    LineReader in(path, "--popularity-from");
+    LineReader in(path, "--popularity-from", timeout);
     for (std::string line; in.next(line);) {
       const std::size_t line_number = in.line_number();
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -242,6 +242,7 @@ int eval(const Argv& argv) {
             "and NDCG @1/10/50, RT@K (recall over liked movies) and the feedback AUC, global and batch-averaged.");
   args.option("bundle", "BUNDLE", kBundleHelp)
       .option("dialogs", "FILE", "ReDial dialogs, JSON lines")
+      .option("timeout", "SECONDS", kTimeoutHelp, kDefaultTimeout)
       .option("batch-size", "N", "samples per Recommender batch and per AUC batch", "32")
       .option("limit", "N", "read only the first N dialogs")
       .option("threads", "N", kThreadsHelp, "0")
@@ -286,7 +287,7 @@ int eval(const Argv& argv) {
   const double load_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
 
   const std::string path = args.get("dialogs");
-  LineReader in(path, "dialogs");
+  LineReader in(path, "dialogs", input_timeout(args));
   std::vector<Sample> samples;
   Counts counts;
   for (std::string line; (limit < 0 || static_cast<long long>(counts.dialogs) < limit) && in.next(line);) {
@@ -304,7 +305,7 @@ int eval(const Argv& argv) {
   const auto items = recommender.graph().items();
   const std::size_t n_entities = static_cast<std::size_t>(recommender.graph().num_entities());
   std::vector<float> popularity;
-  if (baseline == "popularity") popularity = mention_counts(args.get("popularity-from"), recommender);
+  if (baseline == "popularity") popularity = mention_counts(args.get("popularity-from"), recommender, input_timeout(args));
   std::mt19937_64 random_scores(static_cast<std::uint64_t>(seed));
   std::vector<eval::RankedSample> ranked;
   ranked.reserve(samples.size());

@@ -47,6 +47,7 @@ int link(const Argv& argv) {
   args.option("bundle", "BUNDLE", "bundle with a knowledge graph")
       .option("kg", "DIR", "UniCRS/ECR KG folder (entity2id.json, kg.json, ...) instead of a bundle")
       .option("dialogs", "FILE", "ReDial dialogs, one JSON object a line (default: standard input)")
+      .option("timeout", "SECONDS", kTimeoutHelp, kDefaultTimeout)
       .flag("eval", "print micro-averaged precision and recall, movies and other entities apart")
       .flag("no-text-movies", "link movies only through @mentions, not titles written in the text")
       .flag("no-ambiguity-rules", "link every name of 3 letters or more in any case (to measure the rules)");
@@ -60,7 +61,7 @@ int link(const Argv& argv) {
   options.ambiguity_rules = !args.get_flag("no-ambiguity-rules");
   const EntityLinker linker(kg, options);
 
-  LineReader in(args.get_opt("dialogs").value_or("-"), "dialogs");
+  LineReader in(args.get_opt("dialogs").value_or("-"), "dialogs", input_timeout(args));
   const std::string& source = in.source();
   const bool eval = args.get_flag("eval");
 

@@ -65,14 +65,14 @@ std::vector<nn::MatrixType> weight_types(const std::string& list) {
 // dialogs are seldom in random order (ReDial's test split grows harder towards its end), so its
 // first dialogs would not stand for the whole.
 std::vector<std::vector<std::int32_t>> read_dialogs(const std::string& path, std::size_t sample,
-                                                    const Tokenizer& tokenizer) {
+                                                    const Tokenizer& tokenizer, Timeout timeout) {
   constexpr std::string_view eos = "<|endoftext|>";
   struct Line {
     std::string text;
     std::size_t number;
   };
   std::vector<Line> lines;
-  LineReader in(path, "dialogs");
+  LineReader in(path, "dialogs", timeout);
   for (std::string line; in.next(line);)
     if (line.find_first_not_of(" \t\r") != std::string::npos) lines.push_back({std::move(line), in.line_number()});
   const std::size_t n = sample ? std::min(sample, lines.size()) : lines.size();
@@ -119,6 +119,7 @@ int perplexity(const Argv& argv) {
       .option("component", "NAME", "a gpt2 component of the bundle (generator: the Responder's reply decoder)",
               "generator")
       .option("dialogs", "FILE", "ReDial dialogs, JSON lines")
+      .option("timeout", "SECONDS", kTimeoutHelp, kDefaultTimeout)
       .option("sample", "N", "score N dialogs spread evenly over the file (0: all)", "300")
       .option("dtype", "LIST", "comma-separated weight types: stored, f32, f16, bf16, int8", "stored")
       .option("threads", "N", kThreadsHelp, "0")
@@ -136,7 +137,8 @@ int perplexity(const Argv& argv) {
     fail<ConfigError>("component '{}': n_positions {} leaves nothing to predict", component.name, config.n_positions);
   const std::string path = args.get("dialogs");
   const auto dialogs =
-      read_dialogs(path, static_cast<std::size_t>(sample), Tokenizer::from_json(component.tokenizer_spec()));
+      read_dialogs(path, static_cast<std::size_t>(sample), Tokenizer::from_json(component.tokenizer_spec()),
+                   input_timeout(args));
   std::size_t tokens = 0;  // every token after a dialog's first
   for (const auto& ids : dialogs) tokens += ids.size() - 1;
   if (!tokens) fail<InputError>("{}: no text in the {} dialogs sampled", path, dialogs.size());

@@ -92,13 +92,15 @@ void print_table(const Recommendation& r, const KnowledgeGraph& kg) {
 }  // namespace
 
 int recommend(const Argv& argv) {
-  Args args("ecr recommend --bundle BUNDLE --dialog DIALOG.json [options]",
+  Args args("ecr recommend [--bundle BUNDLE] DIALOG.json [options]",
             "Recommends items for a dialog: {\"turns\": [{\"role\": \"user\"|\"system\", \"text\": ..., \"entities\": [ids],\n"
             "\"emotions\": {label: prob}}], \"movieMentions\": {...}} (entities and emotions optional: the linker and\n"
             "the bundle's emotion classifier fill them in). Prints the ranked items and, per turn, the entities\n"
             "and emotions the prompt used.");
-  args.option("bundle", "BUNDLE", kBundleHelp)
-      .option("dialog", "FILE", "the dialog as JSON; - reads standard input", "-")
+  args.positional("DIALOG", kDialogHelp, false)
+      .option("bundle", "BUNDLE", kBundleHelp)
+      .option("dialog", "FILE", "the dialog, as DIALOG")
+      .option("timeout", "SECONDS", kTimeoutHelp, kDefaultTimeout)
       .option("top-k", "K", "items to return", "10")
       .option("threads", "N", kThreadsHelp, "0")
       .option("device", "D", kDeviceHelp, "cpu")
@@ -112,9 +114,7 @@ int recommend(const Argv& argv) {
   const EngineOptions engine = engine_options(args);
   if (top_k < 1) fail<InputError>("--top-k must be at least 1, got {}", top_k);
 
-  const std::string path = args.get("dialog");
-  const Dialog dialog =
-      Dialog::from_json(parse_json(read_input(path, kMaxDialogBytes, "dialog"), path == "-" ? "<stdin>" : path));
+  const Dialog dialog = read_dialog(dialog_path(args), input_timeout(args));
 
   RecommenderOptions options;
   static_cast<EngineOptions&>(options) = engine;

@@ -12,17 +12,8 @@
 
 namespace ecr::cli {
 
-namespace {
-
-Dialog read_dialog(const std::string& path) {
-  return Dialog::from_json(parse_json(read_input(path, kMaxDialogBytes, "dialog"), path == "-" ? "<stdin>" : path));
-}
-
-}  // namespace
-
-// Shared with `ecr chat --dialog`: one turn for a dialog file, as JSON or text.
-int respond_once(const Conversation& c, const std::string& dialog_path, bool as_json) {
-  const Dialog dialog = read_dialog(dialog_path);
+// Shared with `ecr chat --dialog`: one turn for a dialog, as JSON or text.
+int respond_once(const Conversation& c, const Dialog& dialog, bool as_json) {
   if (as_json) {
     print_json(turn_json(c, Responder::converse(c.recommender, c.responder, dialog, c.request)));
     return 0;
@@ -44,16 +35,19 @@ int respond_once(const Conversation& c, const std::string& dialog_path, bool as_
 }
 
 int respond(const Argv& argv) {
-  Args args("ecr respond --bundle BUNDLE --dialog DIALOG.json [options]",
+  Args args("ecr respond [--bundle BUNDLE] DIALOG.json [options]",
             "Recommends items for a dialog and writes ECR's reply about the best one (ECR_SPEC 7, 8): the\n"
             "template from the backbone with the conv prompt, review entities and KG knowledge of the item,\n"
             "then the generator. The reply streams as it decodes; --json prints one JSON object instead.");
+  args.positional("DIALOG", kDialogHelp, false);
   declare_conversation_options(args);
-  args.option("dialog", "FILE", "the dialog as JSON (as `ecr recommend` takes it); - reads standard input", "-")
+  args.option("dialog", "FILE", "the dialog, as DIALOG")
+      .option("timeout", "SECONDS", kTimeoutHelp, kDefaultTimeout)
       .flag("json", "print the turn as one JSON object");
   if (!args.parse(argv)) return 0;
-  const Conversation c = open_conversation(args);
-  return respond_once(c, args.get("dialog"), args.get_flag("json"));
+  const ConversationOptions options = conversation_options(args);
+  const Dialog dialog = read_dialog(dialog_path(args), input_timeout(args));  // before the load: a bad file fails fast
+  return respond_once(open_conversation(options), dialog, args.get_flag("json"));
 }
 
 }  // namespace ecr::cli

@@ -54,11 +54,12 @@ int tokenize(const Argv& argv) {
       .option("added", "JSON", "added tokens, e.g. '{\"<pad>\": 50257}'")
       .option("bundle", "FILE", "take the tokenizer from this bundle's metadata")
       .option("tokenizer", "NAME", "which of the bundle's tokenizers (a key of metadata \"tokenizers\")")
-      .option("input", "FILE", "read this file instead of stdin");
+      .option("input", "FILE", "read this file instead of stdin")
+      .option("timeout", "SECONDS", kTimeoutHelp, kDefaultTimeout);
   if (!args.parse(argv)) return 0;
   const Tokenizer tokenizer = load_tokenizer(args);
 
-  LineReader in(args.get_opt("input").value_or("-"), "input");
+  LineReader in(args.get_opt("input").value_or("-"), "input", input_timeout(args));
   const std::string& source = in.source();
   for (std::string line; in.next(line);) {
     const std::size_t line_no = in.line_number();

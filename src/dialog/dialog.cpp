@@ -211,6 +211,9 @@ Dialog Dialog::parse(std::string_view json_text) {
                      kMaxDialogBytes >> 20);
   if (json_depth(json_text) > kMaxJsonDepth)
     fail<InputError>("dialog: JSON nests arrays and objects deeper than {} levels", kMaxJsonDepth);
+  // The parser takes a NUL for the end of the text, and would not read what follows.
+  if (const auto nul = json_text.find('\0'); nul != std::string_view::npos)
+    fail<InputError>("dialog: not valid JSON: a NUL byte at byte offset {}", nul);
   json j;
   try {
     j = json::parse(json_text);

@@ -210,6 +210,8 @@ void Bundle::Impl::parse(const BundleOptions& options) {
   const std::string_view meta_text(reinterpret_cast<const char*>(meta_bytes.data()), meta_bytes.size());
   if (auto bad = utf8_error_offset(meta_text))
     fail<FormatError>("bundle '{}': metadata is not valid UTF-8 (byte {})", label, *bad);
+  if (const auto nul = meta_text.find('\0'); nul != std::string_view::npos)  // the parser would stop there
+    fail<FormatError>("bundle '{}': metadata is not valid JSON: a NUL byte at byte offset {}", label, nul);
   if (json_depth(meta_text) > kMaxJsonDepth)
     fail<FormatError>("bundle '{}': metadata nests arrays and objects deeper than {} levels", label, kMaxJsonDepth);
   metadata = nlohmann::json::parse(meta_text, nullptr, /*allow_exceptions=*/false);
