@@ -858,3 +858,9 @@ TEST_CASE("hostile arguments: ecr chat on a terminal stays interactive") {
   CHECK(r.status == 0);
   CHECK_MESSAGE(r.out.find("you> ") != std::string::npos, r.out);
 }
+
+TEST_CASE("hostile arguments: a thread count past the bound is refused naming it, before the bundle is read") {
+  EngineOptions options;
+  options.threads = 1000000;
+  check_refused<ConfigError>([&] { Engine::load("/nonexistent.ecr", options); }, {"1000000 threads asked for"});
+}

@@ -21,8 +21,13 @@ constexpr std::string_view kEmotionTemplate = "{text}<|endoftext|>";
 
 std::shared_ptr<ThreadPool> make_pool(std::size_t threads) {
   if (!threads) return ThreadPool::shared_default();
-  // Above the bound the pool's constructor throws the ConfigError that names it.
-  return std::make_shared<ThreadPool>(static_cast<int>(std::min<std::size_t>(threads, ThreadPool::kMaxThreads + 1)));
+  return std::make_shared<ThreadPool>(static_cast<int>(threads));
+}
+
+// Before the bundle is read: a count the pool would refuse is an error at once, naming it.
+void check_threads(std::size_t threads) {
+  if (threads > static_cast<std::size_t>(ThreadPool::kMaxThreads))
+    fail<ConfigError>("thread pool: {} threads asked for, at most {} are allowed", threads, ThreadPool::kMaxThreads);
 }
 
 template <class Model>
@@ -137,6 +142,7 @@ const std::optional<ReviewStore>& Engine::Impl::reviews() const {
 
 Engine Engine::load(const std::filesystem::path& bundle, EngineOptions options) {
   require_device(options.device);
+  check_threads(options.threads);
   BundleOptions bundle_options;
   bundle_options.verify_checksums = options.verify_checksums;
   return load(Bundle::open(bundle, bundle_options), std::move(options));
@@ -144,6 +150,7 @@ Engine Engine::load(const std::filesystem::path& bundle, EngineOptions options) 
 
 Engine Engine::load(const Bundle& bundle, EngineOptions options) {
   require_device(options.device);
+  check_threads(options.threads);
   Engine e;
   e.impl_ = std::make_shared<const Impl>(bundle, std::move(options));
   return e;
