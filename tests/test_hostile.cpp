@@ -864,3 +864,15 @@ TEST_CASE("hostile arguments: a thread count past the bound is refused naming it
   options.threads = 1000000;
   check_refused<ConfigError>([&] { Engine::load("/nonexistent.ecr", options); }, {"1000000 threads asked for"});
 }
+
+// --- outputs and footprint of the commands that load nothing ------------------------------------------------
+
+TEST_CASE("hostile outputs: ecr --help and --version to a full disk exit non-zero") {
+  const fs::path dir = temp_dir("hostile_full_info");
+  for (const char* args : {"--help", "--version", "inspect --help", ""}) {
+    CAPTURE(args);
+    const Run r = ecr_run(args, dir, "", 30, "/dev/null", "/dev/full");
+    CHECK(r.status != 0);
+    CHECK_MESSAGE(r.err.find("cannot write standard output") != std::string::npos, r.err);
+  }
+}

@@ -43,36 +43,44 @@ void print_help() {
              "CPU kernel level in use.\n");
 }
 
+// What went to stdout must have arrived (a full disk, a closed pipe): not a silent success.
+void check_stdout() {
+  if (std::fflush(stdout) != 0 || std::ferror(stdout))
+    ecr::fail<ecr::IoError>("cannot write standard output: {}", std::strerror(errno));
+}
+
+// `ecr --help` and `ecr --version`: `status`, or 1 with the reason when stdout was not written.
+int print_info(void (*print)(), int status) {
+  try {
+    print();
+    check_stdout();
+    return status;
+  } catch (const ecr::Error& e) {
+    fmt::print(stderr, "ecr: {}\n", ecr::printable(e.what()));
+  } catch (const std::system_error& e) {  // fmt::print could not write standard output
+    fmt::print(stderr, "ecr: {}: standard output: {}\n", ecr::to_string(ecr::ErrorKind::io), ecr::printable(e.what()));
+  }
+  return 1;
+}
+
+void print_version() {
+  // The kernel level depends on this CPU and ECR_ISA: worth knowing when comparing timings.
+  fmt::print("ecr {}\ncpu kernels: {}\n", ECR_VERSION, ecr::nn::linear_kernel_level());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    print_help();
-    return 2;
-  }
+  if (argc < 2) return print_info(print_help, 2);
   const std::string_view name = argv[1];
-  if (name == "--help" || name == "-h" || name == "help") {
-    print_help();
-    return 0;
-  }
-  if (name == "--version") {
-    // The kernel level depends on this CPU and ECR_ISA: worth knowing when comparing timings.
-    try {
-      fmt::print("ecr {}\ncpu kernels: {}\n", ECR_VERSION, ecr::nn::linear_kernel_level());
-      return 0;
-    } catch (const ecr::Error& e) {
-      fmt::print(stderr, "ecr: {}\n", ecr::printable(e.what()));
-      return 1;
-    }
-  }
+  if (name == "--help" || name == "-h" || name == "help") return print_info(print_help, 0);
+  if (name == "--version") return print_info(print_version, 0);
   for (const auto& c : kCommands) {
     if (c.name != name) continue;
     // Messages quote files, dialogs and JSON: printable() keeps their bytes off the terminal.
     try {
       const int status = c.run(ecr::cli::Argv(argv + 2, argv + argc));
-      // What went to stdout must have arrived (a full disk, a closed pipe): not a silent success.
-      if (std::fflush(stdout) != 0 || std::ferror(stdout))
-        ecr::fail<ecr::IoError>("cannot write standard output: {}", std::strerror(errno));
+      check_stdout();
       return status;
     } catch (const ecr::Error& e) {
       fmt::print(stderr, "ecr {}: {}\n", name, ecr::printable(e.what()));
