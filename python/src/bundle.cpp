@@ -20,6 +20,10 @@ namespace {
 
 using nlohmann::json;
 
+// Bundle.tensor's default cap on what a zstd tensor may decompress to: more than any tensor of
+// the models ecr runs (GPT-2's 154 MB token embedding).
+constexpr std::uint64_t kMaxTensorBytes = std::uint64_t{1} << 30;
+
 py::object tensor_info(const TensorInfo& info) {
   return types().tensor_info(info.name, std::string(dtype_name(info.dtype)), std::string(codec_name(info.codec)),
                              py::tuple(py::cast(info.shape)), info.offset, info.stored_size, info.crc32);
@@ -137,7 +141,13 @@ void bind_bundle(py::module_& m) {
       .def("info", [](const Bundle& b, const std::string& name) { return tensor_info(b.info(name)); }, py::arg("name"))
       .def(
           "tensor",
-          [](const Bundle& b, const std::string& name) {
+          [](const Bundle& b, const std::string& name, std::optional<std::uint64_t> max_bytes) {
+            // A zstd frame of a few KiB may decode to gigabytes: past the cap, only when asked.
+            const TensorInfo& info = b.info(name);
+            if (info.codec == Codec::zstd && max_bytes && info.raw_size() > *max_bytes)
+              fail<InputError>("bundle '{}': tensor '{}' decompresses to {} bytes, more than max_bytes={}; pass a "
+                               "larger max_bytes (or None) to read it",
+                               b.label(), name, info.raw_size(), *max_bytes);
             Tensor t;
             {
               py::gil_scoped_release unlocked;
@@ -145,16 +155,18 @@ void bind_bundle(py::module_& m) {
             }
             return tensor_array(t);
           },
-          py::arg("name"),
+          py::arg("name"), py::kw_only(), py::arg("max_bytes") = kMaxTensorBytes,
           "The tensor as a read-only numpy array (a view of the mapped file for raw tensors; bf16 widens to "
-          "float32). FormatError when absent.")
+          "float32). FormatError when absent. A zstd tensor is decompressed into memory: one that decodes to "
+          "more than max_bytes (default 1 GiB; None: no limit) is an InputError instead.")
       .def(
           "verify",
           [](const Bundle& b) {
             py::gil_scoped_release unlocked;
             b.verify();
           },
-          "Re-checks every tensor's checksum and makes every tensor; FormatError on the first fault.")
+          "Re-checks every tensor's checksum, decodes every tensor (zstd ones through a small buffer) and checks "
+          "that floating ones are finite; FormatError on the first fault.")
       .def("__contains__", [](const Bundle& b, const std::string& name) { return b.contains(name); })
       .def("__len__", [](const Bundle& b) { return b.tensors().size(); })
       .def("__repr__", [](const Bundle& b) {

@@ -1,6 +1,8 @@
 // Python values <-> JSON and the library's results -> ecr.results dataclasses.
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include <fmt/format.h>
 #include <pybind11/numpy.h>
@@ -8,6 +10,7 @@
 
 #include "bindings.hpp"
 #include "ecr/core/error.hpp"
+#include "ecr/core/json_depth.hpp"
 
 namespace ecr::python {
 
@@ -38,6 +41,27 @@ py::object emotion_probs(const std::optional<EmotionProbs>& probs) {
   return out;
 }
 
+// Python values to JSON, recursing once per level of nesting: held to kMaxJsonDepth levels as
+// JSON text is (a list nested 100,000 deep would overflow the stack), and refusing a container
+// that holds itself (which would recurse for ever).
+class ToJson {
+ public:
+  json convert(py::handle obj, const std::string& where);
+
+ private:
+  // Enters the container `obj`; InputError past the depth limit or when it is already open.
+  void enter(py::handle obj, const std::string& where) {
+    if (std::find(open_.begin(), open_.end(), obj.ptr()) != open_.end())
+      fail<InputError>("{}: the value contains itself", where);
+    if (open_.size() == kMaxJsonDepth)
+      fail<InputError>("{}: nests lists, tuples and dicts deeper than {} levels", where, kMaxJsonDepth);
+    open_.push_back(obj.ptr());
+  }
+  void leave() { open_.pop_back(); }
+
+  std::vector<PyObject*> open_;  // the containers from the outermost to the one being converted
+};
+
 }  // namespace
 
 void load_types() {
@@ -62,7 +86,9 @@ void load_types() {
 
 const PyTypes& types() { return *g_types; }
 
-json to_json(py::handle obj, const std::string& where) {
+json to_json(py::handle obj, const std::string& where) { return ToJson().convert(obj, where); }
+
+json ToJson::convert(py::handle obj, const std::string& where) {
   if (obj.is_none()) return nullptr;
   if (PyBool_Check(obj.ptr())) return obj.ptr() == Py_True;
   if (PyUnicode_Check(obj.ptr())) {
@@ -75,23 +101,31 @@ json to_json(py::handle obj, const std::string& where) {
     return std::string(utf8, static_cast<std::size_t>(size));
   }
   if (PyDict_Check(obj.ptr())) {
+    enter(obj, where);
     json out = json::object();
     for (auto [key, value] : obj.cast<py::dict>()) {
       // ReDial's movieMentions and questions are keyed by ids; Python code may use ints.
       const std::string k = PyUnicode_Check(key.ptr()) ? key.cast<std::string>() : py::str(key).cast<std::string>();
-      out[k] = to_json(value, where + "." + k);
+      out[k] = convert(value, where + "." + k);
     }
+    leave();
     return out;
   }
   if (py::isinstance(obj, types().turn)) {
-    json out = {{"role", to_json(obj.attr("role"), where)}, {"text", to_json(obj.attr("text"), where)},
-                {"entities", to_json(obj.attr("entities"), where)}};
-    if (!obj.attr("emotions").is_none()) out["emotions"] = to_json(obj.attr("emotions"), where);
+    enter(obj, where);
+    json out = {{"role", convert(obj.attr("role"), where)}, {"text", convert(obj.attr("text"), where)},
+                {"entities", convert(obj.attr("entities"), where)}};
+    if (!obj.attr("emotions").is_none()) out["emotions"] = convert(obj.attr("emotions"), where);
+    leave();
     return out;
   }
-  // numpy arrays and scalars: their Python form.
-  if (py::hasattr(obj, "tolist") && !PyLong_Check(obj.ptr()) && !PyFloat_Check(obj.ptr()))
-    return to_json(obj.attr("tolist")(), where);
+  // numpy arrays and scalars: their Python form (a level of its own: tolist() may return itself).
+  if (py::hasattr(obj, "tolist") && !PyLong_Check(obj.ptr()) && !PyFloat_Check(obj.ptr())) {
+    enter(obj, where);
+    json out = convert(obj.attr("tolist")(), where);
+    leave();
+    return out;
+  }
   if (PyIndex_Check(obj.ptr())) {  // int and other integer types
     const py::int_ value = py::reinterpret_steal<py::int_>(PyNumber_Index(obj.ptr()));
     if (!value) throw py::error_already_set();
@@ -106,9 +140,11 @@ json to_json(py::handle obj, const std::string& where) {
     return v;
   }
   if (PyList_Check(obj.ptr()) || PyTuple_Check(obj.ptr())) {
+    enter(obj, where);
     const auto seq = py::reinterpret_borrow<py::sequence>(obj);
     json out = json::array();
-    for (std::size_t i = 0; i < seq.size(); ++i) out.push_back(to_json(seq[i], fmt::format("{}[{}]", where, i)));
+    for (std::size_t i = 0; i < seq.size(); ++i) out.push_back(convert(seq[i], fmt::format("{}[{}]", where, i)));
+    leave();
     return out;
   }
   throw py::type_error(fmt::format("{}: cannot take a value of type {} (expected dict, list, str, int, float, bool "

@@ -14,13 +14,15 @@
 
 #include "bindings.hpp"
 #include "ecr/core/error.hpp"
+#include "ecr/core/thread_pool.hpp"
 
 namespace ecr::python {
 
 namespace {
 
 std::size_t thread_count(long long threads) {
-  if (threads < 0) fail<ConfigError>("threads must be 0 (one per core) or more, got {}", threads);
+  if (threads < 0 || threads > ThreadPool::kMaxThreads)
+    fail<ConfigError>("threads must be 0 (one per core) to {}, got {}", ThreadPool::kMaxThreads, threads);
   return static_cast<std::size_t>(threads);
 }
 
@@ -175,13 +177,15 @@ class ReplyStream {
     std::optional<Response> response;
   };
 
+  // Python threads sharing the stream may all come here: one joins, the others wait for it.
   void join() {
-    if (!worker_.joinable()) return;
     py::gil_scoped_release unlocked;
-    worker_.join();
+    std::lock_guard lock(join_mutex_);
+    if (worker_.joinable()) worker_.join();
   }
 
   std::shared_ptr<State> state_;
+  std::mutex join_mutex_;
   std::thread worker_;
   py::object recommendation_, response_ = py::none();
 };
@@ -312,6 +316,9 @@ threads; respond() and stream() release the GIL.)doc")
             // The Responder shares the engine of the Recommender it is given (one load of the
             // backbone, text encoder and KG), else both come from one new engine.
             std::optional<Recommender> given;
+            if (!recommender.is_none() && !py::isinstance<Recommender>(recommender))
+              throw py::type_error(fmt::format("recommender: expected an ecr.Recommender or None, got {}",
+                                               py::str(py::type::handle_of(recommender).attr("__name__")).cast<std::string>()));
             if (!recommender.is_none()) given = recommender.cast<Recommender>();
             RecommenderOptions rec;
             rec.link_text = link_text;
