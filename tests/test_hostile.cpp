@@ -876,3 +876,25 @@ TEST_CASE("hostile outputs: ecr --help and --version to a full disk exit non-zer
     CHECK_MESSAGE(r.err.find("cannot write standard output") != std::string::npos, r.err);
   }
 }
+
+TEST_CASE("hostile limits: ecr --version and --help take a few MB of memory") {
+  SKIP_UNDER_SANITIZERS();  // the sanitizer runtimes take more than that themselves
+  for (const char* option : {"--version", "--help"}) {
+    CAPTURE(option);
+    std::fflush(nullptr);
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      const int null = ::open("/dev/null", O_WRONLY);
+      ::dup2(null, STDOUT_FILENO);
+      ::execl(cli_path().c_str(), "ecr", option, static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    int status = 0;
+    rusage usage{};
+    REQUIRE(::wait4(pid, &status, 0, &usage) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(usage.ru_maxrss < 16 * 1024);  // KiB
+  }
+}
