@@ -3,8 +3,17 @@
 
 namespace ecr::python {
 
+namespace {
+
+// Leaked on purpose, as the types of convert.cpp: not released after the interpreter is gone.
+const py::object& result_type(const char* name) {
+  return *new py::object(py::module_::import("ecr.results").attr(name));
+}
+
+}  // namespace
+
 py::dict item_listening(const RecommendedItem& item) {
-  static const py::object reason_type = py::module_::import("ecr.results").attr("Reason");
+  static const py::object& reason_type = result_type("Reason");
   py::list reasons;
   for (const Reason& r : item.reasons)
     reasons.append(reason_type(std::string(reason_kind_name(r.kind)), r.source, r.source_name, r.source_liked,
@@ -17,7 +26,7 @@ py::dict item_listening(const RecommendedItem& item) {
 }
 
 py::tuple feedback_tuple(const std::vector<Feedback>& feedback) {
-  static const py::object feedback_type = py::module_::import("ecr.results").attr("Feedback");
+  static const py::object& feedback_type = result_type("Feedback");
   py::list out;
   for (const Feedback& f : feedback)
     out.append(feedback_type(f.id, f.name, std::string(polarity_name(f.polarity)), f.cue, f.turn, f.referred_back));

@@ -58,6 +58,10 @@ struct Source {
   bool liked = false;
 };
 
+bool starts_with_vowel(std::string_view word) {
+  return !word.empty() && std::string_view("aeiouAEIOU").find(word.front()) != std::string_view::npos;
+}
+
 float checked_strength(float beta, std::string_view where) {
   if (!std::isfinite(beta) || beta < 0) fail<InputError>("{}: feedback_strength must be finite and >= 0, got {}", where, beta);
   return beta;
@@ -340,7 +344,7 @@ std::vector<RecModelOutput> Recommender::Impl::run_models(std::span<const RecMod
     std::vector<RecommendedItem> ranked;
     ranked.reserve(items.size());
     for (std::int32_t id : items)
-      if (!inputs[b].excluded.count(id)) ranked.push_back({id, {}, s[id]});
+      if (!inputs[b].excluded.count(id)) ranked.push_back({id, {}, s[id], 0, {}});
     const std::size_t k = std::min(request.top_k, ranked.size());
     std::partial_sort(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(k), ranked.end(), ranks_before);
     ranked.resize(k);
@@ -354,12 +358,9 @@ std::vector<RecModelOutput> Recommender::Impl::run_models(std::span<const RecMod
 // disliked something; the model's ranking stands otherwise.
 void Recommender::Impl::listen(const RecModelInput& input, const Recommendation& r, float beta, std::size_t top_k,
                                RecModelOutput& model) const {
-  std::map<std::int64_t, float> polarity;  // an entity's latest feedback counts
+  std::map<std::int64_t, float> polarity;  // an entity's latest like or dislike counts
   for (const Feedback& f : r.feedback)
-    if (f.polarity == Polarity::seen)
-      polarity.erase(f.id);
-    else
-      polarity[f.id] = static_cast<float>(f.polarity);
+    if (f.polarity != Polarity::seen) polarity[f.id] = static_cast<float>(f.polarity);
   if (polarity.empty() || beta == 0) return;
 
   const auto items = kg.items();
@@ -470,7 +471,8 @@ void Recommender::Impl::assemble(const RecModelOutput& model, const RecommendReq
   std::set<std::int64_t> seen;
   for (const ContextEntity& e : r.prompt_entities)
     if (seen.insert(e.id).second)
-      r.context_entities.push_back({e.id, std::string(kg.entity_name(e.id)), model.scores[static_cast<std::size_t>(e.id)]});
+      r.context_entities.push_back(
+          {e.id, std::string(kg.entity_name(e.id)), model.scores[static_cast<std::size_t>(e.id)], 0, {}});
   std::sort(r.context_entities.begin(), r.context_entities.end(), ranks_before);
   if (request.all_scores) r.all_scores.emplace(model.scores);
 }
@@ -496,6 +498,40 @@ std::vector<Recommendation> Recommender::Impl::run(std::span<const Dialog> dialo
     assemble(models[b], request, out[b]);
   }
   return out;
+}
+
+std::string_view reason_kind_name(Reason::Kind kind) {
+  switch (kind) {
+    case Reason::Kind::has: return "has";
+    case Reason::Kind::shares: return "shares";
+    case Reason::Kind::cooccurrence: break;
+  }
+  return "cooccurrence";
+}
+
+std::string Reason::text() const {
+  if (kind == Kind::cooccurrence) return fmt::format("is often talked about with {}", source_name);
+  std::string what;
+  if (relation == "star")
+    what = fmt::format("stars {}", via_name);
+  else if (relation == "director")
+    what = fmt::format("is directed by {}", via_name);
+  else if (relation == "writer")
+    what = fmt::format("is written by {}", via_name);
+  else if (relation == "genre")
+    what = fmt::format("is {} {}", starts_with_vowel(via_name) ? "an" : "a", via_name);
+  else
+    what = fmt::format("has {} {}", relation, via_name);
+  if (kind == Kind::has)
+    return fmt::format("{}, {} you {}", what, relation == "genre" ? "which" : "whom", source_liked ? "like" : "mentioned");
+  return fmt::format("{}, like {}", what, source_name);
+}
+
+std::string explain(const RecommendedItem& item) {
+  std::string out;
+  for (std::size_t k = 0; k < item.reasons.size() && k < 2; ++k)
+    out += (k ? ", and " : "It ") + item.reasons[k].text();
+  return out.empty() ? out : out + ".";
 }
 
 Recommender Recommender::load(const std::filesystem::path& bundle, RecommenderOptions options) {
@@ -536,41 +572,6 @@ const EntityLinker& Recommender::linker() const { return impl_->linker; }
 const RecommenderOptions& Recommender::options() const { return impl_->options; }
 const Bundle& Recommender::bundle() const { return impl_->engine.bundle(); }
 const Engine& Recommender::engine() const { return impl_->engine; }
-std::string_view reason_kind_name(Reason::Kind kind) {
-  switch (kind) {
-    case Reason::Kind::has: return "has";
-    case Reason::Kind::shares: return "shares";
-    case Reason::Kind::cooccurrence: break;
-  }
-  return "cooccurrence";
-}
-
-std::string Reason::text() const {
-  if (kind == Kind::cooccurrence) return fmt::format("is often talked about with {}", source_name);
-  std::string what;
-  if (relation == "star")
-    what = fmt::format("stars {}", via_name);
-  else if (relation == "director")
-    what = fmt::format("is directed by {}", via_name);
-  else if (relation == "writer")
-    what = fmt::format("is written by {}", via_name);
-  else if (relation == "genre")
-    what = fmt::format("is {} {}", std::string_view("aeiouAEIOU").find(via_name.empty() ? 'x' : via_name[0]) ==
-                                             std::string_view::npos ? "a" : "an", via_name);
-  else
-    what = fmt::format("has {} {}", relation, via_name);
-  if (kind == Kind::has)
-    return fmt::format("{}, {} you {}", what, relation == "genre" ? "which" : "whom", source_liked ? "like" : "mentioned");
-  return fmt::format("{}, like {}", what, source_name);
-}
-
-std::string explain(const RecommendedItem& item) {
-  std::string out;
-  for (std::size_t k = 0; k < item.reasons.size() && k < 2; ++k)
-    out += (k ? ", and " : "It ") + item.reasons[k].text();
-  return out.empty() ? out : out + ".";
-}
-
 const Tensor& Recommender::entity_table() const {
 #ifdef ECR_WITH_CUDA
   if (impl_->on_device) return impl_->engine.impl().device().rec_prompt().prompt.entity_table();

@@ -100,7 +100,7 @@ std::vector<RecModelOutput> recommend_on_device(const Engine::Impl& engine, std:
     for (const cuda::RankedItem& r : ranked[b]) {
       if (out[b].items.size() == top_k) break;
       const std::int32_t id = rec.item_ids[static_cast<std::size_t>(r.id)];
-      if (!inputs[b].excluded.count(id)) out[b].items.push_back({id, {}, r.score});
+      if (!inputs[b].excluded.count(id)) out[b].items.push_back({id, {}, r.score, 0, {}});
     }
   }
   if (all_scores) {
