@@ -136,6 +136,8 @@ TEST_CASE("cuda pipeline: the Recommender on cuda ranks as on the CPU, one at a 
     RecommendRequest request;
     request.top_k = 25;
     request.all_scores = all_scores;
+    request.exclude_mentioned = false;  // the model's ranking: the device's top-k
+    request.feedback_strength = 0;
     for (std::size_t d = 0; d < ds.size(); ++d) {
       CAPTURE(d);
       CAPTURE(all_scores);
@@ -156,16 +158,19 @@ TEST_CASE("cuda pipeline: the Recommender on cuda ranks as on the CPU, one at a 
     }
   }
 
-  // Excluding mentioned items, and a top_k past the number of items: every remaining item.
-  RecommenderOptions exclude;
-  exclude.exclude_mentioned = true;
-  const Recommender cpu_excluding = Recommender::load(cpu_engine, exclude);
-  const Recommender gpu_excluding = Recommender::load(gpu_engine, exclude);
+  // The defaults, excluding mentioned items and reading feedback ("I loved ..."), and a top_k past
+  // the number of items: every remaining item.
+  Dialog liked = ds[0];
+  liked.add_turn({Role::system, "", {}, {}});
+  liked.add_turn({Role::user, "I loved The Shining (1980)", {}, {}});
   RecommendRequest request;
   for (const std::size_t k : {std::size_t{3}, cpu.graph().items().size() + 10}) {
     request.top_k = k;
     CAPTURE(k);
-    check_same(gpu_excluding.recommend(ds[0], request), cpu_excluding.recommend(ds[0], request));
+    check_same(gpu.recommend(ds[0], request), cpu.recommend(ds[0], request));
+    const Recommendation c = cpu.recommend(liked, request);
+    CHECK_FALSE(c.feedback.empty());
+    check_same(gpu.recommend(liked, request), c);
   }
 
   // The same typed errors as on the CPU.

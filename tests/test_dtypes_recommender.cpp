@@ -70,6 +70,8 @@ std::vector<Ranked> rank(const Bundle& bundle) {
   RecommendRequest request;
   request.top_k = kTop;
   request.all_scores = true;
+  request.exclude_mentioned = false;  // the model's own ranking
+  request.feedback_strength = 0;
   std::vector<Ranked> out;
   for (const RankCase& c : rank_cases(engine.graph())) {
     const Recommendation r = views[c.view].recommend(c.dialog, request);

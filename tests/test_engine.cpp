@@ -58,8 +58,10 @@ TEST_CASE("engine: one load serves a Recommender and a Responder, as two loads d
   const Responder alone_responder = Responder::load(f.bundle);
   CHECK(&alone.graph() != &engine.graph());
   const Dialog dialog = engine_dialog();
-  const Recommendation shared = recommender.recommend(dialog);
-  check_same(shared, alone.recommend(dialog));
+  RecommendRequest request;
+  request.exclude_mentioned = false;  // the dialog names both of the fixture's movies
+  const Recommendation shared = recommender.recommend(dialog, request);
+  check_same(shared, alone.recommend(dialog, request));
   const Response reply = responder.respond(dialog, shared);
   const Response reply_alone = alone_responder.respond(dialog, shared);
   CHECK(reply.template_ids == reply_alone.template_ids);

@@ -96,6 +96,8 @@ TEST_CASE("Recommender scores every entity as the torch composition does (tiny b
   RecommendRequest request;
   request.top_k = 50;
   request.all_scores = true;
+  request.exclude_mentioned = false;  // the model's own ranking, as the reference ranks
+  request.feedback_strength = 0;
   struct Case {
     std::string name;
     Recommendation r;
@@ -242,6 +244,8 @@ TEST_CASE("Recommender: rankings, context entities and options") {
   RecommendRequest request;
   request.top_k = 7;
   request.all_scores = true;
+  request.exclude_mentioned = false;
+  request.feedback_strength = 0;
   const Dialog d = labelled_dialog(kg);
   const Recommendation r = recommender.recommend(d, request);
   REQUIRE(r.items.size() == 7);
@@ -264,13 +268,17 @@ TEST_CASE("Recommender: rankings, context entities and options") {
   CHECK(r.user_emotions.ids[1] == *emotion_id("curious"));
   CHECK(r.user_emotions.ids[2] == kPadEmotion);  // neutral 0.05 is under the threshold
 
-  // exclude_mentioned: the mentioned movies leave the ranking, nothing else changes.
-  RecommenderOptions exclude;
-  exclude.exclude_mentioned = true;
-  const Recommender excluding = Recommender::load(fx.bundle, exclude);
+  // exclude_mentioned, the default: the mentioned movies leave the ranking, nothing else changes.
+  // Left to the options, a request excludes; a request or the options may say otherwise.
+  RecommenderOptions keep;
+  keep.exclude_mentioned = false;
+  const Recommender keeping = Recommender::load(fx.bundle, keep);
   request.top_k = kg.items().size() + 10;  // more than there are: all items
   const Recommendation all = recommender.recommend(d, request);
-  const Recommendation rest = excluding.recommend(d, request);
+  RecommendRequest by_options = request;
+  by_options.exclude_mentioned.reset();
+  const Recommendation rest = recommender.recommend(d, by_options);
+  CHECK(keeping.recommend(d, by_options).items.size() == kg.items().size());
   CHECK(all.items.size() == kg.items().size());
   CHECK(rest.items.size() == kg.items().size() - 2);  // The Shining and What Lies Beneath
   for (const auto& item : rest.items) {

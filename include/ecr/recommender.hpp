@@ -19,6 +19,30 @@
 //   entities (Recommendation::emotion_fusion says which way it went);
 // - text: prepared as ECR's process_utt (redial_text: @<id> -> title, spaces, HTML entities)
 //   before tokenizing; the contexts keep their newest tokens past the limits.
+//
+// What the recommender listens to, after the model has scored every item (a host's defaults;
+// `ecr eval` turns both off to keep the paper's protocol):
+// - dialog state: every entity of every turn (user or system, linked or host-given) is
+//   "mentioned", and mentioned items leave the ranking (exclude_mentioned), so a movie the dialog
+//   already named never comes back;
+// - feedback (ecr/feedback.hpp): what the user said about the entities of a turn (liked,
+//   disliked, seen). Each liked or disliked entity f moves the items near it in the rec prompt's
+//   entity table E:
+//       s'(i) = s(i) + beta * sd(s) * sum_f polarity_f * max(0, cos(E_i - m, E_f - m))^2
+//   with polarity +1 (liked) or -1 (disliked; an entity's latest feedback counts), m the mean
+//   item row of E (the direction all rows share would make every item a neighbour), sd(s) the
+//   standard deviation of the model's item scores for this dialog (so beta is in units of the
+//   ranking's own spread) and beta = feedback_strength (0: off). The square keeps far items
+//   almost where they were.
+//   RecommendedItem::feedback is the term added; Recommendation::feedback lists what was read;
+// - explanations: each recommended item's reasons (Reason), the KG links between it and the
+//   entities the user liked or mentioned (sources: entities of user turns that were not read as
+//   disliked and whose turn's strongest emotion is not `negative`, and system-named movies the
+//   user said they liked): a person or genre the user named that the item has ("stars Tom
+//   Hanks, whom you mentioned"), an entity the item shares with a source movie ("directed by
+//   Nora Ephron, like Sleepless in Seattle"), and the bundle's co-occurrence of the item with a
+//   source movie. explain() makes one sentence of them. The KG's adjacency is the graph's CSR,
+//   built at load; nothing is built per request.
 #pragma once
 
 #include <cstddef>
@@ -33,6 +57,7 @@
 #include "ecr/core/tensor.hpp"
 #include "ecr/dialog.hpp"
 #include "ecr/engine.hpp"
+#include "ecr/feedback.hpp"
 #include "ecr/io/bundle.hpp"
 #include "ecr/kg/entity_linker.hpp"
 #include "ecr/kg/knowledge_graph.hpp"
@@ -49,8 +74,11 @@ struct RecommenderOptions : EngineOptions {
   std::size_t max_entities = kMaxContextEntities;
   // Append the global (co-occurrence) entities to the prompt when the bundle has the matrix.
   bool global_entities = true;
-  // Leave items already mentioned in the dialog out of the ranking (off: the paper's setting).
-  bool exclude_mentioned = false;
+  // Leave items already mentioned in the dialog out of the ranking (off: the paper's setting,
+  // which `ecr eval` keeps). A request may say otherwise (RecommendRequest).
+  bool exclude_mentioned = true;
+  // beta of the feedback rule above; 0 reads the feedback but leaves the scores alone.
+  float feedback_strength = 1.0f;
   // ECR's emotions (host-given or the classifier's). Off: every turn is taken as unlabelled, so
   // the rec prompt runs without emotion fusion and global entities (the paper's "w/o emotion"
   // ablation; `ecr eval --no-emotions`).
@@ -61,11 +89,38 @@ struct RecommenderOptions : EngineOptions {
   LinkerOptions linker;
 };
 
+// One reason to recommend an item: a link between it and an entity the user liked or mentioned
+// (the source).
+struct Reason {
+  enum class Kind : std::uint8_t {
+    has,           // the item is linked by `relation` to the source itself (a person, a genre)
+    shares,        // the item and the source movie are both linked by `relation` to `via`
+    cooccurrence,  // the item and the source movie are talked about together (weight: C[source, item])
+  };
+  Kind kind = Kind::has;
+  std::int64_t source = 0;
+  std::string source_name;
+  bool source_liked = false;  // read as liked (else: mentioned)
+  std::string relation;       // the KG relation ("star", "director", "writer", "genre"); empty for cooccurrence
+  std::int64_t via = 0;       // the shared entity (shares); the source (has); unused for cooccurrence
+  std::string via_name;
+  float weight = 0;
+  // "stars Tom Hanks, like Sleepless in Seattle (1993)"; "is a comedy, which you mentioned"
+  std::string text() const;
+};
+std::string_view reason_kind_name(Reason::Kind kind);
+
 struct RecommendedItem {
   std::int64_t id = 0;  // KG entity id
   std::string name;     // display name
-  float score = 0;      // z . E[id]
+  float score = 0;      // z . E[id], plus `feedback`
+  float feedback = 0;   // what the feedback rule added to the score
+  std::vector<Reason> reasons;  // ranked items only: the strongest first, at most kMaxReasons
 };
+inline constexpr std::size_t kMaxReasons = 3;
+// One sentence of an item's first two reasons ("It stars Tom Hanks, like Sleepless in Seattle
+// (1993), and is often talked about with ..."), "" without reasons.
+std::string explain(const RecommendedItem& item);
 
 // What the request was made of, turn by turn (after merging consecutive turns of one role).
 struct TurnAnalysis {
@@ -92,13 +147,18 @@ struct Recommendation {
   // False when no turn had emotions: the prompt then ran without emotion fusion and global
   // entities, as KGPrompt does without emotion ids.
   bool emotion_fusion = false;
-  // Scores of every entity (N), filled when requested.
+  // Scores of every entity (N), filled when requested: the model's z . E, before feedback.
   std::optional<std::vector<float>> all_scores;
+  // What the user turns said about the entities they talk about (ecr/feedback.hpp).
+  std::vector<Feedback> feedback;
 };
 
 struct RecommendRequest {
   std::size_t top_k = 10;
   bool all_scores = false;
+  // Unset: the RecommenderOptions' (so a server can serve both kinds of request from one load).
+  std::optional<bool> exclude_mentioned;
+  std::optional<float> feedback_strength;
 };
 
 class Recommender {

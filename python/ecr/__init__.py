@@ -17,8 +17,8 @@ imports torch.
 """
 
 from .errors import ConfigError, DeviceError, Error, FormatError, InputError, IoError, ShapeError
-from .results import (Emotion, Entity, Item, Knowledge, PromptEntity, Recommendation, Response, TensorInfo, Turn,
-                      TurnAnalysis)
+from .results import (Emotion, Entity, Feedback, Item, Knowledge, PromptEntity, Reason, Recommendation, Response,
+                      TensorInfo, Turn, TurnAnalysis)
 from ._ecr import (EMOTION_LABELS, Bundle, Dialog, KnowledgeGraph, Recommender, ReplyStream, Responder, Tokenizer,
                    __version__, cuda_available, default_bundle_path)
 
@@ -27,5 +27,5 @@ __all__ = [
     "default_bundle_path", "cuda_available", "EMOTION_LABELS", "__version__",
     "Error", "FormatError", "ShapeError", "InputError", "IoError", "DeviceError", "ConfigError",
     "Emotion", "Entity", "Item", "Knowledge", "PromptEntity", "Recommendation", "Response", "TensorInfo", "Turn",
-    "TurnAnalysis",
+    "TurnAnalysis", "Reason", "Feedback",
 ]

@@ -20,12 +20,49 @@ class Emotion:
 
 
 @dataclass(frozen=True, slots=True)
+class Reason:
+    """Why an item is recommended: a link to an entity the user liked or mentioned (source).
+    kind "has": the item is linked by `relation` to the source itself (a person, a genre);
+    "shares": the item and the source movie are both linked by `relation` to `via`;
+    "cooccurrence": they are talked about together (weight: the co-occurrence matrix entry)."""
+
+    kind: str
+    source: int
+    source_name: str
+    source_liked: bool
+    relation: str
+    via: int
+    via_name: str
+    weight: float
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """What a user turn said about an entity: polarity "liked", "disliked" or "seen", the cue
+    words that decided it, the turn's index, and whether the turn referred back to the movies of
+    the system turn before it ("I did not like it")."""
+
+    id: int
+    name: str
+    polarity: str
+    cue: str
+    turn: int
+    referred_back: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Item:
-    """A ranked KG entity: its id, display name and score z . E[id]."""
+    """A ranked KG entity: its id, display name and score z . E[id] plus `feedback`, the term the
+    feedback rule added; for recommended items, the reasons (strongest first) and one sentence
+    made of them."""
 
     id: int
     name: str
     score: float
+    feedback: float = 0.0
+    reasons: tuple[Reason, ...] = ()
+    explanation: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +128,8 @@ class Recommendation:
     all_scores: Optional[np.ndarray] = None
     # The library's own object, which Responder.respond takes back without a copy.
     _native: object = field(default=None, repr=False)
+    # What the user turns said about the entities they talk about.
+    feedback: tuple[Feedback, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,5 +181,5 @@ class TensorInfo:
     crc32: int
 
 
-__all__ = ["Emotion", "Item", "Entity", "Turn", "TurnAnalysis", "PromptEntity", "Recommendation", "Knowledge",
+__all__ = ["Emotion", "Reason", "Feedback", "Item", "Entity", "Turn", "TurnAnalysis", "PromptEntity", "Recommendation", "Knowledge",
            "Response", "TensorInfo"]

@@ -44,6 +44,10 @@ Dialog dialog_arg(py::handle obj);
 py::object emotions_tuple(const TurnEmotions& emotions);
 py::object linked_entity(const LinkedEntity& entity);
 py::object recommendation_object(std::shared_ptr<Recommendation> recommendation);
+// What the recommender listened to (listening.cpp): an item's feedback term and reasons as
+// keyword arguments of ecr.Item, and the feedback read as a tuple of ecr.Feedback.
+py::dict item_listening(const RecommendedItem& item);
+py::tuple feedback_tuple(const std::vector<Feedback>& feedback);
 py::object response_object(const Response& response, py::object recommendation);
 
 void bind_dialog(py::module_& m);

@@ -26,7 +26,9 @@ py::array_t<T> array_of(const std::vector<T>& values) {
   return py::array_t<T>(static_cast<py::ssize_t>(values.size()), values.data());
 }
 
-py::object item_object(const RecommendedItem& item) { return types().item(item.id, item.name, item.score); }
+py::object item_object(const RecommendedItem& item) {
+  return types().item(item.id, item.name, item.score, **item_listening(item));
+}
 
 py::list items_list(const std::vector<RecommendedItem>& items) {
   py::list out;
@@ -202,7 +204,8 @@ py::object recommendation_object(std::shared_ptr<Recommendation> r) {
   py::object all_scores = r->all_scores ? py::object(array_of(*r->all_scores)) : py::object(py::none());
   return t.recommendation(items_list(r->items), turns, items_list(r->context_entities),
                           emotions_tuple(r->user_emotions), r->emotion_fusion, prompt_entities,
-                          array_of(r->context_ids), array_of(r->prompt_ids), all_scores, py::cast(std::move(r)));
+                          array_of(r->context_ids), array_of(r->prompt_ids), all_scores, py::cast(r),
+                          py::arg("feedback") = feedback_tuple(r->feedback));
 }
 
 py::object response_object(const Response& r, py::object recommendation) {

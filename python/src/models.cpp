@@ -51,10 +51,12 @@ std::shared_ptr<Recommendation> native_recommendation(py::handle recommendation)
 }
 
 Recommender load_recommender(py::handle path, long long threads, const std::string& device, bool exclude_mentioned,
-                             bool global_entities, bool link_text, bool emotion_classifier, bool verify_checksums) {
+                             float feedback_strength, bool global_entities, bool link_text, bool emotion_classifier,
+                             bool verify_checksums) {
   RecommenderOptions options;
   static_cast<EngineOptions&>(options) = engine_options(threads, device, verify_checksums);
   options.exclude_mentioned = exclude_mentioned;
+  options.feedback_strength = feedback_strength;
   options.global_entities = global_entities;
   options.link_text = link_text;
   if (!emotion_classifier) options.components.emotion_classifier.clear();
@@ -204,13 +206,15 @@ ECR's emotion-aware recommendation (include/ecr/recommender.hpp): dialog -> emot
 -> knowledge-graph prompt -> GPT-2 -> a score for every entity -> ranked items. Load once and
 share across threads: a loaded Recommender is immutable, and recommend() releases the GIL.)doc")
       .def_static("load", &load_recommender, py::arg("path") = py::none(), py::kw_only(), py::arg("threads") = 0,
-                  py::arg("device") = "cpu", py::arg("exclude_mentioned") = false, py::arg("global_entities") = true,
+                  py::arg("device") = "cpu", py::arg("exclude_mentioned") = true, py::arg("feedback_strength") = 1.0f,
+                  py::arg("global_entities") = true,
                   py::arg("link_text") = true, py::arg("emotion_classifier") = true,
                   py::arg("verify_checksums") = true, R"doc(
 Loads the models and builds the static tables. path: a bundle file, an ecr.Bundle, or None for
 the shipped model (ecr.default_bundle_path()). threads: for the ops of one request (0: one per
 core; results do not depend on it). exclude_mentioned: leave the dialog's movies out of the
-ranking. global_entities: the co-occurrence entities in the prompt. link_text: link entities in
+ranking (False: the paper's setting). feedback_strength: how far movies the user liked or disliked
+move their neighbours in the ranking (0: off; include/ecr/recommender.hpp). global_entities: the co-occurrence entities in the prompt. link_text: link entities in
 turns that carry no ids. emotion_classifier: classify unlabelled user turns with the bundle's
 classifier. ConfigError / FormatError / ShapeError / IoError naming the bundle and the part.)doc")
       .def(

@@ -37,8 +37,24 @@ def emotions_as_json(emotions):
     return [{"label": e.label, "prob": e.prob} for e in emotions]
 
 
+def reason_as_json(r):
+    out = {"kind": r.kind, "source": r.source, "source_name": r.source_name, "source_liked": r.source_liked,
+           "text": r.text}
+    if r.kind == "cooccurrence":
+        out["weight"] = r.weight
+    else:
+        out.update({"relation": r.relation, "via": r.via, "via_name": r.via_name})
+    return out
+
+
 def item_as_json(item):
-    return {"id": item.id, "name": item.name, "score": item.score}
+    return {"id": item.id, "name": item.name, "score": item.score, "feedback": item.feedback,
+            "reasons": [reason_as_json(r) for r in item.reasons], "explanation": item.explanation}
+
+
+def feedback_as_json(feedback):
+    return [{"id": f.id, "name": f.name, "polarity": f.polarity, "cue": f.cue, "turn": f.turn,
+             "referred_back": f.referred_back} for f in feedback]
 
 
 def as_cli_json(rec):
@@ -54,7 +70,8 @@ def as_cli_json(rec):
             turn["selected"] = emotions_as_json(t.selected)
         turns.append(turn)
     out = {"items": [item_as_json(i) for i in rec.items], "turns": turns,
-           "context_entities": [item_as_json(i) for i in rec.context_entities],
+           "context_entities": [{"id": i.id, "name": i.name, "score": i.score} for i in rec.context_entities],
+           "feedback": feedback_as_json(rec.feedback),
            "prompt_entities": [{"id": e.id, "emotions": emotions_as_json(e.emotions)} for e in rec.prompt_entities],
            "emotion_fusion": rec.emotion_fusion, "user_emotions": emotions_as_json(rec.user_emotions),
            "context_ids": rec.context_ids.tolist(), "prompt_ids": rec.prompt_ids.tolist()}
@@ -74,6 +91,9 @@ def test_parity_cases_match_the_cpp_library_and_the_torch_composition(tiny, tmp_
     loaded = {}
     results = []
     for name, dialog, options, flags in parity_cases(tiny, graph):
+        # The model's own ranking, as the torch composition ranks: nothing excluded, no feedback.
+        options = {**options, "exclude_mentioned": False, "feedback_strength": 0.0}
+        flags = None if flags is None else [*flags, "--keep-mentioned", "--feedback-strength", 0]
         key = tuple(sorted(options.items()))
         if key not in loaded:
             loaded[key] = ecr.Recommender.load(tiny.bundle, **options)
@@ -135,7 +155,10 @@ def test_results_are_dataclasses_naming_items_entities_and_emotions(tiny_recomme
     assert len(rec.context_entities) == 4
     assert "Item(id=" in repr(rec.items[0])
     as_dict = dataclasses.asdict(rec)
-    assert as_dict["items"][0] == {"id": rec.items[0].id, "name": rec.items[0].name, "score": rec.items[0].score}
+    assert as_dict["items"][0] == {"id": rec.items[0].id, "name": rec.items[0].name, "score": rec.items[0].score,
+                                   "feedback": rec.items[0].feedback,
+                                   "reasons": tuple(dataclasses.asdict(r) for r in rec.items[0].reasons),
+                                   "explanation": rec.items[0].explanation}
 
     # The linker's entities carry their offsets into the turn's text.
     linked = tiny_recommender.recommend(plain_dialog())
@@ -152,8 +175,8 @@ def test_results_are_dataclasses_naming_items_entities_and_emotions(tiny_recomme
 def test_exclude_mentioned_and_the_default_options(tiny):
     graph = ecr.Recommender.load(tiny.bundle).graph
     dialog = labelled_dialog(graph)
-    everything = ecr.Recommender.load(tiny.bundle).recommend(dialog, top_k=len(graph.items) + 10)
-    rest = ecr.Recommender.load(tiny.bundle, exclude_mentioned=True).recommend(dialog, top_k=len(graph.items) + 10)
+    everything = ecr.Recommender.load(tiny.bundle, exclude_mentioned=False).recommend(dialog, top_k=len(graph.items) + 10)
+    rest = ecr.Recommender.load(tiny.bundle).recommend(dialog, top_k=len(graph.items) + 10)  # the default excludes
     assert len(everything.items) == len(graph.items)
     assert len(rest.items) == len(graph.items) - 2
     mentioned = {graph.entity_id("The Shining (1980)"), graph.entity_id("What Lies Beneath (2000)")}

@@ -10,6 +10,7 @@ import pytest
 import ecr
 from cases import labelled_dialog, no_entity_dialog, plain_dialog
 from conftest import cli_json
+from test_recommender import feedback_as_json, item_as_json
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +20,9 @@ def responder(tiny):
 
 def as_cli_json(response):
     """A Response (with its recommendation) in `ecr respond --json`'s form (src/cli/conversation.cpp)."""
-    return {"items": [{"id": i.id, "name": i.name, "score": i.score} for i in response.recommendation.items],
+    return {"items": [item_as_json(i) for i in response.recommendation.items],
             "user_emotions": [{"label": e.label, "prob": e.prob} for e in response.recommendation.user_emotions],
+            "feedback": feedback_as_json(response.recommendation.feedback),
             "reply": response.text, "template": response.template, "first_sentence": response.first_sentence,
             "reply_items": [{"id": i.id, "name": i.name} for i in response.items],
             "review_entities": response.review_entities, "knowledge": [k.text for k in response.knowledge],

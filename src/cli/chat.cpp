@@ -1,6 +1,7 @@
 // `ecr chat`: talk to a bundle. Each line typed is a user turn; the Recommender ranks items with
-// the emotions it read, and the Responder's reply streams as it decodes and joins the dialog as
-// the system's turn. Works on a terminal and on a pipe alike (no prompts when stdin is not a
+// the emotions it read (shown with the feedback it heard in the line and one sentence of reasons
+// per item; movies already named stay out), and the Responder's reply streams as it decodes and
+// joins the dialog as the system's turn. Works on a terminal and on a pipe alike (no prompts when stdin is not a
 // terminal; there, an error ends the chat with exit status 1). With --dialog it answers one
 // dialog file with JSON and exits.
 //
@@ -88,9 +89,10 @@ void take_turn(const Conversation& c, Dialog& dialog, std::string text, bool as_
 
 int chat(const Argv& argv) {
   Args args("ecr chat [--bundle BUNDLE] [DIALOG.json] [options]",
-            "An interactive conversation with a bundle: type a message, see the ranked items with the emotions\n"
-            "read from it and the reply as it is written. /reset, /json and /quit are commands. Given a dialog\n"
-            "file, answers that dialog (as `ecr respond --json` does) and exits.");
+            "An interactive conversation with a bundle: type a message, see the emotions read from it, what it\n"
+            "said about movies (liked, disliked, seen), the ranked items with a reason each (movies already named\n"
+            "left out) and the reply as it is written. /reset, /json and /quit are commands. Given a dialog file,\n"
+            "answers that dialog (as `ecr respond --json` does) and exits.");
   args.positional("DIALOG", "answer this dialog (JSON; - reads standard input) and exit", false);
   declare_conversation_options(args);
   args.option("dialog", "FILE", "the dialog, as DIALOG")

@@ -4,6 +4,7 @@
 
 #include "ecr/core/error.hpp"
 #include "ecr/core/utf8.hpp"
+#include "listening.hpp"
 #include "output.hpp"
 
 namespace ecr::cli {
@@ -52,7 +53,9 @@ void declare_conversation_options(Args& args) {
       .option("relations", "LIST", "comma-separated KG relations for knowledge (default: the bundle's, else ECR's)")
       .option("threads", "N", kThreadsHelp, "0")
       .option("device", "D", kDeviceHelp, "cpu")
-      .flag("no-link", "use only the entity ids the dialog carries, not the linker");
+      .flag("no-link", "use only the entity ids the dialog carries, not the linker")
+      .flag("keep-mentioned", "rank items the dialog already mentions too (default: left out)")
+      .option("feedback-strength", "B", "how far liked / disliked movies move their neighbours (0: off)", "1");
 }
 
 ConversationOptions conversation_options(const Args& args) {
@@ -60,6 +63,8 @@ ConversationOptions conversation_options(const Args& args) {
   o.bundle = bundle_or_default(args);
   o.engine = engine_options(args);
   o.recommender.link_text = !args.get_flag("no-link");
+  o.recommender.exclude_mentioned = !args.get_flag("keep-mentioned");
+  o.recommender.feedback_strength = static_cast<float>(args.get_double("feedback-strength"));
   ResponderOptions& resp = o.responder;
   resp.items_in_reply = static_cast<std::size_t>(at_least(args, "items", 1));
   resp.generation.max_new_tokens = at_least(args, "max-new-tokens", 1);
@@ -110,12 +115,13 @@ nlohmann::json turn_json(const Conversation& c, const Responder::Turn& turn) {
   const Recommendation& rec = turn.recommendation;
   const Response& r = turn.response;
   json items = json::array(), named = json::array(), knowledge = json::array();
-  for (const auto& item : rec.items) items.push_back({{"id", item.id}, {"name", item.name}, {"score", item.score}});
+  for (const auto& item : rec.items) items.push_back(item_json(item));
   for (const auto& item : r.items) named.push_back({{"id", item.id}, {"name", item.name}});
   for (const auto& t : r.knowledge) knowledge.push_back(t.text());
   return {{"untrained", c.untrained},
           {"items", std::move(items)},
           {"user_emotions", emotions_json(rec.user_emotions)},
+          {"feedback", feedback_json(rec.feedback)},
           {"reply", r.text},
           {"template", r.template_text},
           {"first_sentence", r.first_sentence},
@@ -129,8 +135,15 @@ nlohmann::json turn_json(const Conversation& c, const Responder::Turn& turn) {
 
 void print_items(const Recommendation& r) {
   fmt::print("emotions: {}\n", emotions_text(r.user_emotions));
-  for (std::size_t i = 0; i < r.items.size(); ++i)
+  // What this turn said (the earlier turns' feedback still counts, but was shown with them).
+  std::vector<Feedback> latest;
+  for (const Feedback& f : r.feedback)
+    if (f.turn + 1 == r.turns.size()) latest.push_back(f);
+  if (const std::string read = feedback_text(latest); !read.empty()) fmt::print("heard: {}\n", printable(read));
+  for (std::size_t i = 0; i < r.items.size(); ++i) {
     fmt::print("{:>4}. {}  ({:.3f})\n", i + 1, printable(r.items[i].name), r.items[i].score);
+    if (const std::string why = explain(r.items[i]); !why.empty()) fmt::print("      {}\n", printable(why));
+  }
 }
 
 void print_json(const nlohmann::json& j) {

@@ -9,13 +9,22 @@
 // respondentQuestions, else unknown (no AUC pair).
 //
 // Baselines go through the same samples and metrics: `--baseline random` (seeded uniform
-// scores) and `--baseline popularity` (how often each item is mentioned in --popularity-from's
-// dialogs, annotated the same way); `--no-emotions` is ECR's "w/o emotion" ablation.
+// scores), `--baseline popularity` (how often each item is mentioned in --popularity-from's
+// dialogs, annotated the same way) and `--baseline cooccurrence` (how many conversations of
+// --cooccurrence-from's movie sequences name the item together with a movie the context names,
+// summed over those movies; popularity in the same conversations breaks ties); `--no-emotions`
+// is ECR's "w/o emotion" ablation.
+//
+// The ranking is the paper's: every item, the ones the context already names included. The
+// de-duplicated variant, reported beside it, is what a user of `ecr recommend` sees: the items
+// the context names (any turn, either role) leave the ranking, and samples whose gold item the
+// context already names are dropped.
 #include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <map>
 #include <optional>
 #include <random>
@@ -45,6 +54,7 @@ struct Sample {
   Dialog context;
   std::int64_t gold = 0;
   eval::Feedback feedback = eval::Feedback::unknown;
+  std::set<std::int64_t> mentioned;  // every entity of the context
 };
 
 struct Counts {
@@ -117,10 +127,12 @@ void add_samples(const json& record, const Recommender& recommender, std::vector
     Dialog context;
     context.movie_mentions = dialog.movie_mentions;
     context.turns.assign(dialog.turns.begin(), dialog.turns.begin() + static_cast<std::ptrdiff_t>(t));
+    std::set<std::int64_t> mentioned;
+    for (const Turn& before : context.turns) mentioned.insert(before.entities.begin(), before.entities.end());
     for (std::int64_t gold : golds) {
       const auto id = redial_id.find(gold);
       const auto feedback = id == redial_id.end() ? eval::Feedback::unknown : feedback_of(record, id->second);
-      out.push_back({context, gold, feedback});
+      out.push_back({context, gold, feedback, mentioned});
     }
   }
 }
@@ -154,6 +166,64 @@ std::vector<float> mention_counts(const std::string& files, const Recommender& r
   return counts;
 }
 
+// The co-occurrence baseline's counts: for each item, the items named in the same conversation
+// of the movie sequences (ReDial ids, resolved through the titles of `names`, id2info.json), with
+// the number of such conversations; and each item's number of conversations.
+struct CooccurrenceCounts {
+  std::map<std::int64_t, std::map<std::int64_t, float>> together;
+  std::vector<float> conversations;
+};
+
+CooccurrenceCounts cooccurrence_counts(const std::string& sequences, const std::string& names,
+                                       const Recommender& recommender, Timeout timeout) {
+  const KnowledgeGraph& kg = recommender.graph();
+  const json info = parse_json(read_input(names, std::size_t{256} << 20, "--movie-names", timeout), names);
+  if (!info.is_object()) fail<InputError>("{}: expected an object of ReDial movie id -> {{\"name\": ...}}", names);
+  std::map<std::string, std::int64_t, std::less<>> entity_of;
+  for (const auto& [id, movie] : info.items()) {
+    if (!movie.is_object() || !movie.contains("name") || !movie["name"].is_string())
+      fail<InputError>("{}: movie '{}' has no string \"name\"", names, printable(id));
+    if (const auto e = recommender.linker().resolve_title(movie["name"].get_ref<const std::string&>()); e && kg.is_item(*e))
+      entity_of.emplace(id, *e);
+  }
+  CooccurrenceCounts out;
+  out.conversations.assign(static_cast<std::size_t>(kg.num_entities()), 0.f);
+  LineReader in(sequences, "--cooccurrence-from", timeout);
+  for (std::string line; in.next(line);) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = fmt::format("{}:{}", sequences, in.line_number());
+    const json record = parse_json(line, where);
+    if (!record.is_object() || !record.contains("movies") || !record["movies"].is_array())
+      fail<InputError>("{}: expected {{\"movies\": [[ReDial movie id, liked], ...]}}", where);
+    std::set<std::int64_t> movies;
+    for (const json& m : record["movies"]) {
+      if (!m.is_array() || m.empty() || !m[0].is_string())
+        fail<InputError>("{}: a movie is not [\"<ReDial id>\", liked]", where);
+      if (const auto e = entity_of.find(m[0].get_ref<const std::string&>()); e != entity_of.end()) movies.insert(e->second);
+    }
+    for (std::int64_t a : movies) {
+      out.conversations[static_cast<std::size_t>(a)] += 1.f;
+      for (std::int64_t b : movies)
+        if (a != b) out.together[a][b] += 1.f;
+    }
+  }
+  return out;
+}
+
+// A sample's co-occurrence scores: conversations shared with the context's movies, plus the
+// item's conversations scaled under 1 so that they only break ties.
+void cooccurrence_scores(const Sample& s, const CooccurrenceCounts& counts, const KnowledgeGraph& kg,
+                         std::vector<float>& scores) {
+  const float most = *std::max_element(counts.conversations.begin(), counts.conversations.end());
+  for (std::size_t i = 0; i < scores.size(); ++i) scores[i] = counts.conversations[i] / (most + 1.f);
+  for (std::int64_t m : s.mentioned) {
+    if (!kg.is_item(m)) continue;
+    const auto row = counts.together.find(m);
+    if (row == counts.together.end()) continue;
+    for (const auto& [item, n] : row->second) scores[static_cast<std::size_t>(item)] += n;
+  }
+}
+
 // 1-based rank of the gold item among all items (ties: the lower id first, as the Recommender
 // ranks) and its softmax probability over the items.
 eval::RankedSample rank_of(const Sample& s, const std::vector<float>& scores, std::span<const std::int32_t> items) {
@@ -168,6 +238,18 @@ eval::RankedSample rank_of(const Sample& s, const std::vector<float>& scores, st
     sum += std::exp(static_cast<double>(v) - top);
   }
   return {rank, std::exp(static_cast<double>(gold) - top) / sum, s.feedback};
+}
+
+// The de-duplicated variant: ranked among the items the context does not name; none when the
+// context names the gold item.
+std::optional<eval::RankedSample> rank_unmentioned(const Sample& s, const std::vector<float>& scores,
+                                                   std::span<const std::int32_t> items) {
+  if (s.mentioned.count(s.gold)) return std::nullopt;
+  std::vector<std::int32_t> rest;
+  rest.reserve(items.size());
+  for (std::int32_t id : items)
+    if (!s.mentioned.count(id)) rest.push_back(id);
+  return rank_of(s, scores, rest);
 }
 
 class Progress {
@@ -239,7 +321,10 @@ int eval(const Argv& argv) {
   Args args("ecr eval --bundle BUNDLE --dialogs FILE.jsonl [options]",
             "Recommendation metrics of ECR over ReDial dialogs (one JSON object a line): every system turn that\n"
             "mentions a recommendable movie is a sample with the dialog before it as context. Prints Recall, MRR\n"
-            "and NDCG @1/10/50, RT@K (recall over liked movies) and the feedback AUC, global and batch-averaged.");
+            "and NDCG @1/10/50, RT@K (recall over liked movies) and the feedback AUC, global and batch-averaged,\n"
+            "ranking every item as the paper does (the items the context names included); then the same metrics\n"
+            "de-duplicated, as `ecr recommend` ranks: the items the context names (any turn) left out, and the\n"
+            "samples whose gold item the context already names dropped.");
   args.option("bundle", "BUNDLE", kBundleHelp)
       .option("dialogs", "FILE", "ReDial dialogs, JSON lines")
       .option("timeout", "SECONDS", kTimeoutHelp, kDefaultTimeout)
@@ -253,9 +338,14 @@ int eval(const Argv& argv) {
       .flag("link-text", "also link entities in turns without annotations")
       .flag("no-global-entities", "leave the co-occurrence (global) entities out of the prompt")
       .flag("no-emotions", "ECR's ablation: no emotions (no classifier, no emotion fusion, no global entities)")
-      .option("baseline", "NAME", "model (the bundle), random, or popularity", "model")
+      .option("baseline", "NAME", "model (the bundle), random, popularity or cooccurrence", "model")
       .option("popularity-from", "FILES", "comma-separated ReDial files whose item mentions rank --baseline popularity")
-      .option("seed", "S", "seed of --baseline random", "0");
+      .option("cooccurrence-from", "FILE", "movie sequences (movie_sequences.jsonl) that rank --baseline cooccurrence")
+      .option("movie-names", "FILE", "ReDial movie id -> name (id2info.json) for --cooccurrence-from "
+              "(default: id2info.json beside it)")
+      .option("seed", "S", "seed of --baseline random", "0")
+      .option("feedback-strength", "B", "the de-duplicated variant ranks with the feedback rule at this strength, "
+              "as `ecr recommend` does (0: the model's scores)", "0");
   if (!args.parse(argv)) return 0;
   const long long batch_size = args.get_int("batch-size");
   const EngineOptions engine_opts = engine_options(args);
@@ -265,14 +355,25 @@ int eval(const Argv& argv) {
 
   RecommenderOptions options;
   static_cast<EngineOptions&>(options) = engine_opts;
+  options.exclude_mentioned = false;  // the paper's protocol; the de-duplicated variant is computed here
+  options.feedback_strength = 0;
   options.link_text = args.get_flag("link-text");
   options.global_entities = !args.get_flag("no-global-entities");
   options.emotions = !args.get_flag("no-emotions");
   const std::string baseline = args.get("baseline");
-  if (baseline != "model" && baseline != "random" && baseline != "popularity")
-    fail<InputError>("--baseline must be model, random or popularity, got '{}'", baseline);
+  if (baseline != "model" && baseline != "random" && baseline != "popularity" && baseline != "cooccurrence")
+    fail<InputError>("--baseline must be model, random, popularity or cooccurrence, got '{}'", baseline);
   if ((baseline == "popularity") != args.has("popularity-from"))
     fail<InputError>("--baseline popularity and --popularity-from FILES go together");
+  if ((baseline == "cooccurrence") != args.has("cooccurrence-from"))
+    fail<InputError>("--baseline cooccurrence and --cooccurrence-from FILE go together");
+  if (args.has("movie-names") && !args.has("cooccurrence-from"))
+    fail<InputError>("--movie-names goes with --cooccurrence-from");
+  const double feedback_strength = args.get_double("feedback-strength");
+  if (!(feedback_strength >= 0) || !std::isfinite(feedback_strength))
+    fail<InputError>("--feedback-strength must be finite and >= 0, got {}", feedback_strength);
+  if (feedback_strength > 0 && baseline != "model")
+    fail<InputError>("--feedback-strength goes with --baseline model");
   const long long seed = args.get_int("seed");
   if (seed < 0) fail<InputError>("--seed must be 0 or more, got {}", seed);
   const auto t0 = Clock::now();
@@ -306,15 +407,33 @@ int eval(const Argv& argv) {
   const std::size_t n_entities = static_cast<std::size_t>(recommender.graph().num_entities());
   std::vector<float> popularity;
   if (baseline == "popularity") popularity = mention_counts(args.get("popularity-from"), recommender, input_timeout(args));
+  CooccurrenceCounts cooccurrence;
+  if (baseline == "cooccurrence") {
+    const std::string sequences = args.get("cooccurrence-from");
+    const std::string names = args.has("movie-names")
+                                  ? args.get("movie-names")
+                                  : (std::filesystem::path(sequences).parent_path() / "id2info.json").string();
+    cooccurrence = cooccurrence_counts(sequences, names, recommender, input_timeout(args));
+  }
   std::mt19937_64 random_scores(static_cast<std::uint64_t>(seed));
-  std::vector<eval::RankedSample> ranked;
+  std::vector<eval::RankedSample> ranked, unmentioned;
   ranked.reserve(samples.size());
+  auto add_ranks = [&](const Sample& s, const std::vector<float>& scores) {
+    ranked.push_back(rank_of(s, scores, items));
+    if (auto r = rank_unmentioned(s, scores, items)) unmentioned.push_back(*r);
+  };
   Progress progress(samples.size());
   const auto t1 = Clock::now();
   const auto step = static_cast<std::size_t>(batch_size);
   RecommendRequest request;
   request.top_k = 1;
   request.all_scores = true;
+  if (feedback_strength > 0) {  // every remaining item, ranked as `ecr recommend` ranks them
+    request.top_k = items.size();
+    request.exclude_mentioned = true;
+    request.feedback_strength = static_cast<float>(feedback_strength);
+  }
+  std::vector<float> listened(n_entities);
   for (std::size_t first = 0; first < samples.size(); first += step) {
     const std::size_t count = std::min(step, samples.size() - first);
     std::vector<Dialog> batch;
@@ -325,13 +444,23 @@ int eval(const Argv& argv) {
       for (std::size_t i = 0; i < count; ++i) {
         if (baseline == "random")
           for (float& v : scores) v = uniform(random_scores);
-        ranked.push_back(rank_of(samples[first + i], baseline == "random" ? scores : popularity, items));
+        if (baseline == "cooccurrence") cooccurrence_scores(samples[first + i], cooccurrence, recommender.graph(), scores);
+        add_ranks(samples[first + i], baseline == "popularity" ? popularity : scores);
       }
       progress.update(first + count);
       continue;
     }
     const auto results = recommender.recommend_batch(batch, request);
-    for (std::size_t i = 0; i < count; ++i) ranked.push_back(rank_of(samples[first + i], *results[i].all_scores, items));
+    for (std::size_t i = 0; i < count; ++i) {
+      if (feedback_strength == 0) {
+        add_ranks(samples[first + i], *results[i].all_scores);
+        continue;
+      }
+      ranked.push_back(rank_of(samples[first + i], *results[i].all_scores, items));
+      std::fill(listened.begin(), listened.end(), -std::numeric_limits<float>::infinity());
+      for (const RecommendedItem& item : results[i].items) listened[static_cast<std::size_t>(item.id)] = item.score;
+      if (auto r = rank_unmentioned(samples[first + i], listened, items)) unmentioned.push_back(*r);
+    }
     for (std::size_t i = 0; responder && i < count && first + i < static_cast<std::size_t>(responses); ++i) {
       const auto r0 = Clock::now();  // the reply about the top item, as ECR's rec_gen is the top-1 prediction
       reply_stats.words.push_back(split_words(responder->respond(samples[first + i].context, results[i]).text));
@@ -342,21 +471,28 @@ int eval(const Argv& argv) {
   const double eval_seconds = std::chrono::duration<double>(Clock::now() - t1).count();
 
   const eval::Report report = eval::rank_report(ranked, eval::kDefaultKs, step);
+  const eval::Report dedup = eval::rank_report(unmentioned, eval::kDefaultKs, step);
   for (const eval::RankedSample& s : ranked) counts.unknown_feedback += s.feedback == eval::Feedback::unknown;
   fmt::print("{} dialogs, {} samples ({} positive, {} negative, {} without feedback), {} items; "
              "load {:.2f} s, eval {:.2f} s ({:.1f} ms/sample)\n",
              counts.dialogs, report.samples, report.positives, report.negatives, counts.unknown_feedback, items.size(),
              load_seconds, eval_seconds, report.samples ? 1000.0 * eval_seconds / report.samples : 0.0);
-  fmt::print("{:<8}", "");
-  for (std::int64_t k : eval::kDefaultKs) fmt::print(" {:>8}", fmt::format("@{}", k));
-  fmt::print("\n");
-  for (const char* metric : {"recall", "mrr", "ndcg", "rt"}) {
-    fmt::print("{:<8}", metric);
-    for (std::int64_t k : eval::kDefaultKs) fmt::print(" {:>8.4f}", report.values.at(fmt::format("{}@{}", metric, k)));
+  auto print_report = [&](const eval::Report& r) {
+    fmt::print("{:<8}", "");
+    for (std::int64_t k : eval::kDefaultKs) fmt::print(" {:>8}", fmt::format("@{}", k));
     fmt::print("\n");
-  }
-  fmt::print("auc {:.4f}, auc_batch {:.4f} (batches of {}; -1: no positive/negative pair)\n", report.values.at("auc"),
-             report.values.at("auc_batch"), step);
+    for (const char* metric : {"recall", "mrr", "ndcg", "rt"}) {
+      fmt::print("{:<8}", metric);
+      for (std::int64_t k : eval::kDefaultKs) fmt::print(" {:>8.4f}", r.values.at(fmt::format("{}@{}", metric, k)));
+      fmt::print("\n");
+    }
+    fmt::print("auc {:.4f}, auc_batch {:.4f} (batches of {}; -1: no positive/negative pair)\n", r.values.at("auc"),
+               r.values.at("auc_batch"), step);
+  };
+  print_report(report);
+  fmt::print("\nde-duplicated: {} samples (gold not named before), the items the context names left out{}\n",
+             dedup.samples, feedback_strength > 0 ? fmt::format(", feedback strength {}", feedback_strength) : "");
+  print_report(dedup);
   const json replies = responder ? reply_report(reply_stats) : json();
   if (responder) {
     fmt::print("replies {} ({:.2f} s each), {:.1f} words on average\n", replies["replies"].get<std::size_t>(),
@@ -375,6 +511,7 @@ int eval(const Argv& argv) {
     json j = {{"bundle", bundle_path.string()},
               {"baseline", baseline},
               {"emotions", options.emotions},
+              {"feedback_strength", feedback_strength},
               {"dialogs_file", path},
               {"dialogs", counts.dialogs},
               {"samples", report.samples},
@@ -386,7 +523,9 @@ int eval(const Argv& argv) {
               {"batch_size", step},
               {"load_seconds", load_seconds},
               {"eval_seconds", eval_seconds},
-              {"metrics", report.values}};
+              {"metrics", report.values},
+              {"dedup_samples", dedup.samples},
+              {"dedup_metrics", dedup.values}};
     if (responder) j["replies"] = replies;
     // Checked to the last byte and renamed into place: a full disk is an error, not an empty file.
     write_file(*out, j.dump(2, ' ', false, json::error_handler_t::replace) + "\n");

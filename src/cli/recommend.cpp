@@ -1,5 +1,6 @@
 // `ecr recommend`: one dialog (Dialog JSON) through the Recommender, printing the ranked items
-// and, per turn, the entities and emotions the prompt used; --json prints all of it.
+// with the reason for each, the feedback read from the dialog and, per turn, the entities and
+// emotions the prompt used; --json prints all of it.
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -9,6 +10,7 @@
 #include "ecr/core/utf8.hpp"
 #include "ecr/recommender.hpp"
 #include "input.hpp"
+#include "listening.hpp"
 #include "output.hpp"
 
 namespace ecr::cli {
@@ -24,12 +26,11 @@ json emotions_json(const TurnEmotions& e) {
   return out;
 }
 
-json item_json(const RecommendedItem& item) { return {{"id", item.id}, {"name", item.name}, {"score", item.score}}; }
-
 json to_json(const Recommendation& r) {
   json items = json::array(), turns = json::array(), context = json::array(), entities = json::array();
   for (const auto& item : r.items) items.push_back(item_json(item));
-  for (const auto& item : r.context_entities) context.push_back(item_json(item));
+  for (const auto& item : r.context_entities)
+    context.push_back({{"id", item.id}, {"name", item.name}, {"score", item.score}});
   for (const auto& t : r.turns) {
     json linked = json::array();
     for (const auto& e : t.entities)
@@ -52,6 +53,7 @@ json to_json(const Recommendation& r) {
               {"prompt_entities", std::move(entities)},
               {"emotion_fusion", r.emotion_fusion},
               {"user_emotions", emotions_json(r.user_emotions)},
+              {"feedback", feedback_json(r.feedback)},
               {"context_ids", r.context_ids},
               {"prompt_ids", r.prompt_ids}};
   if (r.all_scores) out["all_scores"] = *r.all_scores;
@@ -68,8 +70,12 @@ std::string emotions_text(const TurnEmotions& e) {
 void print_table(const Recommendation& r, const KnowledgeGraph& kg) {
   fmt::print("top {} of {} items\n{:>4}  {:>10}  {:>7}  {}\n", r.items.size(), kg.items().size(), "rank", "score", "id",
              "item");
-  for (std::size_t i = 0; i < r.items.size(); ++i)
+  for (std::size_t i = 0; i < r.items.size(); ++i) {
     fmt::print("{:>4}  {:>10.4f}  {:>7}  {}\n", i + 1, r.items[i].score, r.items[i].id, printable(r.items[i].name));
+    if (const std::string why = explain(r.items[i]); !why.empty()) fmt::print("{:>25}{}\n", "", printable(why));
+  }
+  if (const std::string read = feedback_text(r.feedback); !read.empty())
+    fmt::print("\nfeedback read: {}\n", printable(read));
   fmt::print("\nturns{}\n", r.emotion_fusion ? "" : " (no emotions: the prompt ran without emotion fusion)");
   for (std::size_t t = 0; t < r.turns.size(); ++t) {
     const auto& turn = r.turns[t];
@@ -96,7 +102,8 @@ int recommend(const Argv& argv) {
             "Recommends items for a dialog: {\"turns\": [{\"role\": \"user\"|\"system\", \"text\": ..., \"entities\": [ids],\n"
             "\"emotions\": {label: prob}}], \"movieMentions\": {...}} (entities and emotions optional: the linker and\n"
             "the bundle's emotion classifier fill them in). Prints the ranked items and, per turn, the entities\n"
-            "and emotions the prompt used.");
+            "and emotions the prompt used. Items the dialog already mentions are left out, and what the user says about\n"
+            "a movie (liked, disliked, seen) moves its neighbours; each item comes with its reasons.");
   args.positional("DIALOG", kDialogHelp, false)
       .option("bundle", "BUNDLE", kBundleHelp)
       .option("dialog", "FILE", "the dialog, as DIALOG")
@@ -106,7 +113,8 @@ int recommend(const Argv& argv) {
       .option("device", "D", kDeviceHelp, "cpu")
       .flag("json", "print everything as one JSON object")
       .flag("all-scores", "with --json: include the score of every entity")
-      .flag("exclude-mentioned", "leave items the dialog mentions out of the ranking")
+      .flag("keep-mentioned", "rank items the dialog already mentions too (the paper's setting; default: left out)")
+      .option("feedback-strength", "B", "how far liked / disliked movies move their neighbours (0: off)", "1")
       .flag("no-global-entities", "leave the co-occurrence (global) entities out of the prompt")
       .flag("no-link", "use only the entity ids the dialog carries, not the linker");
   if (!args.parse(argv)) return 0;
@@ -118,7 +126,8 @@ int recommend(const Argv& argv) {
 
   RecommenderOptions options;
   static_cast<EngineOptions&>(options) = engine;
-  options.exclude_mentioned = args.get_flag("exclude-mentioned");
+  options.exclude_mentioned = !args.get_flag("keep-mentioned");
+  options.feedback_strength = static_cast<float>(args.get_double("feedback-strength"));
   options.global_entities = !args.get_flag("no-global-entities");
   options.link_text = !args.get_flag("no-link");
   const Recommender recommender = Recommender::load(bundle_or_default(args), options);

@@ -71,6 +71,9 @@ Tensor classify_on_device(const Engine::Impl& engine, std::span<const std::vecto
 std::vector<RecModelOutput> recommend_on_device(const Engine::Impl& engine, std::span<const RecModelInput> inputs,
                                                 bool global_entities, std::size_t top_k, bool all_scores);
 
+// The rec prompt's entity table E on the host (f32), for the feedback rule; once, at load.
+Tensor entity_table_on_host(const Engine::Impl& engine);
+
 // ECR_SPEC 7 on the device: the conv prefix over the RoBERTa context and the entities, then the
 // backbone decodes after `context` with it.
 Generation write_template_on_device(const Engine::Impl& engine, std::span<const std::int32_t> prompt_ids,

@@ -5,9 +5,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
+#include <map>
 #include <set>
 #include <string_view>
 #include <utility>
+
+#include <Eigen/Core>
+#include <fmt/format.h>
 
 #include "ecr/core/error.hpp"
 #include "ecr/core/thread_pool.hpp"
@@ -36,6 +41,32 @@ bool ranks_before(const RecommendedItem& a, const RecommendedItem& b) {
   return a.score != b.score ? a.score > b.score : a.id < b.id;
 }
 
+// How strong a reason is, 0 strongest: the user's own person or genre, then a shared director,
+// star, writer or other relation, the co-occurrence, a shared genre last.
+int reason_rank(const Reason& r) {
+  if (r.kind == Reason::Kind::has) return 0;
+  if (r.kind == Reason::Kind::cooccurrence) return 5;
+  if (r.relation == "director") return 1;
+  if (r.relation == "star") return 2;
+  if (r.relation == "writer") return 3;
+  return r.relation == "genre" ? 6 : 4;
+}
+
+// An entity the user liked or mentioned, which reasons point back to.
+struct Source {
+  std::int64_t id = 0;
+  bool liked = false;
+};
+
+bool starts_with_vowel(std::string_view word) {
+  return !word.empty() && std::string_view("aeiouAEIOU").find(word.front()) != std::string_view::npos;
+}
+
+float checked_strength(float beta, std::string_view where) {
+  if (!std::isfinite(beta) || beta < 0) fail<InputError>("{}: feedback_strength must be finite and >= 0, got {}", where, beta);
+  return beta;
+}
+
 }  // namespace
 
 // A view of the engine's parts with this recommender's options; the checks that tie the parts
@@ -60,6 +91,13 @@ struct Recommender::Impl {
   const RobertaModel* text_encoder = nullptr;
   const PromptEncoder* rec_prompt = nullptr;
   const Gpt2Model* classifier_model = nullptr;
+  // For the feedback rule and the reasons, built at load: E on the host (f32), the mean of its
+  // item rows, each row's dot product with that mean and its norm once centred, and the
+  // co-occurrence matrix when the bundle has one.
+  Tensor entity_table;
+  Eigen::VectorXf item_mean;
+  std::vector<float> mean_dots, centred_norms;
+  std::optional<CooccurrenceMatrix> cooccurrence;
 
   Impl(const Engine& e, RecommenderOptions o);
 
@@ -71,10 +109,14 @@ struct Recommender::Impl {
   void analyse_turns(std::span<const Dialog> dialogs, std::vector<Dialog>& prepared,
                      std::vector<Recommendation>& out) const;
   void label_emotions(std::vector<Dialog>& prepared, std::vector<Recommendation>& out) const;
-  std::vector<RecModelInput> model_inputs(const std::vector<Dialog>& prepared, std::vector<Recommendation>& out) const;
+  std::vector<RecModelInput> model_inputs(const std::vector<Dialog>& prepared, const RecommendRequest& request,
+                                          std::vector<Recommendation>& out) const;
   std::vector<RecModelOutput> run_models(std::span<const RecModelInput> inputs, const RecommendRequest& request,
                                          bool scores) const;
+  void listen(const RecModelInput& input, const Recommendation& r, float beta, std::size_t top_k,
+              RecModelOutput& model) const;
   void assemble(const RecModelOutput& model, const RecommendRequest& request, Recommendation& r) const;
+  std::vector<Reason> reasons(std::int64_t item, std::span<const Source> sources) const;
 };
 
 Recommender::Impl::Impl(const Engine& e, RecommenderOptions o)
@@ -131,6 +173,27 @@ Recommender::Impl::Impl(const Engine& e, RecommenderOptions o)
   if (p->n_emotion != static_cast<std::int64_t>(kEmotionLabels.size()))
     fail<ConfigError>("component '{}' has {} emotion labels, ECR has {}", names.rec_prompt, p->n_emotion,
                       kEmotionLabels.size());
+  if (!std::isfinite(options.feedback_strength) || options.feedback_strength < 0)
+    fail<ConfigError>("recommender: feedback_strength must be finite and >= 0, got {}", options.feedback_strength);
+
+#ifdef ECR_WITH_CUDA
+  if (on_device) entity_table = entity_table_on_host(e.impl());
+#endif
+  if (rec_prompt) entity_table = rec_prompt->entity_table().dtype() == DType::f32 ? rec_prompt->entity_table()
+                                                                                  : rec_prompt->entity_table().to_f32();
+  // Centred on the items' mean: the direction every row shares would make every item a
+  // neighbour of every movie.
+  const auto rows = entity_table.matrix<float>();
+  item_mean = Eigen::VectorXf::Zero(rows.cols());
+  for (std::int32_t id : kg.items()) item_mean += rows.row(id).transpose();
+  item_mean /= static_cast<float>(std::max<std::size_t>(kg.items().size(), 1));
+  mean_dots.resize(static_cast<std::size_t>(rows.rows()));
+  centred_norms.resize(static_cast<std::size_t>(rows.rows()));
+  for (Eigen::Index i = 0; i < rows.rows(); ++i) {
+    mean_dots[static_cast<std::size_t>(i)] = rows.row(i).dot(item_mean);
+    centred_norms[static_cast<std::size_t>(i)] = (rows.row(i) - item_mean.transpose()).norm();
+  }
+  cooccurrence = e.impl().cooccurrence();
 }
 
 // Turns, entities and host emotions: `prepared` gets, per turn, the prepared text, entity ids and
@@ -206,6 +269,7 @@ void Recommender::Impl::label_emotions(std::vector<Dialog>& prepared, std::vecto
 
 // ECR_SPEC 2: the contexts and the entities with the emotions they carry.
 std::vector<RecModelInput> Recommender::Impl::model_inputs(const std::vector<Dialog>& prepared,
+                                                           const RecommendRequest& request,
                                                            std::vector<Recommendation>& out) const {
   std::vector<RecModelInput> inputs(prepared.size());
   for (std::size_t b = 0; b < prepared.size(); ++b) {
@@ -235,7 +299,7 @@ std::vector<RecModelInput> Recommender::Impl::model_inputs(const std::vector<Dia
       in.emotion_ids.insert(in.emotion_ids.end(), e.emotions.ids.begin(), e.emotions.ids.end());
       in.emotion_probs.insert(in.emotion_probs.end(), e.emotions.probs.begin(), e.emotions.probs.end());
     }
-    if (options.exclude_mentioned)
+    if (request.exclude_mentioned.value_or(options.exclude_mentioned))
       for (const Turn& turn : prepared[b].turns) in.excluded.insert(turn.entities.begin(), turn.entities.end());
   }
   return inputs;
@@ -280,7 +344,7 @@ std::vector<RecModelOutput> Recommender::Impl::run_models(std::span<const RecMod
     std::vector<RecommendedItem> ranked;
     ranked.reserve(items.size());
     for (std::int32_t id : items)
-      if (!inputs[b].excluded.count(id)) ranked.push_back({id, {}, s[id]});
+      if (!inputs[b].excluded.count(id)) ranked.push_back({id, {}, s[id], 0, {}});
     const std::size_t k = std::min(request.top_k, ranked.size());
     std::partial_sort(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(k), ranked.end(), ranks_before);
     ranked.resize(k);
@@ -290,15 +354,125 @@ std::vector<RecModelOutput> Recommender::Impl::run_models(std::span<const RecMod
   return out;
 }
 
-// The items named, the context entities ranked by their scores, and every score when asked for.
+// The feedback rule (recommender.hpp): the items ranked again by s'(i) when the user liked or
+// disliked something; the model's ranking stands otherwise.
+void Recommender::Impl::listen(const RecModelInput& input, const Recommendation& r, float beta, std::size_t top_k,
+                               RecModelOutput& model) const {
+  std::map<std::int64_t, float> polarity;  // an entity's latest like or dislike counts
+  for (const Feedback& f : r.feedback)
+    if (f.polarity != Polarity::seen) polarity[f.id] = static_cast<float>(f.polarity);
+  if (polarity.empty() || beta == 0) return;
+
+  const auto items = kg.items();
+  const float* s = model.scores.data();
+  double sum = 0, squares = 0;
+  for (std::int32_t id : items) sum += s[id];
+  const double mean = sum / static_cast<double>(items.size());
+  for (std::int32_t id : items) squares += (s[id] - mean) * (s[id] - mean);
+  const auto spread = static_cast<float>(std::sqrt(squares / static_cast<double>(items.size())));
+
+  const auto table = entity_table.matrix<float>();
+  const float mean_square = item_mean.squaredNorm();
+  std::vector<RecommendedItem> ranked;
+  ranked.reserve(items.size());
+  for (std::int32_t id : items) {
+    if (input.excluded.count(id)) continue;
+    float moved = 0;
+    for (const auto& [f, sign] : polarity) {
+      const auto i = static_cast<std::size_t>(id), j = static_cast<std::size_t>(f);
+      const float norms = centred_norms[i] * centred_norms[j];
+      if (norms == 0) continue;
+      // (E_i - m) . (E_f - m), from the dot products kept at load.
+      const float cos = (table.row(id).dot(table.row(f)) - mean_dots[i] - mean_dots[j] + mean_square) / norms;
+      if (cos > 0) moved += sign * cos * cos;
+    }
+    moved *= beta * spread;
+    ranked.push_back({id, {}, s[id] + moved, moved, {}});
+  }
+  const std::size_t k = std::min(top_k, ranked.size());
+  std::partial_sort(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(k), ranked.end(), ranks_before);
+  ranked.resize(k);
+  model.items = std::move(ranked);
+}
+
+// The reasons for one item (recommender.hpp), the strongest first.
+std::vector<Reason> Recommender::Impl::reasons(std::int64_t item, std::span<const Source> sources) const {
+  std::vector<Reason> out;
+  for (const Source& source : sources) {
+    if (source.id == item) continue;
+    const std::string source_name(kg.entity_name(source.id));
+    const bool movie = kg.entity_type(source.id) == EntityType::movie;
+    for (std::int64_t rel = 0; rel < kg.num_relations(); ++rel) {
+      const auto linked = kg.neighbours(item, rel);
+      if (!movie) {
+        if (std::binary_search(linked.begin(), linked.end(), static_cast<std::int32_t>(source.id)))
+          out.push_back({Reason::Kind::has, source.id, source_name, source.liked, kg.relation_name(rel), source.id,
+                         source_name, 0});
+        continue;
+      }
+      const auto theirs = kg.neighbours(source.id, rel);
+      std::vector<std::int32_t> shared;
+      std::set_intersection(linked.begin(), linked.end(), theirs.begin(), theirs.end(), std::back_inserter(shared));
+      for (std::int32_t via : shared)
+        if (via != kg.pad_entity())
+          out.push_back({Reason::Kind::shares, source.id, source_name, source.liked, kg.relation_name(rel), via,
+                         std::string(kg.entity_name(via)), 0});
+    }
+    if (movie && cooccurrence)
+      if (const float w = cooccurrence->at(source.id, item); w > 0)
+        out.push_back({Reason::Kind::cooccurrence, source.id, source_name, source.liked, {}, 0, {}, w});
+  }
+  std::stable_sort(out.begin(), out.end(), [](const Reason& a, const Reason& b) {
+    if (reason_rank(a) != reason_rank(b)) return reason_rank(a) < reason_rank(b);
+    if (a.source_liked != b.source_liked) return a.source_liked;
+    return a.weight > b.weight;
+  });
+  // One reason per shared entity (and per co-occurring movie): the first, strongest one.
+  std::vector<Reason> kept;
+  for (Reason& r : out) {
+    const bool repeat = std::any_of(kept.begin(), kept.end(), [&](const Reason& k) {
+      return k.kind == Reason::Kind::cooccurrence ? r.kind == k.kind && r.source == k.source
+                                                  : r.kind != Reason::Kind::cooccurrence && r.via == k.via;
+    });
+    if (!repeat) kept.push_back(std::move(r));
+    if (kept.size() == kMaxReasons) break;
+  }
+  return kept;
+}
+
+// The items named with their reasons, the context entities ranked by their scores, and every
+// score when asked for.
 void Recommender::Impl::assemble(const RecModelOutput& model, const RecommendRequest& request,
                                  Recommendation& r) const {
+  // The sources of reasons: what the user mentioned, unless disliked or said in a negative
+  // mood, and the system's movies the user said they liked.
+  const std::int32_t negative = *emotion_id("negative");
+  auto read_as = [&](std::int64_t id, Polarity p) {
+    return std::any_of(r.feedback.begin(), r.feedback.end(),
+                       [&](const Feedback& f) { return f.id == id && f.polarity == p; });
+  };
+  std::vector<Source> sources;
+  auto add = [&](std::int64_t id) {
+    if (read_as(id, Polarity::disliked) || id == kg.pad_entity()) return;
+    if (std::none_of(sources.begin(), sources.end(), [&](const Source& s) { return s.id == id; }))
+      sources.push_back({id, read_as(id, Polarity::liked)});
+  };
+  for (const TurnAnalysis& turn : r.turns)
+    if (turn.role == Role::user && turn.selected.ids[0] != negative)
+      for (const LinkedEntity& e : turn.entities) add(e.id);
+  for (const Feedback& f : r.feedback)
+    if (f.polarity == Polarity::liked) add(f.id);
+
   r.items = model.items;
-  for (auto& item : r.items) item.name = kg.entity_name(item.id);
+  for (auto& item : r.items) {
+    item.name = kg.entity_name(item.id);
+    item.reasons = reasons(item.id, sources);
+  }
   std::set<std::int64_t> seen;
   for (const ContextEntity& e : r.prompt_entities)
     if (seen.insert(e.id).second)
-      r.context_entities.push_back({e.id, std::string(kg.entity_name(e.id)), model.scores[static_cast<std::size_t>(e.id)]});
+      r.context_entities.push_back(
+          {e.id, std::string(kg.entity_name(e.id)), model.scores[static_cast<std::size_t>(e.id)], 0, {}});
   std::sort(r.context_entities.begin(), r.context_entities.end(), ranks_before);
   if (request.all_scores) r.all_scores.emplace(model.scores);
 }
@@ -311,14 +485,53 @@ std::vector<Recommendation> Recommender::Impl::run(std::span<const Dialog> dialo
   std::vector<Dialog> prepared(batch);
   analyse_turns(dialogs, prepared, out);
   label_emotions(prepared, out);
-  const std::vector<RecModelInput> inputs = model_inputs(prepared, out);
-  // Every entity's scores are needed for the context entities and for all_scores.
-  const bool scores = request.all_scores || std::any_of(out.begin(), out.end(), [](const Recommendation& r) {
-                        return !r.prompt_entities.empty();
+  const std::vector<RecModelInput> inputs = model_inputs(prepared, request, out);
+  for (std::size_t b = 0; b < batch; ++b) out[b].feedback = read_feedback(prepared[b], kg);
+  const float beta = checked_strength(request.feedback_strength.value_or(options.feedback_strength), "recommend");
+  // Every entity's scores are needed for the context entities, the feedback rule and all_scores.
+  const bool scores = request.all_scores || std::any_of(out.begin(), out.end(), [&](const Recommendation& r) {
+                        return !r.prompt_entities.empty() || (beta > 0 && !r.feedback.empty());
                       });
-  const std::vector<RecModelOutput> models = run_models(inputs, request, scores);
-  for (std::size_t b = 0; b < batch; ++b) assemble(models[b], request, out[b]);
+  std::vector<RecModelOutput> models = run_models(inputs, request, scores);
+  for (std::size_t b = 0; b < batch; ++b) {
+    listen(inputs[b], out[b], beta, request.top_k, models[b]);
+    assemble(models[b], request, out[b]);
+  }
   return out;
+}
+
+std::string_view reason_kind_name(Reason::Kind kind) {
+  switch (kind) {
+    case Reason::Kind::has: return "has";
+    case Reason::Kind::shares: return "shares";
+    case Reason::Kind::cooccurrence: break;
+  }
+  return "cooccurrence";
+}
+
+std::string Reason::text() const {
+  if (kind == Kind::cooccurrence) return fmt::format("is often talked about with {}", source_name);
+  std::string what;
+  if (relation == "star")
+    what = fmt::format("stars {}", via_name);
+  else if (relation == "director")
+    what = fmt::format("is directed by {}", via_name);
+  else if (relation == "writer")
+    what = fmt::format("is written by {}", via_name);
+  else if (relation == "genre")
+    what = fmt::format("is {} {}", starts_with_vowel(via_name) ? "an" : "a", via_name);
+  else
+    what = fmt::format("has {} {}", relation, via_name);
+  if (kind == Kind::has)
+    return fmt::format("{}, {} you {}", what, relation == "genre" ? "which" : "whom", source_liked ? "like" : "mentioned");
+  return fmt::format("{}, like {}", what, source_name);
+}
+
+std::string explain(const RecommendedItem& item) {
+  std::string out;
+  for (std::size_t k = 0; k < item.reasons.size() && k < 2; ++k)
+    out += (k ? ", and " : "It ") + item.reasons[k].text();
+  return out.empty() ? out : out + ".";
 }
 
 Recommender Recommender::load(const std::filesystem::path& bundle, RecommenderOptions options) {

@@ -47,6 +47,14 @@ Tensor classify_on_device(const Engine::Impl& engine, std::span<const std::vecto
   return cuda::download(scores, stream);
 }
 
+Tensor entity_table_on_host(const Engine::Impl& engine) {
+  const DeviceModels& device = engine.device();
+  device.select();
+  cuda::Stream stream;
+  const Tensor table = cuda::download(device.rec_prompt().prompt.entity_table(), stream);
+  return table.dtype() == DType::f32 ? table : table.to_f32();
+}
+
 std::vector<RecModelOutput> recommend_on_device(const Engine::Impl& engine, std::span<const RecModelInput> inputs,
                                                 bool global_entities, std::size_t top_k, bool all_scores) {
   const DeviceModels& device = engine.device();
@@ -92,7 +100,7 @@ std::vector<RecModelOutput> recommend_on_device(const Engine::Impl& engine, std:
     for (const cuda::RankedItem& r : ranked[b]) {
       if (out[b].items.size() == top_k) break;
       const std::int32_t id = rec.item_ids[static_cast<std::size_t>(r.id)];
-      if (!inputs[b].excluded.count(id)) out[b].items.push_back({id, {}, r.score});
+      if (!inputs[b].excluded.count(id)) out[b].items.push_back({id, {}, r.score, 0, {}});
     }
   }
   if (all_scores) {
