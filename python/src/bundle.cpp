@@ -161,7 +161,7 @@ void bind_bundle(py::module_& m) {
         return fmt::format("ecr.Bundle('{}', {} tensors, {} bytes)", b.label(), b.tensors().size(), b.file_size());
       });
 
-  py::class_<Tokenizer>(m, "Tokenizer", "Byte-level BPE as GPT-2 and RoBERTa use it (ECR_SPEC 1); ids are numpy int32.")
+  py::class_<Tokenizer>(m, "Tokenizer", "Byte-level BPE as GPT-2 and RoBERTa use it (docs/math.md section 1); ids are numpy int32.")
       .def_static(
           "from_bundle",
           [](py::handle bundle, const std::string& name) { return tokenizer_from_bundle(bundle_arg(bundle, false), name); },

@@ -1,4 +1,4 @@
-// `ecr eval`: ECR's recommendation metrics (ECR_SPEC 10) over ReDial dialogs.
+// `ecr eval`: ECR's recommendation metrics (docs/math.md section 10) over ReDial dialogs.
 //
 // Samples, as UniCRS/ECR build them: every system turn that mentions a recommendable movie
 // (its annotated `item` names that are KG items) gives one sample per such movie, with the dialog
@@ -212,7 +212,7 @@ std::vector<std::string> split_words(const std::string& text) {
   return words;
 }
 
-// Dist-n as ECR_SPEC 10 defines it (distinct / all n-grams) and as ECR's evaluate_conv reports
+// Dist-n as docs/math.md section 10 defines it (distinct / all n-grams) and as ECR's evaluate_conv reports
 // it (distinct n-grams / non-empty replies), and the mean reply length in words.
 json reply_report(const ReplyStats& stats) {
   std::size_t words = 0, replies = 0;
@@ -367,7 +367,7 @@ int eval(const Argv& argv) {
     for (int n = 1; n <= 4; ++n) fmt::print(" {:>8.4f}", replies[fmt::format("dist@{}", n)].get<double>());
     fmt::print("\n{:<8}", "/reply");
     for (int n = 1; n <= 4; ++n) fmt::print(" {:>8.4f}", replies[fmt::format("dist@{}_per_reply", n)].get<double>());
-    fmt::print("\n(ratio: distinct / all n-grams, ECR_SPEC 10; /reply: distinct n-grams per reply, ECR's evaluate_conv)\n");
+    fmt::print("\n(ratio: distinct / all n-grams, docs/math.md section 10; /reply: distinct n-grams per reply, ECR's evaluate_conv)\n");
   }
 
   if (const auto out = args.get_opt("json")) {

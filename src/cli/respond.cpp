@@ -45,7 +45,7 @@ int respond_once(const Conversation& c, const std::string& dialog_path, bool as_
 
 int respond(const Argv& argv) {
   Args args("ecr respond --bundle BUNDLE --dialog DIALOG.json [options]",
-            "Recommends items for a dialog and writes ECR's reply about the best one (ECR_SPEC 7, 8): the\n"
+            "Recommends items for a dialog and writes ECR's reply about the best one (docs/math.md section 7, 8): the\n"
             "template from the backbone with the conv prompt, review entities and KG knowledge of the item,\n"
             "then the generator. The reply streams as it decodes; --json prints one JSON object instead.");
   declare_conversation_options(args);
