@@ -87,10 +87,12 @@ void take_turn(const Conversation& c, Dialog& dialog, std::string text, bool as_
 }  // namespace
 
 int chat(const Argv& argv) {
-  Args args("ecr chat --bundle BUNDLE [--dialog DIALOG.json] [options]",
+  Args args("ecr chat [--bundle BUNDLE] [--dialog DIALOG.json] [options]",
             "An interactive conversation with a bundle: type a message, see the ranked items with the emotions\n"
             "read from it and the reply as it is written. /reset, /json and /quit are commands. With --dialog,\n"
-            "answers that dialog (as `ecr respond --json` does) and exits.");
+            "answers that dialog (as `ecr respond --json` does) and exits. Each turn shows the emotions read\n"
+            "from the message and the items with their scores, z . E[item] (docs/math.md section 5): higher ranks\n"
+            "first; scores compare only within one ranking." + emotion_labels_help());
   declare_conversation_options(args);
   args.option("dialog", "FILE", "answer this dialog (JSON; - reads standard input) and exit")
       .flag("json", "start with JSON output (one object per turn)");

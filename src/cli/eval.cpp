@@ -236,7 +236,7 @@ json reply_report(const ReplyStats& stats) {
 }  // namespace
 
 int eval(const Argv& argv) {
-  Args args("ecr eval --bundle BUNDLE --dialogs FILE.jsonl [options]",
+  Args args("ecr eval [--bundle BUNDLE] --dialogs FILE.jsonl [options]",
             "Recommendation metrics of ECR over ReDial dialogs (one JSON object a line): every system turn that\n"
             "mentions a recommendable movie is a sample with the dialog before it as context. Prints Recall, MRR\n"
             "and NDCG @1/10/50, RT@K (recall over liked movies) and the feedback AUC, global and batch-averaged.");

@@ -92,11 +92,12 @@ void print_table(const Recommendation& r, const KnowledgeGraph& kg) {
 }  // namespace
 
 int recommend(const Argv& argv) {
-  Args args("ecr recommend --bundle BUNDLE --dialog DIALOG.json [options]",
+  Args args("ecr recommend [--bundle BUNDLE] --dialog DIALOG.json [options]",
             "Recommends items for a dialog: {\"turns\": [{\"role\": \"user\"|\"system\", \"text\": ..., \"entities\": [ids],\n"
             "\"emotions\": {label: prob}}], \"movieMentions\": {...}} (entities and emotions optional: the linker and\n"
             "the bundle's emotion classifier fill them in). Prints the ranked items and, per turn, the entities\n"
-            "and emotions the prompt used.");
+            "and emotions the prompt used. An item's score is z . E[item] (docs/math.md section 5): higher ranks\n"
+            "first; scores compare only within one ranking." + emotion_labels_help());
   args.option("bundle", "BUNDLE", kBundleHelp)
       .option("dialog", "FILE", "the dialog as JSON; - reads standard input", "-")
       .option("top-k", "K", "items to return", "10")

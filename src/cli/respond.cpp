@@ -44,10 +44,11 @@ int respond_once(const Conversation& c, const std::string& dialog_path, bool as_
 }
 
 int respond(const Argv& argv) {
-  Args args("ecr respond --bundle BUNDLE --dialog DIALOG.json [options]",
+  Args args("ecr respond [--bundle BUNDLE] --dialog DIALOG.json [options]",
             "Recommends items for a dialog and writes ECR's reply about the best one (docs/math.md section 7, 8): the\n"
             "template from the backbone with the conv prompt, review entities and KG knowledge of the item,\n"
-            "then the generator. The reply streams as it decodes; --json prints one JSON object instead.");
+            "then the generator. The reply streams as it decodes; --json prints one JSON object instead." +
+                emotion_labels_help());
   declare_conversation_options(args);
   args.option("dialog", "FILE", "the dialog as JSON (as `ecr recommend` takes it); - reads standard input", "-")
       .flag("json", "print the turn as one JSON object");
