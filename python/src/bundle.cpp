@@ -96,8 +96,8 @@ Bundle bundle_arg(py::handle obj, bool verify_checksums) {
 void bind_bundle(py::module_& m) {
   m.def(
       "default_bundle_path", [] { return default_bundle_path().string(); },
-      "The shipped model's path: $ECR_BUNDLE when set, the installed copy, then the source tree's models/. "
-      "ConfigError naming every place tried when there is none.");
+      "The shipped model's path: $ECR_BUNDLE when set, the package's own copy (ecr/share/ecr/), an installed "
+      "prefix's, then the source tree's models/. ConfigError naming every place tried when there is none.");
 
   py::class_<Bundle>(m, "Bundle", "A bundle file (docs/format.md): metadata, tensor table, memory-mapped tensors.")
       .def_static(
