@@ -5,13 +5,17 @@ model. Token ids and scores are numpy arrays; everything else is plain Python.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 
+# __slots__ keep the records small; dataclass makes them from Python 3.10 on, and 3.9 goes without.
+_SLOTS = {"slots": True} if sys.version_info >= (3, 10) else {}
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, **_SLOTS)
 class Emotion:
     """One emotion label as the prompt took it (probability over 0.1, at most 3 a turn)."""
 
@@ -19,7 +23,7 @@ class Emotion:
     prob: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **_SLOTS)
 class Item:
     """A ranked KG entity: its id, display name and score z . E[id]."""
 
@@ -28,7 +32,7 @@ class Item:
     score: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **_SLOTS)
 class Entity:
     """An entity found in a turn: byte offsets [begin, end) into the turn's UTF-8 text (0, 0 for
     ids the host gave) and where it came from: "mention" (@id), "text" (a written name) or "host"."""
@@ -40,7 +44,7 @@ class Entity:
     source: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **_SLOTS)
 class Turn:
     """A turn of a dialog as the host gives it (ecr.Dialog.turns)."""
 
@@ -50,7 +54,7 @@ class Turn:
     emotions: Optional[dict[str, float]] = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **_SLOTS)
 class TurnAnalysis:
     """What the Recommender made of one turn (after merging consecutive turns of one role).
 
@@ -66,7 +70,7 @@ class TurnAnalysis:
     selected: tuple[Emotion, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **_SLOTS)
 class PromptEntity:
     """A context entity of the rec prompt, with the emotions of the user's reaction to it."""
 
@@ -74,7 +78,7 @@ class PromptEntity:
     emotions: tuple[Emotion, ...]
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, **_SLOTS, eq=False)
 class Recommendation:
     """Recommender.recommend's answer: items best first, the analysed turns, the context entities
     ranked by affinity, the user's latest emotions, and the inputs as the models saw them.
@@ -93,7 +97,7 @@ class Recommendation:
     _native: object = field(default=None, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **_SLOTS)
 class Knowledge:
     """A KG triple the reply was grounded on."""
 
@@ -106,7 +110,7 @@ class Knowledge:
         return f"{self.movie}'s {self.relation} is {self.entity}"
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, **_SLOTS, eq=False)
 class Response:
     """Responder.respond's answer: the reply and what grounded it. template is the backbone's
     first sentence with <movie> slots, first_sentence the same with the items' names; prompt_text
@@ -129,7 +133,7 @@ class Response:
     recommendation: Optional[Recommendation] = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **_SLOTS)
 class TensorInfo:
     """A row of a bundle's tensor table (docs/format.md)."""
 
