@@ -24,14 +24,16 @@ block() {  # the fenced block after <!-- quickstart: $1 -->
   awk -v marker="<!-- quickstart: $1 -->" '
     $0 == marker { found = 1; next }
     found && /^```/ { if (inside) exit; inside = 1; next }
-    inside { print }' README.md
+    inside { print }' "$root/README.md"
 }
 run_block() {  # run_block NAME DIR: the sh block NAME, run in DIR with the fresh HOME
   local name=$1 dir=$2
   echo "-- README quickstart: $name (in ${dir/#$home/\~})"
-  block "$name" | sed 's/^/   | /'
-  [ -n "$(block "$name")" ] || { echo "README.md has no block <!-- quickstart: $name -->" >&2; exit 1; }
-  (cd "$dir" && HOME="$home" bash -euo pipefail -c "$(block "$name")")
+  local script
+  script=$(block "$name")
+  [ -n "$script" ] || { echo "README.md has no block <!-- quickstart: $name -->" >&2; exit 1; }
+  sed 's/^/   | /' <<<"$script"
+  (cd "$dir" && HOME="$home" bash -euo pipefail -c "$script")
 }
 
 # C++: build and install the library and the tool; write the host project's two files.
