@@ -1,4 +1,4 @@
-// bench_responder: the latency of one full ECR reply (ECR_SPEC 7 and 8) on a bundle, printed as
+// bench_responder: the latency of one full ECR reply (docs/math.md sections 7 and 8) on a bundle, printed as
 // one JSON object that benchmarks/bench_responder.py puts beside the same work in PyTorch.
 //
 //   reply_ms        Responder::respond: RoBERTa over the context, the conv prompt, the template

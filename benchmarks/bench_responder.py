@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""One full ECR reply (ECR_SPEC 7 and 8) in the engine and in PyTorch, side by side, on the same
+"""One full ECR reply (docs/math.md sections 7 and 8) in the engine and in PyTorch, side by side, on the same
 random published-size checkpoints, threads and inputs.
 
     bench_responder.py --bench BUILD/benchmarks/bench_responder [--size published|tiny] [--threads 2]

@@ -1,5 +1,5 @@
 // Dialogs: the JSON form and its errors, ReDial records, the merge of consecutive turns, and
-// the model-free context building of ECR_SPEC section 2 on hand-made cases.
+// the model-free context building of docs/math.md section 2 on hand-made cases.
 #include <fstream>
 
 #include <doctest/doctest.h>

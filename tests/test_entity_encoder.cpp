@@ -164,7 +164,7 @@ TEST_CASE("EntityEncoder matches the torch reference on the ReDial KG") {
   ECR_REQUIRE_SHARED_DATA();
   ECR_REQUIRE_TORCH();
   const auto dir = ecr::test::temp_dir("entity_encoder_redial");
-  // The reference builds the edges from entity2id.json + kg.json as ECR_SPEC section 3 says.
+  // The reference builds the edges from entity2id.json + kg.json as docs/math.md section 3 says.
   REQUIRE(ecr::test::run_python(fmt::format("reference.kgprompt --kg-dir {} --save-edges {}",
                                             (ecr::test::shared_data() / "redial").string(),
                                             (dir / "edges.npy").string())) == 0);

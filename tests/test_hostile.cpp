@@ -460,16 +460,17 @@ TEST_CASE("hostile outputs: ecr eval --json to a full disk exits non-zero and le
 
 TEST_CASE("hostile arguments: repeated flags, NaN, out-of-range ids and thread counts") {
   const fs::path dir = temp_dir("hostile_args");
-  const auto expect = [&](const std::string& args, std::string_view needle) {
+  const auto expect = [&](const std::string& args, std::string_view needle, int status = 1) {
     CAPTURE(args);
     const Run r = ecr_run(args, dir);
-    CHECK(r.status == 1);
+    CHECK(r.status == status);
     CHECK_MESSAGE(r.err.find(needle) != std::string::npos, r.err);
     CHECK(terminal_safe(r.err));
   };
-  expect("recommend --top-k 3 --top-k 4", "option '--top-k' is given twice");
-  expect("recommend --json --json", "option '--json' is given twice");
-  expect("recommend --top-k=3 --top-k 3", "given twice");
+  constexpr int kUsage = 2;  // a misused command line
+  expect("recommend --top-k 3 --top-k 4", "option '--top-k' is given twice", kUsage);
+  expect("recommend --json --json", "option '--json' is given twice", kUsage);
+  expect("recommend --top-k=3 --top-k 3", "given twice", kUsage);
   expect("respond --temperature nan", "'nan' is not a number");
   expect("chat --temperature -nan", "is not a number");
   expect("respond --temperature inf", "'inf' is not a finite number");
@@ -482,7 +483,7 @@ TEST_CASE("hostile arguments: repeated flags, NaN, out-of-range ids and thread c
   expect("eval --threads -1", "--threads must be 0");
   expect("recommend --threads 99999999999999999999", "expected an integer");
   expect("recommend --top-k 0", "--top-k must be at least 1");
-  expect("inspect --bogus x", "unknown option '--bogus'");
+  expect("inspect --bogus x", "unknown option '--bogus'", kUsage);
   expect("recommend --dialog \"$(printf '\\033[2J')\"", "io error");  // a file name that is a terminal command
   // The library's own checks say the same.
   GenerateOptions g;
@@ -491,6 +492,47 @@ TEST_CASE("hostile arguments: repeated flags, NaN, out-of-range ids and thread c
   g.temperature = -1;
   check_refused<InputError>([&] { check_generate_options(g); }, {"negative"});
   check_refused<ConfigError>([] { ThreadPool pool(ThreadPool::kMaxThreads + 1); }, {"at most 1024"});
+}
+
+TEST_CASE("usage errors: an unknown command or option exits 2 and names the near miss") {
+  const fs::path dir = temp_dir("hostile_usage");
+  const auto expect = [&](const std::string& args, std::string_view needle, bool hinted) {
+    CAPTURE(args);
+    const Run r = ecr_run(args, dir);
+    CHECK(r.status == 2);
+    CHECK_MESSAGE(r.err.find(needle) != std::string::npos, r.err);
+    const bool has_hint = r.err.find("did you mean") != std::string::npos;
+    CHECK(has_hint == hinted);
+    CHECK(terminal_safe(r.err));
+    CHECK(r.out.empty());
+  };
+  expect("recomend --dialog d.json", "unknown command 'recomend'; did you mean 'recommend'?", true);
+  expect("cheat", "did you mean 'chat'?", true);
+  expect("evla", "did you mean 'eval'?", true);  // two letters swapped: one edit
+  expect("frobnicate", "unknown command 'frobnicate'", false);
+  expect("\"$(printf 'x\\033[2J')\"", "unknown command 'x\\x1b[2J'", false);
+  expect("recommend --topk 3", "unknown option '--topk'; did you mean '--top-k'?", true);
+  expect("chat --bundel m.ecr", "did you mean '--bundle'?", true);
+  expect("inspect m.ecr --verfy", "did you mean '--verify'?", true);
+  expect("respond --zzzzzzz", "unknown option '--zzzzzzz' (see --help)", false);
+  expect("inspect", "missing argument BUNDLE", false);
+  // No command at all: the help, as a usage error.
+  const Run bare = ecr_run("", dir);
+  CHECK(bare.status == 2);
+  CHECK(bare.out.find("usage: ecr <command>") != std::string::npos);
+  const Run help = ecr_run("--help", dir);
+  CHECK(help.status == 0);
+  CHECK(help.out.find("2 for a misused command line") != std::string::npos);
+  // The commands that read dialogs list the emotion labels; --bundle is optional where it defaults.
+  for (const char* command : {"recommend", "respond", "chat"}) {
+    CAPTURE(command);
+    const Run r = ecr_run(fmt::format("{} --help", command), dir);
+    CHECK(r.status == 0);
+    CHECK(r.out.find("like, curious, happy, grateful, negative, neutral, nostalgia, agreement, surprise") !=
+          std::string::npos);
+    CHECK(r.out.find("(sad, angry, bored) are 'negative'") != std::string::npos);
+    CHECK(r.out.find(fmt::format("usage: ecr {} [--bundle BUNDLE]", command)) != std::string::npos);
+  }
 }
 
 // --- terminal safety ------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ json read_json(const path& p) {
 
 std::vector<std::int32_t> to_vector(std::span<const std::int32_t> s) { return {s.begin(), s.end()}; }
 
-// ECR_SPEC section 3 straight from the files: (relation, target) -> ascending sources.
+// docs/math.md section 3 straight from the files: (relation, target) -> ascending sources.
 std::map<std::pair<std::int64_t, std::int64_t>, std::vector<std::int32_t>> expected_edges(const path& dir,
                                                                                            std::int64_t pad) {
   std::set<std::tuple<std::int64_t, std::int64_t, std::int32_t>> edges{{0, pad, static_cast<std::int32_t>(pad)}};

@@ -1,4 +1,4 @@
-// Metrics on hand-computed cases (ECR_SPEC section 10).
+// Metrics on hand-computed cases (docs/math.md section 10).
 #include "ecr/eval/metrics.hpp"
 #include "support.hpp"
 

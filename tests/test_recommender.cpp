@@ -124,7 +124,7 @@ TEST_CASE("Recommender scores every entity as the torch composition does (tiny b
   CHECK(max_diff(*cases[2].r.all_scores, *cases[3].r.all_scores) > 1e-3f);
   CHECK(cases[4].r.prompt_entities.empty());
   CHECK(cases[4].r.emotion_fusion);
-  // ECR_SPEC 2: the newest 200 GPT-2 tokens; <s> and the newest 199 RoBERTa tokens.
+  // docs/math.md section 2: the newest 200 GPT-2 tokens; <s> and the newest 199 RoBERTa tokens.
   const Recommendation& long_r = cases[5].r;
   CHECK(long_r.context_ids.size() == 200);
   CHECK(long_r.prompt_ids.size() == 200);

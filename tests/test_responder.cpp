@@ -1,4 +1,4 @@
-// Responder (ECR_SPEC 7 and 8): the prompt text byte for byte against hand-written strings, the
+// Responder (docs/math.md sections 7 and 8): the prompt text byte for byte against hand-written strings, the
 // template and reply clean-up, streaming, the review-entity store (C++ reader, Python builder),
 // knowledge retrieval on a hand-written KG, and the whole reply on a random bundle against the
 // torch reference (tools/reference/responder.py): template tokens with the conv prefix, reply
@@ -407,7 +407,7 @@ TEST_CASE("responder: template and reply tokens equal the torch reference") {
   const Dialog dialog = fixture_dialog();
   const Response r = responder.respond(dialog, fixture_recommendation());
 
-  // The inputs, rebuilt here from the public pieces (ECR_SPEC 2 and UniCRS's conv collator).
+  // The inputs, rebuilt here from the public pieces (docs/math.md sections 2 and UniCRS's conv collator).
   const Tokenizer gpt2 = bundle_tokenizer(bundle, "gpt2"), roberta = bundle_tokenizer(bundle, "roberta");
   auto context = gpt2.encode(context_text(dialog, "<|endoftext|>"));
   const auto cue = gpt2.encode("System:");

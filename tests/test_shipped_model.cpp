@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <sstream>
 
@@ -94,6 +95,29 @@ TEST_CASE("ECR_BUNDLE overrides the shipped model, and a missing one is a clear 
   }
   ::unsetenv("ECR_BUNDLE");
   CHECK(fs::is_regular_file(default_bundle_path()));
+}
+
+TEST_CASE("the shipped model is looked for in a host's package prefix, then beside the running binary") {
+  // A host built against an installed ecr passes its find_package prefix's share/ecr: it wins.
+  const fs::path prefix = test::temp_dir("default_bundle_prefix");
+  fs::create_directories(prefix / "share" / "ecr");
+  const fs::path installed = prefix / "share" / "ecr" / kDefaultBundleName;
+  fs::create_symlink(fs::absolute(default_bundle_path()), installed);
+  CHECK(default_bundle_path(prefix / "share" / "ecr") == installed);
+  // Beside the binary: <dir>/../share/ecr (bin/ or lib/ of a prefix) and <dir>/share/ecr (the
+  // Python package), before the configured prefix and the source tree.
+  const auto candidates = default_bundle_candidates();
+  const fs::path dir = fs::read_symlink("/proc/self/exe").parent_path();
+  const auto at = [&](const fs::path& p) {
+    return std::find(candidates.begin(), candidates.end(), p.lexically_normal()) - candidates.begin();
+  };
+  const auto up = at(dir.parent_path() / "share" / "ecr" / kDefaultBundleName);
+  const auto beside = at(dir / "share" / "ecr" / kDefaultBundleName);
+  const auto source = at(fs::path(ECR_SOURCE_DIR) / "models" / kDefaultBundleName);
+  CHECK(up < beside);
+  CHECK(beside < source);
+  CHECK(source < static_cast<std::ptrdiff_t>(candidates.size()));
+  CHECK(candidates.back() == (fs::path(ECR_SOURCE_DIR) / "models" / kDefaultBundleName).lexically_normal());
 }
 
 TEST_CASE("the shipped model ranks ReDial test movies better than popularity at 50; random weights do worse") {

@@ -24,7 +24,7 @@ the bundle in command-line order.
   floating tensors cast to --dtype like every other weight. The prefix is split into the heads of the GPT-2 components
   given before it (they must agree), or --prompt-n-head. An emotion classifier is a --gpt2 whose
   checkpoint has score.weight.
-- --static-tables (with --kg): stores each KGPrompt's static tables (ECR_SPEC 4: the entity
+- --static-tables (with --kg): stores each KGPrompt's static tables (docs/math.md section 4: the entity
   table E, the rec prompt's emotion table M and, with --dialogs, its global table G = C E, and
   the projected prefix rows) as f32 `NAME/static/{entity_table, emotion_table,
   global_entity_table, prefix_rows}`, computed from the weights as stored (after --dtype) by

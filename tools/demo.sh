@@ -1,20 +1,39 @@
 #!/usr/bin/env bash
-# The main job, end to end on a fresh machine from this repository alone: install dependencies,
-# build the `ecr` tool, check the shipped model (models/, trained on ReDial by tools/train) and
-# hold a short scripted chat with it: each user line is recommended for and answered.
+# The main job, end to end on a fresh machine from this repository alone: install what the demo
+# needs, build the `ecr` tool (build/src/ecr), check the shipped model (models/, trained on
+# ReDial by tools/train) and hold a short scripted chat with it: each user line is shown, then
+# the emotions read from it, the movies ranked and the reply.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools/install_deps.sh
+tools/install_deps.sh --runtime
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DECR_WITH_CUDA=OFF >/dev/null
 cmake --build build -j"$(nproc)" --target ecr_cli
 
 bundle=models/ecr-redial-small.ecr
 echo "== the shipped model ($bundle, see models/README.md): ecr inspect --verify"
 build/src/ecr inspect "$bundle" --verify | tail -n 1
-echo "== ecr chat: a scripted dialog (each turn: emotions read, movies ranked, the reply streamed)"
-printf '%s\n' \
-  "Hi! I love horror movies like The Shining. Any suggestions?" \
-  "Scary! I also liked Halloween (1978). Something more recent?" \
-  "Thanks! Could you also suggest a funny comedy for the weekend?" \
-  "/quit" |
-  build/src/ecr chat --top-k 5
+echo "== ecr chat: a scripted dialog"
+echo "   (each turn: the user's line, the emotions read from it, the top 5 movies with their scores"
+echo "   -- the dot product of the dialog's state with the movie's embedding, higher is better,"
+echo "   comparable only within one list, docs/math.md section 5 -- and the streamed reply)"
+questions=(
+  "Hi! I love horror movies like The Shining. Any suggestions?"
+  "Scary! I also liked Halloween (1978). Something more recent?"
+  "Thanks! Could you also suggest a funny comedy for the weekend?"
+)
+# One chat for the whole dialog, fed a line at a time: each question is printed before what the
+# chat answers to it (on a pipe the chat shows no prompts and does not echo its input).
+coproc chat { build/src/ecr chat --top-k 5 2>&1; }
+exec {to_chat}>&"${chat[1]}" {from_chat}<&"${chat[0]}"
+for question in "${questions[@]}"; do
+  printf 'you> %s\n' "$question"
+  printf '%s\n' "$question" >&"$to_chat"
+  # The turn is over when its reply line ("ecr> ...") has come.
+  while IFS= read -r line <&"$from_chat"; do
+    case "$line" in "ecr chat: "*) continue ;; esac  # the greeting: the slash commands, of no use here
+    printf '%s\n' "$line"
+    case "$line" in "ecr> "*) break ;; esac
+  done
+done
+exec {to_chat}>&-
+wait "$chat_PID"

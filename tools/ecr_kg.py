@@ -2,8 +2,8 @@
 
 Reads the KG layout of UniCRS and ECR (entity2id.json, kg.json or dbpedia_subkg.json,
 relation2id.json, item_ids.json, optional entity2type.json), builds the R-GCN edge list of
-ECR_SPEC section 3 as a relation-major CSR by target, and counts the emotion-aware entity
-co-occurrences of ECR_SPEC section 9 from annotated ReDial dialogs. docs/format.md
+docs/math.md section 3 as a relation-major CSR by target, and counts the emotion-aware entity
+co-occurrences of docs/math.md section 9 from annotated ReDial dialogs. docs/format.md
 ("Knowledge graph") describes the tensors; the C++ side is ecr::KnowledgeGraph and
 ecr::CooccurrenceMatrix.
 
@@ -24,9 +24,9 @@ from .ecr_bundle import BundleWriter
 
 # Type codes stored in kg/entity_types (part of the format).
 ENTITY_TYPES = {"other": 0, "movie": 1, "genre": 2, "person": 3}
-# ECR_SPEC section 0: emotion labels in id order.
+# docs/math.md section 0: emotion labels in id order.
 EMOTIONS = ["like", "curious", "happy", "grateful", "negative", "neutral", "nostalgia", "agreement", "surprise"]
-# ECR_SPEC sections 2 and 9: a label counts when its probability exceeds this; 3 labels at most.
+# docs/math.md sections 2 and 9: a label counts when its probability exceeds this; 3 labels at most.
 EMOTION_THRESHOLD = 0.1
 EMOTIONS_PER_ENTITY = 3
 
@@ -58,7 +58,7 @@ def _percent_decode(s):
 
 
 def display_name(key):
-    """ECR_SPEC section 8: `<http://dbpedia.org/resource/The_Matrix>` reads "The Matrix"; other
+    """docs/math.md section 8: `<http://dbpedia.org/resource/The_Matrix>` reads "The Matrix"; other
     keys ("The Matrix (1999)") are already names. Mirrors ecr::kg_display_name."""
     if len(key) >= 2 and key[0] == "<" and key[-1] == ">":
         s = key[1:-1]
@@ -117,7 +117,7 @@ class KnowledgeGraph:
         return self._ids.get(name)
 
     def edges(self):
-        """ECR_SPEC section 3 edges as a relation-major CSR by target: the sources j of the edges
+        """docs/math.md section 3 edges as a relation-major CSR by target: the sources j of the edges
         j -> i with relation r are sources[indptr[r*N + i] : indptr[r*N + i + 1]], ascending.
         Every triple gives h->t and t->h, duplicates removed, plus the padding self loop (rel 0)."""
         n, r = self.num_entities, len(self.relations)
@@ -248,7 +248,7 @@ def kg_parts(kg):
     return meta, tensors
 
 
-# --- co-occurrence (ECR_SPEC section 9, ECR's co_appear.py) --------------------------------------
+# --- co-occurrence (docs/math.md section 9, ECR's co_appear.py) --------------------------------------
 
 def read_dialogs(path):
     """ReDial dialogs, one JSON object a line."""

@@ -1,4 +1,4 @@
-"""Converts KGPrompt checkpoints (ECR_SPEC Appendix A) into bundle components for the engine's
+"""Converts KGPrompt checkpoints (docs/math.md appendix A) into bundle components for the engine's
 PromptEncoder.
 
     add_rec_prompt(writer, meta, name, model_pt_path, n_head)    # ECR KGPrompt with emotions

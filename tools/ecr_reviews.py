@@ -1,4 +1,4 @@
-"""The review-entity store of ECR_SPEC section 8: for each movie, the entities its reviews
+"""The review-entity store of docs/math.md section 8: for each movie, the entities its reviews
 mention and how often, the source of the generator prompt's "Related Entities".
 
     python3 -m tools.ecr_reviews --reviews FILE [--kg DIR] --out reviews.ecr

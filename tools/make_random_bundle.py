@@ -11,7 +11,7 @@ with tools.convert into ONE bundle, components named as ecr::ComponentNames says
     text_encoder        RoBERTa (RobertaForMaskedLM layout)   tools.make_random_checkpoints roberta
     rec_prompt          ECR KGPrompt model.pt (emotions)      tools.make_random_kgprompt rec
     conv_prompt         UniCRS KGPrompt model.pt              tools.make_random_kgprompt conv
-    emotion_classifier  GPT2ForSequenceClassification, 9 labels (ECR_SPEC 0 order)
+    emotion_classifier  GPT2ForSequenceClassification, 9 labels (docs/math.md section 0 order)
     generator           GPT-2 (same shapes as the backbone, other weights)
 
 plus the KG (--kg-dir, default ../shared/data/redial next to the project; or a synthetic one
@@ -31,7 +31,7 @@ Both: 8 R-GCN bases, 10 rec prefix rows, 20 conv prefix rows (UniCRS's n_prefix_
 
 Co-occurrence: ReDial dialogs carry no emotion labels, so when --dialogs has none the matrix is
 built in tools.ecr_kg's uniform-emotions mode (every entity gets the one label "neutral": plain
-ordered co-occurrence within a dialog); annotated dialogs are counted as ECR_SPEC 9 says.
+ordered co-occurrence within a dialog); annotated dialogs are counted as docs/math.md section 9 says.
 
 Vocabulary: GPT-2's encoder.json / vocab.bpe from --vocab-dir (default ../shared/data/gpt2).
 """
@@ -117,7 +117,7 @@ def synthetic_kg(out, n_entity, seed, num_relations=12, items=6281, triples_per_
 
 def synthetic_dialogs(path, kg_dir, seed, dialogs=3000, messages=8, mentions=2):
     """ReDial-shaped dialogs over a synthetic KG, with random emotion labels on every message, so
-    that the co-occurrence matrix of a synthetic bundle is counted as ECR_SPEC 9 says."""
+    that the co-occurrence matrix of a synthetic bundle is counted as docs/math.md section 9 says."""
     rng = np.random.default_rng(seed + 1)
     with open(os.path.join(kg_dir, "entity2id.json"), encoding="utf-8") as f:
         names = list(json.load(f))

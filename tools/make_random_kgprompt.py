@@ -1,4 +1,4 @@
-"""Random-weight KGPrompt checkpoints in the published layouts (ECR_SPEC Appendix A), for testing
+"""Random-weight KGPrompt checkpoints in the published layouts (docs/math.md appendix A), for testing
 the converter (tools.ecr_prompt) and the engine's PromptEncoder.
 
     python3 -m tools.make_random_kgprompt rec  --out model.pt [shape options] [--kg-out DIR]
@@ -101,7 +101,7 @@ def kgprompt_state_dict(kind, init, n_entity, num_relations, num_bases, hidden, 
 
 
 def random_kg(rng, n_entity, num_relations, triples):
-    """(E, 3) int64 edges [source, target, relation] built as ECR_SPEC section 3 says."""
+    """(E, 3) int64 edges [source, target, relation] built as docs/math.md section 3 says."""
     pad = n_entity - 1
     heads = rng.integers(0, pad, size=triples)
     tails = rng.integers(0, pad, size=triples)

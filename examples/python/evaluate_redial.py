@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Recommendation metrics over ReDial dialogs from Python, no notebook needed: Recall, MRR and
-NDCG @1/10/50 as ECR reports them (ECR_SPEC 10), with the samples `ecr eval` builds.
+NDCG @1/10/50 as ECR reports them (docs/math.md section 10), with the samples `ecr eval` builds.
 
     python3 examples/python/evaluate_redial.py [--bundle B.ecr] [--dialogs FILE.jsonl] [--limit N]
                                                [--batch-size 32] [--workers 1] [--json OUT]

@@ -1,5 +1,5 @@
 // Dialog: what a host sends to the recommender, and the model-free part of turning it into model
-// inputs (ECR_SPEC section 2).
+// inputs (docs/math.md section 2).
 //
 // JSON form (`Dialog::parse`, `to_json`):
 //   {"turns": [{"role": "user" | "system", "text": "...",
@@ -28,7 +28,7 @@ namespace ecr {
 
 class Tokenizer;
 
-// ECR_SPEC section 0: the emotion labels in id order; id 9 pads.
+// docs/math.md section 0: the emotion labels in id order; id 9 pads.
 inline constexpr std::array<std::string_view, 9> kEmotionLabels = {
     "like", "curious", "happy", "grateful", "negative", "neutral", "nostalgia", "agreement", "surprise"};
 inline constexpr std::int32_t kPadEmotion = 9;
@@ -84,7 +84,7 @@ struct Dialog {
   void validate(const KnowledgeGraph& kg) const;
 };
 
-// --- ECR_SPEC section 2: context building (no model involved) ----------------------------------
+// --- docs/math.md section 2: context building (no model involved) ----------------------------------
 
 // Text prepared as ECR's process_utt does: `@<id>` -> the title from `mentions` (spaces
 // collapsed), whitespace collapsed, HTML entities decoded. from_redial applies it to every

@@ -1,4 +1,4 @@
-// ecr::Recommender: ECR's emotion-aware item recommendation (ECR_SPEC sections 2, 4, 5, 6).
+// ecr::Recommender: ECR's emotion-aware item recommendation (docs/math.md sections 2, 4, 5, 6).
 //
 // One request, top to bottom (Recommender::recommend):
 //   dialog -> turn emotions (host's, or the emotion classifier on each user turn)
@@ -68,7 +68,7 @@ namespace ecr {
 // Recommender::load makes its own Engine. Loaded from a shared Engine, the Engine's apply, and
 // these must be left as they are or equal the Engine's (ConfigError otherwise).
 struct RecommenderOptions : EngineOptions {
-  // ECR_SPEC 2: context_max_length (GPT-2) and the RoBERTa prompt length (including <s>).
+  // docs/math.md section 2: context_max_length (GPT-2) and the RoBERTa prompt length (including <s>).
   std::size_t context_tokens = 200;
   std::size_t prompt_tokens = 200;
   std::size_t max_entities = kMaxContextEntities;
@@ -170,7 +170,7 @@ class Recommender {
   static Recommender load(const Engine& engine, RecommenderOptions options = {});
 
   // InputError for an empty dialog, entity ids that are not in the KG, a top_k of 0.
-  // Contexts longer than the limits keep their newest tokens (ECR_SPEC 2); never an error.
+  // Contexts longer than the limits keep their newest tokens (docs/math.md section 2); never an error.
   Recommendation recommend(const Dialog& dialog, const RecommendRequest& request = {}) const;
   std::vector<Recommendation> recommend_batch(std::span<const Dialog> dialogs, const RecommendRequest& request = {}) const;
 

@@ -1,4 +1,4 @@
-// ecr::Responder: ECR's emotion-aligned, knowledge-grounded reply (ECR_SPEC sections 7 and 8).
+// ecr::Responder: ECR's emotion-aligned, knowledge-grounded reply (docs/math.md sections 7 and 8).
 //
 // One request, top to bottom (Responder::respond):
 //   dialog -> template: text encoder + conv prompt (UniCRS) -> backbone writes the first
@@ -9,7 +9,7 @@
 // Inputs, as UniCRS's conv dataset and collator build them: the conv prompt reads the same
 // RoBERTa prompt as the rec prompt (<s>, then the turns each ended by </s>, newest 199 tokens)
 // and the same context entities (newest 32); the backbone reads the newest 198 GPT-2 context
-// tokens followed by the 2 tokens of "System:" (200 in all, where ECR_SPEC 7 reads 200 + 2).
+// tokens followed by the 2 tokens of "System:" (200 in all, where docs/math.md section 7 reads 200 + 2).
 // Text as ECR's code has it (src/pipeline/reply_text.hpp, retrieval.hpp): "Movie Name" keeps a
 // title's "(1999)"; KG neighbours lose theirs; review entities keep theirs.
 // Like the Recommender it is immutable after load and serves many threads at once.

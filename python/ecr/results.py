@@ -5,13 +5,17 @@ model. Token ids and scores are numpy arrays; everything else is plain Python.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 
+# __slots__ keep the records small; dataclass makes them from Python 3.10 on, and 3.9 goes without.
+_SLOTS = {"slots": True} if sys.version_info >= (3, 10) else {}
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, **_SLOTS)
 class Emotion:
     """One emotion label as the prompt took it (probability over 0.1, at most 3 a turn)."""
 
@@ -19,7 +23,7 @@ class Emotion:
     prob: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **_SLOTS)
 class Reason:
     """Why an item is recommended: a link to an entity the user liked or mentioned (source).
     kind "has": the item is linked by `relation` to the source itself (a person, a genre);
@@ -37,7 +41,7 @@ class Reason:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **_SLOTS)
 class Feedback:
     """What a user turn said about an entity: polarity "liked", "disliked" or "seen", the cue
     words that decided it, the turn's index, and whether the turn referred back to the movies of
@@ -51,7 +55,7 @@ class Feedback:
     referred_back: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **_SLOTS)
 class Item:
     """A ranked KG entity: its id, display name and score z . E[id] plus `feedback`, the term the
     feedback rule added; for recommended items, the reasons (strongest first) and one sentence
@@ -65,7 +69,7 @@ class Item:
     explanation: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **_SLOTS)
 class Entity:
     """An entity found in a turn: byte offsets [begin, end) into the turn's UTF-8 text (0, 0 for
     ids the host gave) and where it came from: "mention" (@id), "text" (a written name) or "host"."""
@@ -77,7 +81,7 @@ class Entity:
     source: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **_SLOTS)
 class Turn:
     """A turn of a dialog as the host gives it (ecr.Dialog.turns)."""
 
@@ -87,7 +91,7 @@ class Turn:
     emotions: Optional[dict[str, float]] = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **_SLOTS)
 class TurnAnalysis:
     """What the Recommender made of one turn (after merging consecutive turns of one role).
 
@@ -103,7 +107,7 @@ class TurnAnalysis:
     selected: tuple[Emotion, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **_SLOTS)
 class PromptEntity:
     """A context entity of the rec prompt, with the emotions of the user's reaction to it."""
 
@@ -111,7 +115,7 @@ class PromptEntity:
     emotions: tuple[Emotion, ...]
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, **_SLOTS, eq=False)
 class Recommendation:
     """Recommender.recommend's answer: items best first, the analysed turns, the context entities
     ranked by affinity, the user's latest emotions, and the inputs as the models saw them.
@@ -132,7 +136,7 @@ class Recommendation:
     feedback: tuple[Feedback, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **_SLOTS)
 class Knowledge:
     """A KG triple the reply was grounded on."""
 
@@ -145,7 +149,7 @@ class Knowledge:
         return f"{self.movie}'s {self.relation} is {self.entity}"
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, **_SLOTS, eq=False)
 class Response:
     """Responder.respond's answer: the reply and what grounded it. template is the backbone's
     first sentence with <movie> slots, first_sentence the same with the items' names; prompt_text
@@ -168,7 +172,7 @@ class Response:
     recommendation: Optional[Recommendation] = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **_SLOTS)
 class TensorInfo:
     """A row of a bundle's tensor table (docs/format.md)."""
 

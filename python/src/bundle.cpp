@@ -100,8 +100,8 @@ Bundle bundle_arg(py::handle obj, bool verify_checksums) {
 void bind_bundle(py::module_& m) {
   m.def(
       "default_bundle_path", [] { return default_bundle_path().string(); },
-      "The shipped model's path: $ECR_BUNDLE when set, the installed copy, then the source tree's models/. "
-      "ConfigError naming every place tried when there is none.");
+      "The shipped model's path: $ECR_BUNDLE when set, the package's own copy (ecr/share/ecr/), an installed "
+      "prefix's, then the source tree's models/. ConfigError naming every place tried when there is none.");
 
   py::class_<Bundle>(m, "Bundle", "A bundle file (docs/format.md): metadata, tensor table, memory-mapped tensors.")
       .def_static(
@@ -173,7 +173,7 @@ void bind_bundle(py::module_& m) {
         return fmt::format("ecr.Bundle('{}', {} tensors, {} bytes)", b.label(), b.tensors().size(), b.file_size());
       });
 
-  py::class_<Tokenizer>(m, "Tokenizer", "Byte-level BPE as GPT-2 and RoBERTa use it (ECR_SPEC 1); ids are numpy int32.")
+  py::class_<Tokenizer>(m, "Tokenizer", "Byte-level BPE as GPT-2 and RoBERTa use it (docs/math.md section 1); ids are numpy int32.")
       .def_static(
           "from_bundle",
           [](py::handle bundle, const std::string& name) { return tokenizer_from_bundle(bundle_arg(bundle, false), name); },

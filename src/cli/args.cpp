@@ -2,14 +2,17 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "ecr/core/error.hpp"
 #include "ecr/core/thread_pool.hpp"
 #include "ecr/default_bundle.hpp"
+#include "ecr/dialog.hpp"
 
 namespace ecr::cli {
 
@@ -21,6 +24,34 @@ Args& Args::option(std::string name, std::string metavar, std::string help, std:
 Args& Args::positional(std::string name, std::string help, bool required) {
   pos_.push_back({std::move(name), std::move(help), required});
   return *this;
+}
+
+std::string_view near_miss(std::string_view typed, const std::vector<std::string_view>& names) {
+  // Optimal string alignment distance: Levenshtein plus the swap of two neighbours.
+  const auto distance = [](std::string_view a, std::string_view b) {
+    std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+    for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+    for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i)
+      for (std::size_t j = 1; j <= b.size(); ++j) {
+        d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1])});
+        if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+          d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    return d[a.size()][b.size()];
+  };
+  constexpr std::size_t kMaxEdits = 2;
+  std::string_view best;
+  std::size_t best_distance = kMaxEdits + 1;
+  for (const std::string_view name : names) {
+    const std::size_t dist = distance(typed, name);
+    // A one- or two-letter typo of nothing in particular suggests nothing.
+    if (dist < best_distance && dist < typed.size()) {
+      best = name;
+      best_distance = dist;
+    }
+  }
+  return best;
 }
 
 const Args::Opt* Args::find(std::string_view name) const {
@@ -46,14 +77,21 @@ bool Args::parse(const std::vector<std::string>& argv) {
         inline_value = true;
       }
       const Opt* o = find(name);
-      if (!o) fail<InputError>("unknown option '--{}' (see --help)", name);
-      if (has(name)) fail<InputError>("option '--{}' is given twice", name);
+      if (!o) {
+        std::vector<std::string_view> names;
+        for (const auto& known : opts_) names.push_back(known.name);
+        names.push_back("help");
+        const std::string_view hint = near_miss(name, names);
+        if (!hint.empty()) fail<UsageError>("unknown option '--{}'; did you mean '--{}'? (see --help)", name, hint);
+        fail<UsageError>("unknown option '--{}' (see --help)", name);
+      }
+      if (has(name)) fail<UsageError>("option '--{}' is given twice", name);
       if (o->metavar.empty()) {
-        if (inline_value) fail<InputError>("option '--{}' takes no value", name);
+        if (inline_value) fail<UsageError>("option '--{}' takes no value", name);
         values_[name] = "1";
       } else {
         if (!inline_value) {
-          if (i + 1 >= argv.size()) fail<InputError>("option '--{}' expects a value {}", name, o->metavar);
+          if (i + 1 >= argv.size()) fail<UsageError>("option '--{}' expects a value {}", name, o->metavar);
           value = argv[++i];
         }
         values_[name] = value;
@@ -64,7 +102,7 @@ bool Args::parse(const std::vector<std::string>& argv) {
     else rest_.push_back(a);
   }
   for (std::size_t p = next_pos; p < pos_.size(); ++p)
-    if (pos_[p].required) fail<InputError>("missing argument {} (see --help)", pos_[p].name);
+    if (pos_[p].required) fail<UsageError>("missing argument {} (see --help)", pos_[p].name);
   return true;
 }
 
@@ -78,7 +116,7 @@ std::optional<std::string> Args::get_opt(std::string_view name) const {
 
 std::string Args::get(std::string_view name) const {
   if (auto v = get_opt(name)) return *v;
-  fail<InputError>("missing required option '--{}' (see --help)", name);
+  fail<UsageError>("missing required option '--{}' (see --help)", name);
 }
 
 long long Args::get_int(std::string_view name) const {
@@ -135,6 +173,11 @@ EngineOptions engine_options(const Args& args) {
   options.threads = static_cast<std::size_t>(thread_count(args));
   options.device = DeviceSpec::parse(args.get("device"));
   return options;
+}
+
+std::string emotion_labels_help() {
+  return fmt::format("\nEmotion labels (docs/math.md section 0): {}.\n"
+                     "Unhappy reactions (sad, angry, bored) are 'negative'.", fmt::join(kEmotionLabels, ", "));
 }
 
 std::filesystem::path bundle_or_default(const Args& args) {

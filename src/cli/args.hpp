@@ -11,9 +11,22 @@
 #include <string_view>
 #include <vector>
 
+#include "ecr/core/error.hpp"
 #include "ecr/engine.hpp"
 
 namespace ecr::cli {
+
+// Misuse of the command line (an unknown option or command, a missing argument): `ecr` exits with
+// status 2 for it, 1 for every other error.
+class UsageError : public InputError {
+ public:
+  using InputError::InputError;
+};
+inline constexpr int kUsageStatus = 2;
+
+// The name among `names` that `typed` most likely misspells (at most two edits: a letter added,
+// dropped, changed, or two swapped), for a "did you mean" hint; empty when none is that close.
+std::string_view near_miss(std::string_view typed, const std::vector<std::string_view>& names);
 
 class Args {
  public:
@@ -84,5 +97,9 @@ std::optional<std::string> dialog_arg(const Args& args);
 // dialog_arg(), else standard input ("-") when it is not a terminal: a dialog is not typed at a
 // prompt that says nothing, so on a terminal InputError says how to name one.
 std::string dialog_path(const Args& args);
+
+// The emotion labels a dialog's "emotions" may name (ecr::kEmotionLabels), for the help of the
+// commands that read dialogs: a user guessing "sad" learns it is "negative".
+std::string emotion_labels_help();
 
 }  // namespace ecr::cli

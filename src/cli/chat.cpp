@@ -92,7 +92,9 @@ int chat(const Argv& argv) {
             "An interactive conversation with a bundle: type a message, see the emotions read from it, what it\n"
             "said about movies (liked, disliked, seen), the ranked items with a reason each (movies already named\n"
             "left out) and the reply as it is written. /reset, /json and /quit are commands. Given a dialog file,\n"
-            "answers that dialog (as `ecr respond --json` does) and exits.");
+            "answers that dialog (as `ecr respond --json` does) and exits. An item's score is z . E[item]\n"
+            "(docs/math.md section 5): higher ranks first; scores compare only within one ranking." +
+                emotion_labels_help());
   args.positional("DIALOG", "answer this dialog (JSON; - reads standard input) and exit", false);
   declare_conversation_options(args);
   args.option("dialog", "FILE", "the dialog, as DIALOG")

@@ -1,4 +1,4 @@
-// `ecr eval`: ECR's recommendation metrics (ECR_SPEC 10) over ReDial dialogs.
+// `ecr eval`: ECR's recommendation metrics (docs/math.md section 10) over ReDial dialogs.
 //
 // Samples, as UniCRS/ECR build them: every system turn that mentions a recommendable movie
 // (its annotated `item` names that are KG items) gives one sample per such movie, with the dialog
@@ -294,7 +294,7 @@ std::vector<std::string> split_words(const std::string& text) {
   return words;
 }
 
-// Dist-n as ECR_SPEC 10 defines it (distinct / all n-grams) and as ECR's evaluate_conv reports
+// Dist-n as docs/math.md section 10 defines it (distinct / all n-grams) and as ECR's evaluate_conv reports
 // it (distinct n-grams / non-empty replies), and the mean reply length in words.
 json reply_report(const ReplyStats& stats) {
   std::size_t words = 0, replies = 0;
@@ -318,7 +318,7 @@ json reply_report(const ReplyStats& stats) {
 }  // namespace
 
 int eval(const Argv& argv) {
-  Args args("ecr eval --bundle BUNDLE --dialogs FILE.jsonl [options]",
+  Args args("ecr eval [--bundle BUNDLE] --dialogs FILE.jsonl [options]",
             "Recommendation metrics of ECR over ReDial dialogs (one JSON object a line): every system turn that\n"
             "mentions a recommendable movie is a sample with the dialog before it as context. Prints Recall, MRR\n"
             "and NDCG @1/10/50, RT@K (recall over liked movies) and the feedback AUC, global and batch-averaged,\n"
@@ -504,7 +504,7 @@ int eval(const Argv& argv) {
     for (int n = 1; n <= 4; ++n) fmt::print(" {:>8.4f}", replies[fmt::format("dist@{}", n)].get<double>());
     fmt::print("\n{:<8}", "/reply");
     for (int n = 1; n <= 4; ++n) fmt::print(" {:>8.4f}", replies[fmt::format("dist@{}_per_reply", n)].get<double>());
-    fmt::print("\n(ratio: distinct / all n-grams, ECR_SPEC 10; /reply: distinct n-grams per reply, ECR's evaluate_conv)\n");
+    fmt::print("\n(ratio: distinct / all n-grams, docs/math.md section 10; /reply: distinct n-grams per reply, ECR's evaluate_conv)\n");
   }
 
   if (const auto out = args.get_opt("json")) {

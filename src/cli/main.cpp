@@ -5,9 +5,11 @@
 #include <exception>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include <fmt/format.h>
 
+#include "args.hpp"
 #include "commands.hpp"
 #include "ecr/core/error.hpp"
 #include "ecr/core/utf8.hpp"
@@ -40,7 +42,8 @@ void print_help() {
              "Empathetic Conversational Recommender inference engine.\n\ncommands:\n");
   for (const auto& c : kCommands) fmt::print("  {:<10} {}\n", c.name, c.summary);
   fmt::print("\nRun 'ecr <command> --help' for a command's options; 'ecr --version' for the version and the\n"
-             "CPU kernel level in use.\n");
+             "CPU kernel level in use. Exit status: 0 on success, 2 for a misused command line (an unknown\n"
+             "command or option, a missing argument), 1 for any other error.\n");
 }
 
 // What went to stdout must have arrived (a full disk, a closed pipe): not a silent success.
@@ -71,7 +74,7 @@ void print_version() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) return print_info(print_help, 2);
+  if (argc < 2) return print_info(print_help, ecr::cli::kUsageStatus);
   const std::string_view name = argv[1];
   if (name == "--help" || name == "-h" || name == "help") return print_info(print_help, 0);
   if (name == "--version") return print_info(print_version, 0);
@@ -82,6 +85,9 @@ int main(int argc, char** argv) {
       const int status = c.run(ecr::cli::Argv(argv + 2, argv + argc));
       check_stdout();
       return status;
+    } catch (const ecr::cli::UsageError& e) {
+      fmt::print(stderr, "ecr {}: {}\n", name, ecr::printable(e.what()));
+      return ecr::cli::kUsageStatus;
     } catch (const ecr::Error& e) {
       fmt::print(stderr, "ecr {}: {}\n", name, ecr::printable(e.what()));
       return 1;
@@ -94,7 +100,10 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  fmt::print(stderr, "ecr: unknown command '{}'\n\n", name);
-  print_help();
-  return 2;
+  std::vector<std::string_view> names;
+  for (const auto& c : kCommands) names.push_back(c.name);
+  const std::string_view hint = ecr::cli::near_miss(name, names);
+  fmt::print(stderr, "ecr: unknown command '{}'{} ('ecr --help' lists the commands)\n", ecr::printable(name),
+             hint.empty() ? "" : fmt::format("; did you mean '{}'?", hint));
+  return ecr::cli::kUsageStatus;
 }

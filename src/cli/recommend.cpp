@@ -103,7 +103,9 @@ int recommend(const Argv& argv) {
             "\"emotions\": {label: prob}}], \"movieMentions\": {...}} (entities and emotions optional: the linker and\n"
             "the bundle's emotion classifier fill them in). Prints the ranked items and, per turn, the entities\n"
             "and emotions the prompt used. Items the dialog already mentions are left out, and what the user says about\n"
-            "a movie (liked, disliked, seen) moves its neighbours; each item comes with its reasons.");
+            "a movie (liked, disliked, seen) moves its neighbours; each item comes with its reasons. An item's score\n"
+            "is z . E[item] plus the feedback term (docs/math.md section 5): higher ranks first; scores compare only\n"
+            "within one ranking." + emotion_labels_help());
   args.positional("DIALOG", kDialogHelp, false)
       .option("bundle", "BUNDLE", kBundleHelp)
       .option("dialog", "FILE", "the dialog, as DIALOG")

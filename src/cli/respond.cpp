@@ -36,9 +36,10 @@ int respond_once(const Conversation& c, const Dialog& dialog, bool as_json) {
 
 int respond(const Argv& argv) {
   Args args("ecr respond [--bundle BUNDLE] DIALOG.json [options]",
-            "Recommends items for a dialog and writes ECR's reply about the best one (ECR_SPEC 7, 8): the\n"
-            "template from the backbone with the conv prompt, review entities and KG knowledge of the item,\n"
-            "then the generator. The reply streams as it decodes; --json prints one JSON object instead.");
+            "Recommends items for a dialog and writes ECR's reply about the best one (docs/math.md sections 7, 8):\n"
+            "the template from the backbone with the conv prompt, review entities and KG knowledge of the item,\n"
+            "then the generator. The reply streams as it decodes; --json prints one JSON object instead." +
+                emotion_labels_help());
   args.positional("DIALOG", kDialogHelp, false);
   declare_conversation_options(args);
   args.option("dialog", "FILE", "the dialog, as DIALOG")

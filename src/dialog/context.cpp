@@ -1,4 +1,4 @@
-// ECR_SPEC section 2 without a model: the alternating turns, the context strings, the turn
+// docs/math.md section 2 without a model: the alternating turns, the context strings, the turn
 // emotions and the entity list with the emotions each entity carries.
 #include <algorithm>
 #include <functional>

@@ -1,5 +1,5 @@
 // The co-occurrence product G = C E on the device (CPU twin: CooccurrenceMatrix::multiply), for
-// the rec prompt's global entity table (ECR_SPEC 4) when the bundle does not store it.
+// the rec prompt's global entity table (docs/math.md section 4) when the bundle does not store it.
 #pragma once
 
 #include "ecr/core/tensor.hpp"

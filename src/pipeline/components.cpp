@@ -18,7 +18,7 @@ Tokenizer component_tokenizer(const Component& component) {
 
 std::int32_t special_token(const Tokenizer& tokenizer, std::string_view token, const std::string& component) {
   const auto id = tokenizer.token_to_id(token);
-  if (!id) fail<ConfigError>("component '{}': its tokenizer has no '{}' token (ECR_SPEC 1)", component, token);
+  if (!id) fail<ConfigError>("component '{}': its tokenizer has no '{}' token (docs/math.md section 1)", component, token);
   return *id;
 }
 

@@ -1,5 +1,5 @@
 // What the Recommender and the Responder share when they read a bundle: a component's tokenizer
-// and special tokens, and the context markers of ECR_SPEC 2.
+// and special tokens, and the context markers of docs/math.md section 2.
 #pragma once
 
 #include <cstdint>
@@ -16,7 +16,7 @@
 
 namespace ecr::pipeline {
 
-// ECR_SPEC 2: the turn separators of the two contexts, and RoBERTa's leading token.
+// docs/math.md section 2: the turn separators of the two contexts, and RoBERTa's leading token.
 inline constexpr std::string_view kContextEos = "<|endoftext|>";
 inline constexpr std::string_view kPromptSep = "</s>";
 inline constexpr std::string_view kPromptCls = "<s>";
@@ -36,13 +36,13 @@ Options view_options(const Engine& engine, Options options, std::string_view who
   static_cast<EngineOptions&>(options) = engine.options();
   return options;
 }
-// ECR_SPEC 6: an emotion classifier needs a score head over the ECR labels (ConfigError otherwise).
+// docs/math.md section 6: an emotion classifier needs a score head over the ECR labels (ConfigError otherwise).
 void check_classifier_head(const std::string& component, bool has_head, std::int64_t num_labels);
 // ConfigError unless the prompt `name` is of `kind` and fits the backbone (width, layers, heads)
 // and the text encoder (token width): the checks both views make when they load.
 void check_prompt_fits(const PromptConfig& prompt, PromptKind kind, const std::string& name, const Gpt2Config& backbone,
                        const RobertaConfig& text_encoder, const ComponentNames& names);
-// Keeps the newest `limit` ids (ECR_SPEC 2's truncation of contexts).
+// Keeps the newest `limit` ids (docs/math.md section 2's truncation of contexts).
 void keep_newest(std::vector<std::int32_t>& ids, std::size_t limit);
 
 }  // namespace ecr::pipeline

@@ -1,5 +1,8 @@
 #include "ecr/default_bundle.hpp"
 
+#include <dlfcn.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 #include <system_error>
@@ -8,18 +11,57 @@
 
 namespace ecr {
 
-std::vector<std::filesystem::path> default_bundle_candidates() {
-  if (const char* env = std::getenv("ECR_BUNDLE"); env != nullptr && *env != '\0') return {env};
-  return {std::filesystem::path(ECR_INSTALL_DATADIR) / kDefaultBundleName,
-          std::filesystem::path(ECR_SOURCE_MODELS_DIR) / kDefaultBundleName};
+namespace {
+
+namespace fs = std::filesystem;
+
+// Any object of this file: dladdr() on it names the binary the library was linked into.
+constexpr char kAnchor = 0;
+
+// The folders of the binary holding this code (the ecr tool, a host, the Python module _ecr.so)
+// and of the running executable: an install is found relative to them, so a moved prefix or a
+// pip-installed package still finds its own model.
+std::vector<fs::path> binary_dirs() {
+  std::vector<fs::path> dirs;
+  std::error_code ec;
+  Dl_info info{};
+  if (::dladdr(&kAnchor, &info) != 0 && info.dli_fname != nullptr && *info.dli_fname != '\0') {
+    // A relative name is relative to the working directory the binary was loaded from; for the
+    // main executable it may be argv[0] as typed, which /proc/self/exe below covers.
+    const fs::path holder = fs::absolute(info.dli_fname, ec);
+    if (!ec && fs::is_regular_file(holder, ec)) dirs.push_back(holder.parent_path());
+  }
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) dirs.push_back(exe.parent_path());
+  return dirs;
 }
 
-std::filesystem::path default_bundle_path() {
-  const auto candidates = default_bundle_candidates();
+}  // namespace
+
+std::vector<fs::path> default_bundle_candidates(const fs::path& package_datadir) {
+  if (const char* env = std::getenv("ECR_BUNDLE"); env != nullptr && *env != '\0') return {env};
+  std::vector<fs::path> dirs;
+  if (!package_datadir.empty()) dirs.push_back(package_datadir);
+  for (const fs::path& dir : binary_dirs()) {
+    dirs.push_back(dir.parent_path() / "share" / "ecr");
+    dirs.push_back(dir / "share" / "ecr");
+  }
+  dirs.push_back(ECR_INSTALL_DATADIR);
+  dirs.push_back(ECR_SOURCE_MODELS_DIR);
+  std::vector<fs::path> candidates;
+  for (const fs::path& dir : dirs) {
+    const fs::path path = (dir / kDefaultBundleName).lexically_normal();
+    if (std::find(candidates.begin(), candidates.end(), path) == candidates.end()) candidates.push_back(path);
+  }
+  return candidates;
+}
+
+fs::path default_bundle_path(const fs::path& package_datadir) {
+  const auto candidates = default_bundle_candidates(package_datadir);
   std::string tried;
   for (const auto& path : candidates) {
     std::error_code ec;
-    if (std::filesystem::is_regular_file(path, ec)) return path;
+    if (fs::is_regular_file(path, ec)) return path;
     tried += (tried.empty() ? "" : ", ") + path.string();
   }
   if (std::getenv("ECR_BUNDLE") != nullptr && *std::getenv("ECR_BUNDLE") != '\0')

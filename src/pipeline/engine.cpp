@@ -1,4 +1,4 @@
-// The Engine loads each part of the bundle once for every view (ECR_SPEC 2-8 name the parts).
+// The Engine loads each part of the bundle once for every view (docs/math.md section 2-8 name the parts).
 #include "ecr/engine.hpp"
 
 #include <algorithm>
@@ -15,7 +15,7 @@ using namespace pipeline;
 
 namespace {
 
-// ECR_SPEC 6: the classifier reads the user turn followed by eos, unless the component's
+// docs/math.md section 6: the classifier reads the user turn followed by eos, unless the component's
 // "input_template" says otherwise.
 constexpr std::string_view kEmotionTemplate = "{text}<|endoftext|>";
 

@@ -62,11 +62,11 @@ class DeviceModels {
   Lazy<DeviceClassifier> classifier_;
 };
 
-// ECR_SPEC 6 on the device: the classifier's scores (inputs, labels), host f32, as
+// docs/math.md section 6 on the device: the classifier's scores (inputs, labels), host f32, as
 // Gpt2Model::classify gives them.
 Tensor classify_on_device(const Engine::Impl& engine, std::span<const std::vector<std::int32_t>> inputs);
 
-// ECR_SPEC 4-5 on the device: RoBERTa batch, rec prompts, backbone prefill with the prefixes,
+// docs/math.md section 4-5 on the device: RoBERTa batch, rec prompts, backbone prefill with the prefixes,
 // z E^T over the items and the top-k there; every entity's scores come back when `all_scores`.
 std::vector<RecModelOutput> recommend_on_device(const Engine::Impl& engine, std::span<const RecModelInput> inputs,
                                                 bool global_entities, std::size_t top_k, bool all_scores);
@@ -74,13 +74,13 @@ std::vector<RecModelOutput> recommend_on_device(const Engine::Impl& engine, std:
 // The rec prompt's entity table E on the host (f32), for the feedback rule; once, at load.
 Tensor entity_table_on_host(const Engine::Impl& engine);
 
-// ECR_SPEC 7 on the device: the conv prefix over the RoBERTa context and the entities, then the
+// docs/math.md section 7 on the device: the conv prefix over the RoBERTa context and the entities, then the
 // backbone decodes after `context` with it.
 Generation write_template_on_device(const Engine::Impl& engine, std::span<const std::int32_t> prompt_ids,
                                     std::span<const std::int32_t> entities, std::span<const std::int32_t> context,
                                     const GenerateOptions& options);
 
-// ECR_SPEC 8 on the device: the generator decodes after `prompt` (CUDA graphs, on_token per token).
+// docs/math.md section 8 on the device: the generator decodes after `prompt` (CUDA graphs, on_token per token).
 Generation generate_reply_on_device(const Engine::Impl& engine, std::span<const std::int32_t> prompt,
                                     const GenerateOptions& options);
 

@@ -40,7 +40,7 @@ class Lazy {
   mutable std::optional<T> value_;
 };
 
-// ECR_SPEC 6: the emotion classifier's input template around the user's turn, and how its
+// docs/math.md section 6: the emotion classifier's input template around the user's turn, and how its
 // scores become probabilities. The model itself is a part of its own (CPU or device).
 struct EmotionClassifier {
   Tokenizer tokenizer;
@@ -93,7 +93,7 @@ struct Engine::Impl {
   const std::optional<pipeline::EmotionClassifier>& emotion_classifier() const;
   // The linker with default options over the KG (a Recommender asking for others builds its own).
   const EntityLinker& linker() const;
-  // The review entities (ECR_SPEC 8), absent when the bundle has none.
+  // The review entities (docs/math.md section 8), absent when the bundle has none.
   const std::optional<ReviewStore>& reviews() const;
   // The KG as the R-GCN reads it, and the co-occurrence matrix when the bundle has one (read
   // anew: only the prompts' loaders need it).

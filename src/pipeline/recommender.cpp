@@ -1,4 +1,4 @@
-// The Recommender composes the engine's parts into ECR's recommendation (ECR_SPEC 2, 4, 5, 6).
+// The Recommender composes the engine's parts into ECR's recommendation (docs/math.md section 2, 4, 5, 6).
 // A batch goes through each stage together: one classifier batch over every user turn that
 // needs emotions, one RoBERTa batch, the prompts, one GPT-2 batch and one GEMM for the scores.
 #include "ecr/recommender.hpp"
@@ -224,7 +224,7 @@ void Recommender::Impl::analyse_turns(std::span<const Dialog> dialogs, std::vect
   }
 }
 
-// ECR_SPEC 6: the classifier labels every user turn the host left unlabelled, in one batch.
+// docs/math.md section 6: the classifier labels every user turn the host left unlabelled, in one batch.
 void Recommender::Impl::label_emotions(std::vector<Dialog>& prepared, std::vector<Recommendation>& out) const {
   if (!classifier || !options.emotions) return;
   std::vector<std::pair<std::size_t, std::size_t>> where;
@@ -267,7 +267,7 @@ void Recommender::Impl::label_emotions(std::vector<Dialog>& prepared, std::vecto
   }
 }
 
-// ECR_SPEC 2: the contexts and the entities with the emotions they carry.
+// docs/math.md section 2: the contexts and the entities with the emotions they carry.
 std::vector<RecModelInput> Recommender::Impl::model_inputs(const std::vector<Dialog>& prepared,
                                                            const RecommendRequest& request,
                                                            std::vector<Recommendation>& out) const {
@@ -305,7 +305,7 @@ std::vector<RecModelInput> Recommender::Impl::model_inputs(const std::vector<Dia
   return inputs;
 }
 
-// ECR_SPEC 4-5 on the CPU: text encoder, rec prompts, the backbone with the prefixes, then
+// docs/math.md section 4-5 on the CPU: text encoder, rec prompts, the backbone with the prefixes, then
 // z E^T over every entity and the items ranked by it. `scores`: keep every entity's scores.
 std::vector<RecModelOutput> Recommender::Impl::run_models(std::span<const RecModelInput> inputs,
                                                           const RecommendRequest& request, bool scores) const {

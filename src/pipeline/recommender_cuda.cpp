@@ -65,7 +65,7 @@ std::vector<RecModelOutput> recommend_on_device(const Engine::Impl& engine, std:
   const std::size_t batch = inputs.size();
   cuda::Stream stream;
 
-  // ECR_SPEC 4: the text encoder over the batch, then each dialog's rec prompt.
+  // docs/math.md section 4: the text encoder over the batch, then each dialog's rec prompt.
   std::vector<std::vector<std::int32_t>> prompt_ids, context_ids;
   for (const RecModelInput& in : inputs) {
     prompt_ids.push_back(in.prompt_ids);
@@ -79,7 +79,7 @@ std::vector<RecModelOutput> recommend_on_device(const Engine::Impl& engine, std:
         stream, {token_states[b], in.entities, in.emotion_ids, in.emotion_probs, global_entities});
   }
 
-  // ECR_SPEC 5: z is the backbone's last hidden state after the prefix and the context.
+  // docs/math.md section 5: z is the backbone's last hidden state after the prefix and the context.
   const Tensor z = last_hidden_states(backbone, context_ids, prefixes, stream);
 
   // The ranking over the items: enough candidates that top_k remain after the exclusions.

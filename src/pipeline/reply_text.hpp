@@ -1,4 +1,4 @@
-// The text side of the Responder (ECR_SPEC sections 7 and 8), apart from the models so the
+// The text side of the Responder (docs/math.md sections 7 and 8), apart from the models so the
 // tests can pin it byte for byte: how decoded tokens become a template or a reply, how the
 // template's slots are filled, the generator's prompt text, and streaming decoded text.
 #pragma once

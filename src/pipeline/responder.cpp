@@ -1,4 +1,4 @@
-// The Responder composes the engine's parts into ECR's reply (ECR_SPEC 7 and 8): UniCRS's conv
+// The Responder composes the engine's parts into ECR's reply (docs/math.md sections 7 and 8): UniCRS's conv
 // model writes a template, ECR's generator writes the reply from the items, their knowledge and
 // that template.
 #include "ecr/responder.hpp"
@@ -150,7 +150,7 @@ Responder::Impl::Impl(const Engine& e, ResponderOptions o)
   }
 }
 
-// ECR_SPEC 7, as UniCRS's conv model runs it: the conv prompt over the RoBERTa context and the
+// docs/math.md section 7, as UniCRS's conv model runs it: the conv prompt over the RoBERTa context and the
 // context entities (the rec prompt's inputs), then greedy decoding after context + "System:".
 std::vector<std::int32_t> Responder::Impl::write_template(const Dialog& view, Response& r) const {
   r.template_input_ids = context_tokenizer.encode(context_text(view, kContextEos));

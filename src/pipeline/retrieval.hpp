@@ -1,4 +1,4 @@
-// The knowledge the generator's prompt carries (ECR_SPEC section 8): review entities of the
+// The knowledge the generator's prompt carries (docs/math.md section 8): review entities of the
 // items, and "{movie}'s {relation} is {entity}" triples from their one-hop KG neighbours.
 //
 // ECR samples both at random (random.sample). Here the default is deterministic, most frequent

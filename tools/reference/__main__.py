@@ -17,7 +17,7 @@ command line: the oracle the C++ engine is tested against.
     python3 -m tools.reference roberta --checkpoint DIR --ids 0,5,6,2 [--ids ...] --out H.npy
       Last hidden states (T, D).
 
---prefix: f32 .npy of shape (S, n_layer*2*n_embd), the KGPrompt output (ECR_SPEC 4, step 7),
+--prefix: f32 .npy of shape (S, n_layer*2*n_embd), the KGPrompt output (docs/math.md section 4, step 7),
 read as (S, layer, key|value, head, head_dim). Every query attends to all S prefix rows and
 causally to the sequence; the sequence's positions start at --positions-from (default 0).
 

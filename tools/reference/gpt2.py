@@ -1,8 +1,8 @@
-"""Plain-PyTorch GPT-2 (ECR_SPEC section 3, HuggingFace semantics) in float32 like the real
+"""Plain-PyTorch GPT-2 (docs/math.md section 3, HuggingFace semantics) in float32 like the real
 models, reading the checkpoint folders the converter reads: the oracle the C++ engine is tested
 against, and the torch side of the benchmarks.
 
-A prefix is an f32 (S, n_layer*2*n_embd) tensor, the KGPrompt output (ECR_SPEC 4, step 7), read
+A prefix is an f32 (S, n_layer*2*n_embd) tensor, the KGPrompt output (docs/math.md section 4, step 7), read
 as (S, layer, key|value, head, head_dim). Every query attends to all S prefix rows and causally
 to the sequence. forward() keeps the keys and values (prefix rows first) as a cache, so decoding
 can go on one token at a time.

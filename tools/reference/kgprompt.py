@@ -1,10 +1,10 @@
 """Plain-torch reference of KGPrompt (ECR rec with emotions, UniCRS conv) and its R-GCN, written
-from ECR_SPEC sections 3-4 and the published modules, for checking the engine's PromptEncoder.
+from docs/math.md sections 3-4 and the published modules, for checking the engine's PromptEncoder.
 Its R-GCN is tools.reference.rgcn (RGCNConv by hand, no torch-geometric).
 
 State: --state model.pt (a KGPrompt state dict) or a folder of <key>.npy files.
 Edges: --edges edges.npy ((E, 3) int rows [source, target, relation]) or --kg-dir DIR (built
-from entity2id.json + kg.json / dbpedia_subkg.json + relation2id.json as ECR_SPEC section 3 says).
+from entity2id.json + kg.json / dbpedia_subkg.json + relation2id.json as docs/math.md section 3 says).
 
     python3 -m tools.reference.kgprompt --kg-dir DIR --save-edges edges.npy           # just the edges
     python3 -m tools.reference.kgprompt --rgcn-only --state S --edges E --out rgcn.npy  # RGCN(node_embeds)

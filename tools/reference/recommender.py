@@ -1,4 +1,4 @@
-"""End-to-end PyTorch reference of ECR's recommendation (ECR_SPEC sections 4 and 5), composed
+"""End-to-end PyTorch reference of ECR's recommendation (docs/math.md sections 4 and 5), composed
 from the independent references: RoBERTa (tools.reference.roberta) -> KGPrompt
 (tools.reference.kgprompt) -> GPT-2 with the prefix (tools.reference.gpt2) -> the last hidden
 state z -> scores z E^T over every entity.
@@ -30,7 +30,7 @@ from . import kgprompt as kgp
 from .gpt2 import GPT2
 from .roberta import Roberta
 
-EMOTIONS_PER_ENTITY = 3  # ECR_SPEC 2: the 3 strongest labels, padded
+EMOTIONS_PER_ENTITY = 3  # docs/math.md section 2: the 3 strongest labels, padded
 
 
 def cooccurrence_from_bundle(path, n):

@@ -1,4 +1,4 @@
-"""Plain-torch reference of the Responder's two decoders (ECR_SPEC sections 7 and 8), built from
+"""Plain-torch reference of the Responder's two decoders (docs/math.md sections 7 and 8), built from
 the other references: tools.reference.gpt2 (GPT-2, greedy decoding with HuggingFace's
 no_repeat_ngram_size), tools.reference.roberta and tools.reference.kgprompt (UniCRS's conv
 KGPrompt and its R-GCN).

@@ -1,4 +1,4 @@
-"""The R-GCN of ECR_SPEC section 3: PyG's RGCNConv with basis decomposition, mean aggregation per
+"""The R-GCN of docs/math.md section 3: PyG's RGCNConv with basis decomposition, mean aggregation per
 relation, a root weight and a bias, written by hand (no torch-geometric) with index_add. The one
 implementation the KGPrompt reference, the trainer (with autograd) and the benchmarks share.
 

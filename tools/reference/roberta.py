@@ -1,4 +1,4 @@
-"""Plain-PyTorch RoBERTa (ECR_SPEC section 3, HuggingFace semantics) in float32, reading the
+"""Plain-PyTorch RoBERTa (docs/math.md section 3, HuggingFace semantics) in float32, reading the
 checkpoint folders the converter reads: the text encoder's oracle and the benchmarks' torch side."""
 
 import os

@@ -50,9 +50,9 @@ SIZES = {
                   lm_epochs=1, mlm_epochs=1, cls_epochs=1, rec_epochs=3, conv_epochs=1, gen_epochs=1,
                   conv_examples=None, max_steps=12, dialogs=40),
 }
-TEMPLATE_TOKENS = 50     # ECR_SPEC 7: the template decoder's new tokens
+TEMPLATE_TOKENS = 50     # docs/math.md section 7: the template decoder's new tokens
 SPACE = 220              # GPT-2's " ", the token before every <movie> of a template
-GEN_PROMPT_TOKENS = 149  # ECR_SPEC 8
+GEN_PROMPT_TOKENS = 149  # docs/math.md section 8
 REPLY_TOKENS = 100
 KNOWLEDGE_RELATIONS = {"star": "starring", "writer": "writer", "director": "director"}
 
@@ -168,7 +168,7 @@ class Corpus:
         return [text for i in sorted(items) for text in [self.kg.names[i]] + self.review_entities(i) + self.knowledge(i)]
 
     def generator_example(self, turn, rng):
-        """(prompt ids, reply ids) of a recommending system turn, in ECR_SPEC 8's format, the
+        """(prompt ids, reply ids) of a recommending system turn, in docs/math.md section 8's format, the
         knowledge sampled as ECR's training data samples it."""
         kg = self.kg
         names = [kg.names[i] for i in turn.items]
@@ -260,7 +260,7 @@ def train_emotion(c, vocab, size, a, log, rng):
 
 
 def classify(model, seqs):
-    """ECR_SPEC 6: the score head on each sequence's last hidden state."""
+    """docs/math.md section 6: the score head on each sequence's last hidden state."""
     h = model(model.vocab.compact(pad(seqs, EOS)))
     return h[torch.arange(len(seqs)), torch.tensor([len(s) - 1 for s in seqs])] @ model.score.T
 
@@ -282,7 +282,7 @@ def label_emotions(c, model, log):
 
 
 class PromptBatcher:
-    """Builds the KGPrompt prefixes of a batch (ECR_SPEC 4) and the backbone inputs."""
+    """Builds the KGPrompt prefixes of a batch (docs/math.md section 4) and the backbone inputs."""
 
     def __init__(self, c, prompt, text_encoder, r_vocab, cooc):
         self.c, self.prompt, self.text_encoder, self.r_vocab = c, prompt, text_encoder, r_vocab

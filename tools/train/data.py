@@ -1,4 +1,4 @@
-"""ReDial dialogs as the engine reads them (ECR_SPEC section 2), the training samples of every
+"""ReDial dialogs as the engine reads them (docs/math.md section 2), the training samples of every
 stage, and the weak emotion labeler.
 
 Entities come from the engine's own linker (`ecr link --kg DIR`), for the training dialogs
@@ -19,7 +19,7 @@ from .text import EOS, R_CLS, R_SEP, roberta_ids
 
 EMOTIONS = ["like", "curious", "happy", "grateful", "negative", "neutral", "nostalgia", "agreement", "surprise"]
 PAD_EMOTION = 9
-CONTEXT_TOKENS = 200   # GPT-2 context (ECR_SPEC 2)
+CONTEXT_TOKENS = 200   # GPT-2 context (docs/math.md section 2)
 PROMPT_TOKENS = 199    # RoBERTa context before <s>
 MAX_ENTITIES = 32
 # ECR's feedback-aware item reweighting (train_rec.py defaults: like_score, dislike_score, notsay_score).
@@ -114,7 +114,7 @@ def feedback(record, redial_id):
     return None
 
 
-# --- contexts (ECR_SPEC 2) ----------------------------------------------------------------------
+# --- contexts (docs/math.md section 2) ----------------------------------------------------------------------
 
 def context_turns(turns):
     return ([Turn(True)] if turns and not turns[0].user else []) + list(turns)

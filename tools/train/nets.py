@@ -1,5 +1,5 @@
 """The models the trainer fits, as torch modules whose state dicts export to the published key
-layouts the converter reads (ECR_SPEC Appendix A): HuggingFace GPT2LMHeadModel /
+layouts the converter reads (docs/math.md appendix A): HuggingFace GPT2LMHeadModel /
 GPT2ForSequenceClassification, RobertaModel, ECR's rec KGPrompt and UniCRS's conv KGPrompt.
 
 Vocabulary: the models train on the tokens the training text uses ("seen" rows) and export
@@ -248,7 +248,7 @@ class RGCN(nn.Module):
 
 
 class KGPrompt(nn.Module):
-    """ECR's rec KGPrompt (kind "rec") or UniCRS's conv KGPrompt (kind "conv"), ECR_SPEC 4."""
+    """ECR's rec KGPrompt (kind "rec") or UniCRS's conv KGPrompt (kind "conv"), docs/math.md section 4."""
 
     def __init__(self, kind, hidden, token_hidden, n_layer, n_entity, num_relations, num_bases, edges, n_prefix,
                  n_emotion=9):

@@ -1,4 +1,4 @@
-"""GPT-2 byte-level BPE in Python, for the trainer (ECR_SPEC section 1).
+"""GPT-2 byte-level BPE in Python, for the trainer (docs/math.md section 1).
 
 The engine has its own tokenizer (src/text/tokenizer.cpp); this one exists so the trainer can
 read the dialogs without the engine, and the trainer's smoke test checks that both agree with
@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import regex
 
-# ECR_SPEC 1: the pre-split of GPT-2 and its special tokens.
+# docs/math.md section 1: the pre-split of GPT-2 and its special tokens.
 PRE_SPLIT = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
 EOS, PAD, MOVIE = 50256, 50257, 50258
 GPT2_ADDED = {"<pad>": PAD, "<movie>": MOVIE}

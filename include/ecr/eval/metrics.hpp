@@ -1,4 +1,4 @@
-// The evaluation metrics of ECR (ECR_SPEC section 10): ranking metrics over recommendation
+// The evaluation metrics of ECR (docs/math.md section 10): ranking metrics over recommendation
 // samples with one gold item, feedback AUC, "true recall" RT@K, and Dist-n over replies.
 #pragma once
 

@@ -1,5 +1,5 @@
 // CooccurrenceMatrix: ECR's sparse, row-stochastic N x N matrix C of emotion-aware entity
-// co-occurrences (ECR_SPEC section 9), from which the rec prompt's global entity table G = C E
+// co-occurrences (docs/math.md section 9), from which the rec prompt's global entity table G = C E
 // is built once at load. tools/ecr_kg.py counts it from annotated dialogs; the bundle stores it
 // as CSR (docs/format.md, "Co-occurrence matrix").
 #pragma once

@@ -1,5 +1,5 @@
 // KnowledgeGraph: the entities, relations and items of the ECR/UniCRS knowledge graph and its
-// R-GCN edges (ECR_SPEC section 3): every triple (h, r, t) gives h->t and t->h with relation r,
+// R-GCN edges (docs/math.md section 3): every triple (h, r, t) gives h->t and t->h with relation r,
 // without duplicates, plus a self loop on the padding entity with relation 0. Entities are
 // 0..N-1 with N = max id + 2; the last one is the padding entity.
 //
@@ -26,7 +26,7 @@ namespace ecr {
 enum class EntityType : std::uint8_t { other = 0, movie = 1, genre = 2, person = 3 };
 std::string_view entity_type_name(EntityType type);
 
-// ECR_SPEC section 8: a DBpedia URI "<http://dbpedia.org/resource/The_Matrix>" reads "The Matrix"
+// docs/math.md section 8: a DBpedia URI "<http://dbpedia.org/resource/The_Matrix>" reads "The Matrix"
 // (last path segment, %XX decoded when that gives UTF-8, '_' as space); any other key is already
 // a name and comes back unchanged. tools/ecr_kg.py's display_name is the same function.
 std::string kg_display_name(std::string_view key);

@@ -1,4 +1,4 @@
-// ReviewStore: the review entities of ECR_SPEC section 8. For each movie, the entities its
+// ReviewStore: the review entities of docs/math.md section 8. For each movie, the entities its
 // reviews mention and how often; the generator prompt's "Related Entities" come from here.
 // tools/ecr_reviews.py builds it from review files (docs/format.md, "Review entities").
 //

@@ -33,7 +33,7 @@ struct RelationCsr {
                                 std::span<const std::int64_t> source, std::span<const std::int64_t> target,
                                 std::span<const std::int64_t> relation);
 
-  // The knowledge graph's R-GCN edges (ECR_SPEC section 3): the graph keeps them in this very
+  // The knowledge graph's R-GCN edges (docs/math.md section 3): the graph keeps them in this very
   // layout (already validated), so this is one copy of its two arrays.
   static RelationCsr from_graph(const KnowledgeGraph& kg);
 

@@ -1,4 +1,4 @@
-// GPT-2 (HuggingFace GPT2LMHeadModel / GPT2ForSequenceClassification semantics, ECR_SPEC
+// GPT-2 (HuggingFace GPT2LMHeadModel / GPT2ForSequenceClassification semantics, docs/math.md
 // section 3): the backbone of recommendation and generation, and the emotion classifier.
 //
 //   Gpt2Model   weights and config, loaded once, const: share it across threads.

@@ -1,5 +1,5 @@
 // GPT-2 on a CUDA device (CPU twin: ecr::Gpt2Model, same HuggingFace semantics and the same
-// loaders, so the same bundle gives the same weights; ECR_SPEC section 3).
+// loaders, so the same bundle gives the same weights; docs/math.md section 3).
 //
 //   Gpt2Device   the LM's weights in device memory, loaded once and immutable: sessions on any
 //                number of threads may share it.

@@ -1,5 +1,5 @@
 // PromptEncoder: KGPrompt, the knowledge-graph prompt that becomes GPT-2's per-layer prefix
-// keys and values (ECR_SPEC section 4). Two variants share it: ECR's rec prompt (entities
+// keys and values (docs/math.md section 4). Two variants share it: ECR's rec prompt (entities
 // attended by the dialog's tokens, global entities from co-occurrence, emotion fusion) and
 // UniCRS's conv prompt (tokens attended to entities).
 //

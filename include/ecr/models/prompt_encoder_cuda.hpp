@@ -1,4 +1,4 @@
-// KGPrompt on the device (CPU twin: ecr::PromptEncoder, ECR_SPEC section 4): the whole prompt
+// KGPrompt on the device (CPU twin: ecr::PromptEncoder, docs/math.md section 4): the whole prompt
 // (cuda::PromptDevice) and its per-request steps, the token-entity cross-attention and ECR's
 // emotion fusion.
 //

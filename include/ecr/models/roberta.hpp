@@ -1,4 +1,4 @@
-// RoBERTa encoder (HuggingFace RobertaModel semantics, ECR_SPEC section 3): the text encoder
+// RoBERTa encoder (HuggingFace RobertaModel semantics, docs/math.md section 3): the text encoder
 // whose last hidden states feed the KG prompt.
 //
 // Batches are packed back to back: each sequence attends to its own tokens only, which is what

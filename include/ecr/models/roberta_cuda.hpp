@@ -1,5 +1,5 @@
 // RoBERTa on a CUDA device (CPU twin: ecr::RobertaModel, same HuggingFace semantics and the same
-// loader, RobertaWeights::load, so one bundle gives the same weights; ECR_SPEC section 3).
+// loader, RobertaWeights::load, so one bundle gives the same weights; docs/math.md section 3).
 //
 // A forward pass over a batch packs the sequences back to back, as the CPU does: embeddings
 // (word + position + token type 0, position ids from RobertaConfig::position_ids) and their

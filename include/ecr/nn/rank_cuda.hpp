@@ -1,4 +1,4 @@
-// Scoring and ranking on the device (CPU twin: the recommender's scores z E^T, ECR_SPEC 5, and
+// Scoring and ranking on the device (CPU twin: the recommender's scores z E^T, docs/math.md section 5, and
 // its ranking: higher score first, then the lower id).
 //
 // Needs a build with ECR_WITH_CUDA=ON (the functions exist only there).

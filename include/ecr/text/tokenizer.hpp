@@ -1,4 +1,4 @@
-// Byte-level BPE tokenizer, as GPT-2 and RoBERTa use it (ECR_SPEC section 1).
+// Byte-level BPE tokenizer, as GPT-2 and RoBERTa use it (docs/math.md section 1).
 //
 // encode(): special tokens are split out of the text first and map to their ids; each stretch
 // between them is pre-split with GPT-2's pattern
