@@ -246,7 +246,7 @@ def train_text_encoder(c, vocab, size, a, log, rng):
 
 # Sentences written for the classifier (tools/train/check_emotions.py says how), one-hot: ReDial's
 # seekers seldom say they are sad, surprised or nostalgic (the weak labels make surprise, nostalgia
-# and negative the top label of 69, 146 and 224 of 10,964 turns). Repeated so they weigh about 5%.
+# and negative the top label of 69, 144 and 229 of 10,964 turns). Repeated so they weigh about 5%.
 WRITTEN_EMOTIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "emotion_train.jsonl")
 WRITTEN_REPEAT = 5
 # The hand-labelled sets the trained classifier is measured on (reported in train_log.json).
