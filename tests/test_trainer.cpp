@@ -1,7 +1,10 @@
 // The trainer (tools/train, `python3 -m tools.train`) in its smoke mode: tiny models, a few dialogs, a few steps of every
 // stage. It must see every stage's loss fall and write, through the real converter, a bundle the
 // engine loads and runs end to end, so the path that made the shipped model cannot rot.
+#include <fstream>
+
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "ecr/recommender.hpp"
 #include "ecr/responder.hpp"
@@ -23,6 +26,14 @@ TEST_CASE("the trainer's smoke run: every loss falls, and its bundle recommends 
   INFO(out.substr(out.size() > 4000 ? out.size() - 4000 : 0));
   REQUIRE(rc == 0);
   CHECK(out.find("smoke: every stage's loss fell") != std::string::npos);
+  // The classifier's top-1 accuracy on the hand-labelled utterances is a reported figure of every run.
+  const auto log = nlohmann::json::parse(std::ifstream(dir / "train_log.json"));
+  for (const char* key : {"dev_top1", "eval_top1"}) {
+    INFO(key);
+    REQUIRE(log["emotion_classifier"].contains(key));
+    const double top1 = log["emotion_classifier"][key].get<double>();
+    CHECK((top1 >= 0.0 && top1 <= 1.0));
+  }
 
   const Bundle bundle = Bundle::open(dir / "ecr.ecr");
   const Recommender recommender = Recommender::load(bundle);
