@@ -7,7 +7,8 @@
 its published objective, in dependency order:
   1. backbone        GPT-2 language model on the dialog text (the contexts' "User: ...<eos>" form)
   2. text_encoder    RoBERTa masked-LM (15% of tokens, 80/10/10) on the RoBERTa contexts
-  3. emotion         GPT-2 classifier on the weak labels of user turns (data.weak_emotions)
+  3. emotion         GPT-2 classifier on the weak labels of user turns (data.weak_emotions) and the
+                     written sentences of emotion_train.jsonl, rare labels weighted up
   4. rec_prompt      ECR's KGPrompt, backbone and text encoder frozen: cross entropy of z E^T
                      over all entities, feedback-weighted (liked 2.0, disliked 0.3, unsaid 1.0)
   5. conv_prompt     UniCRS's KGPrompt (from the rec prompt's shared parts), backbone frozen: LM
@@ -243,20 +244,60 @@ def train_text_encoder(c, vocab, size, a, log, rng):
     return model, res
 
 
+# Sentences written for the classifier (tools/train/check_emotions.py says how), one-hot: ReDial's
+# seekers seldom say they are sad, surprised or nostalgic (the weak labels make surprise, nostalgia
+# and negative the top label of 69, 144 and 229 of 10,964 turns). Repeated so they weigh about 5%.
+WRITTEN_EMOTIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "emotion_train.jsonl")
+WRITTEN_REPEAT = 5
+# The hand-labelled sets the trained classifier is measured on (reported in train_log.json).
+HAND_LABELLED = {name: os.path.join(os.path.dirname(WRITTEN_EMOTIONS), f"emotion_{name}.jsonl") for name in ("dev", "eval")}
+
+
+def classifier_ids(tok, text):
+    """The classifier's input as the engine builds it (ECR_SPEC 6): the turn's text, then
+    <|endoftext|>, the last 256 tokens. No "User: " head, so the first word has no leading space."""
+    return (tok.encode(text) + [EOS])[-256:]
+
+
+def read_labelled(path):
+    """[(text, label, acceptable labels)] of a JSON-lines set of check_emotions.py's format."""
+    with open(path, encoding="utf-8") as f:
+        cases = [json.loads(line) for line in f if line.strip()]
+    return [(c["text"], c["label"], [c["label"]] + c.get("also", [])) for c in cases]
+
+
 def train_emotion(c, vocab, size, a, log, rng):
-    examples = [(t.g_ids[len(c.tok.encode("User: ")):][-255:], t.weak)
-                for d in c.train for t in d.turns if t.user and t.text]
+    examples = [(classifier_ids(c.tok, t.text), t.weak) for d in c.train for t in d.turns if t.user and t.text]
+    written = [(classifier_ids(c.tok, text), [float(e == label) for e in data.EMOTIONS])
+               for text, label, _ in read_labelled(WRITTEN_EMOTIONS)]
+    examples += written * WRITTEN_REPEAT
+    # Each label's loss weighted by (1 / (9 * its share of the targets))^0.5: "like", "neutral" and
+    # "grateful" fill most turns, and unweighted the rare labels were almost never the top one.
+    share = torch.tensor([sum(w[k] for _, w in examples) for k in range(9)]) / len(examples)
+    weight = (1.0 / (9 * share.clamp_min(1e-3))).sqrt()
     model = Gpt2(vocab, size["c_d"], size["c_layers"], size["c_heads"], 256, num_labels=9)
 
     def step(batch):
         target = torch.tensor([w for _, w in batch])
-        return -(target * classify(model, [s for s, _ in batch]).log_softmax(-1)).sum(-1).mean()
+        return -(weight * target * classify(model, [s for s, _ in batch]).log_softmax(-1)).sum(-1).mean()
 
     model.train()
     res = fit("emotion_classifier", model.parameters(), lambda e: batches(examples, 64, rng), size["cls_epochs"], 2e-3,
               step, log, size["max_steps"])
     model.eval()
+    log.stage("emotion_classifier", written_examples=len(written), label_weights=[round(float(x), 3) for x in weight])
     return model, res
+
+
+def hand_labelled_top1(c, model, log):
+    """Top-1 accuracy on the hand-labelled sets (the strongest label is an acceptable one)."""
+    with torch.no_grad():
+        for name, path in HAND_LABELLED.items():
+            cases = read_labelled(path)
+            probs = classify(model, [classifier_ids(c.tok, text) for text, _, _ in cases])
+            right = [data.EMOTIONS[int(p.argmax())] in ok for p, (_, _, ok) in zip(probs, cases)]
+            log.stage("emotion_classifier", **{f"{name}_top1": float(np.mean(right))})
+            print(f"emotion classifier: top-1 accuracy {np.mean(right):.3f} on {os.path.basename(path)}", flush=True)
 
 
 def classify(model, seqs):
@@ -267,12 +308,11 @@ def classify(model, seqs):
 
 def label_emotions(c, model, log):
     """Every user turn gets the classifier's emotions, as the engine will give them at inference."""
-    skip = len(c.tok.encode("User: "))
     with torch.no_grad():
         turns = [t for d in c.dialogs for t in d.turns if t.user and t.text]
         for i in range(0, len(turns), 256):
             chunk = turns[i:i + 256]
-            probs = classify(model, [t.g_ids[skip:][-255:] for t in chunk]).softmax(-1)
+            probs = classify(model, [classifier_ids(c.tok, t.text) for t in chunk]).softmax(-1)
             for t, p in zip(chunk, probs.tolist()):
                 t.emotions = p
         agree = [max(range(9), key=lambda k: t.emotions[k]) == max(range(9), key=lambda k: t.weak[k])
@@ -543,6 +583,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--resume-from", metavar="CHECKPOINTS", help="take the backbone, text encoder and emotion "
                    "classifier from an earlier run's checkpoints folder and train the later stages only")
+    p.add_argument("--emotion-only", action="store_true", help="train the emotion classifier only (stage 3), save "
+                   "it as OUT/checkpoints/emotion_classifier and log its accuracy on the hand-labelled sets; no bundle")
     p.add_argument("--rec-epochs", type=int, help="override the rec prompt's epochs")
     p.add_argument("--rec-lr", type=float, default=2e-3, help="the rec prompt's peak learning rate")
     p.add_argument("--gen-epochs", type=int, help="override the generator's epochs")
@@ -587,8 +629,17 @@ def main(argv=None):
     vocab = CompactVocab(seen, GPT2_VOCAB)
     r_seen = {R_CLS, R_PAD, R_SEP, R_MASK} | {i for d in c.dialogs for t in d.turns for i in t.r_ids}
     r_vocab = CompactVocab(r_seen, ROBERTA_VOCAB)
-    c_vocab = CompactVocab({EOS} | {i for d in c.dialogs for t in d.turns if t.user for i in t.g_ids}, GPT2_VOCAB)
+    c_vocab = CompactVocab({i for d in c.dialogs for t in d.turns if t.user for i in classifier_ids(c.tok, t.text)} |
+                           {i for text, _, _ in read_labelled(WRITTEN_EMOTIONS) for i in classifier_ids(c.tok, text)},
+                           GPT2_VOCAB)
     log.stage("data", gpt2_vocab_rows=len(vocab), roberta_vocab_rows=len(r_vocab), classifier_vocab_rows=len(c_vocab))
+
+    if a.emotion_only:
+        emotion, _ = train_emotion(c, c_vocab, size, a, log, rng)
+        hand_labelled_top1(c, emotion, log)
+        save_gpt2(emotion, os.path.join(a.out, "checkpoints", "emotion_classifier"), os.path.join(a.data, "gpt2"),
+                  classifier=9)
+        return 0
 
     results = {}
     for key in ("rec_epochs", "gen_epochs", "conv_examples", "conv_epochs"):
@@ -609,6 +660,7 @@ def main(argv=None):
         backbone, results["backbone"] = train_backbone(c, vocab, size, a, log, rng)
         text_encoder, results["text_encoder"] = train_text_encoder(c, r_vocab, size, a, log, rng)
         emotion, results["emotion_classifier"] = train_emotion(c, c_vocab, size, a, log, rng)
+    hand_labelled_top1(c, emotion, log)
     backbone.requires_grad_(False)
     text_encoder.requires_grad_(False)
     label_emotions(c, emotion, log)
