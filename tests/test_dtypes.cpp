@@ -266,6 +266,35 @@ TEST_CASE("dtype linear: 16-bit and int8 weights compute what f32 computes on th
   CHECK_THROWS_AS(nn::cast_matrix(f32, DType::i32), ShapeError);
 }
 
+// The design property the f16 recommender test relies on: f16 weights and the same values stored
+// f32 take the same arithmetic, bit for bit, at every level and every row count (the dot kernels
+// up to kDotRows rows, a GEMM above), including the lanes' tails (`in` not a multiple of 8 or 16).
+TEST_CASE("dtype linear: f16 weights give the bits of the same values stored f32, at every level and row count") {
+  ThreadPool pool(2);
+  const std::int64_t shapes[][2] = {{1, 3}, {7, 5}, {8, 9}, {13, 31}, {16, 17}, {31, 40}, {100, 130}, {768, 67}};
+  for (const auto& [in, out] : shapes) {
+    const nn::Linear f16 = random_layer(in, out, DType::f16, static_cast<unsigned>(in * out));
+    const nn::Linear f32 = nn::cast_matrix(f16, DType::f32);  // the f16 values, exactly
+    for (std::int64_t rows = 1; rows <= cpu::kDotRows + 1; ++rows) {
+      const Tensor x = random_matrix(rows, in, 31 + static_cast<unsigned>(rows)), y0 = random_matrix(rows, out, 32);
+      for (const bool accumulate : {false, true}) {
+        const nn::Activation act = accumulate ? nn::Activation::none : nn::Activation::gelu_tanh;
+        CAPTURE(in);
+        CAPTURE(out);
+        CAPTURE(rows);
+        CAPTURE(accumulate);
+        CHECK(same_bits(run_linear(f16, x, y0, pool, act, accumulate), run_linear(f32, x, y0, pool, act, accumulate)));
+        for (const cpu::Isa isa : supported_levels()) {
+          CAPTURE(cpu::isa_name(isa));
+          const cpu::LinearKernels* kernels = &cpu::kernels(isa);
+          CHECK(same_bits(run_linear(f16, x, y0, pool, act, accumulate, kernels),
+                          run_linear(f32, x, y0, pool, act, accumulate, kernels)));
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("dtype isa: ECR_ISA picks a level, unknown or unsupported ones are ConfigError") {
   const std::vector<cpu::Isa> levels = supported_levels();
   CHECK(cpu::select_isa(std::nullopt) == levels.back());  // the best this CPU has
