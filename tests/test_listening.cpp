@@ -101,7 +101,7 @@ TEST_CASE("feedback: liked, disliked, seen, negation, and turns that refer back"
             .empty());
 }
 
-TEST_CASE("dialog state: a movie either side named never returns in the top k; it does with exclusion off") {
+TEST_CASE("dialog state: a movie either side named never returns in the top k, and does with exclusion off") {
   const Recommender& rec = shipped();
   const KnowledgeGraph& kg = rec.graph();
   const Dialog d = sleepless_dialog();
@@ -191,7 +191,10 @@ TEST_CASE("explanations: each reason is a real KG link or co-occurrence with wha
     CHECK(item.reasons.size() <= kMaxReasons);
     if (!item.reasons.empty()) {
       ++explained;
-      CHECK(explain(item).starts_with("It "));
+      // The strongest reason's source is named, in a sentence.
+      const std::string why = explain(item);
+      CHECK(why.find(item.reasons.front().source_name) != std::string::npos);
+      CHECK(why.ends_with("."));
     }
     for (const Reason& reason : item.reasons) {
       CHECK((reason.source == sleepless || reason.source == hanks));
@@ -225,10 +228,19 @@ TEST_CASE("explanations: each reason is a real KG link or co-occurrence with wha
   RecommendedItem item{1, "You've Got Mail (1998)", 0, 0,
                        {{Reason::Kind::shares, sleepless, "Sleepless in Seattle (1993)", true, "star", hanks,
                          "Tom Hanks", 0}}};
-  CHECK(explain(item) == "It stars Tom Hanks, like Sleepless in Seattle (1993).");
+  CHECK(explain(item) == "Like Sleepless in Seattle (1993), it stars Tom Hanks.");
   item.reasons.push_back({Reason::Kind::has, hanks, "Tom Hanks", false, "star", hanks, "Tom Hanks", 0});
   item.reasons.push_back({Reason::Kind::cooccurrence, sleepless, "Sleepless in Seattle (1993)", true, "", 0, "", 0.2f});
-  CHECK(explain(item) == "It stars Tom Hanks, like Sleepless in Seattle (1993), and stars Tom Hanks, whom you mentioned.");
+  // Tom Hanks is named once, and the co-occurrence joins the sentence of its source.
+  CHECK(explain(item) ==
+        "Like Sleepless in Seattle (1993), it stars Tom Hanks, and the two are often talked about together.");
+  // Two genres shared with one movie read as one clause, not the movie named twice.
+  const std::int64_t drama = entity(kg, "drama"), romance = entity(kg, "romance");
+  item.reasons = {{Reason::Kind::shares, sleepless, "Sleepless in Seattle (1993)", true, "genre", romance, "romance", 0},
+                  {Reason::Kind::shares, sleepless, "Sleepless in Seattle (1993)", true, "genre", drama, "drama", 0},
+                  {Reason::Kind::has, hanks, "Tom Hanks", true, "star", hanks, "Tom Hanks", 0}};
+  CHECK(explain(item) ==
+        "Like Sleepless in Seattle (1993), it is a romance and drama film. It stars Tom Hanks, whom you like.");
 }
 
 TEST_CASE("ecr recommend --json carries the feedback read and each item's reasons") {

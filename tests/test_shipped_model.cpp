@@ -120,7 +120,7 @@ TEST_CASE("the shipped model is looked for in a host's package prefix, then besi
   CHECK(candidates.back() == (fs::path(ECR_SOURCE_DIR) / "models" / kDefaultBundleName).lexically_normal());
 }
 
-TEST_CASE("the shipped model ranks ReDial test movies better than popularity at 50; random weights do worse") {
+TEST_CASE("the shipped model ranks ReDial test movies better than popularity at 50, and random weights do worse") {
   ECR_REQUIRE_SHARED_DATA();
   ECR_REQUIRE_TORCH();
   const fs::path dir = test::temp_dir("shipped_model_recall");
@@ -136,7 +136,7 @@ TEST_CASE("the shipped model ranks ReDial test movies better than popularity at 
   CHECK(random < popularity);
 }
 
-TEST_CASE("the shipped model's replies are English that names the recommended movie; random weights' are not") {
+TEST_CASE("the shipped model's replies are English that names the recommended movie, and random weights' are not") {
   const Recommender recommender = Recommender::load(default_bundle_path());
   const Responder responder = Responder::load(default_bundle_path());
   for (const char* line : kUserLines) {
