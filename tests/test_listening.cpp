@@ -241,6 +241,12 @@ TEST_CASE("explanations: each reason is a real KG link or co-occurrence with wha
                   {Reason::Kind::has, hanks, "Tom Hanks", true, "star", hanks, "Tom Hanks", 0}};
   CHECK(explain(item) ==
         "Like Sleepless in Seattle (1993), it is a romance and drama film. It stars Tom Hanks, whom you like.");
+  // Genres the user named read as one sentence, less those a movie's sentence already names.
+  const std::int64_t comedy = entity(kg, "comedy");
+  item.reasons = {{Reason::Kind::has, drama, "drama", true, "genre", drama, "drama", 0},
+                  {Reason::Kind::has, comedy, "comedy", false, "genre", comedy, "comedy", 0},
+                  {Reason::Kind::shares, sleepless, "Sleepless in Seattle (1993)", true, "genre", drama, "drama", 0}};
+  CHECK(explain(item) == "It is a comedy film, the kind you mentioned. Like Sleepless in Seattle (1993), it is a drama film.");
 }
 
 TEST_CASE("ecr recommend --json carries the feedback read and each item's reasons") {

@@ -41,7 +41,7 @@
 //   user said they liked): a person or genre the user named that the item has ("stars Tom
 //   Hanks, whom you mentioned"), an entity the item shares with a source movie ("directed by
 //   Nora Ephron, like Sleepless in Seattle"), and the bundle's co-occurrence of the item with a
-//   source movie. explain() makes one sentence of them. The KG's adjacency is the graph's CSR,
+//   source movie. explain() makes a sentence of each source's reasons. The KG's adjacency is the graph's CSR,
 //   built at load; nothing is built per request.
 #pragma once
 
@@ -118,8 +118,9 @@ struct RecommendedItem {
   std::vector<Reason> reasons;  // ranked items only: the strongest first, at most kMaxReasons
 };
 inline constexpr std::size_t kMaxReasons = 3;
-// One sentence of an item's first two reasons ("It stars Tom Hanks, like Sleepless in Seattle
-// (1993), and is often talked about with ..."), "" without reasons.
+// At most two sentences of an item's reasons, one per source, the strongest first ("Like
+// Sleepless in Seattle (1993), it is a romance film and stars Tom Hanks, and the two are often
+// talked about together."; "It stars Tom Hanks, whom you mentioned."), "" without reasons.
 std::string explain(const RecommendedItem& item);
 
 // What the request was made of, turn by turn (after merging consecutive turns of one role).

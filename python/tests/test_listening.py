@@ -45,7 +45,8 @@ def test_reasons_are_dataclasses_and_match_the_tool(shipped, recommender):
     assert reasons and all(isinstance(r, ecr.Reason) for r in reasons)
     assert {r.source_name for r in reasons} <= {"Sleepless in Seattle (1993)", "Tom Hanks"}
     explained = [i for i in rec.items if i.reasons]
-    assert all(i.explanation.startswith("It ") and i.reasons[0].text in i.explanation for i in explained)
+    # One sentence per source, the strongest reason's source named.
+    assert all(i.reasons[0].source_name in i.explanation and i.explanation.endswith(".") for i in explained)
     assert dataclasses.asdict(rec.items[0])["reasons"] == tuple(dataclasses.asdict(r) for r in rec.items[0].reasons)
 
     want = cli_json("recommend", "--bundle", shipped, "--top-k", 10, dialog=dialog)

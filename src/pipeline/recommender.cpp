@@ -509,29 +509,100 @@ std::string_view reason_kind_name(Reason::Kind kind) {
   return "cooccurrence";
 }
 
+namespace {
+
+// What a KG link says about the item: "stars Tom Hanks", "is directed by Nora Ephron", "is a drama".
+std::string link_phrase(const std::string& relation, const std::string& via_name) {
+  if (relation == "star") return fmt::format("stars {}", via_name);
+  if (relation == "director") return fmt::format("is directed by {}", via_name);
+  if (relation == "writer") return fmt::format("is written by {}", via_name);
+  if (relation == "genre") return fmt::format("is {} {}", starts_with_vowel(via_name) ? "an" : "a", via_name);
+  return fmt::format("has {} {}", relation, via_name);
+}
+
+std::string joined(const std::vector<std::string>& parts, std::string_view last) {
+  std::string out;
+  for (std::size_t k = 0; k < parts.size(); ++k)
+    out.append(k == 0 ? "" : k + 1 == parts.size() ? last : ", ").append(parts[k]);
+  return out;
+}
+
+}  // namespace
+
 std::string Reason::text() const {
   if (kind == Kind::cooccurrence) return fmt::format("is often talked about with {}", source_name);
-  std::string what;
-  if (relation == "star")
-    what = fmt::format("stars {}", via_name);
-  else if (relation == "director")
-    what = fmt::format("is directed by {}", via_name);
-  else if (relation == "writer")
-    what = fmt::format("is written by {}", via_name);
-  else if (relation == "genre")
-    what = fmt::format("is {} {}", starts_with_vowel(via_name) ? "an" : "a", via_name);
-  else
-    what = fmt::format("has {} {}", relation, via_name);
+  const std::string what = link_phrase(relation, via_name);
   if (kind == Kind::has)
     return fmt::format("{}, {} you {}", what, relation == "genre" ? "which" : "whom", source_liked ? "like" : "mentioned");
   return fmt::format("{}, like {}", what, source_name);
 }
 
+// The reasons of one source movie read as one sentence, so that two genres shared with The Matrix
+// give "Like The Matrix, it is a sci-fi and action film." and not the same movie named twice; the
+// genres the user named read as one too ("It is a horror and scary film, the kind you like.").
 std::string explain(const RecommendedItem& item) {
-  std::string out;
-  for (std::size_t k = 0; k < item.reasons.size() && k < 2; ++k)
-    out += (k ? ", and " : "It ") + item.reasons[k].text();
-  return out.empty() ? out : out + ".";
+  struct Clause {
+    const Reason* first = nullptr;  // kind and source of the clause
+    std::vector<const Reason*> genres;
+    std::vector<std::string> links;
+    bool cooccurs = false;
+  };
+  const auto has_genre = [](const Reason& r) { return r.kind == Reason::Kind::has && r.relation == "genre"; };
+  std::vector<Clause> clauses;
+  std::vector<std::int64_t> named;  // entities a "shares" clause names
+  for (const Reason& r : item.reasons) {
+    auto it = std::find_if(clauses.begin(), clauses.end(), [&](const Clause& c) {
+      const Reason& f = *c.first;
+      if (has_genre(r)) return has_genre(f);
+      return r.kind != Reason::Kind::has && f.kind != Reason::Kind::has && f.source == r.source;
+    });
+    if (it == clauses.end()) it = clauses.insert(clauses.end(), Clause{&r, {}, {}, false});
+    if (r.kind == Reason::Kind::cooccurrence) {
+      it->cooccurs = true;
+    } else if (r.relation == "genre") {
+      it->genres.push_back(&r);
+    } else if (r.kind == Reason::Kind::shares) {
+      it->links.push_back(link_phrase(r.relation, r.via_name));
+    }
+    if (r.kind == Reason::Kind::shares) named.push_back(r.via);
+  }
+  const auto genre_phrase = [](const std::vector<std::string>& genres) {
+    return fmt::format("is {} {} film", starts_with_vowel(genres.front()) ? "an" : "a", joined(genres, " and "));
+  };
+  std::vector<std::string> sentences;
+  for (const Clause& c : clauses) {
+    if (sentences.size() == 2) break;
+    const Reason& r = *c.first;
+    if (r.kind == Reason::Kind::has) {
+      if (!has_genre(r)) {
+        if (std::find(named.begin(), named.end(), r.via) == named.end()) sentences.push_back("It " + r.text() + ".");
+        continue;
+      }
+      std::vector<std::string> genres;  // those a "shares" clause does not already name
+      bool liked = false;
+      for (const Reason* g : c.genres)
+        if (std::find(named.begin(), named.end(), g->via) == named.end()) {
+          genres.push_back(g->via_name);
+          liked = liked || g->source_liked;
+        }
+      if (!genres.empty())
+        sentences.push_back(fmt::format("It {}, the kind you {}.", genre_phrase(genres), liked ? "like" : "mentioned"));
+      continue;
+    }
+    std::vector<std::string> parts;
+    if (!c.genres.empty()) {
+      std::vector<std::string> genres;
+      for (const Reason* g : c.genres) genres.push_back(g->via_name);
+      parts.push_back(genre_phrase(genres));
+    }
+    parts.insert(parts.end(), c.links.begin(), c.links.end());
+    if (parts.empty())
+      sentences.push_back(fmt::format("It is often talked about with {}.", r.source_name));
+    else
+      sentences.push_back(fmt::format("Like {}, it {}{}.", r.source_name, joined(parts, " and "),
+                                      c.cooccurs ? ", and the two are often talked about together" : ""));
+  }
+  return joined(sentences, " ");
 }
 
 Recommender Recommender::load(const std::filesystem::path& bundle, RecommenderOptions options) {
