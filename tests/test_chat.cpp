@@ -110,7 +110,12 @@ TEST_CASE("ecr chat on a pipe keeps the dialog turn after turn") {
                                   f.bundle.string(), dir.string()),
                       &out) == 0);
   CHECK(out.find("untrained") != std::string::npos);
-  CHECK(out.find("you> ") == std::string::npos);  // no prompts without a terminal
+  // No prompts without a terminal; in text mode each user line is echoed after "you> " (JSON
+  // mode, for the first two lines, echoes nothing).
+  CHECK(count_of(out, "you> ") == 2);
+  CHECK(out.find("you> thanks\n") != std::string::npos);
+  CHECK(out.find("you> hello again\n") != std::string::npos);
+  CHECK(out.find("you> I loved") == std::string::npos);
   CHECK(out.find("/reset starts a new dialog") != std::string::npos);
   CHECK(out.find("(JSON output off)") != std::string::npos);
   CHECK(out.find("(new dialog)") != std::string::npos);

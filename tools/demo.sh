@@ -21,19 +21,5 @@ questions=(
   "Scary! I also liked Halloween (1978). Something more recent?"
   "Thanks! Could you also suggest a funny comedy for the weekend?"
 )
-# One chat for the whole dialog, fed a line at a time: each question is printed before what the
-# chat answers to it (on a pipe the chat shows no prompts and does not echo its input).
-coproc chat { build/src/ecr chat --top-k 5 2>&1; }
-exec {to_chat}>&"${chat[1]}" {from_chat}<&"${chat[0]}"
-for question in "${questions[@]}"; do
-  printf 'you> %s\n' "$question"
-  printf '%s\n' "$question" >&"$to_chat"
-  # The turn is over when its reply line ("ecr> ...") has come.
-  while IFS= read -r line <&"$from_chat"; do
-    case "$line" in "ecr chat: "*) continue ;; esac  # the greeting: the slash commands, of no use here
-    printf '%s\n' "$line"
-    case "$line" in "ecr> "*) break ;; esac
-  done
-done
-exec {to_chat}>&-
-wait "$chat_PID"
+# One chat for the whole dialog; on a pipe it echoes each line after "you> " before its answer.
+printf '%s\n' "${questions[@]}" | build/src/ecr chat --top-k 5 | grep -v '^ecr chat: '  # the greeting lists slash commands

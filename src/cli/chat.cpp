@@ -132,6 +132,9 @@ int chat(const Argv& argv) {
     } else if (line.front() == '/') {
       fmt::print("{}\n", kHelp);
     } else {
+      // On a pipe nothing shows what was typed: the line is echoed after the prompt a terminal
+      // would have shown, so a transcript reads question, reply. JSON lines stay JSON alone.
+      if (!terminal && !as_json) fmt::print("you> {}\n", printable(line));
       try {
         take_turn(c, dialog, line, as_json);
       } catch (const Error& e) {
