@@ -198,6 +198,55 @@ TEST_CASE("tools: zero-size tensors share the next tensor's offset and both read
                            &out) == 0, out);
 }
 
+// `python3 -m tools.ecr_bundle replace`: how a retrained component goes into a shipped bundle.
+TEST_CASE("tools: ecr_bundle replace swaps one component's tensors and metadata, and keeps the rest byte for byte") {
+  ECR_REQUIRE_TORCH();
+  const fs::path dir = test::temp_dir("tools_replace");
+  const auto filled = [](const Shape& shape, float base) {
+    Tensor t = Tensor::empty(DType::f32, shape);
+    auto v = t.span<float>();
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = base + float(i);
+    return t;
+  };
+  BundleWriter base(nlohmann::json{{"components", {{"a", {{"type", "x"}, {"v", 1}}}, {"b", {{"type", "y"}}}}},
+                                   {"other", 5}});
+  base.add("a/w", filled({4, 3}, 0.f), Codec::zstd, 3);
+  base.add("a/old_only", filled({2}, 50.f));
+  base.add("b/w", filled({3, 3}, 100.f), Codec::raw);
+  base.add("kg/t", filled({5}, 200.f), Codec::zstd, 3);
+  base.write(dir / "base.ecr");
+  BundleWriter donor(nlohmann::json{{"components", {{"a", {{"type", "x"}, {"v", 2}}}}}});
+  donor.add("a/w", filled({4, 3}, 1000.f), Codec::raw);
+  donor.add("a/new_only", filled({6}, 2000.f), Codec::zstd, 3);
+  donor.add("kg/t", filled({5}, -1.f));  // not the component's: must not be taken
+  donor.write(dir / "donor.ecr");
+
+  const auto replace = [&](const std::string& component, std::string* out) {
+    return test::run_command(test::python_module_command(fmt::format(
+                                 "ecr_bundle replace {} --component {} --from {} --out {}", (dir / "base.ecr").string(),
+                                 component, (dir / "donor.ecr").string(), (dir / "out.ecr").string())),
+                             out);
+  };
+  std::string out;
+  REQUIRE_MESSAGE(replace("a", &out) == 0, out);
+  const Bundle b = Bundle::open(dir / "out.ecr");
+  b.verify();
+  CHECK(b.metadata()["components"]["a"]["v"] == 2);
+  CHECK(b.metadata()["components"]["b"]["type"] == "y");
+  CHECK(b.metadata()["other"] == 5);
+  CHECK(b.contains("a/new_only"));
+  CHECK_FALSE(b.contains("a/old_only"));
+  CHECK(b.tensor("a/w").span<float>()[11] == 1011.f);
+  CHECK(b.info("a/w").codec == Codec::raw);  // the donor's codec
+  CHECK(b.tensor("b/w").span<float>()[8] == 108.f);
+  CHECK(b.info("b/w").codec == Codec::raw);
+  CHECK(b.tensor("kg/t").span<float>()[4] == 204.f);
+  CHECK(b.info("kg/t").codec == Codec::zstd);
+
+  REQUIRE(replace("missing", &out) != 0);
+  CHECK_MESSAGE(out.find("no component 'missing'") != std::string::npos, out);
+}
+
 // --- converter ------------------------------------------------------------------------------
 
 namespace {

@@ -375,14 +375,46 @@ def _inspect(path, show_metadata):
               f"{e['stored_size']:>12}  {e['crc32']:08x}")
 
 
+def replace_component(bundle, donor, component, out, level=DEFAULT_ZSTD_LEVEL):
+    """Writes `out`: `bundle` with component `component` (its metadata entry and every tensor named
+    `component/...`) taken from `donor` instead; the rest is copied unchanged. Used to ship a
+    retrained part (python3 -m tools.train --emotion-only --replace-in BUNDLE) without retraining
+    the others. Each tensor keeps the codec it had (zstd recompressed at `level`)."""
+    meta, tensors = read_bundle(bundle)
+    donor_meta, donor_tensors = read_bundle(donor)
+    def codecs(path):
+        with open(path, "rb") as f:
+            return {e["name"]: e["codec"] for e in parse_bundle(f.read(), path)[2]}
+    for name, m in ((bundle, meta), (donor, donor_meta)):
+        if component not in m.get("components", {}):
+            raise BundleError(f"bundle '{name}' has no component {component!r}")
+    prefix = component + "/"
+    meta["components"][component] = donor_meta["components"][component]
+    writer = BundleWriter(meta)
+    for source, table, keep in ((bundle, tensors, False), (donor, donor_tensors, True)):
+        codec = codecs(source)
+        for name, a in table.items():
+            if name.startswith(prefix) == keep:
+                writer.add(name, a, codec=codec[name], level=level, dtype="bf16" if a.dtype == np.uint16 else None)
+    writer.write(out)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="ecr bundle files (docs/format.md)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("inspect", help="print the header, metadata summary and tensor table")
     p.add_argument("file")
     p.add_argument("--metadata", action="store_true", help="print the whole metadata JSON")
+    p = sub.add_parser("replace", help="copy a bundle with one component taken from another bundle")
+    p.add_argument("bundle")
+    p.add_argument("--component", required=True)
+    p.add_argument("--from", dest="donor", required=True, metavar="BUNDLE", help="the bundle to take it from")
+    p.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     try:
+        if args.command == "replace":
+            replace_component(args.bundle, args.donor, args.component, args.out)
+            return 0
         _inspect(args.file, args.metadata)
     except BrokenPipeError:  # `| head`
         sys.stderr.close()

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .. import ecr_kg, ecr_reviews, module_command, module_env
+from .. import ecr_bundle, ecr_kg, ecr_reviews, module_command, module_env
 from .. import make_random_checkpoints as hf
 from ..reference.kgprompt import build_edges
 from . import data
@@ -584,7 +584,10 @@ def main(argv=None):
     p.add_argument("--resume-from", metavar="CHECKPOINTS", help="take the backbone, text encoder and emotion "
                    "classifier from an earlier run's checkpoints folder and train the later stages only")
     p.add_argument("--emotion-only", action="store_true", help="train the emotion classifier only (stage 3), save "
-                   "it as OUT/checkpoints/emotion_classifier and log its accuracy on the hand-labelled sets; no bundle")
+                   "it as OUT/checkpoints/emotion_classifier and log its accuracy on the hand-labelled sets; no bundle "
+                   "unless --replace-in")
+    p.add_argument("--replace-in", metavar="BUNDLE", help="with --emotion-only: write --bundle as BUNDLE with its "
+                   "emotion_classifier replaced by the new one (f16, zstd 19, as a full run writes it), the rest unchanged")
     p.add_argument("--rec-epochs", type=int, help="override the rec prompt's epochs")
     p.add_argument("--rec-lr", type=float, default=2e-3, help="the rec prompt's peak learning rate")
     p.add_argument("--gen-epochs", type=int, help="override the generator's epochs")
@@ -600,6 +603,8 @@ def main(argv=None):
     p.add_argument("--keep-conv", action="store_true", help="with --resume-rec: keep its conv prompt too (then "
                    "only --gen-epochs trains)")
     a = p.parse_args(argv)
+    if a.replace_in and not a.emotion_only:
+        p.error("--replace-in needs --emotion-only")
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
     rng = random.Random(a.seed)
@@ -637,8 +642,17 @@ def main(argv=None):
     if a.emotion_only:
         emotion, _ = train_emotion(c, c_vocab, size, a, log, rng)
         hand_labelled_top1(c, emotion, log)
-        save_gpt2(emotion, os.path.join(a.out, "checkpoints", "emotion_classifier"), os.path.join(a.data, "gpt2"),
-                  classifier=9)
+        ck = os.path.join(a.out, "checkpoints", "emotion_classifier")
+        save_gpt2(emotion, ck, os.path.join(a.data, "gpt2"), classifier=9)
+        if a.replace_in:
+            part = os.path.join(a.out, "emotion_classifier.ecr")
+            cmd = module_command("tools.convert", "--out", part, "--gpt2", f"emotion_classifier={ck}",
+                                 "--dtype", "f16", "--codec", "zstd", "--zstd-level", "19")
+            print("$ " + " ".join(cmd), flush=True)
+            subprocess.run(cmd, check=True, env=module_env())
+            bundle = a.bundle or os.path.join(a.out, "ecr.ecr")
+            ecr_bundle.replace_component(a.replace_in, part, "emotion_classifier", bundle)
+            print(f"wrote {bundle}: {a.replace_in} with the new emotion_classifier", flush=True)
         return 0
 
     results = {}
