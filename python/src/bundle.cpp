@@ -12,7 +12,7 @@
 #include "ecr/default_bundle.hpp"
 #include "ecr/io/component.hpp"
 #include "ecr/kg/knowledge_graph.hpp"
-#include "ecr/text/tokenizer.hpp"
+#include "ecr/text/byte_level_bpe.hpp"
 
 namespace ecr::python {
 
@@ -60,11 +60,17 @@ py::array tensor_array(const Tensor& t) {
   return out;
 }
 
-Tokenizer tokenizer_from_bundle(const Bundle& bundle, const std::string& name) {
+// pybind11 holds objects by std::shared_ptr<T>; a Tokenizer is immutable, so the const is only
+// taken off for the holder.
+std::shared_ptr<Tokenizer> held(std::shared_ptr<const Tokenizer> tokenizer) {
+  return std::const_pointer_cast<Tokenizer>(std::move(tokenizer));
+}
+
+std::shared_ptr<Tokenizer> tokenizer_from_bundle(const Bundle& bundle, const std::string& name) {
   // A component's name stands for the tokenizer it uses.
   if (!has_tokenizer(bundle, name) && has_component(bundle, name))
-    return Tokenizer::from_json(read_component(bundle, name).tokenizer_spec());
-  return Tokenizer::from_json(tokenizer_spec(bundle, name));
+    return held(make_tokenizer(read_component(bundle, name).tokenizer_spec()));
+  return held(make_tokenizer(tokenizer_spec(bundle, name)));
 }
 
 std::vector<std::int32_t> ids_arg(const py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>& ids) {
@@ -173,7 +179,10 @@ void bind_bundle(py::module_& m) {
         return fmt::format("ecr.Bundle('{}', {} tensors, {} bytes)", b.label(), b.tensors().size(), b.file_size());
       });
 
-  py::class_<Tokenizer>(m, "Tokenizer", "Byte-level BPE as GPT-2 and RoBERTa use it (docs/math.md section 1); ids are numpy int32.")
+  py::class_<Tokenizer, std::shared_ptr<Tokenizer>>(
+      m, "Tokenizer",
+      "A model's tokenizer (docs/math.md section 1; today byte-level BPE as GPT-2 and RoBERTa use it); ids are "
+      "numpy int32.")
       .def_static(
           "from_bundle",
           [](py::handle bundle, const std::string& name) { return tokenizer_from_bundle(bundle_arg(bundle, false), name); },
@@ -182,12 +191,13 @@ void bind_bundle(py::module_& m) {
       .def_static(
           "from_files",
           [](py::handle vocab, py::handle merges, std::map<std::string, std::int32_t> added) {
-            return Tokenizer::from_files(path_arg(vocab), path_arg(merges), std::move(added));
+            return held(std::make_shared<const text::ByteLevelBpe>(
+                text::ByteLevelBpe::from_files(path_arg(vocab), path_arg(merges), std::move(added))));
           },
           py::arg("vocab"), py::arg("merges"), py::arg("added_tokens") = std::map<std::string, std::int32_t>{},
           "vocab.json / encoder.json and merges.txt / vocab.bpe; added_tokens maps extra tokens to ids.")
       .def_static(
-          "from_json", [](py::handle spec) { return Tokenizer::from_json(to_json(spec, "tokenizer")); },
+          "from_json", [](py::handle spec) { return held(make_tokenizer(to_json(spec, "tokenizer"))); },
           py::arg("spec"), "The form bundles carry: {\"kind\": \"byte_bpe\", \"vocab\": ..., \"merges\": ...}.")
       .def(
           "encode",

@@ -26,9 +26,9 @@ namespace ecr::cli {
 namespace {
 
 // The component's tokenizer, when it names one the bundle has.
-std::optional<Tokenizer> component_tokenizer(const Component& component) {
-  if (!component.tokenizer) return std::nullopt;
-  return Tokenizer::from_json(component.tokenizer_spec());
+std::shared_ptr<const Tokenizer> component_tokenizer(const Component& component) {
+  if (!component.tokenizer) return nullptr;
+  return make_tokenizer(component.tokenizer_spec());
 }
 
 // Decodes on the device the options name (ecr::generate's semantics on either).
@@ -89,7 +89,7 @@ int generate(const Argv& argv) {
   const Component component = read_component(bundle, args.get("component"));
   component.expect_type({"gpt2", "gpt2_classifier"});
   const Gpt2Config config = Gpt2Config::from_fields(component.config);
-  const std::optional<Tokenizer> tokenizer = component_tokenizer(component);
+  const std::shared_ptr<const Tokenizer> tokenizer = component_tokenizer(component);
   if (tokenizer && tokenizer->vocab_size() > config.vocab_size)
     fail<ConfigError>("component '{}': its tokenizer has ids up to {}, beyond its vocab_size {}", component.name,
                       tokenizer->vocab_size() - 1, config.vocab_size);
