@@ -529,6 +529,53 @@ void print_replies(const json& replies, const ReplyStats& stats) {
   fmt::print("\n(ratio: distinct / all n-grams, docs/math.md section 10; /reply: distinct n-grams per reply, ECR's evaluate_conv)\n");
 }
 
+// What a run found, as the summary and --json report it.
+struct Results {
+  Counts counts;
+  eval::Report report, dedup;
+  std::size_t items = 0;
+  double load_seconds = 0, eval_seconds = 0;
+  std::optional<json> replies;  // with --responses
+};
+
+void print_results(const Plan& plan, const Results& r, const ReplyStats& reply_stats) {
+  fmt::print("{} dialogs, {} samples ({} positive, {} negative, {} without feedback), {} items; "
+             "load {:.2f} s, eval {:.2f} s ({:.1f} ms/sample)\n",
+             r.counts.dialogs, r.report.samples, r.report.positives, r.report.negatives, r.counts.unknown_feedback,
+             r.items, r.load_seconds, r.eval_seconds,
+             r.report.samples ? 1000.0 * r.eval_seconds / r.report.samples : 0.0);
+  print_report(r.report, plan.batch_size);
+  fmt::print("\nde-duplicated: {} samples (gold not named before), the items the context names left out{}\n",
+             r.dedup.samples,
+             plan.feedback_strength > 0 ? fmt::format(", feedback strength {}", plan.feedback_strength) : "");
+  print_report(r.dedup, plan.batch_size);
+  if (r.replies) print_replies(*r.replies, reply_stats);
+}
+
+json results_json(const Plan& plan, const Results& r, const std::filesystem::path& bundle_path,
+                  const std::string& dialogs_path) {
+  json j = {{"bundle", bundle_path.string()},
+            {"baseline", plan.baseline},
+            {"emotions", plan.options.emotions},
+            {"feedback_strength", plan.feedback_strength},
+            {"dialogs_file", dialogs_path},
+            {"dialogs", r.counts.dialogs},
+            {"samples", r.report.samples},
+            {"positives", r.report.positives},
+            {"negatives", r.report.negatives},
+            {"unknown_feedback", r.counts.unknown_feedback},
+            {"movies_not_items", r.counts.not_items},
+            {"items", r.items},
+            {"batch_size", plan.batch_size},
+            {"load_seconds", r.load_seconds},
+            {"eval_seconds", r.eval_seconds},
+            {"metrics", r.report.values},
+            {"dedup_samples", r.dedup.samples},
+            {"dedup_metrics", r.dedup.values}};
+  if (r.replies) j["replies"] = *r.replies;
+  return j;
+}
+
 }  // namespace
 
 int eval(const Argv& argv) {
@@ -559,44 +606,20 @@ int eval(const Argv& argv) {
     rank_by_baseline(plan, baseline, samples, recommender, ranks);
   const double eval_seconds = std::chrono::duration<double>(Clock::now() - t1).count();
 
-  const std::size_t items = recommender.graph().items().size();
-  const eval::Report report = eval::rank_report(ranks.ranked, eval::kDefaultKs, plan.batch_size);
-  const eval::Report dedup = eval::rank_report(ranks.unmentioned, eval::kDefaultKs, plan.batch_size);
-  for (const eval::RankedSample& s : ranks.ranked) counts.unknown_feedback += s.feedback == eval::Feedback::unknown;
-  fmt::print("{} dialogs, {} samples ({} positive, {} negative, {} without feedback), {} items; "
-             "load {:.2f} s, eval {:.2f} s ({:.1f} ms/sample)\n",
-             counts.dialogs, report.samples, report.positives, report.negatives, counts.unknown_feedback, items,
-             load_seconds, eval_seconds, report.samples ? 1000.0 * eval_seconds / report.samples : 0.0);
-  print_report(report, plan.batch_size);
-  fmt::print("\nde-duplicated: {} samples (gold not named before), the items the context names left out{}\n",
-             dedup.samples,
-             plan.feedback_strength > 0 ? fmt::format(", feedback strength {}", plan.feedback_strength) : "");
-  print_report(dedup, plan.batch_size);
-  const json replies = responder ? reply_report(reply_stats) : json();
-  if (responder) print_replies(replies, reply_stats);
-
+  Results results{counts,
+                  eval::rank_report(ranks.ranked, eval::kDefaultKs, plan.batch_size),
+                  eval::rank_report(ranks.unmentioned, eval::kDefaultKs, plan.batch_size),
+                  recommender.graph().items().size(),
+                  load_seconds,
+                  eval_seconds,
+                  responder ? std::optional(reply_report(reply_stats)) : std::nullopt};
+  for (const eval::RankedSample& s : ranks.ranked)
+    results.counts.unknown_feedback += s.feedback == eval::Feedback::unknown;
+  print_results(plan, results, reply_stats);
   if (const auto out = args.get_opt("json")) {
-    json j = {{"bundle", bundle_path.string()},
-              {"baseline", plan.baseline},
-              {"emotions", plan.options.emotions},
-              {"feedback_strength", plan.feedback_strength},
-              {"dialogs_file", path},
-              {"dialogs", counts.dialogs},
-              {"samples", report.samples},
-              {"positives", report.positives},
-              {"negatives", report.negatives},
-              {"unknown_feedback", counts.unknown_feedback},
-              {"movies_not_items", counts.not_items},
-              {"items", items},
-              {"batch_size", plan.batch_size},
-              {"load_seconds", load_seconds},
-              {"eval_seconds", eval_seconds},
-              {"metrics", report.values},
-              {"dedup_samples", dedup.samples},
-              {"dedup_metrics", dedup.values}};
-    if (responder) j["replies"] = replies;
     // Checked to the last byte and renamed into place: a full disk is an error, not an empty file.
-    write_file(*out, j.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+    write_file(*out, results_json(plan, results, bundle_path, path).dump(2, ' ', false, json::error_handler_t::replace) +
+                         "\n");
   }
   return 0;
 }
