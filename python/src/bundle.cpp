@@ -201,15 +201,17 @@ void bind_bundle(py::module_& m) {
           py::arg("spec"), "The form bundles carry: {\"kind\": \"byte_bpe\", \"vocab\": ..., \"merges\": ...}.")
       .def(
           "encode",
-          [](const Tokenizer& t, const std::string& text) {
+          [](const Tokenizer& t, const std::string& text, bool control_tokens) {
             std::vector<std::int32_t> ids;
             {
               py::gil_scoped_release unlocked;
-              ids = t.encode(text);
+              ids = t.encode(text, control_tokens ? ControlText::as_tokens : ControlText::as_text);
             }
             return py::array_t<std::int32_t>(static_cast<py::ssize_t>(ids.size()), ids.data());
           },
-          py::arg("text"), "Token ids as a numpy int32 array; special tokens in the text map to their ids.")
+          py::arg("text"), py::arg("control_tokens") = true,
+          "Token ids as a numpy int32 array; control tokens spelled in the text (\"<|endoftext|>\") map to their "
+          "ids, or with control_tokens=False stay plain text (for text from outside).")
       .def(
           "decode",
           [](const Tokenizer& t, const py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>& ids) {
@@ -223,6 +225,16 @@ void bind_bundle(py::module_& m) {
       .def("token_to_id", &Tokenizer::token_to_id, py::arg("token"), "None for a token the vocab lacks.")
       .def("id_to_token", &Tokenizer::id_to_token, py::arg("id"))
       .def_property_readonly("vocab_size", &Tokenizer::vocab_size)
+      .def_property_readonly(
+          "special_tokens",
+          [](const Tokenizer& t) {
+            const SpecialTokens& s = t.special_tokens();
+            py::dict out;
+            out["bos"] = s.bos, out["eos"] = s.eos, out["pad"] = s.pad, out["unk"] = s.unk;
+            out["control"] = s.control;
+            return out;
+          },
+          "{\"bos\", \"eos\", \"pad\", \"unk\": id or None, \"control\": every control token's id}.")
       .def("to_json", [](const Tokenizer& t) { return from_json(t.to_json()); })
       .def("__len__", [](const Tokenizer& t) { return t.vocab_size(); })
       .def("__repr__", [](const Tokenizer& t) { return fmt::format("ecr.Tokenizer(vocab_size={})", t.vocab_size()); });
