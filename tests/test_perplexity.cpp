@@ -40,11 +40,11 @@ fs::path first_dialogs(const fs::path& dir) {
 
 // What the command scores of each dialog, as its header says: <|endoftext|> and the context text.
 std::vector<std::vector<std::int32_t>> dialog_ids(const Bundle& bundle, const fs::path& dialogs) {
-  const Tokenizer tokenizer = Tokenizer::from_json(read_component(bundle, "lm").tokenizer_spec());
+  const auto tokenizer = make_tokenizer(read_component(bundle, "lm").tokenizer_spec());
   std::ifstream in(dialogs);
   std::vector<std::vector<std::int32_t>> out;
   for (std::string line; std::getline(in, line);)
-    out.push_back(tokenizer.encode("<|endoftext|>" + context_text(Dialog::from_redial(json::parse(line)), "<|endoftext|>")));
+    out.push_back(tokenizer->encode("<|endoftext|>" + context_text(Dialog::from_redial(json::parse(line)), "<|endoftext|>")));
   return out;
 }
 

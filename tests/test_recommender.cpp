@@ -129,8 +129,8 @@ TEST_CASE("Recommender scores every entity as the torch composition does (tiny b
   CHECK(long_r.context_ids.size() == 200);
   CHECK(long_r.prompt_ids.size() == 200);
   CHECK(long_r.prompt_ids.front() == 0);
-  const Tokenizer gpt2 = Tokenizer::from_json(full.bundle().metadata()["tokenizers"]["gpt2"]);
-  const auto all_ids = gpt2.encode(context_text(long_dialog(kg), "<|endoftext|>"));
+  const auto gpt2 = make_tokenizer(full.bundle().metadata()["tokenizers"]["gpt2"]);
+  const auto all_ids = gpt2->encode(context_text(long_dialog(kg), "<|endoftext|>"));
   CHECK(std::equal(long_r.context_ids.begin(), long_r.context_ids.end(), all_ids.end() - 200));
   CHECK(long_r.prompt_entities.size() == 8);  // 40 turns, an item every 5th
 
@@ -172,9 +172,9 @@ TEST_CASE("Recommender: the emotion classifier's probabilities match the torch G
   REQUIRE(r.turns[0].emotions_from_classifier);
 
   const auto& meta = recommender.bundle().metadata();
-  const Tokenizer tokenizer =
-      Tokenizer::from_json(meta["tokenizers"][meta["components"]["emotion_classifier"]["tokenizer"].get<std::string>()]);
-  const auto ids = tokenizer.encode(d.turns[0].text + "<|endoftext|>");
+  const auto tokenizer =
+      make_tokenizer(meta["tokenizers"][meta["components"]["emotion_classifier"]["tokenizer"].get<std::string>()]);
+  const auto ids = tokenizer->encode(d.turns[0].text + "<|endoftext|>");
   const fs::path dir = ecr::test::temp_dir("recommender_classifier");
   REQUIRE(ecr::test::run_python(fmt::format("reference gpt2 --checkpoint {} --ids {} --out {}",
                                             (fx.checkpoints / "emotion_classifier").string(), ecr::test::join_ids(ids),

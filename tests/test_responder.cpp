@@ -17,7 +17,7 @@
 #include "ecr/io/bundle.hpp"
 #include "ecr/kg/review_store.hpp"
 #include "ecr/responder.hpp"
-#include "ecr/text/tokenizer.hpp"
+#include "ecr/text/byte_level_bpe.hpp"
 #include "model_fixtures.hpp"
 #include "pipeline/reply_text.hpp"
 #include "pipeline/retrieval.hpp"
@@ -37,9 +37,9 @@ namespace {
 constexpr std::int32_t kEos = 50256;
 constexpr std::int32_t kPad = 50257;
 
-Tokenizer gpt2_tokenizer() {
-  return Tokenizer::from_files(shared_data() / "gpt2" / "encoder.json", shared_data() / "gpt2" / "vocab.bpe",
-                               {{"<pad>", kPad}, {"<movie>", 50258}});
+ecr::text::ByteLevelBpe gpt2_tokenizer() {
+  return ecr::text::ByteLevelBpe::from_files(shared_data() / "gpt2" / "encoder.json",
+                                             shared_data() / "gpt2" / "vocab.bpe", {{"<pad>", kPad}, {"<movie>", 50258}});
 }
 
 // GPT-2's byte-level alphabet: the vocab symbol of one raw byte.
@@ -136,7 +136,7 @@ TEST_CASE("responder text: Python's strip and ECR's clean-up") {
 
 TEST_CASE("responder text: generator prompt ids are the first 149 tokens, then eos") {
   ECR_REQUIRE_SHARED_DATA();
-  const Tokenizer t = gpt2_tokenizer();
+  const Tokenizer& t = gpt2_tokenizer();
   const std::string short_text = generator_prompt_text(std::vector<std::string>{"Heat (1995)"}, {}, {}, "Try it!");
   const auto ids = generator_prompt_ids(t, short_text, 149, kEos);
   CHECK(ids == t.encode(short_text));  // untruncated: the text's own final <|endoftext|>
@@ -152,7 +152,7 @@ TEST_CASE("responder text: generator prompt ids are the first 149 tokens, then e
 
 TEST_CASE("responder text: streamed pieces are whole characters that add up to the reply") {
   ECR_REQUIRE_SHARED_DATA();
-  const Tokenizer t = gpt2_tokenizer();
+  const Tokenizer& t = gpt2_tokenizer();
   // " Hello caf" + é split in two byte tokens + " " + <pad> + "<", "pad", ">" spelled as text,
   // " " + 😀 split in four byte tokens + " ok" + trailing spaces + eos.
   std::vector<std::int32_t> ids = {token(t, "ĠHello"), token(t, "Ġcaf"), token(t, byte_symbol(0xC3)),
@@ -392,8 +392,8 @@ Recommendation fixture_recommendation() {
   return r;
 }
 
-Tokenizer bundle_tokenizer(const Bundle& bundle, const std::string& name) {
-  return Tokenizer::from_json(bundle.metadata()["tokenizers"][name]);
+std::shared_ptr<const Tokenizer> bundle_tokenizer(const Bundle& bundle, const std::string& name) {
+  return ecr::make_tokenizer(bundle.metadata()["tokenizers"][name]);
 }
 
 }  // namespace
@@ -408,13 +408,13 @@ TEST_CASE("responder: template and reply tokens equal the torch reference") {
   const Response r = responder.respond(dialog, fixture_recommendation());
 
   // The inputs, rebuilt here from the public pieces (docs/math.md sections 2 and UniCRS's conv collator).
-  const Tokenizer gpt2 = bundle_tokenizer(bundle, "gpt2"), roberta = bundle_tokenizer(bundle, "roberta");
-  auto context = gpt2.encode(context_text(dialog, "<|endoftext|>"));
-  const auto cue = gpt2.encode("System:");
+  const auto gpt2 = bundle_tokenizer(bundle, "gpt2"), roberta = bundle_tokenizer(bundle, "roberta");
+  auto context = gpt2->encode(context_text(dialog, "<|endoftext|>"));
+  const auto cue = gpt2->encode("System:");
   if (context.size() > 200 - cue.size()) context.erase(context.begin(), context.end() - (200 - cue.size()));
   context.insert(context.end(), cue.begin(), cue.end());
   CHECK(r.template_input_ids == context);
-  auto prompt = roberta.encode(context_text(dialog, "</s>"));
+  auto prompt = roberta->encode(context_text(dialog, "</s>"));
   prompt.insert(prompt.begin(), 0);
   CHECK(r.conv_prompt_ids == prompt);
   CHECK(r.conv_entities == std::vector<std::int32_t>{0, 1});
@@ -440,7 +440,7 @@ TEST_CASE("responder: the prompt text and decoded texts for a fixture dialog") {
   ECR_REQUIRE_TORCH();
   const auto f = test::responder_fixture();
   const Bundle bundle = Bundle::open(f.bundle);
-  const Tokenizer gpt2 = bundle_tokenizer(bundle, "gpt2");
+  const auto gpt2 = bundle_tokenizer(bundle, "gpt2");
   const Responder responder = Responder::load(bundle);
   CHECK(responder.has_review_entities());
   CHECK(responder.knowledge_relations() ==
@@ -449,9 +449,9 @@ TEST_CASE("responder: the prompt text and decoded texts for a fixture dialog") {
   const Response r = responder.respond(fixture_dialog(), fixture_recommendation());
   REQUIRE(r.items.size() == 1);
   CHECK(r.items[0].id == 0);
-  std::vector<std::int32_t> written = gpt2.encode("System:");
+  std::vector<std::int32_t> written = gpt2->encode("System:");
   written.insert(written.end(), r.template_ids.begin(), r.template_ids.end());
-  CHECK(r.template_text == template_from_decoded(gpt2.decode(written)));
+  CHECK(r.template_text == template_from_decoded(gpt2->decode(written)));
   CHECK(r.first_sentence == fill_template(r.template_text, std::vector<std::string>{"The Matrix (1999)"}));
   CHECK(r.review_entities == std::vector<std::string>{"Virtual reality", "Keanu Reeves", "Kung fu", "Philosophy"});
   CHECK(r.prompt_text ==
@@ -460,8 +460,8 @@ TEST_CASE("responder: the prompt text and decoded texts for a fixture dialog") {
         "Related Knowledge from KG: The Matrix (1999)'s starring is Keanu Reeves, "
         "The Matrix (1999)'s writer is Lana Wachowski<|endoftext|>"
         "First Sentence: " + r.first_sentence + "<|endoftext|>");
-  CHECK(r.prompt_ids == generator_prompt_ids(gpt2, r.prompt_text, 149, kEos));
-  CHECK(r.text == clean_decoded(gpt2.decode(r.reply_ids)));
+  CHECK(r.prompt_ids == generator_prompt_ids(*gpt2, r.prompt_text, 149, kEos));
+  CHECK(r.text == clean_decoded(gpt2->decode(r.reply_ids)));
 
   // Two items in the reply: both named, knowledge and entities pooled.
   ResponderOptions two;

@@ -13,21 +13,21 @@
 
 #include "ecr/core/error.hpp"
 #include "ecr/io/bundle.hpp"
-#include "ecr/text/tokenizer.hpp"
+#include "ecr/text/byte_level_bpe.hpp"
 #include "support.hpp"
 
 namespace {
 
-using ecr::Tokenizer;
+using ecr::text::ByteLevelBpe;
 using ecr::test::fs::path;
 using Ids = std::vector<std::int32_t>;
 
 path gpt2_dir() { return ecr::test::shared_data() / "gpt2"; }
 
 // ECR's GPT-2 side: eos 50256 in the vocab, <pad> and <movie> added.
-Tokenizer ecr_gpt2() {
-  return Tokenizer::from_files(gpt2_dir() / "encoder.json", gpt2_dir() / "vocab.bpe",
-                               {{"<pad>", 50257}, {"<movie>", 50258}});
+ByteLevelBpe ecr_gpt2() {
+  return ByteLevelBpe::from_files(gpt2_dir() / "encoder.json", gpt2_dir() / "vocab.bpe",
+                                  {{"<pad>", 50257}, {"<movie>", 50258}});
 }
 
 Ids concat(std::initializer_list<Ids> parts) {
@@ -56,7 +56,7 @@ std::vector<Reference> read_reference() {
 
 TEST_CASE("tokenizer: every reference line encodes to its ids and decodes back") {
   ECR_REQUIRE_SHARED_DATA();
-  const Tokenizer tok = ecr_gpt2();
+  const ByteLevelBpe tok = ecr_gpt2();
   const auto reference = read_reference();
   REQUIRE(reference.size() > 1000);
   std::size_t encode_mismatches = 0, decode_mismatches = 0;
@@ -75,7 +75,7 @@ TEST_CASE("tokenizer: every reference line encodes to its ids and decodes back")
 
 TEST_CASE("tokenizer: vocab size, token lookups and unknown ids") {
   ECR_REQUIRE_SHARED_DATA();
-  const Tokenizer tok = ecr_gpt2();
+  const ByteLevelBpe tok = ecr_gpt2();
   CHECK(tok.vocab_size() == 50259);
   CHECK(tok.token_to_id("<|endoftext|>") == 50256);
   CHECK(tok.token_to_id("<movie>") == 50258);
@@ -95,7 +95,7 @@ TEST_CASE("tokenizer: vocab size, token lookups and unknown ids") {
 
 TEST_CASE("tokenizer: special and added tokens are split out of the text") {
   ECR_REQUIRE_SHARED_DATA();
-  const Tokenizer tok = ecr_gpt2();
+  const ByteLevelBpe tok = ecr_gpt2();
   // The stretches between special tokens encode as they would alone.
   CHECK(tok.encode("Hi<|endoftext|>there <movie> ok") ==
         concat({tok.encode("Hi"), {50256}, tok.encode("there "), {50258}, tok.encode(" ok")}));
@@ -106,15 +106,15 @@ TEST_CASE("tokenizer: special and added tokens are split out of the text") {
   CHECK(tok.encode("<|endoftext|").size() > 1);
   CHECK(tok.encode("<s>") == concat({tok.encode("<"), tok.encode("s"), tok.encode(">")}));
   // Longest match wins when added tokens overlap.
-  const Tokenizer overlap = Tokenizer::from_files(gpt2_dir() / "encoder.json", gpt2_dir() / "vocab.bpe",
-                                                  {{"<mov>", 50257}, {"<movie>", 50258}});
+  const ByteLevelBpe overlap = ByteLevelBpe::from_files(gpt2_dir() / "encoder.json", gpt2_dir() / "vocab.bpe",
+                                                        {{"<mov>", 50257}, {"<movie>", 50258}});
   CHECK(overlap.encode("x<movie>") == concat({tok.encode("x"), {50258}}));
   CHECK(overlap.encode("x<mov>ie>") == concat({tok.encode("x"), {50257}, tok.encode("ie>")}));
 }
 
 TEST_CASE("tokenizer: invalid UTF-8 is an InputError naming the byte offset") {
   ECR_REQUIRE_SHARED_DATA();
-  const Tokenizer tok = ecr_gpt2();
+  const ByteLevelBpe tok = ecr_gpt2();
   const std::string cases[] = {
       std::string("abc\xFFxyz"),         // not a lead byte
       std::string("abc\xC3"),            // truncated
@@ -136,12 +136,12 @@ TEST_CASE("tokenizer: invalid UTF-8 is an InputError naming the byte offset") {
 
 TEST_CASE("tokenizer: from_json(to_json()) encodes identically") {
   ECR_REQUIRE_SHARED_DATA();
-  const Tokenizer tok = ecr_gpt2();
+  const ByteLevelBpe tok = ecr_gpt2();
   const nlohmann::json spec = tok.to_json();
   CHECK(spec.at("kind") == "byte_bpe");
   CHECK(spec.at("added_tokens").at("<movie>") == 50258);
   // Through text, as a bundle stores it.
-  const Tokenizer copy = Tokenizer::from_json(nlohmann::json::parse(spec.dump()));
+  const ByteLevelBpe copy = ByteLevelBpe::from_json(nlohmann::json::parse(spec.dump()));
   CHECK(copy.vocab_size() == tok.vocab_size());
   const auto reference = read_reference();
   std::size_t differ = 0;
@@ -151,21 +151,21 @@ TEST_CASE("tokenizer: from_json(to_json()) encodes identically") {
 
   nlohmann::json bad = spec;
   bad["kind"] = "sentencepiece";
-  CHECK_THROWS_AS(Tokenizer::from_json(bad), ecr::ConfigError);
+  CHECK_THROWS_AS(ByteLevelBpe::from_json(bad), ecr::ConfigError);
   bad = spec;
   bad["merges"] = "#version: 0.2\n\xC4\xA0 t\nnot-in-vocab x\n";
-  CHECK_THROWS_WITH_AS(Tokenizer::from_json(bad), doctest::Contains("line 3"), ecr::FormatError);
+  CHECK_THROWS_WITH_AS(ByteLevelBpe::from_json(bad), doctest::Contains("line 3"), ecr::FormatError);
   bad = spec;
   bad["added_tokens"] = {{"<pad>", 262}};  // clashes with "Ġthe"
-  CHECK_THROWS_AS(Tokenizer::from_json(bad), ecr::FormatError);
+  CHECK_THROWS_AS(ByteLevelBpe::from_json(bad), ecr::FormatError);
   bad = spec;
   bad["vocab"]["\xC4\xA0the"] = -5;
-  CHECK_THROWS_AS(Tokenizer::from_json(bad), ecr::FormatError);
+  CHECK_THROWS_AS(ByteLevelBpe::from_json(bad), ecr::FormatError);
 }
 
 TEST_CASE("tokenizer: a RoBERTa-style vocab splits out <s> and </s>") {
   ECR_REQUIRE_SHARED_DATA();
-  const Tokenizer gpt2 = ecr_gpt2();
+  const ByteLevelBpe gpt2 = ecr_gpt2();
   // RoBERTa's vocab is GPT-2's with its special tokens in front: <s> 0, <pad> 1, </s> 2, <unk> 3.
   std::ifstream in(gpt2_dir() / "encoder.json");
   const auto gpt2_vocab = nlohmann::json::parse(in);
@@ -175,8 +175,8 @@ TEST_CASE("tokenizer: a RoBERTa-style vocab splits out <s> and </s>") {
   vocab["<mask>"] = 50264;
   const path dir = ecr::test::temp_dir("tokenizer_roberta");
   std::ofstream(dir / "vocab.json") << vocab.dump();
-  const Tokenizer roberta =
-      Tokenizer::from_files(dir / "vocab.json", gpt2_dir() / "vocab.bpe", {{"<movie>", 50265}});
+  const ByteLevelBpe roberta =
+      ByteLevelBpe::from_files(dir / "vocab.json", gpt2_dir() / "vocab.bpe", {{"<movie>", 50265}});
   CHECK(roberta.vocab_size() == 50266);
   auto shifted = [&](std::string_view text) {
     Ids ids = gpt2.encode(text);
@@ -191,7 +191,7 @@ TEST_CASE("tokenizer: a RoBERTa-style vocab splits out <s> and </s>") {
 
 TEST_CASE("tokenizer: concurrent encodes agree") {
   ECR_REQUIRE_SHARED_DATA();
-  const Tokenizer tok = ecr_gpt2();
+  const ByteLevelBpe tok = ecr_gpt2();
   const auto reference = read_reference();
   std::vector<std::size_t> wrong(4, 0);
   std::vector<std::thread> threads;
@@ -207,18 +207,18 @@ TEST_CASE("tokenizer: concurrent encodes agree") {
 TEST_CASE("tokenizer: bad vocab and merges files are typed errors") {
   ECR_REQUIRE_SHARED_DATA();
   const path dir = ecr::test::temp_dir("tokenizer_bad_files");
-  CHECK_THROWS_AS(Tokenizer::from_files(dir / "missing.json", gpt2_dir() / "vocab.bpe"), ecr::IoError);
+  CHECK_THROWS_AS(ByteLevelBpe::from_files(dir / "missing.json", gpt2_dir() / "vocab.bpe"), ecr::IoError);
   std::ofstream(dir / "broken.json") << "{\"a\": 1,";
-  CHECK_THROWS_WITH_AS(Tokenizer::from_files(dir / "broken.json", gpt2_dir() / "vocab.bpe"),
+  CHECK_THROWS_WITH_AS(ByteLevelBpe::from_files(dir / "broken.json", gpt2_dir() / "vocab.bpe"),
                        doctest::Contains("broken.json"), ecr::FormatError);
   std::ofstream(dir / "small.json") << R"({"a": 0, "b": 1})";
-  CHECK_THROWS_WITH_AS(Tokenizer::from_files(dir / "small.json", gpt2_dir() / "vocab.bpe"),
+  CHECK_THROWS_WITH_AS(ByteLevelBpe::from_files(dir / "small.json", gpt2_dir() / "vocab.bpe"),
                        doctest::Contains("no token for byte"), ecr::FormatError);
 }
 
 TEST_CASE("tokenizer: the ecr tokenize command") {
   ECR_REQUIRE_SHARED_DATA();
-  const Tokenizer tok = ecr_gpt2();
+  const ByteLevelBpe tok = ecr_gpt2();
   const path dir = ecr::test::temp_dir("tokenizer_cli");
   {
     std::ofstream in(dir / "in.jsonl");

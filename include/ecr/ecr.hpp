@@ -21,4 +21,6 @@
 #include "ecr/models/roberta.hpp"
 #include "ecr/recommender.hpp"
 #include "ecr/responder.hpp"
+#include "ecr/text/byte_level_bpe.hpp"
+#include "ecr/text/pre_tokenizer.hpp"
 #include "ecr/text/tokenizer.hpp"

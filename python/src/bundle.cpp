@@ -12,7 +12,7 @@
 #include "ecr/default_bundle.hpp"
 #include "ecr/io/component.hpp"
 #include "ecr/kg/knowledge_graph.hpp"
-#include "ecr/text/tokenizer.hpp"
+#include "ecr/text/byte_level_bpe.hpp"
 
 namespace ecr::python {
 
@@ -60,11 +60,17 @@ py::array tensor_array(const Tensor& t) {
   return out;
 }
 
-Tokenizer tokenizer_from_bundle(const Bundle& bundle, const std::string& name) {
+// pybind11 holds objects by std::shared_ptr<T>; a Tokenizer is immutable, so the const is only
+// taken off for the holder.
+std::shared_ptr<Tokenizer> held(std::shared_ptr<const Tokenizer> tokenizer) {
+  return std::const_pointer_cast<Tokenizer>(std::move(tokenizer));
+}
+
+std::shared_ptr<Tokenizer> tokenizer_from_bundle(const Bundle& bundle, const std::string& name) {
   // A component's name stands for the tokenizer it uses.
   if (!has_tokenizer(bundle, name) && has_component(bundle, name))
-    return Tokenizer::from_json(read_component(bundle, name).tokenizer_spec());
-  return Tokenizer::from_json(tokenizer_spec(bundle, name));
+    return held(make_tokenizer(read_component(bundle, name).tokenizer_spec()));
+  return held(make_tokenizer(tokenizer_spec(bundle, name)));
 }
 
 std::vector<std::int32_t> ids_arg(const py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>& ids) {
@@ -173,7 +179,10 @@ void bind_bundle(py::module_& m) {
         return fmt::format("ecr.Bundle('{}', {} tensors, {} bytes)", b.label(), b.tensors().size(), b.file_size());
       });
 
-  py::class_<Tokenizer>(m, "Tokenizer", "Byte-level BPE as GPT-2 and RoBERTa use it (docs/math.md section 1); ids are numpy int32.")
+  py::class_<Tokenizer, std::shared_ptr<Tokenizer>>(
+      m, "Tokenizer",
+      "A model's tokenizer (docs/math.md section 1; today byte-level BPE as GPT-2 and RoBERTa use it); ids are "
+      "numpy int32.")
       .def_static(
           "from_bundle",
           [](py::handle bundle, const std::string& name) { return tokenizer_from_bundle(bundle_arg(bundle, false), name); },
@@ -182,24 +191,27 @@ void bind_bundle(py::module_& m) {
       .def_static(
           "from_files",
           [](py::handle vocab, py::handle merges, std::map<std::string, std::int32_t> added) {
-            return Tokenizer::from_files(path_arg(vocab), path_arg(merges), std::move(added));
+            return held(std::make_shared<const text::ByteLevelBpe>(
+                text::ByteLevelBpe::from_files(path_arg(vocab), path_arg(merges), std::move(added))));
           },
           py::arg("vocab"), py::arg("merges"), py::arg("added_tokens") = std::map<std::string, std::int32_t>{},
           "vocab.json / encoder.json and merges.txt / vocab.bpe; added_tokens maps extra tokens to ids.")
       .def_static(
-          "from_json", [](py::handle spec) { return Tokenizer::from_json(to_json(spec, "tokenizer")); },
+          "from_json", [](py::handle spec) { return held(make_tokenizer(to_json(spec, "tokenizer"))); },
           py::arg("spec"), "The form bundles carry: {\"kind\": \"byte_bpe\", \"vocab\": ..., \"merges\": ...}.")
       .def(
           "encode",
-          [](const Tokenizer& t, const std::string& text) {
+          [](const Tokenizer& t, const std::string& text, bool control_tokens) {
             std::vector<std::int32_t> ids;
             {
               py::gil_scoped_release unlocked;
-              ids = t.encode(text);
+              ids = t.encode(text, control_tokens ? ControlText::as_tokens : ControlText::as_text);
             }
             return py::array_t<std::int32_t>(static_cast<py::ssize_t>(ids.size()), ids.data());
           },
-          py::arg("text"), "Token ids as a numpy int32 array; special tokens in the text map to their ids.")
+          py::arg("text"), py::arg("control_tokens") = true,
+          "Token ids as a numpy int32 array; control tokens spelled in the text (\"<|endoftext|>\") map to their "
+          "ids, or with control_tokens=False stay plain text (for text from outside).")
       .def(
           "decode",
           [](const Tokenizer& t, const py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>& ids) {
@@ -213,6 +225,16 @@ void bind_bundle(py::module_& m) {
       .def("token_to_id", &Tokenizer::token_to_id, py::arg("token"), "None for a token the vocab lacks.")
       .def("id_to_token", &Tokenizer::id_to_token, py::arg("id"))
       .def_property_readonly("vocab_size", &Tokenizer::vocab_size)
+      .def_property_readonly(
+          "special_tokens",
+          [](const Tokenizer& t) {
+            const SpecialTokens& s = t.special_tokens();
+            py::dict out;
+            out["bos"] = s.bos, out["eos"] = s.eos, out["pad"] = s.pad, out["unk"] = s.unk;
+            out["control"] = s.control;
+            return out;
+          },
+          "{\"bos\", \"eos\", \"pad\", \"unk\": id or None, \"control\": every control token's id}.")
       .def("to_json", [](const Tokenizer& t) { return from_json(t.to_json()); })
       .def("__len__", [](const Tokenizer& t) { return t.vocab_size(); })
       .def("__repr__", [](const Tokenizer& t) { return fmt::format("ecr.Tokenizer(vocab_size={})", t.vocab_size()); });

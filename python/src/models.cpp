@@ -192,15 +192,53 @@ class ReplyStream {
   py::object recommendation_, response_ = py::none();
 };
 
-}  // namespace
+Chat load_responder(py::handle path, py::object recommender, long long threads, const std::string& device,
+                    long long top_k, long long items, long long max_new_tokens, float temperature,
+                    long long sample_top_k, float top_p, float repetition_penalty, long long no_repeat_ngram,
+                    std::uint64_t seed, std::optional<std::uint64_t> knowledge_seed,
+                    std::optional<std::vector<std::string>> relations, bool link_text, bool verify_checksums) {
+  const EngineOptions engine_opts = engine_options(threads, device, verify_checksums);
+  if (top_k < 1) fail<InputError>("top_k must be at least 1, got {}", top_k);
+  if (items < 1) fail<InputError>("items must be at least 1, got {}", items);
+  ResponderOptions options;
+  options.items_in_reply = static_cast<std::size_t>(items);
+  options.generation.max_new_tokens = max_new_tokens;
+  options.generation.temperature = temperature;
+  options.generation.top_k = sample_top_k;
+  options.generation.top_p = top_p;
+  options.generation.repetition_penalty = repetition_penalty;
+  options.generation.no_repeat_ngram_size = no_repeat_ngram;
+  options.generation.seed = seed;
+  options.knowledge_seed = knowledge_seed;
+  if (relations) options.knowledge_relations = *relations;
+  check_generate_options(options.generation);
 
-void bind_models(py::module_& m) {
-  // Carried inside ecr.Recommendation so that Responder.respond takes it back without a copy.
+  // The Responder shares the engine of the Recommender it is given (one load of the
+  // backbone, text encoder and KG), else both come from one new engine.
+  std::optional<Recommender> given;
+  if (!recommender.is_none() && !py::isinstance<Recommender>(recommender))
+    throw py::type_error(fmt::format("recommender: expected an ecr.Recommender or None, got {}",
+                                     py::str(py::type::handle_of(recommender).attr("__name__")).cast<std::string>()));
+  if (!recommender.is_none()) given = recommender.cast<Recommender>();
+  RecommenderOptions rec;
+  rec.link_text = link_text;
+  std::optional<Bundle> bundle;
+  if (!path.is_none() || !given) bundle = bundle_arg(path, verify_checksums);
+  py::gil_scoped_release unlocked;
+  const Engine engine = bundle ? Engine::load(*bundle, engine_opts) : given->engine();
+  return Chat{given ? *given : Recommender::load(engine, rec), Responder::load(engine, options),
+              static_cast<std::size_t>(top_k)};
+}
+
+// Carried inside ecr.Recommendation so that Responder.respond takes it back without a copy.
+void bind_native_recommendation(py::module_& m) {
   // Immutable, so a copy is the object itself (dataclasses.asdict deep-copies every field).
   py::class_<Recommendation, std::shared_ptr<Recommendation>>(m, "_NativeRecommendation")
       .def("__copy__", [](py::object self) { return self; })
       .def("__deepcopy__", [](py::object self, py::handle) { return self; });
+}
 
+void bind_recommender(py::module_& m) {
   py::class_<Recommender>(m, "Recommender", R"doc(
 ECR's emotion-aware recommendation (include/ecr/recommender.hpp): dialog -> emotions -> entities
 -> knowledge-graph prompt -> GPT-2 -> a score for every entity -> ranked items. Load once and
@@ -275,7 +313,9 @@ empty dialog, an unknown entity id, invalid text or a top_k under 1.)doc")
         return fmt::format("ecr.Recommender('{}', {} entities, {} items)", r.bundle().label(), r.graph().num_entities(),
                            r.graph().items().size());
       });
+}
 
+void bind_reply_stream(py::module_& m) {
   py::class_<ReplyStream>(m, "ReplyStream", R"doc(
 The reply of Responder.stream as it decodes: iterate for the pieces (whole UTF-8 characters that
 add up to the reply). Once it is exhausted, .response is the ecr.Response; close() (or leaving a
@@ -288,7 +328,10 @@ with block) stops the reply early.)doc")
       .def_property_readonly("recommendation", &ReplyStream::recommendation,
                              "The ecr.Recommendation the reply is about (None until it is known).")
       .def_property_readonly("response", &ReplyStream::response, "The ecr.Response once the reply is done, else None.");
+}
 
+
+void bind_responder(py::module_& m) {
   py::class_<Chat>(m, "Responder", R"doc(
 ECR's emotion-aligned, knowledge-grounded reply (include/ecr/responder.hpp): the backbone's
 template with the recommended items, their review entities and KG knowledge, then the generator.
@@ -296,43 +339,7 @@ It holds the Recommender whose items the replies name. Immutable after load, sha
 threads; respond() and stream() release the GIL.)doc")
       .def_static(
           "load",
-          [](py::handle path, py::object recommender, long long threads, const std::string& device, long long top_k,
-             long long items, long long max_new_tokens, float temperature, long long sample_top_k, float top_p,
-             float repetition_penalty, long long no_repeat_ngram, std::uint64_t seed,
-             std::optional<std::uint64_t> knowledge_seed, std::optional<std::vector<std::string>> relations,
-             bool link_text, bool verify_checksums) {
-            const EngineOptions engine_opts = engine_options(threads, device, verify_checksums);
-            if (top_k < 1) fail<InputError>("top_k must be at least 1, got {}", top_k);
-            if (items < 1) fail<InputError>("items must be at least 1, got {}", items);
-            ResponderOptions options;
-            options.items_in_reply = static_cast<std::size_t>(items);
-            options.generation.max_new_tokens = max_new_tokens;
-            options.generation.temperature = temperature;
-            options.generation.top_k = sample_top_k;
-            options.generation.top_p = top_p;
-            options.generation.repetition_penalty = repetition_penalty;
-            options.generation.no_repeat_ngram_size = no_repeat_ngram;
-            options.generation.seed = seed;
-            options.knowledge_seed = knowledge_seed;
-            if (relations) options.knowledge_relations = *relations;
-            check_generate_options(options.generation);
-
-            // The Responder shares the engine of the Recommender it is given (one load of the
-            // backbone, text encoder and KG), else both come from one new engine.
-            std::optional<Recommender> given;
-            if (!recommender.is_none() && !py::isinstance<Recommender>(recommender))
-              throw py::type_error(fmt::format("recommender: expected an ecr.Recommender or None, got {}",
-                                               py::str(py::type::handle_of(recommender).attr("__name__")).cast<std::string>()));
-            if (!recommender.is_none()) given = recommender.cast<Recommender>();
-            RecommenderOptions rec;
-            rec.link_text = link_text;
-            std::optional<Bundle> bundle;
-            if (!path.is_none() || !given) bundle = bundle_arg(path, verify_checksums);
-            py::gil_scoped_release unlocked;
-            const Engine engine = bundle ? Engine::load(*bundle, engine_opts) : given->engine();
-            return Chat{given ? *given : Recommender::load(engine, rec), Responder::load(engine, options),
-                        static_cast<std::size_t>(top_k)};
-          },
+          &load_responder,
           py::arg("path") = py::none(), py::kw_only(), py::arg("recommender") = py::none(), py::arg("threads") = 0,
           py::arg("device") = "cpu", py::arg("top_k") = 5, py::arg("items") = 1, py::arg("max_new_tokens") = 150,
           py::arg("temperature") = 0.0f, py::arg("sample_top_k") = 0, py::arg("top_p") = 1.0f,
@@ -386,6 +393,16 @@ known); the ecr.ReplyStream's .response is the full ecr.Response at the end.)doc
         return fmt::format("ecr.Responder('{}', top_k={}, items={})", chat.recommender.bundle().label(), chat.top_k,
                            chat.responder.options().items_in_reply);
       });
+}
+
+}  // namespace
+
+// ecr.Recommender, ecr.ReplyStream and ecr.Responder, each bound by a stage of its own.
+void bind_models(py::module_& m) {
+  bind_native_recommendation(m);
+  bind_recommender(m);
+  bind_reply_stream(m);
+  bind_responder(m);
 }
 
 }  // namespace ecr::python

@@ -156,6 +156,20 @@ def test_the_tokenizer_reproduces_the_reference_tokenization(tiny):
         ecr.Tokenizer.from_bundle(tiny.bundle, "klingon")
 
 
+def test_the_tokenizer_reads_control_tokens_only_when_asked(tiny):
+    gpt2 = ecr.Tokenizer.from_bundle(tiny.bundle, "gpt2")
+    special = gpt2.special_tokens
+    assert special["eos"] == special["bos"] == gpt2.token_to_id("<|endoftext|>")
+    assert special["pad"] == gpt2.token_to_id("<pad>") and special["unk"] is None
+    assert special["eos"] in special["control"] and gpt2.token_to_id("<movie>") in special["control"]
+    text = "a user typing <|endoftext|> or <movie>"
+    as_tokens = gpt2.encode(text).tolist()
+    assert special["eos"] in as_tokens and gpt2.token_to_id("<movie>") in as_tokens
+    as_text = gpt2.encode(text, control_tokens=False).tolist()
+    assert not set(as_text) & set(special["control"])
+    assert gpt2.decode(as_text) == gpt2.decode(as_tokens) == text
+
+
 def test_the_converter_runs_from_the_package(tmp_path):
     require_shared_data()
     require_torch()

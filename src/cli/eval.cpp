@@ -315,9 +315,7 @@ json reply_report(const ReplyStats& stats) {
   return out;
 }
 
-}  // namespace
-
-int eval(const Argv& argv) {
+Args eval_args() {
   Args args("ecr eval [--bundle BUNDLE] --dialogs FILE.jsonl [options]",
             "Recommendation metrics of ECR over ReDial dialogs (one JSON object a line): every system turn that\n"
             "mentions a recommendable movie is a sample with the dialog before it as context. Prints Recall, MRR\n"
@@ -346,14 +344,30 @@ int eval(const Argv& argv) {
       .option("seed", "S", "seed of --baseline random", "0")
       .option("feedback-strength", "B", "the de-duplicated variant ranks with the feedback rule at this strength, "
               "as `ecr recommend` does (0: the model's scores)", "0");
-  if (!args.parse(argv)) return 0;
+  return args;
+}
+
+// What the command line asks for, every option checked before anything is loaded.
+struct Plan {
+  RecommenderOptions options;
+  std::size_t batch_size = 0;
+  long long limit = -1;  // dialogs to read; -1: all
+  std::string baseline;
+  double feedback_strength = 0;
+  std::uint64_t seed = 0;
+};
+
+Plan read_plan(const Args& args) {
+  Plan plan;
   const long long batch_size = args.get_int("batch-size");
   const EngineOptions engine_opts = engine_options(args);
   const long long limit = args.has("limit") ? args.get_int("limit") : -1;
   if (batch_size < 1) fail<InputError>("--batch-size must be at least 1, got {}", batch_size);
   if (args.has("limit") && limit < 1) fail<InputError>("--limit must be at least 1, got {}", limit);
+  plan.batch_size = static_cast<std::size_t>(batch_size);
+  plan.limit = limit;
 
-  RecommenderOptions options;
+  RecommenderOptions& options = plan.options;
   static_cast<EngineOptions&>(options) = engine_opts;
   options.exclude_mentioned = false;  // the paper's protocol; the de-duplicated variant is computed here
   options.feedback_strength = 0;
@@ -369,28 +383,24 @@ int eval(const Argv& argv) {
     fail<InputError>("--baseline cooccurrence and --cooccurrence-from FILE go together");
   if (args.has("movie-names") && !args.has("cooccurrence-from"))
     fail<InputError>("--movie-names goes with --cooccurrence-from");
+  plan.baseline = baseline;
   const double feedback_strength = args.get_double("feedback-strength");
   if (!(feedback_strength >= 0) || !std::isfinite(feedback_strength))
     fail<InputError>("--feedback-strength must be finite and >= 0, got {}", feedback_strength);
   if (feedback_strength > 0 && baseline != "model")
     fail<InputError>("--feedback-strength goes with --baseline model");
+  plan.feedback_strength = feedback_strength;
   const long long seed = args.get_int("seed");
   if (seed < 0) fail<InputError>("--seed must be 0 or more, got {}", seed);
-  const auto t0 = Clock::now();
-  const std::filesystem::path bundle_path = bundle_or_default(args);
-  const Engine engine = Engine::load(bundle_path, engine_opts);
-  const Recommender recommender = Recommender::load(engine, options);
-  const long long responses = args.get_int("responses");
-  if (responses < 0) fail<InputError>("--responses must be 0 or more, got {}", responses);
-  const std::optional<Responder> responder =
-      responses ? std::optional(Responder::load(engine, ResponderOptions{})) : std::nullopt;
-  ReplyStats reply_stats;
-  const double load_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  plan.seed = static_cast<std::uint64_t>(seed);
+  return plan;
+}
 
-  const std::string path = args.get("dialogs");
-  LineReader in(path, "dialogs", input_timeout(args));
+// The samples of the first `limit` dialogs of `path` (all when -1).
+std::vector<Sample> read_samples(const std::string& path, long long limit, const Recommender& recommender,
+                                 Timeout timeout, Counts& counts) {
+  LineReader in(path, "dialogs", timeout);
   std::vector<Sample> samples;
-  Counts counts;
   for (std::string line; (limit < 0 || static_cast<long long>(counts.dialogs) < limit) && in.next(line);) {
     const std::size_t line_number = in.line_number();
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -402,133 +412,214 @@ int eval(const Argv& argv) {
     }
     ++counts.dialogs;
   }
+  return samples;
+}
 
-  const auto items = recommender.graph().items();
-  const std::size_t n_entities = static_cast<std::size_t>(recommender.graph().num_entities());
+// What a baseline other than the model ranks by, read from the files its options name.
+struct BaselineData {
   std::vector<float> popularity;
-  if (baseline == "popularity") popularity = mention_counts(args.get("popularity-from"), recommender, input_timeout(args));
   CooccurrenceCounts cooccurrence;
+};
+
+BaselineData read_baseline(const Args& args, const std::string& baseline, const Recommender& recommender) {
+  BaselineData data;
+  if (baseline == "popularity")
+    data.popularity = mention_counts(args.get("popularity-from"), recommender, input_timeout(args));
   if (baseline == "cooccurrence") {
     const std::string sequences = args.get("cooccurrence-from");
     const std::string names = args.has("movie-names")
                                   ? args.get("movie-names")
                                   : (std::filesystem::path(sequences).parent_path() / "id2info.json").string();
-    cooccurrence = cooccurrence_counts(sequences, names, recommender, input_timeout(args));
+    data.cooccurrence = cooccurrence_counts(sequences, names, recommender, input_timeout(args));
   }
-  std::mt19937_64 random_scores(static_cast<std::uint64_t>(seed));
+  return data;
+}
+
+// Every sample's rank, the paper's way and de-duplicated.
+struct Ranks {
   std::vector<eval::RankedSample> ranked, unmentioned;
-  ranked.reserve(samples.size());
-  auto add_ranks = [&](const Sample& s, const std::vector<float>& scores) {
-    ranked.push_back(rank_of(s, scores, items));
-    if (auto r = rank_unmentioned(s, scores, items)) unmentioned.push_back(*r);
-  };
+  double seconds = 0;
+};
+
+// Ranks the samples by a baseline's scores.
+void rank_by_baseline(const Plan& plan, const BaselineData& data, std::span<const Sample> samples,
+                      const Recommender& recommender, Ranks& ranks) {
+  const auto items = recommender.graph().items();
+  std::mt19937_64 random_scores(plan.seed);
+  std::uniform_real_distribution<float> uniform(0.f, 1.f);
+  std::vector<float> scores(static_cast<std::size_t>(recommender.graph().num_entities()));
   Progress progress(samples.size());
-  const auto t1 = Clock::now();
-  const auto step = static_cast<std::size_t>(batch_size);
-  RecommendRequest request;
-  request.top_k = 1;
-  request.all_scores = true;
-  if (feedback_strength > 0) {  // every remaining item, ranked as `ecr recommend` ranks them
-    request.top_k = items.size();
-    request.exclude_mentioned = true;
-    request.feedback_strength = static_cast<float>(feedback_strength);
-  }
-  std::vector<float> listened(n_entities);
-  for (std::size_t first = 0; first < samples.size(); first += step) {
-    const std::size_t count = std::min(step, samples.size() - first);
-    std::vector<Dialog> batch;
-    for (std::size_t i = first; i < first + count; ++i) batch.push_back(samples[i].context);
-    if (baseline != "model") {
-      std::uniform_real_distribution<float> uniform(0.f, 1.f);
-      std::vector<float> scores(n_entities);
-      for (std::size_t i = 0; i < count; ++i) {
-        if (baseline == "random")
-          for (float& v : scores) v = uniform(random_scores);
-        if (baseline == "cooccurrence") cooccurrence_scores(samples[first + i], cooccurrence, recommender.graph(), scores);
-        add_ranks(samples[first + i], baseline == "popularity" ? popularity : scores);
-      }
-      progress.update(first + count);
-      continue;
-    }
-    const auto results = recommender.recommend_batch(batch, request);
-    for (std::size_t i = 0; i < count; ++i) {
-      if (feedback_strength == 0) {
-        add_ranks(samples[first + i], *results[i].all_scores);
-        continue;
-      }
-      ranked.push_back(rank_of(samples[first + i], *results[i].all_scores, items));
-      std::fill(listened.begin(), listened.end(), -std::numeric_limits<float>::infinity());
-      for (const RecommendedItem& item : results[i].items) listened[static_cast<std::size_t>(item.id)] = item.score;
-      if (auto r = rank_unmentioned(samples[first + i], listened, items)) unmentioned.push_back(*r);
-    }
-    for (std::size_t i = 0; responder && i < count && first + i < static_cast<std::size_t>(responses); ++i) {
-      const auto r0 = Clock::now();  // the reply about the top item, as ECR's rec_gen is the top-1 prediction
-      reply_stats.words.push_back(split_words(responder->respond(samples[first + i].context, results[i]).text));
-      reply_stats.seconds += std::chrono::duration<double>(Clock::now() - r0).count();
+  for (std::size_t first = 0; first < samples.size(); first += plan.batch_size) {
+    const std::size_t count = std::min(plan.batch_size, samples.size() - first);
+    for (std::size_t i = first; i < first + count; ++i) {
+      if (plan.baseline == "random")
+        for (float& v : scores) v = uniform(random_scores);
+      if (plan.baseline == "cooccurrence") cooccurrence_scores(samples[i], data.cooccurrence, recommender.graph(), scores);
+      const std::vector<float>& by = plan.baseline == "popularity" ? data.popularity : scores;
+      ranks.ranked.push_back(rank_of(samples[i], by, items));
+      if (auto r = rank_unmentioned(samples[i], by, items)) ranks.unmentioned.push_back(*r);
     }
     progress.update(first + count);
   }
-  const double eval_seconds = std::chrono::duration<double>(Clock::now() - t1).count();
+}
 
-  const eval::Report report = eval::rank_report(ranked, eval::kDefaultKs, step);
-  const eval::Report dedup = eval::rank_report(unmentioned, eval::kDefaultKs, step);
-  for (const eval::RankedSample& s : ranked) counts.unknown_feedback += s.feedback == eval::Feedback::unknown;
+// Ranks the samples by the model's scores, a batch at a time, and writes a reply for the first
+// `responses` of them when there is a responder.
+void rank_by_model(const Plan& plan, std::span<const Sample> samples, const Recommender& recommender,
+                   const std::optional<Responder>& responder, std::size_t responses, ReplyStats& replies,
+                   Ranks& ranks) {
+  const auto items = recommender.graph().items();
+  RecommendRequest request;
+  request.top_k = 1;
+  request.all_scores = true;
+  if (plan.feedback_strength > 0) {  // every remaining item, ranked as `ecr recommend` ranks them
+    request.top_k = items.size();
+    request.exclude_mentioned = true;
+    request.feedback_strength = static_cast<float>(plan.feedback_strength);
+  }
+  std::vector<float> listened(static_cast<std::size_t>(recommender.graph().num_entities()));
+  Progress progress(samples.size());
+  for (std::size_t first = 0; first < samples.size(); first += plan.batch_size) {
+    const std::size_t count = std::min(plan.batch_size, samples.size() - first);
+    std::vector<Dialog> batch;
+    for (std::size_t i = first; i < first + count; ++i) batch.push_back(samples[i].context);
+    const auto results = recommender.recommend_batch(batch, request);
+    for (std::size_t i = 0; i < count; ++i) {
+      const Sample& s = samples[first + i];
+      const std::vector<float>& scores = *results[i].all_scores;
+      ranks.ranked.push_back(rank_of(s, scores, items));
+      if (plan.feedback_strength > 0) {
+        std::fill(listened.begin(), listened.end(), -std::numeric_limits<float>::infinity());
+        for (const RecommendedItem& item : results[i].items) listened[static_cast<std::size_t>(item.id)] = item.score;
+      }
+      if (auto r = rank_unmentioned(s, plan.feedback_strength > 0 ? listened : scores, items))
+        ranks.unmentioned.push_back(*r);
+    }
+    for (std::size_t i = 0; responder && i < count && first + i < responses; ++i) {
+      const auto r0 = Clock::now();  // the reply about the top item, as ECR's rec_gen is the top-1 prediction
+      replies.words.push_back(split_words(responder->respond(samples[first + i].context, results[i]).text));
+      replies.seconds += std::chrono::duration<double>(Clock::now() - r0).count();
+    }
+    progress.update(first + count);
+  }
+}
+
+void print_report(const eval::Report& r, std::size_t batch_size) {
+  fmt::print("{:<8}", "");
+  for (std::int64_t k : eval::kDefaultKs) fmt::print(" {:>8}", fmt::format("@{}", k));
+  fmt::print("\n");
+  for (const char* metric : {"recall", "mrr", "ndcg", "rt"}) {
+    fmt::print("{:<8}", metric);
+    for (std::int64_t k : eval::kDefaultKs) fmt::print(" {:>8.4f}", r.values.at(fmt::format("{}@{}", metric, k)));
+    fmt::print("\n");
+  }
+  fmt::print("auc {:.4f}, auc_batch {:.4f} (batches of {}; -1: no positive/negative pair)\n", r.values.at("auc"),
+             r.values.at("auc_batch"), batch_size);
+}
+
+void print_replies(const json& replies, const ReplyStats& stats) {
+  fmt::print("replies {} ({:.2f} s each), {:.1f} words on average\n", replies["replies"].get<std::size_t>(),
+             stats.words.empty() ? 0.0 : stats.seconds / stats.words.size(), replies["avg_words"].get<double>());
+  fmt::print("{:<8}", "");
+  for (int n = 1; n <= 4; ++n) fmt::print(" {:>8}", fmt::format("dist@{}", n));
+  fmt::print("\n{:<8}", "ratio");
+  for (int n = 1; n <= 4; ++n) fmt::print(" {:>8.4f}", replies[fmt::format("dist@{}", n)].get<double>());
+  fmt::print("\n{:<8}", "/reply");
+  for (int n = 1; n <= 4; ++n) fmt::print(" {:>8.4f}", replies[fmt::format("dist@{}_per_reply", n)].get<double>());
+  fmt::print("\n(ratio: distinct / all n-grams, docs/math.md section 10; /reply: distinct n-grams per reply, ECR's evaluate_conv)\n");
+}
+
+// What a run found, as the summary and --json report it.
+struct Results {
+  Counts counts;
+  eval::Report report, dedup;
+  std::size_t items = 0;
+  double load_seconds = 0, eval_seconds = 0;
+  std::optional<json> replies;  // with --responses
+};
+
+void print_results(const Plan& plan, const Results& r, const ReplyStats& reply_stats) {
   fmt::print("{} dialogs, {} samples ({} positive, {} negative, {} without feedback), {} items; "
              "load {:.2f} s, eval {:.2f} s ({:.1f} ms/sample)\n",
-             counts.dialogs, report.samples, report.positives, report.negatives, counts.unknown_feedback, items.size(),
-             load_seconds, eval_seconds, report.samples ? 1000.0 * eval_seconds / report.samples : 0.0);
-  auto print_report = [&](const eval::Report& r) {
-    fmt::print("{:<8}", "");
-    for (std::int64_t k : eval::kDefaultKs) fmt::print(" {:>8}", fmt::format("@{}", k));
-    fmt::print("\n");
-    for (const char* metric : {"recall", "mrr", "ndcg", "rt"}) {
-      fmt::print("{:<8}", metric);
-      for (std::int64_t k : eval::kDefaultKs) fmt::print(" {:>8.4f}", r.values.at(fmt::format("{}@{}", metric, k)));
-      fmt::print("\n");
-    }
-    fmt::print("auc {:.4f}, auc_batch {:.4f} (batches of {}; -1: no positive/negative pair)\n", r.values.at("auc"),
-               r.values.at("auc_batch"), step);
-  };
-  print_report(report);
+             r.counts.dialogs, r.report.samples, r.report.positives, r.report.negatives, r.counts.unknown_feedback,
+             r.items, r.load_seconds, r.eval_seconds,
+             r.report.samples ? 1000.0 * r.eval_seconds / r.report.samples : 0.0);
+  print_report(r.report, plan.batch_size);
   fmt::print("\nde-duplicated: {} samples (gold not named before), the items the context names left out{}\n",
-             dedup.samples, feedback_strength > 0 ? fmt::format(", feedback strength {}", feedback_strength) : "");
-  print_report(dedup);
-  const json replies = responder ? reply_report(reply_stats) : json();
-  if (responder) {
-    fmt::print("replies {} ({:.2f} s each), {:.1f} words on average\n", replies["replies"].get<std::size_t>(),
-               reply_stats.words.empty() ? 0.0 : reply_stats.seconds / reply_stats.words.size(),
-               replies["avg_words"].get<double>());
-    fmt::print("{:<8}", "");
-    for (int n = 1; n <= 4; ++n) fmt::print(" {:>8}", fmt::format("dist@{}", n));
-    fmt::print("\n{:<8}", "ratio");
-    for (int n = 1; n <= 4; ++n) fmt::print(" {:>8.4f}", replies[fmt::format("dist@{}", n)].get<double>());
-    fmt::print("\n{:<8}", "/reply");
-    for (int n = 1; n <= 4; ++n) fmt::print(" {:>8.4f}", replies[fmt::format("dist@{}_per_reply", n)].get<double>());
-    fmt::print("\n(ratio: distinct / all n-grams, docs/math.md section 10; /reply: distinct n-grams per reply, ECR's evaluate_conv)\n");
-  }
+             r.dedup.samples,
+             plan.feedback_strength > 0 ? fmt::format(", feedback strength {}", plan.feedback_strength) : "");
+  print_report(r.dedup, plan.batch_size);
+  if (r.replies) print_replies(*r.replies, reply_stats);
+}
 
+json results_json(const Plan& plan, const Results& r, const std::filesystem::path& bundle_path,
+                  const std::string& dialogs_path) {
+  json j = {{"bundle", bundle_path.string()},
+            {"baseline", plan.baseline},
+            {"emotions", plan.options.emotions},
+            {"feedback_strength", plan.feedback_strength},
+            {"dialogs_file", dialogs_path},
+            {"dialogs", r.counts.dialogs},
+            {"samples", r.report.samples},
+            {"positives", r.report.positives},
+            {"negatives", r.report.negatives},
+            {"unknown_feedback", r.counts.unknown_feedback},
+            {"movies_not_items", r.counts.not_items},
+            {"items", r.items},
+            {"batch_size", plan.batch_size},
+            {"load_seconds", r.load_seconds},
+            {"eval_seconds", r.eval_seconds},
+            {"metrics", r.report.values},
+            {"dedup_samples", r.dedup.samples},
+            {"dedup_metrics", r.dedup.values}};
+  if (r.replies) j["replies"] = *r.replies;
+  return j;
+}
+
+}  // namespace
+
+int eval(const Argv& argv) {
+  Args args = eval_args();
+  if (!args.parse(argv)) return 0;
+  const Plan plan = read_plan(args);
+
+  const auto t0 = Clock::now();
+  const std::filesystem::path bundle_path = bundle_or_default(args);
+  const Engine engine = Engine::load(bundle_path, plan.options);
+  const Recommender recommender = Recommender::load(engine, plan.options);
+  const long long responses = args.get_int("responses");
+  if (responses < 0) fail<InputError>("--responses must be 0 or more, got {}", responses);
+  const std::optional<Responder> responder =
+      responses ? std::optional(Responder::load(engine, ResponderOptions{})) : std::nullopt;
+  const double load_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+
+  const std::string path = args.get("dialogs");
+  Counts counts;
+  const std::vector<Sample> samples = read_samples(path, plan.limit, recommender, input_timeout(args), counts);
+  const BaselineData baseline = read_baseline(args, plan.baseline, recommender);
+  const auto t1 = Clock::now();
+  Ranks ranks;
+  ReplyStats reply_stats;
+  if (plan.baseline == "model")
+    rank_by_model(plan, samples, recommender, responder, static_cast<std::size_t>(responses), reply_stats, ranks);
+  else
+    rank_by_baseline(plan, baseline, samples, recommender, ranks);
+  const double eval_seconds = std::chrono::duration<double>(Clock::now() - t1).count();
+
+  Results results{counts,
+                  eval::rank_report(ranks.ranked, eval::kDefaultKs, plan.batch_size),
+                  eval::rank_report(ranks.unmentioned, eval::kDefaultKs, plan.batch_size),
+                  recommender.graph().items().size(),
+                  load_seconds,
+                  eval_seconds,
+                  responder ? std::optional(reply_report(reply_stats)) : std::nullopt};
+  for (const eval::RankedSample& s : ranks.ranked)
+    results.counts.unknown_feedback += s.feedback == eval::Feedback::unknown;
+  print_results(plan, results, reply_stats);
   if (const auto out = args.get_opt("json")) {
-    json j = {{"bundle", bundle_path.string()},
-              {"baseline", baseline},
-              {"emotions", options.emotions},
-              {"feedback_strength", feedback_strength},
-              {"dialogs_file", path},
-              {"dialogs", counts.dialogs},
-              {"samples", report.samples},
-              {"positives", report.positives},
-              {"negatives", report.negatives},
-              {"unknown_feedback", counts.unknown_feedback},
-              {"movies_not_items", counts.not_items},
-              {"items", items.size()},
-              {"batch_size", step},
-              {"load_seconds", load_seconds},
-              {"eval_seconds", eval_seconds},
-              {"metrics", report.values},
-              {"dedup_samples", dedup.samples},
-              {"dedup_metrics", dedup.values}};
-    if (responder) j["replies"] = replies;
     // Checked to the last byte and renamed into place: a full disk is an error, not an empty file.
-    write_file(*out, j.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+    write_file(*out, results_json(plan, results, bundle_path, path).dump(2, ' ', false, json::error_handler_t::replace) +
+                         "\n");
   }
   return 0;
 }

@@ -26,9 +26,9 @@ namespace ecr::cli {
 namespace {
 
 // The component's tokenizer, when it names one the bundle has.
-std::optional<Tokenizer> component_tokenizer(const Component& component) {
-  if (!component.tokenizer) return std::nullopt;
-  return Tokenizer::from_json(component.tokenizer_spec());
+std::shared_ptr<const Tokenizer> component_tokenizer(const Component& component) {
+  if (!component.tokenizer) return nullptr;
+  return make_tokenizer(component.tokenizer_spec());
 }
 
 // Decodes on the device the options name (ecr::generate's semantics on either).
@@ -89,7 +89,7 @@ int generate(const Argv& argv) {
   const Component component = read_component(bundle, args.get("component"));
   component.expect_type({"gpt2", "gpt2_classifier"});
   const Gpt2Config config = Gpt2Config::from_fields(component.config);
-  const std::optional<Tokenizer> tokenizer = component_tokenizer(component);
+  const std::shared_ptr<const Tokenizer> tokenizer = component_tokenizer(component);
   if (tokenizer && tokenizer->vocab_size() > config.vocab_size)
     fail<ConfigError>("component '{}': its tokenizer has ids up to {}, beyond its vocab_size {}", component.name,
                       tokenizer->vocab_size() - 1, config.vocab_size);
@@ -117,22 +117,16 @@ int generate(const Argv& argv) {
     options.stop_tokens = {static_cast<std::int32_t>(component.config.integer("eos_token_id", 0, config.vocab_size - 1))};
   }
 
-  // Streaming prints the text decoded so far beyond what is already out, holding back a
-  // trailing U+FFFD: it may be a character whose bytes are split across tokens.
-  std::vector<std::int32_t> streamed;
-  std::size_t printed = 0;
+  // Streaming prints each token's text as it comes, a character split across tokens once whole.
+  std::optional<DecodeStream> text_stream;
+  std::size_t streamed = 0;
   if (args.get_flag("stream") && !args.get_flag("json")) {
+    if (tokenizer) text_stream.emplace(*tokenizer);
     options.on_token = [&](std::int32_t token) {
-      streamed.push_back(token);
-      if (!tokenizer) {
-        fmt::print("{}{}", streamed.size() > 1 ? "," : "", token);
-      } else {
-        const std::string text = tokenizer->decode(streamed);
-        std::size_t end = text.size();
-        if (text.ends_with("\xEF\xBF\xBD")) end -= 3;
-        if (end > printed) fmt::print("{}", printable(std::string_view(text).substr(printed, end - printed), true));
-        printed = std::max(printed, end);
-      }
+      if (text_stream)
+        fmt::print("{}", printable(text_stream->push(token), true));
+      else
+        fmt::print("{}{}", streamed++ ? "," : "", token);
       std::fflush(stdout);
       return true;
     };
@@ -146,7 +140,7 @@ int generate(const Argv& argv) {
     if (tokenizer) out["text"] = text;
     fmt::print("{}\n", json_text(out));
   } else if (options.on_token) {
-    if (tokenizer && printed < text.size()) fmt::print("{}", printable(text.substr(printed), true));
+    if (text_stream) fmt::print("{}", printable(text_stream->finish(), true));
     fmt::print("\n");
   } else if (tokenizer) {
     fmt::print("{}\n", printable(text, true));  // a model's bytes never drive the terminal

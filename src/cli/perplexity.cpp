@@ -137,7 +137,7 @@ int perplexity(const Argv& argv) {
     fail<ConfigError>("component '{}': n_positions {} leaves nothing to predict", component.name, config.n_positions);
   const std::string path = args.get("dialogs");
   const auto dialogs =
-      read_dialogs(path, static_cast<std::size_t>(sample), Tokenizer::from_json(component.tokenizer_spec()),
+      read_dialogs(path, static_cast<std::size_t>(sample), *make_tokenizer(component.tokenizer_spec()),
                    input_timeout(args));
   std::size_t tokens = 0;  // every token after a dialog's first
   for (const auto& ids : dialogs) tokens += ids.size() - 1;

@@ -10,7 +10,7 @@
 #include "ecr/core/error.hpp"
 #include "ecr/io/bundle.hpp"
 #include "ecr/io/component.hpp"
-#include "ecr/text/tokenizer.hpp"
+#include "ecr/text/byte_level_bpe.hpp"
 #include "input.hpp"
 #include "output.hpp"
 
@@ -18,7 +18,7 @@ namespace ecr::cli {
 
 namespace {
 
-Tokenizer load_tokenizer(const Args& args) {
+std::shared_ptr<const Tokenizer> load_tokenizer(const Args& args) {
   if (auto bundle_path = args.get_opt("bundle")) {
     if (args.has("vocab") || args.has("merges") || args.has("added"))
       fail<InputError>("--bundle takes the tokenizer from the bundle; drop --vocab/--merges/--added");
@@ -26,7 +26,7 @@ Tokenizer load_tokenizer(const Args& args) {
     BundleOptions options;
     options.verify_checksums = false;  // only the metadata is read
     const Bundle bundle = Bundle::open(*bundle_path, options);
-    return Tokenizer::from_json(tokenizer_spec(bundle, name));
+    return make_tokenizer(tokenizer_spec(bundle, name));
   }
   std::map<std::string, std::int32_t> added;
   if (auto text = args.get_opt("added")) {
@@ -41,7 +41,8 @@ Tokenizer load_tokenizer(const Args& args) {
       added.emplace(token, id.get<std::int32_t>());
     }
   }
-  return Tokenizer::from_files(args.get("vocab"), args.get("merges"), std::move(added));
+  return std::make_shared<const text::ByteLevelBpe>(
+      text::ByteLevelBpe::from_files(args.get("vocab"), args.get("merges"), std::move(added)));
 }
 
 }  // namespace
@@ -57,7 +58,7 @@ int tokenize(const Argv& argv) {
       .option("input", "FILE", "read this file instead of stdin")
       .option("timeout", "SECONDS", kTimeoutHelp, kDefaultTimeout);
   if (!args.parse(argv)) return 0;
-  const Tokenizer tokenizer = load_tokenizer(args);
+  const std::shared_ptr<const Tokenizer> tokenizer = load_tokenizer(args);
 
   LineReader in(args.get_opt("input").value_or("-"), "input", input_timeout(args));
   const std::string& source = in.source();
@@ -70,7 +71,7 @@ int tokenize(const Argv& argv) {
     const std::string& text = row["text"].get_ref<const std::string&>();
     std::vector<std::int32_t> ids;
     try {
-      ids = tokenizer.encode(text);
+      ids = tokenizer->encode(text);
     } catch (const InputError& e) {
       std::string_view why = e.what();
       why.remove_prefix(to_string(e.kind()).size() + 2);  // "input error: "

@@ -155,7 +155,24 @@ struct Bundle::Impl {
   mutable std::unique_ptr<Slot[]> slots;
   bool verified = false;  // every CRC was checked at open
 
+  // Opening reads the file in the order of docs/format.md, each stage checking what it reads
+  // before the next one uses it.
   void parse(const BundleOptions& options);
+  struct Header {
+    std::uint64_t meta_off, meta_size, table_off, table_size, count;
+    std::uint32_t meta_crc, table_crc;
+  };
+  Header read_header() const;
+  void check_layout(const Header& header) const;
+  void check_section_crcs(const Header& header, std::span<const std::byte> meta_bytes,
+                          std::span<const std::byte> table_bytes) const;
+  void read_metadata(std::span<const std::byte> meta_bytes);
+  void read_table(const Header& header, std::span<const std::byte> table_bytes);
+  TensorInfo read_entry(Cursor& cur, std::size_t e) const;
+  void check_entry_data(const TensorInfo& info, std::uint64_t table_end) const;
+  void index_names();
+  void check_no_overlap() const;
+
   void check_crc(const TensorInfo& info) const;
   Tensor tensor(std::size_t i, bool check_finite) const;
   Tensor decompress(const TensorInfo& info) const;
@@ -163,10 +180,27 @@ struct Bundle::Impl {
 };
 
 void Bundle::Impl::parse(const BundleOptions& options) {
+  const Header header = read_header();
+  check_layout(header);
   const std::span<const std::byte> file = image->bytes();
-  const std::uint64_t size = file.size();
-  if (size < kHeaderSize)
-    fail<FormatError>("bundle '{}': {} bytes is shorter than the 64-byte header", label, size);
+  const auto meta_bytes = file.subspan(header.meta_off, header.meta_size);
+  const auto table_bytes = file.subspan(header.table_off, header.table_size);
+  check_section_crcs(header, meta_bytes, table_bytes);
+  read_metadata(meta_bytes);
+  read_table(header, table_bytes);
+  index_names();
+  check_no_overlap();
+  // Everything is in bounds. Tensors are made at first use (tensor()).
+  if (options.verify_checksums)
+    for (const auto& info : infos) check_crc(info);
+  verified = options.verify_checksums;
+  slots = std::make_unique<Slot[]>(infos.size());
+}
+
+Bundle::Impl::Header Bundle::Impl::read_header() const {
+  const std::span<const std::byte> file = image->bytes();
+  if (file.size() < kHeaderSize)
+    fail<FormatError>("bundle '{}': {} bytes is shorter than the 64-byte header", label, file.size());
   const std::byte* h = file.data();
   if (std::memcmp(h, kMagic, sizeof kMagic) != 0)
     fail<FormatError>("bundle '{}': bad magic (expected 'ECRBUNDL'; not an ecr bundle)", label);
@@ -176,14 +210,16 @@ void Bundle::Impl::parse(const BundleOptions& options) {
   const auto alignment = load_le<std::uint32_t>(h + 12);
   if (alignment != kBundleAlignment)
     fail<FormatError>("bundle '{}': alignment {} (expected {})", label, alignment, kBundleAlignment);
-  const auto meta_off = load_le<std::uint64_t>(h + 16);
-  const auto meta_size = load_le<std::uint64_t>(h + 24);
-  const auto table_off = load_le<std::uint64_t>(h + 32);
-  const auto table_size = load_le<std::uint64_t>(h + 40);
-  const auto count = load_le<std::uint64_t>(h + 48);
-  const auto meta_crc = load_le<std::uint32_t>(h + 56);
-  const auto table_crc = load_le<std::uint32_t>(h + 60);
+  return {load_le<std::uint64_t>(h + 16), load_le<std::uint64_t>(h + 24), load_le<std::uint64_t>(h + 32),
+          load_le<std::uint64_t>(h + 40), load_le<std::uint64_t>(h + 48), load_le<std::uint32_t>(h + 56),
+          load_le<std::uint32_t>(h + 60)};
+}
 
+// The metadata follows the header and the table follows the metadata, both inside the file.
+void Bundle::Impl::check_layout(const Header& header) const {
+  const std::uint64_t size = image->bytes().size();
+  const std::uint64_t meta_off = header.meta_off, meta_size = header.meta_size;
+  const std::uint64_t table_off = header.table_off, table_size = header.table_size;
   if (meta_off != kHeaderSize)
     fail<FormatError>("bundle '{}': metadata_offset {} (expected {})", label, meta_off, kHeaderSize);
   if (meta_size > size - meta_off)
@@ -194,19 +230,21 @@ void Bundle::Impl::parse(const BundleOptions& options) {
   if (table_size > size - table_off)
     fail<FormatError>("bundle '{}': tensor table of {} bytes at offset {} runs past the end of the file ({} bytes)",
                       label, table_size, table_off, size);
-  const std::uint64_t table_end = table_off + table_size;
+}
 
-  const auto meta_bytes = file.subspan(meta_off, meta_size);
-  const auto table_bytes = file.subspan(table_off, table_size);
+void Bundle::Impl::check_section_crcs(const Header& header, std::span<const std::byte> meta_bytes,
+                                      std::span<const std::byte> table_bytes) const {
   // Fuzzing builds skip the two header checksums so that mutated tables reach the parser below
   // (the usual libFuzzer convention); every other build checks them.
 #ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
-  if (crc32(meta_bytes) != meta_crc) fail<FormatError>("bundle '{}': metadata checksum mismatch", label);
-  if (crc32(table_bytes) != table_crc) fail<FormatError>("bundle '{}': tensor table checksum mismatch", label);
+  if (crc32(meta_bytes) != header.meta_crc) fail<FormatError>("bundle '{}': metadata checksum mismatch", label);
+  if (crc32(table_bytes) != header.table_crc) fail<FormatError>("bundle '{}': tensor table checksum mismatch", label);
 #else
-  (void)meta_crc, (void)table_crc;
+  (void)header, (void)meta_bytes, (void)table_bytes;
 #endif
+}
 
+void Bundle::Impl::read_metadata(std::span<const std::byte> meta_bytes) {
   const std::string_view meta_text(reinterpret_cast<const char*>(meta_bytes.data()), meta_bytes.size());
   if (auto bad = utf8_error_offset(meta_text))
     fail<FormatError>("bundle '{}': metadata is not valid UTF-8 (byte {})", label, *bad);
@@ -220,88 +258,108 @@ void Bundle::Impl::parse(const BundleOptions& options) {
   if (const auto u = metadata.find("untrained"); u != metadata.end() && !u->is_boolean())
     fail<FormatError>("bundle '{}': metadata field 'untrained' must be true or false, found {}", label,
                       u->type_name());
+}
 
+void Bundle::Impl::read_table(const Header& header, std::span<const std::byte> table_bytes) {
   // The smallest entry (rank 0, one-byte name) is 33 bytes; more entries than that cannot fit.
   constexpr std::uint64_t kMinEntry = 4 + 1 + 4 + 8 + 8 + 4 + 4;
-  if (count > table_size / kMinEntry)
-    fail<FormatError>("bundle '{}': tensor_count {} cannot fit in a {}-byte table", label, count, table_size);
-  infos.reserve(count);
+  if (header.count > header.table_size / kMinEntry)
+    fail<FormatError>("bundle '{}': tensor_count {} cannot fit in a {}-byte table", label, header.count,
+                      header.table_size);
+  infos.reserve(header.count);
   Cursor cur(table_bytes, label);
-  for (std::size_t e = 0; e < count; ++e) {
-    TensorInfo info;
-    const auto name_len = cur.read<std::uint32_t>("name_length", e);
-    if (name_len == 0 || name_len > kMaxNameLength)
-      fail<FormatError>("bundle '{}': entry {}: name_length {} (expected 1..{})", label, e, name_len, kMaxNameLength);
-    info.name = std::string(cur.read_bytes(name_len, "name", e));
-    if (info.name.find('\0') != std::string::npos || !is_valid_utf8(info.name))
-      fail<FormatError>("bundle '{}': entry {}: name is not NUL-free UTF-8", label, e);
-    const auto dtype = cur.read<std::uint8_t>("dtype", e);
-    const auto codec = cur.read<std::uint8_t>("codec", e);
-    const auto rank = cur.read<std::uint8_t>("rank", e);
-    const auto reserved8 = cur.read<std::uint8_t>("reserved", e);
-    if (!dtype_from_code(dtype))
-      fail<FormatError>("bundle '{}': tensor '{}': unknown dtype code {}", label, info.name, dtype);
-    if (codec > 1) fail<FormatError>("bundle '{}': tensor '{}': unknown codec {}", label, info.name, codec);
-    if (rank > kMaxRank) fail<FormatError>("bundle '{}': tensor '{}': rank {} (at most {})", label, info.name, rank, kMaxRank);
-    if (reserved8 != 0) fail<FormatError>("bundle '{}': tensor '{}': reserved byte is {} (expected 0)", label, info.name, reserved8);
-    info.dtype = *dtype_from_code(dtype);
-    info.codec = static_cast<Codec>(codec);
-    for (int d = 0; d < rank; ++d) {
-      const auto dim = cur.read<std::uint64_t>("dims", e);
-      if (dim > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-        fail<FormatError>("bundle '{}': tensor '{}': dimension {} is too large", label, info.name, dim);
-      info.shape.push_back(static_cast<std::int64_t>(dim));
-    }
-    info.offset = cur.read<std::uint64_t>("data_offset", e);
-    info.stored_size = cur.read<std::uint64_t>("stored_size", e);
-    info.crc32 = cur.read<std::uint32_t>("crc32", e);
-    if (cur.read<std::uint32_t>("reserved", e) != 0)
-      fail<FormatError>("bundle '{}': tensor '{}': reserved field is not 0", label, info.name);
-
-    std::int64_t numel = 0;
-    try {
-      numel = shape_numel(info.shape);
-    } catch (const ShapeError&) {
-      fail<FormatError>("bundle '{}': tensor '{}': element count of {} overflows", label, info.name, shape_string(info.shape));
-    }
-    const std::uint64_t elem = dtype_size(info.dtype);
-    if (static_cast<std::uint64_t>(numel) > std::numeric_limits<std::uint64_t>::max() / 2 / elem)
-      fail<FormatError>("bundle '{}': tensor '{}': byte size of {} overflows", label, info.name, shape_string(info.shape));
-    const std::uint64_t raw_size = static_cast<std::uint64_t>(numel) * elem;
-    if (info.codec == Codec::raw && info.stored_size != raw_size)
-      fail<FormatError>("bundle '{}': tensor '{}': stored_size {} but {} {} needs {} bytes", label, info.name,
-                        info.stored_size, dtype_name(info.dtype), shape_string(info.shape), raw_size);
-    if (info.codec == Codec::zstd && raw_size / kMaxZstdRatio > info.stored_size)
-      fail<FormatError>("bundle '{}': tensor '{}': {} zstd bytes cannot hold {} bytes", label, info.name,
-                        info.stored_size, raw_size);
-    if (info.offset % kBundleAlignment != 0)
-      fail<FormatError>("bundle '{}': tensor '{}': data_offset {} is not a multiple of {}", label, info.name, info.offset,
-                        kBundleAlignment);
-    if (info.offset < table_end)
-      fail<FormatError>("bundle '{}': tensor '{}': data_offset {} lies before the end of the table ({})", label,
-                        info.name, info.offset, table_end);
-    if (info.offset > size || info.stored_size > size - info.offset)
-      fail<FormatError>("bundle '{}': tensor '{}': {} bytes at offset {} run past the end of the file ({} bytes)",
-                        label, info.name, info.stored_size, info.offset, size);
-    if (info.codec == Codec::zstd) {
-      // The frame header states its content size: checked against the shape now, so that a frame
-      // that lies is refused at open and nothing is ever allocated for it.
-      const unsigned long long declared = ZSTD_getFrameContentSize(file.data() + info.offset, info.stored_size);
-      if (declared == ZSTD_CONTENTSIZE_ERROR || declared == ZSTD_CONTENTSIZE_UNKNOWN)
-        fail<FormatError>("bundle '{}': tensor '{}': zstd frame does not declare its size", label, info.name);
-      if (declared != raw_size)
-        fail<FormatError>("bundle '{}': tensor '{}': zstd frame declares {} bytes, but {} {} has {}", label,
-                          info.name, declared, dtype_name(info.dtype), shape_string(info.shape), raw_size);
-    }
+  for (std::size_t e = 0; e < header.count; ++e) {
+    TensorInfo info = read_entry(cur, e);
+    check_entry_data(info, header.table_off + header.table_size);
     infos.push_back(std::move(info));
   }
   if (!cur.done())
-    fail<FormatError>("bundle '{}': tensor table has trailing bytes after {} entries", label, count);
+    fail<FormatError>("bundle '{}': tensor table has trailing bytes after {} entries", label, header.count);
+}
 
+// One entry's fields, each checked as it is read.
+TensorInfo Bundle::Impl::read_entry(Cursor& cur, std::size_t e) const {
+  TensorInfo info;
+  const auto name_len = cur.read<std::uint32_t>("name_length", e);
+  if (name_len == 0 || name_len > kMaxNameLength)
+    fail<FormatError>("bundle '{}': entry {}: name_length {} (expected 1..{})", label, e, name_len, kMaxNameLength);
+  info.name = std::string(cur.read_bytes(name_len, "name", e));
+  if (info.name.find('\0') != std::string::npos || !is_valid_utf8(info.name))
+    fail<FormatError>("bundle '{}': entry {}: name is not NUL-free UTF-8", label, e);
+  const auto dtype = cur.read<std::uint8_t>("dtype", e);
+  const auto codec = cur.read<std::uint8_t>("codec", e);
+  const auto rank = cur.read<std::uint8_t>("rank", e);
+  const auto reserved8 = cur.read<std::uint8_t>("reserved", e);
+  if (!dtype_from_code(dtype))
+    fail<FormatError>("bundle '{}': tensor '{}': unknown dtype code {}", label, info.name, dtype);
+  if (codec > 1) fail<FormatError>("bundle '{}': tensor '{}': unknown codec {}", label, info.name, codec);
+  if (rank > kMaxRank) fail<FormatError>("bundle '{}': tensor '{}': rank {} (at most {})", label, info.name, rank, kMaxRank);
+  if (reserved8 != 0) fail<FormatError>("bundle '{}': tensor '{}': reserved byte is {} (expected 0)", label, info.name, reserved8);
+  info.dtype = *dtype_from_code(dtype);
+  info.codec = static_cast<Codec>(codec);
+  for (int d = 0; d < rank; ++d) {
+    const auto dim = cur.read<std::uint64_t>("dims", e);
+    if (dim > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+      fail<FormatError>("bundle '{}': tensor '{}': dimension {} is too large", label, info.name, dim);
+    info.shape.push_back(static_cast<std::int64_t>(dim));
+  }
+  info.offset = cur.read<std::uint64_t>("data_offset", e);
+  info.stored_size = cur.read<std::uint64_t>("stored_size", e);
+  info.crc32 = cur.read<std::uint32_t>("crc32", e);
+  if (cur.read<std::uint32_t>("reserved", e) != 0)
+    fail<FormatError>("bundle '{}': tensor '{}': reserved field is not 0", label, info.name);
+  return info;
+}
+
+// An entry's data: its size agrees with its shape and codec, and it lies after the table and
+// inside the file.
+void Bundle::Impl::check_entry_data(const TensorInfo& info, std::uint64_t table_end) const {
+  const std::span<const std::byte> file = image->bytes();
+  const std::uint64_t size = file.size();
+  std::int64_t numel = 0;
+  try {
+    numel = shape_numel(info.shape);
+  } catch (const ShapeError&) {
+    fail<FormatError>("bundle '{}': tensor '{}': element count of {} overflows", label, info.name, shape_string(info.shape));
+  }
+  const std::uint64_t elem = dtype_size(info.dtype);
+  if (static_cast<std::uint64_t>(numel) > std::numeric_limits<std::uint64_t>::max() / 2 / elem)
+    fail<FormatError>("bundle '{}': tensor '{}': byte size of {} overflows", label, info.name, shape_string(info.shape));
+  const std::uint64_t raw_size = static_cast<std::uint64_t>(numel) * elem;
+  if (info.codec == Codec::raw && info.stored_size != raw_size)
+    fail<FormatError>("bundle '{}': tensor '{}': stored_size {} but {} {} needs {} bytes", label, info.name,
+                      info.stored_size, dtype_name(info.dtype), shape_string(info.shape), raw_size);
+  if (info.codec == Codec::zstd && raw_size / kMaxZstdRatio > info.stored_size)
+    fail<FormatError>("bundle '{}': tensor '{}': {} zstd bytes cannot hold {} bytes", label, info.name,
+                      info.stored_size, raw_size);
+  if (info.offset % kBundleAlignment != 0)
+    fail<FormatError>("bundle '{}': tensor '{}': data_offset {} is not a multiple of {}", label, info.name, info.offset,
+                      kBundleAlignment);
+  if (info.offset < table_end)
+    fail<FormatError>("bundle '{}': tensor '{}': data_offset {} lies before the end of the table ({})", label,
+                      info.name, info.offset, table_end);
+  if (info.offset > size || info.stored_size > size - info.offset)
+    fail<FormatError>("bundle '{}': tensor '{}': {} bytes at offset {} run past the end of the file ({} bytes)",
+                      label, info.name, info.stored_size, info.offset, size);
+  if (info.codec == Codec::zstd) {
+    // The frame header states its content size: checked against the shape now, so that a frame
+    // that lies is refused at open and nothing is ever allocated for it.
+    const unsigned long long declared = ZSTD_getFrameContentSize(file.data() + info.offset, info.stored_size);
+    if (declared == ZSTD_CONTENTSIZE_ERROR || declared == ZSTD_CONTENTSIZE_UNKNOWN)
+      fail<FormatError>("bundle '{}': tensor '{}': zstd frame does not declare its size", label, info.name);
+    if (declared != raw_size)
+      fail<FormatError>("bundle '{}': tensor '{}': zstd frame declares {} bytes, but {} {} has {}", label,
+                        info.name, declared, dtype_name(info.dtype), shape_string(info.shape), raw_size);
+  }
+}
+
+void Bundle::Impl::index_names() {
   for (std::size_t i = 0; i < infos.size(); ++i)
     if (!index.emplace(infos[i].name, i).second)
       fail<FormatError>("bundle '{}': duplicate tensor name '{}'", label, infos[i].name);
+}
 
+void Bundle::Impl::check_no_overlap() const {
   // Empty tensors take no bytes (the next tensor may start at the same offset), so only tensors
   // with data can overlap.
   std::vector<const TensorInfo*> by_offset;
@@ -312,12 +370,6 @@ void Bundle::Impl::parse(const BundleOptions& options) {
     if (by_offset[i - 1]->offset + by_offset[i - 1]->stored_size > by_offset[i]->offset)
       fail<FormatError>("bundle '{}': data of tensors '{}' and '{}' overlap", label, by_offset[i - 1]->name,
                         by_offset[i]->name);
-
-  // Everything is in bounds. Tensors are made at first use (tensor()).
-  if (options.verify_checksums)
-    for (const auto& info : infos) check_crc(info);
-  verified = options.verify_checksums;
-  slots = std::make_unique<Slot[]>(infos.size());
 }
 
 Tensor Bundle::Impl::decompress(const TensorInfo& info) const {

@@ -4,14 +4,14 @@
 
 namespace ecr::pipeline {
 
-Tokenizer component_tokenizer(const Component& component) {
-  Tokenizer tokenizer = Tokenizer::from_json(component.tokenizer_spec());
+std::shared_ptr<const Tokenizer> component_tokenizer(const Component& component) {
+  std::shared_ptr<const Tokenizer> tokenizer = make_tokenizer(component.tokenizer_spec());
   // Every id the tokenizer can give needs a row of the model's embeddings: a mismatch is the
   // bundle's fault, found here at load rather than as a bad id in the middle of a request.
-  const std::int64_t vocab = component.config.integer_or("vocab_size", tokenizer.vocab_size(), 1);
-  if (tokenizer.vocab_size() > vocab)
+  const std::int64_t vocab = component.config.integer_or("vocab_size", tokenizer->vocab_size(), 1);
+  if (tokenizer->vocab_size() > vocab)
     fail<ConfigError>("bundle '{}': component '{}': tokenizer '{}' has ids up to {}, beyond its vocab_size {}",
-                      component.bundle->label(), component.name, *component.tokenizer, tokenizer.vocab_size() - 1,
+                      component.bundle->label(), component.name, *component.tokenizer, tokenizer->vocab_size() - 1,
                       vocab);
   return tokenizer;
 }

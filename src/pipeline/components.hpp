@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,7 +24,7 @@ inline constexpr std::string_view kPromptCls = "<s>";
 
 // The tokenizer the component names (Component::tokenizer_spec); ConfigError when it has ids at
 // or beyond the component's config.vocab_size.
-Tokenizer component_tokenizer(const Component& component);
+std::shared_ptr<const Tokenizer> component_tokenizer(const Component& component);
 // The id of a token the models rely on; ConfigError naming the component when absent.
 std::int32_t special_token(const Tokenizer& tokenizer, std::string_view token, const std::string& component);
 // A view loaded from a shared engine leaves the EngineOptions part of its options as they are or

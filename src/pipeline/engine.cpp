@@ -36,7 +36,7 @@ Model load_model(const Bundle& bundle, const std::string& name, std::string_view
   return Model::load(read_component(bundle, name, role), pool);
 }
 
-Tokenizer load_tokenizer(const Bundle& bundle, const std::string& name, std::string_view role) {
+std::shared_ptr<const Tokenizer> load_tokenizer(const Bundle& bundle, const std::string& name, std::string_view role) {
   return component_tokenizer(read_component(bundle, name, role));
 }
 
@@ -50,16 +50,17 @@ void Engine::Impl::load_together(std::initializer_list<std::function<void()>> pa
 }
 
 const Tokenizer& Engine::Impl::backbone_tokenizer() const {
-  return backbone_tokenizer_.get([&] { return load_tokenizer(bundle, options.components.backbone, "the backbone"); });
+  return *backbone_tokenizer_.get([&] { return load_tokenizer(bundle, options.components.backbone, "the backbone"); });
 }
 
 const Tokenizer& Engine::Impl::text_encoder_tokenizer() const {
-  return text_encoder_tokenizer_.get(
+  return *text_encoder_tokenizer_.get(
       [&] { return load_tokenizer(bundle, options.components.text_encoder, "the text encoder"); });
 }
 
 const Tokenizer& Engine::Impl::generator_tokenizer() const {
-  return generator_tokenizer_.get([&] { return load_tokenizer(bundle, options.components.generator, "the generator"); });
+  return *generator_tokenizer_.get(
+      [&] { return load_tokenizer(bundle, options.components.generator, "the generator"); });
 }
 
 const Gpt2Model& Engine::Impl::backbone() const {

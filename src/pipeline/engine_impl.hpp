@@ -43,7 +43,7 @@ class Lazy {
 // docs/math.md section 6: the emotion classifier's input template around the user's turn, and how its
 // scores become probabilities. The model itself is a part of its own (CPU or device).
 struct EmotionClassifier {
-  Tokenizer tokenizer;
+  std::shared_ptr<const Tokenizer> tokenizer;
   std::string before, after;
   bool multi_label = false;  // a sigmoid per label instead of a softmax
 };
@@ -106,7 +106,7 @@ struct Engine::Impl {
 #endif
 
  private:
-  pipeline::Lazy<Tokenizer> backbone_tokenizer_, text_encoder_tokenizer_, generator_tokenizer_;
+  pipeline::Lazy<std::shared_ptr<const Tokenizer>> backbone_tokenizer_, text_encoder_tokenizer_, generator_tokenizer_;
   pipeline::Lazy<Gpt2Model> backbone_, generator_, classifier_model_;
   pipeline::Lazy<RobertaModel> text_encoder_;
   pipeline::Lazy<PromptEncoder> rec_prompt_, conv_prompt_;

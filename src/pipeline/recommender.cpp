@@ -238,7 +238,7 @@ void Recommender::Impl::label_emotions(std::vector<Dialog>& prepared, std::vecto
     for (std::size_t t = 0; t < prepared[b].turns.size(); ++t) {
       const Turn& turn = prepared[b].turns[t];
       if (turn.role != Role::user || turn.emotions || turn.text.empty()) continue;
-      auto ids = classifier->tokenizer.encode(classifier->before + turn.text + classifier->after);
+      auto ids = classifier->tokenizer->encode(classifier->before + turn.text + classifier->after);
       keep_newest(ids, static_cast<std::size_t>(positions));
       where.emplace_back(b, t);
       inputs.push_back(std::move(ids));

@@ -2,486 +2,94 @@
 
 #include <algorithm>
 #include <array>
-#include <fstream>
-#include <sstream>
-#include <unordered_map>
-
-#include <fmt/format.h>
 
 #include "ecr/core/error.hpp"
-#include "unicode.hpp"
+#include "ecr/core/utf8.hpp"
+#include "ecr/text/byte_level_bpe.hpp"
+#include "tokenizer_spec.hpp"
 
 namespace ecr {
 
 namespace {
 
-// Ids above this are refused at load: the id tables are dense, so a stray huge id in a file
-// would otherwise allocate gigabytes.
-constexpr std::int32_t kMaxTokenId = (1 << 24) - 1;
-
-// GPT-2's bytes_to_unicode(): printable bytes stand for themselves, the other 68 map to
-// U+0100.. in byte order, so that every token is printable text without spaces.
-struct ByteLevel {
-  std::array<std::string, 256> symbol;    // byte -> its character, UTF-8 encoded
-  std::array<std::int16_t, 324> byte_of;  // character -> byte, -1 where none
-
-  ByteLevel() {
-    byte_of.fill(-1);
-    char32_t next = 256;
-    for (int b = 0; b < 256; ++b) {
-      const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
-      const char32_t c = printable ? static_cast<char32_t>(b) : next++;
-      append_utf8(symbol[b], c);
-      byte_of[c] = static_cast<std::int16_t>(b);
-    }
+// Where the bytes of `s` stop forming whole characters: the start of a sequence at the very end
+// that a later byte may still complete (a lead byte and fewer trail bytes than it needs, all
+// well-formed so far); s.size() when there is none. Before it, nothing changes when bytes are
+// appended, so replace_invalid_utf8 of the part before it is final.
+std::size_t complete_end(std::string_view s) {
+  // A character is at most 4 bytes, so only the last 3 can start an unfinished one.
+  for (std::size_t back = 1; back <= std::min<std::size_t>(3, s.size()); ++back) {
+    const std::size_t i = s.size() - back;
+    const auto lead = static_cast<unsigned char>(s[i]);
+    if (lead < 0xC2 || lead > 0xF4) continue;  // ASCII, a trail byte, or never a lead
+    const Utf8Step step = decode_utf8(s, i);
+    // Cut short by the end of `s` rather than by a bad byte: decode_utf8 stops at the end.
+    return !step.valid && i + step.size == s.size() ? i : s.size();
   }
-
-  // The raw bytes a vocab token stands for; nullopt when it is not byte-level text.
-  std::optional<std::string> to_bytes(std::string_view token) const {
-    std::string out;
-    for (std::size_t i = 0; i < token.size();) {
-      const Utf8Step step = decode_utf8(token, i);
-      if (!step.valid || step.code_point >= byte_of.size() || byte_of[step.code_point] < 0) return std::nullopt;
-      out += static_cast<char>(byte_of[step.code_point]);
-      i += step.size;
-    }
-    return out;
-  }
-};
-
-const ByteLevel& byte_level() {
-  static const ByteLevel table;
-  return table;
-}
-
-// (left id, right id) -> (rank, merged id), open addressing: the BPE loop's only lookup.
-class MergeTable {
- public:
-  struct Entry {
-    std::uint64_t key;
-    std::int32_t rank;
-    std::int32_t merged;
-  };
-
-  explicit MergeTable(std::size_t count = 0) {
-    std::size_t capacity = 16;
-    while (capacity < 2 * count) capacity *= 2;
-    slots_.assign(capacity, Entry{kEmpty, 0, 0});
-    mask_ = capacity - 1;
-  }
-
-  // A later duplicate overrides an earlier one, as in GPT-2's and HuggingFace's loaders.
-  void insert(std::int32_t left, std::int32_t right, std::int32_t rank, std::int32_t merged) {
-    const std::uint64_t k = key(left, right);
-    std::size_t i = slot(k);
-    while (slots_[i].key != kEmpty && slots_[i].key != k) i = (i + 1) & mask_;
-    slots_[i] = Entry{k, rank, merged};
-  }
-
-  const Entry* find(std::int32_t left, std::int32_t right) const {
-    const std::uint64_t k = key(left, right);
-    for (std::size_t i = slot(k);; i = (i + 1) & mask_) {
-      if (slots_[i].key == k) return &slots_[i];
-      if (slots_[i].key == kEmpty) return nullptr;
-    }
-  }
-
- private:
-  static constexpr std::uint64_t kEmpty = ~std::uint64_t{0};
-  static std::uint64_t key(std::int32_t left, std::int32_t right) {
-    return (std::uint64_t{static_cast<std::uint32_t>(left)} << 32) | static_cast<std::uint32_t>(right);
-  }
-  std::size_t slot(std::uint64_t k) const { return static_cast<std::size_t>((k * 0x9E3779B97F4A7C15ull) >> 32) & mask_; }
-
-  std::vector<Entry> slots_;
-  std::size_t mask_ = 0;
-};
-
-enum class CharClass : std::uint8_t { space, letter, number, other };
-
-CharClass classify(char32_t cp) {
-  if (text::is_whitespace(cp)) return CharClass::space;
-  if (cp < 0x80) {
-    if ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z') return CharClass::letter;
-    return cp >= '0' && cp <= '9' ? CharClass::number : CharClass::other;
-  }
-  if (text::is_letter(cp)) return CharClass::letter;
-  return text::is_number(cp) ? CharClass::number : CharClass::other;
-}
-
-struct ClassAt {
-  CharClass cls;
-  std::size_t size;
-};
-
-ClassAt class_at(std::string_view s, std::size_t i) {
-  const Utf8Step step = decode_utf8(s, i);  // `s` was validated by encode()
-  return {classify(step.code_point), step.size};
-}
-
-// End of the pre-split piece starting at `pos`: the alternatives of GPT-2's pattern, tried in
-// order, with the backtracking they need written out. `s` is one stretch between special tokens.
-std::size_t piece_end(std::string_view s, std::size_t pos) {
-  const std::size_t n = s.size();
-  // 's|'t|'re|'ve|'m|'ll|'d (case-sensitive, ASCII apostrophe only)
-  if (s[pos] == '\'' && pos + 1 < n) {
-    const char c = s[pos + 1];
-    if (c == 's' || c == 't' || c == 'm' || c == 'd') return pos + 2;
-    if (pos + 2 < n) {
-      const std::string_view two = s.substr(pos + 1, 2);
-      if (two == "re" || two == "ve" || two == "ll") return pos + 3;
-    }
-  }
-  // ` ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+`: the optional space, then a run of one class.
-  std::size_t start = pos;
-  if (s[pos] == ' ' && pos + 1 < n && class_at(s, pos + 1).cls != CharClass::space) start = pos + 1;
-  const ClassAt first = class_at(s, start);
-  if (first.cls != CharClass::space) {
-    std::size_t i = start + first.size;
-    while (i < n) {
-      const ClassAt c = class_at(s, i);
-      if (c.cls != first.cls) break;
-      i += c.size;
-    }
-    return i;
-  }
-  // `\s+(?!\S)|\s+`: a whitespace run, less its last character when something other than
-  // whitespace follows (that character then joins the next piece as its optional space); a
-  // single whitespace character stands alone.
-  std::size_t i = pos, last = pos, count = 0;
-  while (i < n) {
-    const ClassAt c = class_at(s, i);
-    if (c.cls != CharClass::space) break;
-    last = i;
-    i += c.size;
-    ++count;
-  }
-  return i == n || count == 1 ? i : last;
-}
-
-struct HeapEntry {
-  std::int32_t rank, pos, left, right, merged;
-  bool operator>(const HeapEntry& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
-};
-
-// Buffers reused across the pieces of one encode() call.
-struct Scratch {
-  std::vector<std::int32_t> id, prev, next;
-  std::vector<HeapEntry> heap;
-};
-
-std::string read_file(const std::filesystem::path& path, std::string_view what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail<IoError>("cannot open {} '{}'", what, path.string());
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) fail<IoError>("cannot read {} '{}'", what, path.string());
-  return std::move(ss).str();
-}
-
-bool looks_special(std::string_view token) {
-  if (token == "<s>" || token == "</s>" || token == "<pad>" || token == "<unk>" || token == "<mask>") return true;
-  if (token.size() < 5 || !token.starts_with("<|") || !token.ends_with("|>")) return false;
-  const std::string_view inner = token.substr(2, token.size() - 4);
-  return std::all_of(inner.begin(), inner.end(), [](char c) { return c > ' ' && c < 0x7F && c != '|'; });
+  return s.size();
 }
 
 }  // namespace
 
-struct Tokenizer::Impl {
-  // Everything the files say, kept for to_json().
-  std::vector<std::pair<std::string, std::int32_t>> vocab;
-  std::vector<std::pair<std::int32_t, std::int32_t>> merges;  // rank order, as ids
-  std::map<std::string, std::int32_t> added;
-
-  std::unordered_map<std::string, std::int32_t> token_ids;  // vocab and added tokens
-  std::vector<std::string> token_text;                      // id -> token string
-  std::vector<std::string> token_bytes;                     // id -> what decode() emits
-  std::vector<bool> assigned;
-  std::array<std::int32_t, 256> byte_id{};
-  MergeTable merge_table;
-  std::vector<std::pair<std::string, std::int32_t>> specials;  // longest first
-  std::array<bool, 256> special_lead{};                        // first bytes of specials
-
-  static std::shared_ptr<const Impl> build(const nlohmann::json& vocab, std::string_view vocab_label,
-                                           std::string_view merges_text, std::string_view merges_label,
-                                           std::map<std::string, std::int32_t> added);
-
-  const std::pair<std::string, std::int32_t>* special_at(std::string_view text, std::size_t pos) const;
-  void bpe(std::string_view piece, std::vector<std::int32_t>& out, Scratch& scratch) const;
-  void encode_ordinary(std::string_view text, std::vector<std::int32_t>& out, Scratch& scratch) const;
-  const std::string& checked(const std::vector<std::string>& table, std::int32_t id) const;
-};
-
-std::shared_ptr<const Tokenizer::Impl> Tokenizer::Impl::build(const nlohmann::json& vocab,
-                                                              std::string_view vocab_label,
-                                                              std::string_view merges_text,
-                                                              std::string_view merges_label,
-                                                              std::map<std::string, std::int32_t> added) {
-  auto impl = std::make_shared<Impl>();
-  if (!vocab.is_object()) fail<FormatError>("{}: expected a JSON object of token -> id", vocab_label);
-  std::int32_t max_id = -1;
-  auto check_id = [&](std::string_view token, const nlohmann::json& v, std::string_view where) {
-    if (!v.is_number_integer() || v.get<std::int64_t>() < 0 || v.get<std::int64_t>() > kMaxTokenId)
-      fail<FormatError>("{}: token '{}' has id {}, expected an integer in [0, {}]", where, token, v.dump(),
-                        kMaxTokenId);
-    return v.get<std::int32_t>();
-  };
-  impl->vocab.reserve(vocab.size());
-  for (const auto& [token, v] : vocab.items()) {
-    const std::int32_t id = check_id(token, v, vocab_label);
-    impl->vocab.emplace_back(token, id);
-    max_id = std::max(max_id, id);
-  }
-  for (const auto& [token, id] : added) {
-    if (id < 0 || id > kMaxTokenId)
-      fail<FormatError>("added token '{}' has id {}, expected one in [0, {}]", token, id, kMaxTokenId);
-    if (token.empty() || !is_valid_utf8(token))
-      fail<FormatError>("added token '{}' must be non-empty UTF-8", token);
-    max_id = std::max(max_id, id);
-  }
-
-  const ByteLevel& bl = byte_level();
-  const auto size = static_cast<std::size_t>(max_id + 1);
-  impl->token_text.resize(size);
-  impl->token_bytes.resize(size);
-  impl->assigned.assign(size, false);
-  impl->token_ids.reserve(impl->vocab.size() + added.size());
-  for (const auto& [token, id] : impl->vocab) {
-    if (impl->assigned[id])
-      fail<FormatError>("{}: id {} is used by both '{}' and '{}'", vocab_label, id, impl->token_text[id], token);
-    impl->assigned[id] = true;
-    impl->token_text[id] = token;
-    // A token that is not byte-level text (a special token written with other characters)
-    // decodes as itself.
-    impl->token_bytes[id] = bl.to_bytes(token).value_or(token);
-    impl->token_ids.emplace(token, id);
-    if (looks_special(token)) impl->specials.emplace_back(token, id);
-  }
-  for (const auto& [token, id] : added) {
-    if (auto it = impl->token_ids.find(token); it != impl->token_ids.end()) {
-      if (it->second != id)
-        fail<FormatError>("added token '{}' has id {} but the vocab gives it id {}", token, id, it->second);
-      if (looks_special(token)) continue;  // already listed
-    } else {
-      if (impl->assigned[id])
-        fail<FormatError>("added token '{}' has id {}, which is the vocab's '{}'", token, id, impl->token_text[id]);
-      impl->assigned[id] = true;
-      impl->token_text[id] = token;
-      impl->token_bytes[id] = token;
-      impl->token_ids.emplace(token, id);
-    }
-    impl->specials.emplace_back(token, id);
-  }
-  impl->added = std::move(added);
-  std::stable_sort(impl->specials.begin(), impl->specials.end(),
-                   [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
-  for (const auto& s : impl->specials) impl->special_lead[static_cast<unsigned char>(s.first[0])] = true;
-
-  for (int b = 0; b < 256; ++b) {
-    auto it = impl->token_ids.find(bl.symbol[b]);
-    if (it == impl->token_ids.end())
-      fail<FormatError>("{}: no token for byte 0x{:02X} ('{}'); a byte-level vocab has all 256", vocab_label, b,
-                        bl.symbol[b]);
-    impl->byte_id[b] = it->second;
-  }
-
-  // Merges: one "left right" pair a line, best first.
-  std::vector<std::pair<std::int32_t, std::int32_t>> merges;
-  std::vector<std::int32_t> merged_ids;
-  std::size_t line_no = 0;
-  std::string joined;
-  for (std::size_t pos = 0; pos < merges_text.size();) {
-    std::size_t eol = merges_text.find('\n', pos);
-    if (eol == std::string_view::npos) eol = merges_text.size();
-    std::string_view line = merges_text.substr(pos, eol - pos);
-    pos = eol + 1;
-    ++line_no;
-    if (line.ends_with('\r')) line.remove_suffix(1);
-    if (line.empty() || (line_no == 1 && line.starts_with("#version"))) continue;
-    const std::size_t space = line.find(' ');
-    if (space == 0 || space == std::string_view::npos || space + 1 == line.size() ||
-        line.find(' ', space + 1) != std::string_view::npos)
-      fail<FormatError>("{}: line {}: expected two tokens separated by one space, got '{}'", merges_label, line_no,
-                        line);
-    const std::string_view left = line.substr(0, space), right = line.substr(space + 1);
-    joined.assign(left).append(right);
-    std::int32_t ids[3];
-    const std::string_view parts[3] = {left, right, joined};
-    for (int k = 0; k < 3; ++k) {
-      auto it = impl->token_ids.find(std::string(parts[k]));
-      if (it == impl->token_ids.end())
-        fail<FormatError>("{}: line {}: token '{}' is not in the vocab", merges_label, line_no, parts[k]);
-      ids[k] = it->second;
-    }
-    merges.emplace_back(ids[0], ids[1]);
-    merged_ids.push_back(ids[2]);
-  }
-  impl->merge_table = MergeTable(merges.size());
-  for (std::size_t r = 0; r < merges.size(); ++r)
-    impl->merge_table.insert(merges[r].first, merges[r].second, static_cast<std::int32_t>(r), merged_ids[r]);
-  impl->merges = std::move(merges);
-  return impl;
+std::string Tokenizer::decode(std::span<const std::int32_t> ids) const {
+  std::string bytes;
+  for (const std::int32_t id : ids) append_bytes(id, bytes);
+  return replace_invalid_utf8(bytes);
 }
 
-Tokenizer Tokenizer::from_files(const std::filesystem::path& vocab, const std::filesystem::path& merges,
-                                std::map<std::string, std::int32_t> added_tokens) {
-  const std::string vocab_text = read_file(vocab, "vocab file");
-  const std::string merges_text = read_file(merges, "merges file");
-  const std::string vocab_label = fmt::format("vocab file '{}'", vocab.string());
-  nlohmann::json vocab_json;
+bool Tokenizer::is_control(std::int32_t id) const {
+  const auto& control = special_tokens().control;
+  return std::binary_search(control.begin(), control.end(), id);
+}
+
+std::string DecodeStream::push(std::int32_t id) {
+  const std::size_t before = pending_.size();
   try {
-    vocab_json = nlohmann::json::parse(vocab_text);
-  } catch (const nlohmann::json::exception& e) {
-    fail<FormatError>("{}: invalid JSON: {}", vocab_label, printable(e.what()));
+    tokenizer_.append_bytes(id, pending_);
+  } catch (...) {
+    pending_.resize(before);
+    throw;
   }
-  return Tokenizer(Impl::build(vocab_json, vocab_label, merges_text, fmt::format("merges file '{}'", merges.string()),
-                         std::move(added_tokens)));
+  const std::size_t end = complete_end(pending_);
+  std::string text = replace_invalid_utf8(std::string_view(pending_).substr(0, end));
+  pending_.erase(0, end);
+  return text;
 }
 
-Tokenizer Tokenizer::from_json(const nlohmann::json& spec) {
+std::string DecodeStream::finish() {
+  std::string text = replace_invalid_utf8(pending_);
+  pending_.clear();
+  return text;
+}
+
+std::shared_ptr<const Tokenizer> make_tokenizer(const nlohmann::json& spec) {
+  // One row per implementation. A GGUF file names the same families in tokenizer.ggml.model:
+  // "gpt2" is byte_bpe; "llama" (SentencePiece BPE) would be a row of its own.
+  struct Kind {
+    std::string_view name;
+    std::shared_ptr<const Tokenizer> (*make)(const nlohmann::json& spec);
+  };
+  static constexpr std::array<Kind, 1> kinds = {{
+      {"byte_bpe", [](const nlohmann::json& s) -> std::shared_ptr<const Tokenizer> {
+         return std::make_shared<const text::ByteLevelBpe>(text::ByteLevelBpe::from_json(s));
+       }},
+  }};
+  const std::string_view kind = text::spec_kind(spec);
+  for (const Kind& k : kinds)
+    if (kind == k.name) return k.make(spec);
+  fail<ConfigError>("tokenizer spec: kind '{}' is not supported (expected \"byte_bpe\")", kind);
+}
+
+namespace text {
+
+std::string_view spec_kind(const nlohmann::json& spec) {
   if (!spec.is_object()) fail<FormatError>("tokenizer spec: expected a JSON object, got {}", spec.type_name());
   const auto kind = spec.find("kind");
   if (kind == spec.end() || !kind->is_string())
     fail<FormatError>("tokenizer spec: missing string field 'kind' (expected \"byte_bpe\")");
-  if (*kind != "byte_bpe")
-    fail<ConfigError>("tokenizer spec: kind '{}' is not supported (expected \"byte_bpe\")", kind->get<std::string>());
-  const auto vocab = spec.find("vocab");
-  if (vocab == spec.end()) fail<FormatError>("tokenizer spec: missing field 'vocab'");
-  const auto merges = spec.find("merges");
-  if (merges == spec.end() || !merges->is_string())
-    fail<FormatError>("tokenizer spec: missing string field 'merges' (the merges file's text)");
-  std::map<std::string, std::int32_t> added;
-  if (const auto a = spec.find("added_tokens"); a != spec.end()) {
-    if (!a->is_object()) fail<FormatError>("tokenizer spec: 'added_tokens' must be an object of token -> id");
-    for (const auto& [token, v] : a->items()) {
-      if (!v.is_number_integer() || v.get<std::int64_t>() < 0 || v.get<std::int64_t>() > kMaxTokenId)
-        fail<FormatError>("tokenizer spec: added token '{}' has id {}, expected an integer in [0, {}]", token,
-                          v.dump(), kMaxTokenId);
-      added.emplace(token, v.get<std::int32_t>());
-    }
-  }
-  return Tokenizer(Impl::build(*vocab, "tokenizer spec 'vocab'", merges->get_ref<const std::string&>(),
-                         "tokenizer spec 'merges'", std::move(added)));
+  return kind->get_ref<const std::string&>();
 }
 
-nlohmann::json Tokenizer::to_json() const {
-  nlohmann::json vocab = nlohmann::json::object();
-  for (const auto& [token, id] : impl_->vocab) vocab[token] = id;
-  std::string merges = "#version: 0.2\n";
-  for (const auto& [left, right] : impl_->merges)
-    merges.append(impl_->token_text[left]).append(" ").append(impl_->token_text[right]).append("\n");
-  return {{"kind", "byte_bpe"}, {"vocab", std::move(vocab)}, {"merges", std::move(merges)},
-          {"added_tokens", impl_->added}};
-}
-
-// The special token that starts at `pos`, if any.
-const std::pair<std::string, std::int32_t>* Tokenizer::Impl::special_at(std::string_view text,
-                                                                         std::size_t pos) const {
-  if (!special_lead[static_cast<unsigned char>(text[pos])]) return nullptr;
-  for (const auto& s : specials)
-    if (text.substr(pos).starts_with(s.first)) return &s;
-  return nullptr;
-}
-
-// Applies the merges to one piece, lowest rank first and leftmost first among equals (what
-// GPT-2's loop computes), with a heap so a long piece costs O(n log n). Symbols form a linked
-// list over the piece's bytes; heap entries that no longer match their pair are skipped.
-void Tokenizer::Impl::bpe(std::string_view piece, std::vector<std::int32_t>& out, Scratch& scratch) const {
-  const auto n = static_cast<std::int32_t>(piece.size());
-  if (n == 1) {
-    out.push_back(byte_id[static_cast<unsigned char>(piece[0])]);
-    return;
-  }
-  auto& id = scratch.id;
-  auto& prev = scratch.prev;
-  auto& next = scratch.next;
-  auto& heap = scratch.heap;
-  id.resize(n);
-  prev.resize(n);
-  next.resize(n);
-  heap.clear();
-  for (std::int32_t i = 0; i < n; ++i) {
-    id[i] = byte_id[static_cast<unsigned char>(piece[i])];
-    prev[i] = i - 1;
-    next[i] = i + 1 < n ? i + 1 : -1;
-  }
-  const auto push = [&](std::int32_t i) {
-    const std::int32_t j = next[i];
-    if (j < 0) return;
-    if (const MergeTable::Entry* m = merge_table.find(id[i], id[j])) {
-      heap.push_back({m->rank, i, id[i], id[j], m->merged});
-      std::push_heap(heap.begin(), heap.end(), std::greater<>());
-    }
-  };
-  for (std::int32_t i = 0; i + 1 < n; ++i) push(i);
-  while (!heap.empty()) {
-    std::pop_heap(heap.begin(), heap.end(), std::greater<>());
-    const HeapEntry e = heap.back();
-    heap.pop_back();
-    const std::int32_t i = e.pos, j = next[i];
-    if (id[i] != e.left || j < 0 || id[j] != e.right) continue;  // stale
-    id[i] = e.merged;
-    id[j] = -1;
-    next[i] = next[j];
-    if (next[j] >= 0) prev[next[j]] = i;
-    if (prev[i] >= 0) push(prev[i]);
-    push(i);
-  }
-  for (std::int32_t i = 0; i >= 0; i = next[i]) out.push_back(id[i]);
-}
-
-void Tokenizer::Impl::encode_ordinary(std::string_view text, std::vector<std::int32_t>& out,
-                                      Scratch& scratch) const {
-  for (std::size_t pos = 0; pos < text.size();) {
-    const std::size_t end = piece_end(text, pos);
-    bpe(text.substr(pos, end - pos), out, scratch);
-    pos = end;
-  }
-}
-
-std::vector<std::int32_t> Tokenizer::encode(std::string_view text) const {
-  if (const auto bad = utf8_error_offset(text))
-    fail<InputError>("text to tokenize is not valid UTF-8 at byte offset {} (byte 0x{:02X})", *bad,
-                     static_cast<unsigned char>(text[*bad]));
-  std::vector<std::int32_t> out;
-  out.reserve(text.size() / 3 + 4);
-  Scratch scratch;
-  std::size_t start = 0;  // of the stretch since the last special token
-  for (std::size_t pos = 0; pos < text.size();) {
-    const auto* special = impl_->special_at(text, pos);
-    if (!special) {
-      ++pos;
-      continue;
-    }
-    impl_->encode_ordinary(text.substr(start, pos - start), out, scratch);
-    out.push_back(special->second);
-    pos += special->first.size();
-    start = pos;
-  }
-  impl_->encode_ordinary(text.substr(start), out, scratch);
-  return out;
-}
-
-const std::string& Tokenizer::Impl::checked(const std::vector<std::string>& table, std::int32_t id) const {
-  if (id < 0 || static_cast<std::size_t>(id) >= assigned.size() || !assigned[id])
-    fail<InputError>("token id {} is not in the vocabulary (size {})", id, assigned.size());
-  return table[id];
-}
-
-std::string Tokenizer::decode(std::span<const std::int32_t> ids) const {
-  std::string bytes;
-  for (const std::int32_t id : ids) bytes += impl_->checked(impl_->token_bytes, id);
-  return replace_invalid_utf8(bytes);
-}
-
-std::optional<std::int32_t> Tokenizer::token_to_id(std::string_view token) const {
-  if (auto it = impl_->token_ids.find(std::string(token)); it != impl_->token_ids.end()) return it->second;
-  return std::nullopt;
-}
-
-std::string Tokenizer::id_to_token(std::int32_t id) const { return impl_->checked(impl_->token_text, id); }
-
-std::int32_t Tokenizer::vocab_size() const { return static_cast<std::int32_t>(impl_->assigned.size()); }
+}  // namespace text
 
 }  // namespace ecr

@@ -1,23 +1,17 @@
-// Byte-level BPE tokenizer, as GPT-2 and RoBERTa use it (docs/math.md section 1).
+// The tokenizer interface: text to ids and back, whatever the model family (docs/math.md
+// section 1; docs/architecture.md, "text layer"). Today's implementation is GPT-2's byte-level
+// BPE (text/byte_level_bpe.hpp); make_tokenizer() picks the implementation a model file names.
 //
-// encode(): special tokens are split out of the text first and map to their ids; each stretch
-// between them is pre-split with GPT-2's pattern
-//   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-// (\s is Unicode White_Space, as in Python's `regex` and HuggingFace), every piece's UTF-8 bytes
-// become their byte-level symbols, and merges apply lowest rank first.
+// Control tokens (`<|endoftext|>`, `<pad>`, `<s>`, an added `<movie>`) are ids that stand for no
+// text of their own. encode() maps text that spells one to its id unless asked to read all text
+// as plain text (ControlText::as_text), which is what text from outside the program needs: a user
+// who types "<|endoftext|>" must not end a turn.
 //
-// Special tokens are every added token plus the vocab entries that HuggingFace registers as
-// special for GPT-2 and RoBERTa: `<|...|>` forms (`<|endoftext|>`) and `<s>`, `</s>`, `<pad>`,
-// `<unk>`, `<mask>`. Where two overlap at one position the longest wins. No lstrip/rstrip:
-// the space before RoBERTa's `<mask>` stays a token of its own.
-//
-// A Tokenizer is immutable after construction: copies share the tables, and every method is
-// safe to call from many threads at once.
+// A Tokenizer is immutable after construction, and every method is safe to call from many
+// threads at once; hold one by std::shared_ptr<const Tokenizer> or by reference.
 #pragma once
 
 #include <cstdint>
-#include <filesystem>
-#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -29,34 +23,72 @@
 
 namespace ecr {
 
+// The ids of the roles a model gives tokens; a role the vocab has no token for is empty.
+struct SpecialTokens {
+  std::optional<std::int32_t> bos, eos, pad, unk;
+  // Every control token (the roles above among them), ascending.
+  std::vector<std::int32_t> control;
+};
+
+// How encode() reads text that spells a control token.
+enum class ControlText {
+  as_tokens,  // "<|endoftext|>" is the control token: for text the program itself writes
+  as_text,    // it is the characters '<', '|', ...: for text from outside
+};
+
 class Tokenizer {
  public:
-  // vocab.json / encoder.json (token -> id) and merges.txt / vocab.bpe (one "a b" merge a line,
-  // best first; a leading "#version" line is skipped). `added_tokens` maps extra tokens to ids
-  // (`<pad>` = 50257, `<movie>` = 50258 for ECR's GPT-2). Throws IoError / FormatError.
-  static Tokenizer from_files(const std::filesystem::path& vocab, const std::filesystem::path& merges,
-                              std::map<std::string, std::int32_t> added_tokens = {});
-  // The form bundles carry: {"kind": "byte_bpe", "vocab": {token: id}, "merges": "<merges file
-  // text>", "added_tokens": {token: id}} (added_tokens optional). Throws FormatError / ConfigError.
-  static Tokenizer from_json(const nlohmann::json& spec);
-  nlohmann::json to_json() const;
+  virtual ~Tokenizer() = default;
 
   // Throws InputError naming the byte offset when `text` is not valid UTF-8.
-  std::vector<std::int32_t> encode(std::string_view text) const;
-  // The tokens' bytes concatenated (special tokens as their text); byte sequences that are not
-  // valid UTF-8 (ids that split a character) become U+FFFD. InputError on an unknown id.
+  virtual std::vector<std::int32_t> encode(std::string_view text,
+                                           ControlText control = ControlText::as_tokens) const = 0;
+  // The tokens' text concatenated (control tokens as their own text); bytes that do not form
+  // UTF-8 (ids that split a character, a sequence cut short) become U+FFFD. InputError on an
+  // unknown id. The same text, in pieces, as a DecodeStream given the same ids.
   std::string decode(std::span<const std::int32_t> ids) const;
+  // The bytes token `id` adds to a decoding, which may be part of a character; InputError on an
+  // unknown id.
+  virtual void append_bytes(std::int32_t id, std::string& out) const = 0;
 
-  // Token strings are in the vocab's byte-level form ("Ġthe" for " the").
-  std::optional<std::int32_t> token_to_id(std::string_view token) const;
-  std::string id_to_token(std::int32_t id) const;  // InputError on an unknown id
-  // Max id + 1 over the vocab and the added tokens.
-  std::int32_t vocab_size() const;
+  // Token strings are in the vocab's own form (byte-level BPE: "Ġthe" for " the").
+  virtual std::optional<std::int32_t> token_to_id(std::string_view token) const = 0;
+  virtual std::string id_to_token(std::int32_t id) const = 0;  // InputError on an unknown id
+  // Max id + 1: every id encode() can give is below it.
+  virtual std::int32_t vocab_size() const = 0;
+  virtual const SpecialTokens& special_tokens() const = 0;
+  bool is_control(std::int32_t id) const;
+
+  // The spec make_tokenizer() reads back to an equal tokenizer (the form bundles carry).
+  virtual nlohmann::json to_json() const = 0;
+
+ protected:
+  Tokenizer() = default;
+  // Copies only as a whole implementation, never sliced to the interface.
+  Tokenizer(const Tokenizer&) = default;
+  Tokenizer& operator=(const Tokenizer&) = default;
+};
+
+// Decodes ids one at a time, as a generator produces them: each push() gives the text that is
+// complete so far, holding back the first bytes of a character split across tokens, so every
+// piece is whole UTF-8. The pieces with finish() are decode() of all the ids, byte for byte.
+class DecodeStream {
+ public:
+  // `tokenizer` must outlive the stream.
+  explicit DecodeStream(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
+  // InputError on an unknown id (the stream is then as before the call).
+  std::string push(std::int32_t id);
+  // What is held back, a character cut short as U+FFFD; the stream starts over empty.
+  std::string finish();
 
  private:
-  struct Impl;
-  explicit Tokenizer(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
-  std::shared_ptr<const Impl> impl_;
+  const Tokenizer& tokenizer_;
+  std::string pending_;  // bytes of a character not yet complete
 };
+
+// The tokenizer a spec describes, by its "kind" (docs/format.md, "tokenizers"): "byte_bpe" is
+// ByteLevelBpe, with its pre-tokenizer named by "pre" ("gpt2" when absent). ConfigError for a
+// kind or pre-tokenizer this build does not have, FormatError for a malformed spec.
+std::shared_ptr<const Tokenizer> make_tokenizer(const nlohmann::json& spec);
 
 }  // namespace ecr
