@@ -448,6 +448,10 @@ TEST_CASE("gguf: a hand-built file reads back (values, getters, tensors), as ver
     REQUIRE(names.size() == 2);
     CHECK(names[0].as<std::vector<std::string>>() == std::vector<std::string>{"a", "bc"});
     CHECK(names[1].as<std::vector<std::string>>() == std::vector<std::string>{""});
+    const auto first = f.value("test.ids").elements(2);
+    REQUIRE(first.size() == 2);
+    CHECK(first[1].as<std::uint32_t>() == 2);
+    CHECK(f.value("test.ids").elements(9).size() == 3);
     REQUIRE(f.tensors().size() == 2);
     const auto a = f.tensor("a");
     CHECK(a.info.type == gguf::TensorType::f32);
@@ -482,6 +486,8 @@ TEST_CASE("gguf: a getter of the wrong type or a missing key names the key and b
         "format error: gguf 'hostile.gguf': key 'test.ids' is an array of u32, expected string");
   CHECK(message([&] { f.get<std::vector<std::string>>("test.names"); }) ==
         "format error: gguf 'hostile.gguf': key 'test.names' is an array of array, expected an array of string");
+  CHECK(message([&] { f.value("general.architecture").elements(); }) ==
+        "format error: gguf 'hostile.gguf': key 'general.architecture' is string, expected array");
   CHECK(message([&] { f.get<bool>("llama.block_count"); }) == "format error: gguf 'hostile.gguf': no key 'llama.block_count'");
   CHECK(message([&] { f.info("c"); }) == "format error: gguf 'hostile.gguf': no tensor 'c'");
   CHECK(message([&] { f.tensor("c"); }) == "format error: gguf 'hostile.gguf': no tensor 'c'");

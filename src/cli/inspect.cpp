@@ -70,10 +70,9 @@ nlohmann::json gguf_json(const gguf::Value& v, bool full) {
     }
     case ValueType::array: {
       nlohmann::json out = nlohmann::json::array();
-      const auto elements = v.as<std::vector<gguf::Value>>();
-      const std::size_t shown = full || elements.size() <= kMaxEntries ? elements.size() : kShownEntries;
-      for (std::size_t i = 0; i < shown; ++i) out.push_back(gguf_json(elements[i], full));
-      if (shown < elements.size()) out.push_back(fmt::format("... {} more", elements.size() - shown));
+      const auto elements = v.elements(full || v.size() <= kMaxEntries ? v.size() : kShownEntries);
+      for (const auto& e : elements) out.push_back(gguf_json(e, full));
+      if (elements.size() < v.size()) out.push_back(fmt::format("... {} more", v.size() - elements.size()));
       return out;
     }
   }

@@ -231,11 +231,13 @@ std::vector<std::string_view> Value::strings() const {
   return out;
 }
 
-std::vector<Value> Value::elements() const {
+std::vector<Value> Value::elements(std::uint64_t limit) const {
+  expect(ValueType::array);
   Parser p(bytes_, label_);
+  const std::uint64_t n = std::min(count_, limit);
   std::vector<Value> out;
-  out.reserve(static_cast<std::size_t>(count_));
-  for (std::uint64_t i = 0; i < count_; ++i) out.push_back(p.value(element_, key_, key_, 1));
+  out.reserve(static_cast<std::size_t>(n));
+  for (std::uint64_t i = 0; i < n; ++i) out.push_back(p.value(element_, key_, key_, 1));
   return out;
 }
 

@@ -68,6 +68,9 @@ class Value {
 
   template <class T>
   T as() const;
+  // An array's first `limit` elements (all by default) as Values: a summary of a long array
+  // need not make a Value of each of its elements.
+  std::vector<Value> elements(std::uint64_t limit = UINT64_MAX) const;
 
  private:
   friend class Parser;
@@ -80,7 +83,6 @@ class Value {
   void expect(ValueType wanted) const;
   void expect_array(ValueType element) const;
   std::vector<std::string_view> strings() const;
-  std::vector<Value> elements() const;
 };
 
 struct KeyValue {
@@ -197,7 +199,6 @@ T Value::as() const {
   } else if constexpr (detail::is_vector<T>) {
     using E = typename T::value_type;
     if constexpr (std::is_same_v<E, Value>) {
-      expect(ValueType::array);
       return elements();
     } else if constexpr (std::is_same_v<E, std::string_view> || std::is_same_v<E, std::string>) {
       expect_array(ValueType::string);
