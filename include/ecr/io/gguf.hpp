@@ -61,7 +61,7 @@ std::string type_name(TensorType type);
 class Value {
  public:
   ValueType type() const { return type_; }
-  // For arrays: the elements' type, and how many there are.
+  // For arrays: the elements' type, and how many there are (for a string: its bytes).
   ValueType element_type() const { return element_; }
   std::uint64_t size() const { return count_; }
   std::string_view key() const { return key_; }
