@@ -163,7 +163,7 @@ class Parser {
   }
 
   std::string_view string(std::string_view what, std::string_view where) {
-    const auto n = read<std::uint64_t>(fmt::format("{}'s length", what), where);
+    const auto n = read<std::uint64_t>("length", where);  // a fixed label: a vocabulary has 10^5 strings
     const auto s = take(n, what, where);
     return {reinterpret_cast<const char*>(s.data()), s.size()};
   }
