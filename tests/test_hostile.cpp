@@ -515,7 +515,7 @@ TEST_CASE("usage errors: an unknown command or option exits 2 and names the near
   expect("chat --bundel m.ecr", "did you mean '--bundle'?", true);
   expect("inspect m.ecr --verfy", "did you mean '--verify'?", true);
   expect("respond --zzzzzzz", "unknown option '--zzzzzzz' (see --help)", false);
-  expect("inspect", "missing argument BUNDLE", false);
+  expect("inspect", "missing argument FILE", false);
   // No command at all: the help, as a usage error.
   const Run bare = ecr_run("", dir);
   CHECK(bare.status == 2);

