@@ -115,6 +115,12 @@ GraphKey key_of(const lm::GenerateOptions& o) {
   return {o.temperature, o.top_k, o.top_p, o.seed, o.repetition_penalty, o.no_repeat_ngram_size};
 }
 
+// The kernels index the embedding table with the ids unchecked: they are checked here first.
+void check_ids(const Gpt2Config& c, std::span<const std::int32_t> ids) {
+  for (const std::int32_t id : ids)
+    if (id < 0 || id >= c.vocab_size) fail<InputError>("token id {} is outside [0, {})", id, c.vocab_size);
+}
+
 constexpr std::size_t kBlasWorkspaceBytes = 32u << 20;  // cuBLAS's recommendation for Hopper
 constexpr std::int64_t kStateInts = 8;                  // DecodeState, padded
 static_assert(sizeof(kernels::DecodeState) <= kStateInts * sizeof(std::int32_t));
@@ -462,8 +468,7 @@ Gpt2DeviceOutput Gpt2Session::forward(std::span<const std::int32_t> tokens, Logi
     if (logits == Logits::last) fail<InputError>("component '{}': there is no token to take logits from", m.w->name);
     return {};
   }
-  for (const std::int32_t id : tokens)
-    if (id < 0 || id >= c.vocab_size) fail<InputError>("token id {} is outside [0, {})", id, c.vocab_size);
+  check_ids(c, tokens);
   if (m.tokens + n > c.n_positions)
     fail<InputError>("component '{}': the sequence would reach position {}, but the model has {} positions", m.w->name,
                      m.tokens + n - 1, c.n_positions);
@@ -490,18 +495,8 @@ Gpt2DeviceOutput Gpt2Session::forward(std::span<const std::int32_t> tokens, Logi
 lm::Generation Gpt2Session::generate(std::span<const std::int32_t> prompt, const lm::GenerateOptions& options) {
   Impl& m = *impl_;
   const Gpt2Config& c = m.w->config;
-  lm::check_generate_options(options);
-  if (prompt.empty()) fail<InputError>("generate: the prompt is empty");
-  if (options.max_new_tokens >= c.n_positions)
-    fail<InputError>("generate: max_new_tokens {} leaves no room for a prompt in {} positions", options.max_new_tokens,
-                     c.n_positions);
-  const std::int64_t room = c.n_positions - options.max_new_tokens - m.tokens;
-  if (room <= 0)
-    fail<InputError>("generate: the session holds {} tokens; {} new ones leave no room for a prompt in {} positions",
-                     m.tokens, options.max_new_tokens, c.n_positions);
-  if (static_cast<std::int64_t>(prompt.size()) > room) prompt = prompt.last(static_cast<std::size_t>(room));
-  for (const std::int32_t id : prompt)
-    if (id < 0 || id >= c.vocab_size) fail<InputError>("token id {} is outside [0, {})", id, c.vocab_size);
+  prompt = lm::fit_prompt(prompt, options, c.n_positions, m.tokens);
+  check_ids(c, prompt);
   const auto n = static_cast<std::int64_t>(prompt.size());
 
   lm::Generation result;
@@ -531,27 +526,7 @@ lm::Generation Gpt2Session::generate(std::span<const std::int32_t> prompt, const
   return result;
 }
 
-
 // --- batched generation -----------------------------------------------------------------------
-
-namespace {
-
-// A request's checked prompt (its newest tokens that leave room for max_new_tokens).
-std::span<const std::int32_t> fit_device_prompt(const Gpt2Config& c, const lm::GenerateRequest& r) {
-  lm::check_generate_options(r.options);
-  std::span<const std::int32_t> prompt = r.prompt;
-  if (prompt.empty()) fail<InputError>("generate: the prompt is empty");
-  if (r.options.max_new_tokens >= c.n_positions)
-    fail<InputError>("generate: max_new_tokens {} leaves no room for a prompt in {} positions",
-                     r.options.max_new_tokens, c.n_positions);
-  const auto room = static_cast<std::size_t>(c.n_positions - r.options.max_new_tokens);
-  if (prompt.size() > room) prompt = prompt.last(room);
-  for (const std::int32_t id : prompt)
-    if (id < 0 || id >= c.vocab_size) fail<InputError>("token id {} is outside [0, {})", id, c.vocab_size);
-  return prompt;
-}
-
-}  // namespace
 
 // Each running sequence owns a slot: a KV cache laid out as a session's, a context row (prompt +
 // generated, for the processors) and the row of the logits it takes its token from. Every step
@@ -576,7 +551,8 @@ std::vector<lm::Generation> Gpt2Device::generate_batch(std::span<const lm::Gener
   std::int64_t capacity = 1, context_capacity = 1, first_rows = 0;
   for (std::size_t i = 0; i < requests.size(); ++i) {
     const lm::GenerateRequest& r = requests[i];
-    const auto prompt = fit_device_prompt(c, r);
+    const auto prompt = lm::fit_prompt(r.prompt, r.options, c.n_positions);
+    check_ids(c, prompt);
     const Tensor& p = r.prefix;
     if (p.defined() && (p.device() != Device::cpu || p.dtype() != DType::f32 || p.rank() != 2 ||
                         p.dim(1) != c.prefix_width()))
