@@ -251,7 +251,7 @@ json gpt2_decode(const ecr::Bundle& bundle, ecr::DType storage, ecr::cuda::GemmM
   std::mt19937 rng(2);
   std::vector<std::int32_t> prompt(static_cast<std::size_t>(prompt_tokens));
   for (auto& t : prompt) t = std::uniform_int_distribution<std::int32_t>(0, 50000)(rng);
-  ecr::GenerateOptions options;
+  ecr::lm::GenerateOptions options;
   options.max_new_tokens = new_tokens;
   std::vector<double> total, steady;
   for (int rep = 0; rep <= reps; ++rep) {  // rep 0 warms up
@@ -262,7 +262,7 @@ json gpt2_decode(const ecr::Bundle& bundle, ecr::DType storage, ecr::cuda::GemmM
       return true;
     };
     const auto t0 = Clock::now();
-    const ecr::Generation g = session.generate(prompt, options);
+    const ecr::lm::Generation g = session.generate(prompt, options);
     const auto t1 = Clock::now();
     if (static_cast<int>(g.tokens.size()) != new_tokens) std::exit(2);
     if (rep == 0) continue;
@@ -282,8 +282,8 @@ json gpt2_generate_batch(const ecr::Bundle& bundle, ecr::DType storage, ecr::cud
   const ecr::cuda::Gpt2Device model = ecr::cuda::Gpt2Device::load(bundle, "lm", {storage, math});
   std::mt19937 rng(3);
   std::vector<std::vector<std::int32_t>> prompts(static_cast<std::size_t>(batch));
-  std::vector<ecr::GenerateRequest> requests;
-  ecr::GenerateOptions options;
+  std::vector<ecr::lm::GenerateRequest> requests;
+  ecr::lm::GenerateOptions options;
   options.max_new_tokens = new_tokens;
   for (auto& prompt : prompts) {
     prompt.resize(static_cast<std::size_t>(prompt_tokens));

@@ -37,7 +37,7 @@
 
 #include "ecr/core/thread_pool.hpp"
 #include "ecr/io/bundle.hpp"
-#include "ecr/models/generate.hpp"
+#include "ecr/lm/generate.hpp"
 #include "ecr/models/gpt2.hpp"
 #include "ecr/models/roberta.hpp"
 #include "ecr/nn/linear.hpp"
@@ -163,9 +163,9 @@ nlohmann::json bench_gpt2(const ecr::Gpt2Model& model, std::int64_t tokens, int 
     for (std::size_t b = 0; b < batch; ++b)
       prompts.emplace_back(source.begin() + static_cast<std::ptrdiff_t>(b),
                            source.begin() + static_cast<std::ptrdiff_t>(b) + 32);
-    ecr::GenerateOptions options;
+    ecr::lm::GenerateOptions options;
     options.max_new_tokens = kNew;
-    const double run_ms = median_ms(reps, [&] { ecr::generate_batch(model, prompts, options); });
+    const double run_ms = median_ms(reps, [&] { ecr::lm::generate_batch(model, prompts, options); });
     return static_cast<double>(batch * kNew) / (run_ms / 1000.0);
   };
   const double batch1 = generate_tps(1), batch4 = generate_tps(4);

@@ -17,11 +17,12 @@
 
 #include "cuda_support.hpp"
 #include "ecr/io/bundle.hpp"
-#include "ecr/models/generate.hpp"
+#include "ecr/lm/generate.hpp"
 #include "ecr/models/gpt2.hpp"
 #include "ecr/models/gpt2_cuda.hpp"
 
 using namespace ecr;
+using namespace ecr::lm;
 using namespace ecr::test;
 
 namespace {

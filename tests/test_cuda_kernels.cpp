@@ -17,7 +17,7 @@
 #include "ecr/core/thread_pool.hpp"
 #include "ecr/models/entity_encoder.hpp"
 #include "ecr/models/entity_encoder_cuda.hpp"
-#include "ecr/models/generate.hpp"
+#include "ecr/lm/generate.hpp"
 #include "ecr/models/generate_cuda.hpp"
 #include "ecr/models/prompt_encoder_cuda.hpp"
 #include "ecr/nn/attention.hpp"
@@ -31,6 +31,7 @@
 #include <set>
 
 using namespace ecr;
+using namespace ecr::lm;
 using namespace ecr::test;
 
 namespace {

@@ -12,10 +12,11 @@
 #include <nlohmann/json.hpp>
 
 #include "ecr/io/bundle.hpp"
-#include "ecr/models/generate.hpp"
+#include "ecr/lm/generate.hpp"
 #include "model_fixtures.hpp"
 
 using namespace ecr;
+using namespace ecr::lm;
 using namespace ecr::test;
 
 namespace {

@@ -37,6 +37,7 @@
 #include "responder_fixture.hpp"
 
 using namespace ecr;
+using namespace ecr::lm;
 using ecr::test::cli_path;
 using ecr::test::run_command;
 using ecr::test::temp_dir;

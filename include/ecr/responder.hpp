@@ -24,7 +24,7 @@
 #include <string_view>
 #include <vector>
 
-#include "ecr/models/generate.hpp"
+#include "ecr/lm/generate.hpp"
 #include "ecr/recommender.hpp"
 
 namespace ecr {
@@ -42,8 +42,8 @@ struct ResponderOptions : EngineOptions {
   std::int64_t template_no_repeat_ngram = 3;
   // Section 8: the generator; every decoding option of the engine is available here (empty
   // stop_tokens: the generator's <|endoftext|>; an on_token set here sees every reply token).
-  GenerateOptions generation = [] {
-    GenerateOptions g;
+  lm::GenerateOptions generation = [] {
+    lm::GenerateOptions g;
     g.max_new_tokens = 150;
     g.no_repeat_ngram_size = 3;
     return g;

@@ -12,7 +12,7 @@
 #include "ecr/device/device.hpp"
 #include "ecr/io/bundle.hpp"
 #include "ecr/io/component.hpp"
-#include "ecr/models/generate.hpp"
+#include "ecr/lm/generate.hpp"
 #include "ecr/models/gpt2.hpp"
 #include "ecr/text/tokenizer.hpp"
 #ifdef ECR_WITH_CUDA
@@ -31,9 +31,9 @@ std::shared_ptr<const Tokenizer> component_tokenizer(const Component& component)
   return make_tokenizer(component.tokenizer_spec());
 }
 
-// Decodes on the device the options name (ecr::generate's semantics on either).
-Generation decode(const Component& component, const EngineOptions& engine, std::span<const std::int32_t> prompt,
-                  const GenerateOptions& options, const Tensor& prefix) {
+// Decodes on the device the options name (lm::generate's semantics on either).
+lm::Generation decode(const Component& component, const EngineOptions& engine, std::span<const std::int32_t> prompt,
+                  const lm::GenerateOptions& options, const Tensor& prefix) {
   require_device(engine.device);
 #ifdef ECR_WITH_CUDA
   if (engine.device.device == Device::cuda) {
@@ -48,14 +48,14 @@ Generation decode(const Component& component, const EngineOptions& engine, std::
   }
 #endif
   const Gpt2Model model = Gpt2Model::load(component, std::make_shared<ThreadPool>(static_cast<int>(engine.threads)));
-  return ecr::generate(model, prompt, options, prefix);
+  return lm::generate(model, prompt, options, prefix);
 }
 
-const char* reason_name(StopReason reason) {
+const char* reason_name(lm::StopReason reason) {
   switch (reason) {
-    case StopReason::max_new_tokens: return "max_new_tokens";
-    case StopReason::stop_token: return "stop_token";
-    case StopReason::callback: return "callback";
+    case lm::StopReason::max_new_tokens: return "max_new_tokens";
+    case lm::StopReason::stop_token: return "stop_token";
+    case lm::StopReason::callback: return "callback";
   }
   return "";
 }
@@ -103,7 +103,7 @@ int generate(const Argv& argv) {
     prompt = parse_ids(args.get("ids"), "ids");
   }
 
-  GenerateOptions options;
+  lm::GenerateOptions options;
   options.max_new_tokens = args.get_int("max-new-tokens");
   options.temperature = static_cast<float>(args.get_double("temperature"));
   options.top_k = args.get_int("top-k");
@@ -133,7 +133,7 @@ int generate(const Argv& argv) {
   }
 
   const Tensor prefix = args.has("prefix") ? read_npy_f32(args.get("prefix")) : Tensor();
-  const Generation result = decode(component, engine, prompt, options, prefix);
+  const lm::Generation result = decode(component, engine, prompt, options, prefix);
   const std::string text = tokenizer ? tokenizer->decode(result.tokens) : "";
   if (args.get_flag("json")) {
     nlohmann::json out = {{"prompt", prompt}, {"generated", result.tokens}, {"stop", reason_name(result.reason)}};

@@ -48,7 +48,7 @@ std::vector<std::int32_t> argmax_rows(Stream& stream, const Tensor& logits) {
   return fetch(stream, tokens);
 }
 
-std::vector<std::int32_t> sample_rows(Stream& stream, const Tensor& logits, const GenerateOptions& options,
+std::vector<std::int32_t> sample_rows(Stream& stream, const Tensor& logits, const lm::GenerateOptions& options,
                                       std::int64_t step) {
   expect_logits(logits, "sample_rows");
   if (!(options.temperature > 0.0f) || options.top_k < 0 || !(options.top_p > 0.0f && options.top_p <= 1.0f))

@@ -178,6 +178,18 @@ Gpt2Output Gpt2Model::forward(Gpt2State& state, std::span<const std::int32_t> to
   return run(state, std::span<const std::span<const std::int32_t>>(&tokens, 1), logits);
 }
 
+std::unique_ptr<lm::State> Gpt2Model::new_state(std::span<const Tensor> prefixes, std::int64_t reserve) const {
+  auto state = std::make_unique<Gpt2State>(start(prefixes));
+  state->reserve(reserve);
+  return state;
+}
+
+Tensor Gpt2Model::forward_last(lm::State& state, std::span<const std::span<const std::int32_t>> tokens) const {
+  auto* own = dynamic_cast<Gpt2State*>(&state);
+  if (!own) fail<InputError>("component '{}': the state was not started by a GPT-2 model", name_);
+  return run(*own, tokens, Logits::last).logits;
+}
+
 std::span<const std::int32_t> Gpt2Model::newest(std::span<const std::int32_t> ids) const {
   const auto limit = static_cast<std::size_t>(config_.n_positions);
   return ids.size() > limit ? ids.last(limit) : ids;

@@ -111,8 +111,14 @@ struct GraphKey {
   bool operator==(const GraphKey&) const = default;
 };
 
-GraphKey key_of(const GenerateOptions& o) {
+GraphKey key_of(const lm::GenerateOptions& o) {
   return {o.temperature, o.top_k, o.top_p, o.seed, o.repetition_penalty, o.no_repeat_ngram_size};
+}
+
+// The kernels index the embedding table with the ids unchecked: they are checked here first.
+void check_ids(const Gpt2Config& c, std::span<const std::int32_t> ids) {
+  for (const std::int32_t id : ids)
+    if (id < 0 || id >= c.vocab_size) fail<InputError>("token id {} is outside [0, {})", id, c.vocab_size);
 }
 
 constexpr std::size_t kBlasWorkspaceBytes = 32u << 20;  // cuBLAS's recommendation for Hopper
@@ -280,8 +286,8 @@ struct Gpt2Session::Impl {
 
   void set_state(std::int64_t count, bool restart_generation, std::int64_t context_length);
   void enqueue_forward(std::int64_t n, Logits logits, kernels::DecodeSplit split);
-  void enqueue_choose(const GenerateOptions& options);
-  void decode_step(const GenerateOptions& options);
+  void enqueue_choose(const lm::GenerateOptions& options);
+  void decode_step(const lm::GenerateOptions& options);
 };
 
 Gpt2Session::Impl::Impl(std::shared_ptr<const Gpt2Device::Weights> weights, std::int64_t cap, const Tensor& prefix_rows)
@@ -387,7 +393,7 @@ void Gpt2Session::Impl::enqueue_forward(std::int64_t n, Logits logits, kernels::
 }
 
 // The logits processors, the token choice and the state update, on step_logits.
-void Gpt2Session::Impl::enqueue_choose(const GenerateOptions& o) {
+void Gpt2Session::Impl::enqueue_choose(const lm::GenerateOptions& o) {
   const int vocab = static_cast<int>(w->config.vocab_size);
   const cudaStream_t s = native(stream);
   float* logits = ptr<float>(step_logits);
@@ -409,7 +415,7 @@ void Gpt2Session::Impl::enqueue_choose(const GenerateOptions& o) {
 
 // One decode step for the token in ids()[0]: a graph replay when one was captured for these
 // options, else an eager run (which also warms up cuBLAS and the kernels) and a capture.
-void Gpt2Session::Impl::decode_step(const GenerateOptions& options) {
+void Gpt2Session::Impl::decode_step(const lm::GenerateOptions& options) {
   const cudaStream_t s = native(stream);
   const GraphKey key = key_of(options);
   if (graph && key == graph_key) {
@@ -462,8 +468,7 @@ Gpt2DeviceOutput Gpt2Session::forward(std::span<const std::int32_t> tokens, Logi
     if (logits == Logits::last) fail<InputError>("component '{}': there is no token to take logits from", m.w->name);
     return {};
   }
-  for (const std::int32_t id : tokens)
-    if (id < 0 || id >= c.vocab_size) fail<InputError>("token id {} is outside [0, {})", id, c.vocab_size);
+  check_ids(c, tokens);
   if (m.tokens + n > c.n_positions)
     fail<InputError>("component '{}': the sequence would reach position {}, but the model has {} positions", m.w->name,
                      m.tokens + n - 1, c.n_positions);
@@ -487,24 +492,14 @@ Gpt2DeviceOutput Gpt2Session::forward(std::span<const std::int32_t> tokens, Logi
   return out;
 }
 
-Generation Gpt2Session::generate(std::span<const std::int32_t> prompt, const GenerateOptions& options) {
+lm::Generation Gpt2Session::generate(std::span<const std::int32_t> prompt, const lm::GenerateOptions& options) {
   Impl& m = *impl_;
   const Gpt2Config& c = m.w->config;
-  check_generate_options(options);
-  if (prompt.empty()) fail<InputError>("generate: the prompt is empty");
-  if (options.max_new_tokens >= c.n_positions)
-    fail<InputError>("generate: max_new_tokens {} leaves no room for a prompt in {} positions", options.max_new_tokens,
-                     c.n_positions);
-  const std::int64_t room = c.n_positions - options.max_new_tokens - m.tokens;
-  if (room <= 0)
-    fail<InputError>("generate: the session holds {} tokens; {} new ones leave no room for a prompt in {} positions",
-                     m.tokens, options.max_new_tokens, c.n_positions);
-  if (static_cast<std::int64_t>(prompt.size()) > room) prompt = prompt.last(static_cast<std::size_t>(room));
-  for (const std::int32_t id : prompt)
-    if (id < 0 || id >= c.vocab_size) fail<InputError>("token id {} is outside [0, {})", id, c.vocab_size);
+  prompt = lm::fit_prompt(prompt, options, c.n_positions, m.tokens);
+  check_ids(c, prompt);
   const auto n = static_cast<std::int64_t>(prompt.size());
 
-  Generation result;
+  lm::Generation result;
   if (options.max_new_tokens == 0) return result;
   if (m.prefix + m.tokens + n + options.max_new_tokens > m.capacity)
     fail<InputError>("generate: {} prompt and {} new tokens do not fit the session's {} rows ({} held)", n,
@@ -524,41 +519,21 @@ Generation Gpt2Session::generate(std::span<const std::int32_t> prompt, const Gen
     m.stream.synchronize();
     const std::int32_t token = *m.pinned;
     if (token < 0) fail<InputError>("generate: every token is banned");
-    if (accept_token(result, token, options)) break;
+    if (lm::accept_token(result, token, options)) break;
     m.decode_step(options);
     m.tokens += 1;
   }
   return result;
 }
 
-
 // --- batched generation -----------------------------------------------------------------------
-
-namespace {
-
-// A request's checked prompt (its newest tokens that leave room for max_new_tokens).
-std::span<const std::int32_t> fit_device_prompt(const Gpt2Config& c, const GenerateRequest& r) {
-  check_generate_options(r.options);
-  std::span<const std::int32_t> prompt = r.prompt;
-  if (prompt.empty()) fail<InputError>("generate: the prompt is empty");
-  if (r.options.max_new_tokens >= c.n_positions)
-    fail<InputError>("generate: max_new_tokens {} leaves no room for a prompt in {} positions",
-                     r.options.max_new_tokens, c.n_positions);
-  const auto room = static_cast<std::size_t>(c.n_positions - r.options.max_new_tokens);
-  if (prompt.size() > room) prompt = prompt.last(room);
-  for (const std::int32_t id : prompt)
-    if (id < 0 || id >= c.vocab_size) fail<InputError>("token id {} is outside [0, {})", id, c.vocab_size);
-  return prompt;
-}
-
-}  // namespace
 
 // Each running sequence owns a slot: a KV cache laid out as a session's, a context row (prompt +
 // generated, for the processors) and the row of the logits it takes its token from. Every step
 // uploads the running sequences' new tokens and their offsets, runs one forward over all their
 // rows (attention sequence by sequence, each over its own cache, with the decode split a session
 // of the same capacity uses), then chooses each one's token from its own logits row.
-std::vector<Generation> Gpt2Device::generate_batch(std::span<const GenerateRequest> requests) const {
+std::vector<lm::Generation> Gpt2Device::generate_batch(std::span<const lm::GenerateRequest> requests) const {
   const Weights& w = *weights_;
   const Gpt2Config& c = w.config;
   const std::int64_t d = c.n_embd, hd = c.head_dim(), heads = c.n_head, vocab = c.vocab_size;
@@ -571,12 +546,13 @@ std::vector<Generation> Gpt2Device::generate_batch(std::span<const GenerateReque
     kernels::DecodeSplit split;
     std::vector<std::int32_t> feed;       // the tokens of its next forward
   };
-  std::vector<Generation> results(requests.size());
+  std::vector<lm::Generation> results(requests.size());
   std::vector<Slot> slots;
   std::int64_t capacity = 1, context_capacity = 1, first_rows = 0;
   for (std::size_t i = 0; i < requests.size(); ++i) {
-    const GenerateRequest& r = requests[i];
-    const auto prompt = fit_device_prompt(c, r);
+    const lm::GenerateRequest& r = requests[i];
+    const auto prompt = lm::fit_prompt(r.prompt, r.options, c.n_positions);
+    check_ids(c, prompt);
     const Tensor& p = r.prefix;
     if (p.defined() && (p.device() != Device::cpu || p.dtype() != DType::f32 || p.rank() != 2 ||
                         p.dim(1) != c.prefix_width()))
@@ -614,7 +590,7 @@ std::vector<Generation> Gpt2Device::generate_batch(std::span<const GenerateReque
   ECR_CUDA_CHECK(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device));
   std::size_t workspace_floats = 1;
   for (Slot& slot : slots) {
-    const GenerateOptions& o = requests[slot.request].options;
+    const lm::GenerateOptions& o = requests[slot.request].options;
     slot.split = kernels::plan_decode(1, static_cast<int>(heads),
                                       slot.prefix + static_cast<std::int64_t>(slot.feed.size()) + o.max_new_tokens,
                                       multiprocessors);
@@ -710,7 +686,7 @@ std::vector<Generation> Gpt2Device::generate_batch(std::span<const GenerateReque
     for (std::size_t k = 0; k < running.size(); ++k) {
       Slot& slot = slots[running[k]];
       slot.tokens += static_cast<std::int64_t>(slot.feed.size());
-      const GenerateOptions& o = requests[slot.request].options;
+      const lm::GenerateOptions& o = requests[slot.request].options;
       float* row = ptr<float>(b.logits) + static_cast<std::int64_t>(k) * vocab;
       std::int32_t* context = context_row(running[k]);
       std::int32_t* chosen = context + slot.context;
@@ -739,7 +715,7 @@ std::vector<Generation> Gpt2Device::generate_batch(std::span<const GenerateReque
       if (token < 0) fail<InputError>("generate: every token is banned");
       slot.context += 1;
       slot.feed.assign(1, token);
-      if (!accept_token(results[slot.request], token, requests[slot.request].options)) still.push_back(running[k]);
+      if (!lm::accept_token(results[slot.request], token, requests[slot.request].options)) still.push_back(running[k]);
     }
     running = std::move(still);
   }

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "ecr/core/tensor.hpp"
-#include "ecr/models/generate.hpp"
+#include "ecr/lm/generate.hpp"
 #include "ecr/models/gpt2_cuda.hpp"
 #include "ecr/models/prompt_encoder_cuda.hpp"
 #include "ecr/models/roberta_cuda.hpp"
@@ -76,12 +76,12 @@ Tensor entity_table_on_host(const Engine::Impl& engine);
 
 // docs/math.md section 7 on the device: the conv prefix over the RoBERTa context and the entities, then the
 // backbone decodes after `context` with it.
-Generation write_template_on_device(const Engine::Impl& engine, std::span<const std::int32_t> prompt_ids,
+lm::Generation write_template_on_device(const Engine::Impl& engine, std::span<const std::int32_t> prompt_ids,
                                     std::span<const std::int32_t> entities, std::span<const std::int32_t> context,
-                                    const GenerateOptions& options);
+                                    const lm::GenerateOptions& options);
 
 // docs/math.md section 8 on the device: the generator decodes after `prompt` (CUDA graphs, on_token per token).
-Generation generate_reply_on_device(const Engine::Impl& engine, std::span<const std::int32_t> prompt,
-                                    const GenerateOptions& options);
+lm::Generation generate_reply_on_device(const Engine::Impl& engine, std::span<const std::int32_t> prompt,
+                                    const lm::GenerateOptions& options);
 
 }  // namespace ecr::pipeline

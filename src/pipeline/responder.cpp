@@ -76,7 +76,7 @@ struct Responder::Impl {
   Response respond(const Dialog& dialog, const Recommendation& recommendation, const ReplyStream& stream) const;
   std::vector<std::int32_t> write_template(const Dialog& view, Response& r) const;
   // The generator's reply to its prompt, on the engine's device.
-  Generation reply(std::span<const std::int32_t> prompt, const GenerateOptions& decoding) const;
+  lm::Generation reply(std::span<const std::int32_t> prompt, const lm::GenerateOptions& decoding) const;
 };
 
 Responder::Impl::Impl(const Engine& e, ResponderOptions o)
@@ -163,7 +163,7 @@ std::vector<std::int32_t> Responder::Impl::write_template(const Dialog& view, Re
   for (const ContextEntity& e : context_entities(view, options.max_entities))
     r.conv_entities.push_back(static_cast<std::int32_t>(e.id));
 
-  GenerateOptions decoding;
+  lm::GenerateOptions decoding;
   decoding.max_new_tokens = options.template_max_new_tokens;
   decoding.no_repeat_ngram_size = options.template_no_repeat_ngram;
   decoding.stop_tokens = {context_eos};
@@ -175,7 +175,7 @@ std::vector<std::int32_t> Responder::Impl::write_template(const Dialog& view, Re
 #endif
   if (!on_device) {
     const Tensor prefix = conv_prompt->conv_prompt(text_encoder->encode(r.conv_prompt_ids), r.conv_entities);
-    r.template_ids = generate(*backbone, r.template_input_ids, decoding, prefix).tokens;
+    r.template_ids = lm::generate(*backbone, r.template_input_ids, decoding, prefix).tokens;
   }
 
   // UniCRS decodes the cue with the new tokens; the template is what follows the last "System: ".
@@ -228,7 +228,7 @@ Response Responder::Impl::respond(const Dialog& dialog, const Recommendation& re
   r.prompt_ids = responder::generator_prompt_ids(generator_tokenizer, r.prompt_text, options.prompt_max_tokens,
                                                  generator_eos);
 
-  GenerateOptions decoding = options.generation;
+  lm::GenerateOptions decoding = options.generation;
   if (decoding.stop_tokens.empty()) decoding.stop_tokens = {generator_eos};
   responder::ReplyTextStream streamer(generator_tokenizer, stream);
   decoding.on_token = [&streamer, host = options.generation.on_token](std::int32_t token) {
@@ -241,11 +241,11 @@ Response Responder::Impl::respond(const Dialog& dialog, const Recommendation& re
   return r;
 }
 
-Generation Responder::Impl::reply(std::span<const std::int32_t> prompt, const GenerateOptions& decoding) const {
+lm::Generation Responder::Impl::reply(std::span<const std::int32_t> prompt, const lm::GenerateOptions& decoding) const {
 #ifdef ECR_WITH_CUDA
   if (on_device) return generate_reply_on_device(engine.impl(), prompt, decoding);
 #endif
-  return generate(*generator, prompt, decoding);
+  return lm::generate(*generator, prompt, decoding);
 }
 
 Responder Responder::load(const std::filesystem::path& bundle, ResponderOptions options) {

@@ -6,9 +6,9 @@
 
 namespace ecr::pipeline {
 
-Generation write_template_on_device(const Engine::Impl& engine, std::span<const std::int32_t> prompt_ids,
+lm::Generation write_template_on_device(const Engine::Impl& engine, std::span<const std::int32_t> prompt_ids,
                                     std::span<const std::int32_t> entities, std::span<const std::int32_t> context,
-                                    const GenerateOptions& options) {
+                                    const lm::GenerateOptions& options) {
   const DeviceModels& device = engine.device();
   device.select();
   cuda::Stream stream;
@@ -22,8 +22,8 @@ Generation write_template_on_device(const Engine::Impl& engine, std::span<const 
   return session.generate(context, options);
 }
 
-Generation generate_reply_on_device(const Engine::Impl& engine, std::span<const std::int32_t> prompt,
-                                    const GenerateOptions& options) {
+lm::Generation generate_reply_on_device(const Engine::Impl& engine, std::span<const std::int32_t> prompt,
+                                    const lm::GenerateOptions& options) {
   const DeviceModels& device = engine.device();
   device.select();
   cuda::Gpt2Session session =

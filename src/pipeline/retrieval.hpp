@@ -5,7 +5,7 @@
 // first: review entities by their count in the movie's reviews (summed over the items), KG
 // neighbours by how many KG edges they have (the best-known star, writer, studio first); ties
 // by name, then by relation order. A seed asks for ECR's behaviour instead: a uniform sample
-// without replacement, drawn from std::mt19937_64 with the top-53-bit uniform of generate.hpp,
+// without replacement, drawn from std::mt19937_64 with the top-53-bit uniform of lm/sampler.hpp,
 // so the same seed gives the same choice on every platform.
 #pragma once
 

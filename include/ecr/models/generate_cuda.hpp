@@ -1,4 +1,4 @@
-// Choosing tokens on the device (CPU twins in ecr/models/generate.hpp): greedy arg max, the
+// Choosing tokens on the device (CPU twins in ecr/lm/sampler.hpp): greedy arg max, the
 // repetition-penalty and no-repeat-n-gram processors, and temperature / top-k / top-p sampling.
 //
 // Greedy is exactly the CPU's choice for the same logits (the first arg max). Device sampling is
@@ -22,14 +22,14 @@
 
 #include "ecr/core/tensor.hpp"
 #include "ecr/device/cuda.hpp"
-#include "ecr/models/generate.hpp"
+#include "ecr/lm/options.hpp"
 
 namespace ecr::cuda {
 
 // logits: a device f32 (rows, vocab) tensor. Both return one token per row (waiting for the stream).
 std::vector<std::int32_t> argmax_rows(Stream& stream, const Tensor& logits);
 // options.temperature > 0; InputError when every token of a row is banned.
-std::vector<std::int32_t> sample_rows(Stream& stream, const Tensor& logits, const GenerateOptions& options,
+std::vector<std::int32_t> sample_rows(Stream& stream, const Tensor& logits, const lm::GenerateOptions& options,
                                       std::int64_t step);
 
 // The processors, in place on a device f32 row (vocab) or (1, vocab).

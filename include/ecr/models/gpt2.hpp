@@ -11,8 +11,11 @@
 //
 // Context limit: positions are learned up to n_positions. forward() on a state throws
 // InputError when a token would pass that limit; the one-shot forward(ids) and classify() keep
-// the newest n_positions tokens (forward returns outputs for those only); generate() keeps the
-// newest prompt tokens that leave room for max_new_tokens (models/generate.hpp).
+// the newest n_positions tokens (forward returns outputs for those only); lm::generate() keeps the
+// newest prompt tokens that leave room for max_new_tokens (lm/generate.hpp).
+//
+// Gpt2Model is an lm::CausalLM (lm/causal_lm.hpp): lm::generate and lm::generate_batch decode it,
+// with ECR's prompt as the prefix.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +31,7 @@
 #include "ecr/core/thread_pool.hpp"
 #include "ecr/io/bundle.hpp"
 #include "ecr/io/component.hpp"
+#include "ecr/lm/causal_lm.hpp"
 #include "ecr/nn/linear.hpp"
 #include "ecr/nn/ops.hpp"
 #include "ecr/nn/weights.hpp"
@@ -52,7 +56,7 @@ struct Gpt2Config {
   static Gpt2Config from_fields(const Fields& config);
 };
 
-class Gpt2State {
+class Gpt2State final : public lm::State {
  public:
   // A copy is independent of its source (a fork of the session): buffers are copied, not shared.
   Gpt2State(const Gpt2State& other);
@@ -60,7 +64,7 @@ class Gpt2State {
   Gpt2State(Gpt2State&&) noexcept = default;
   Gpt2State& operator=(Gpt2State&&) noexcept = default;
 
-  std::size_t batch() const { return sequences_.size(); }
+  std::size_t batch() const override { return sequences_.size(); }
   // Prefix rows of sequence b.
   std::int64_t prefix_length(std::size_t b) const { return sequences_.at(b).prefix; }
   // Tokens fed so far to sequence b: the position of its next token.
@@ -69,7 +73,7 @@ class Gpt2State {
   void reserve(std::int64_t more);
   // Drops sequence b and its keys/values; later sequences move down one (a batch shrinks as its
   // sequences finish).
-  void remove(std::size_t b);
+  void remove(std::size_t b) override;
 
  private:
   friend class Gpt2Model;
@@ -102,7 +106,7 @@ struct Gpt2Output {
   std::vector<std::int64_t> offsets;
 };
 
-class Gpt2Model {
+class Gpt2Model final : public lm::CausalLM {
  public:
   // Loads component `name` (type "gpt2" or "gpt2_classifier") of `bundle`, checking every
   // tensor's shape against its config (ShapeError naming the tensor, or its int8 scale).
@@ -134,6 +138,12 @@ class Gpt2Model {
   Gpt2Output forward(Gpt2State& state, std::span<const std::int32_t> tokens, Logits logits = Logits::none) const;
   // One sequence from scratch, keeping its newest n_positions tokens (outputs are for those).
   Gpt2Output forward(std::span<const std::int32_t> ids, const Tensor& prefix = {}, Logits logits = Logits::none) const;
+
+  // lm::CausalLM: start(prefixes) with room reserved, and forward(..., Logits::last).
+  std::int64_t vocab_size() const override { return config_.vocab_size; }
+  std::int64_t context_length() const override { return config_.n_positions; }
+  std::unique_ptr<lm::State> new_state(std::span<const Tensor> prefixes, std::int64_t reserve) const override;
+  Tensor forward_last(lm::State& state, std::span<const std::span<const std::int32_t>> tokens) const override;
 
   // gpt2_classifier: the `score` head on each sequence's last token, (batch, num_labels); like
   // the one-shot forward, each sequence keeps its newest n_positions tokens. The batch runs in

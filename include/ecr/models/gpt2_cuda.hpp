@@ -35,7 +35,7 @@
 #include "ecr/core/tensor.hpp"
 #include "ecr/device/cuda.hpp"
 #include "ecr/io/bundle.hpp"
-#include "ecr/models/generate.hpp"
+#include "ecr/lm/generate.hpp"
 #include "ecr/models/gpt2.hpp"
 #include "ecr/nn/linear_cuda.hpp"
 
@@ -66,7 +66,7 @@ class Gpt2Device {
   // PromptDevice's) whose writer has synchronized its stream; undefined for none.
   Gpt2Session start(std::int64_t capacity, const Tensor& prefix = {}) const;
 
-  // Decodes several sequences together (ecr::generate_batch's requests; prefixes as start()
+  // Decodes several sequences together (lm::generate_batch's requests; prefixes as start()
   // takes them). Each step runs the running sequences' new tokens through every GEMM and the LM
   // head as one batch; each sequence attends over its own KV cache and stops on its own (the
   // shared stop rule, accept_token), and leaves the batch when it does. Request i's tokens and
@@ -74,7 +74,7 @@ class Gpt2Device {
   // .generate(prompt_i, options_i), for greedy and for seeded sampling alike (the same draws:
   // the request's seed, its step, row 0), up to GEMM rounding where two candidates tie. No CUDA
   // graph; its own stream, so threads may call it at once.
-  std::vector<Generation> generate_batch(std::span<const GenerateRequest> requests) const;
+  std::vector<lm::Generation> generate_batch(std::span<const lm::GenerateRequest> requests) const;
 
   struct Weights;  // the device tensors (defined in gpt2_cuda.cpp)
 
@@ -105,11 +105,12 @@ class Gpt2Session {
   Gpt2DeviceOutput forward(std::span<const std::int32_t> tokens, Logits logits = Logits::last);
 
   // Continues after what the session holds with `prompt` (non-empty), choosing tokens on the
-  // device with the options' processors (ecr::generate's semantics; see generate_cuda.hpp for
+  // device with the options' processors (lm::generate's semantics; see generate_cuda.hpp for
   // how device sampling relates to the CPU's). A fresh session with a prefix equals
-  // ecr::generate(model, prompt, options, prefix): greedy tokens are the same. The prompt keeps
-  // its newest tokens that leave room for max_new_tokens in n_positions.
-  Generation generate(std::span<const std::int32_t> prompt, const GenerateOptions& options);
+  // lm::generate(model, prompt, options, prefix): greedy tokens are the same. The prompt keeps
+  // its newest tokens that leave room for max_new_tokens in n_positions after the tokens the
+  // session holds (lm::fit_prompt).
+  lm::Generation generate(std::span<const std::int32_t> prompt, const lm::GenerateOptions& options);
 
  private:
   friend class Gpt2Device;
