@@ -14,5 +14,6 @@ fi
 jobs=$(nproc)
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=$type -DECR_WITH_CUDA=OFF "${extra[@]}"
 cmake --build "$build" -j"$jobs"
+tools/setup_venv.sh "$build/venv"  # the gguf package, the block-quantization tests' reference
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ctest --test-dir "$build" --output-on-failure -j"$jobs"
