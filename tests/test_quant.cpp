@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -282,6 +283,20 @@ TEST_CASE("quant shapes: rows that do not hold whole blocks are ShapeError namin
     names(message([&] { (void)q.reshape({16, 16}); }), "blocks");
     names(message([&] { (void)q.reshape({256}).rows(16, 32); }), "blocks");
     CHECK_THROWS_AS(dtype_size(dtype), ShapeError);
+    // Values that no block can scale: an InputError; a block too small for 1 / d: zeros, no UB.
+    Tensor bad = test_values(2, 32, 4, "emb");
+    bad.data<float>()[33] = std::numeric_limits<float>::infinity();
+    names([&] {
+      try {
+        (void)bad.from_f32(dtype);
+      } catch (const InputError& e) {
+        return std::string(e.what());
+      }
+      return std::string();
+    }(), "emb");
+    Tensor tiny = Tensor::zeros(DType::f32, {1, 32}, "tiny");
+    tiny.data<float>()[3] = 1e-44f;
+    CHECK_NOTHROW((void)tiny.from_f32(dtype).to_f32());
     // A layer that does not fit its input, and a block weight given an int8 scale.
     const nn::Linear layer = nn::cast_matrix(nn::Linear{test_values(24, 64, 2), {}}, dtype);
     const Tensor x = test_values(3, 96, 3, "x");

@@ -61,6 +61,14 @@ void q4_0_to_f32(const void* src, float* dst, std::int64_t n) {
   }
 }
 
+// (int8)value as C's conversion gives it for every value in range; NaN (0 * inf, when a block's d
+// is so small that 1 / d overflows) and values out of range, undefined behaviour there, give 0
+// and the nearest end instead.
+std::int8_t to_int8(float value) {
+  if (!(value == value)) return 0;
+  return static_cast<std::int8_t>(std::clamp(value, -128.0f, 127.0f));
+}
+
 // GGML's quantize_row_q8_0_ref: d = max|x| / 127, q = round(x / d) (halves away from zero), with
 // the reciprocal of the unrounded d, and d stored f16.
 void f32_to_q8_0(const float* src, void* dst, std::int64_t n) {
@@ -72,7 +80,7 @@ void f32_to_q8_0(const float* src, void* dst, std::int64_t n) {
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     store_half(d, block);
     auto* qs = reinterpret_cast<std::int8_t*>(block + 2);
-    for (std::int64_t j = 0; j < kQk; ++j) qs[j] = static_cast<std::int8_t>(std::round(src[j] * id));
+    for (std::int64_t j = 0; j < kQk; ++j) qs[j] = to_int8(std::round(src[j] * id));
   }
 }
 
@@ -93,7 +101,7 @@ void f32_to_q4_0(const float* src, void* dst, std::int64_t n) {
     store_half(d, block);
     auto* qs = reinterpret_cast<std::uint8_t*>(block + 2);
     const auto nibble = [&](float x) {
-      return static_cast<std::uint8_t>(std::min(15, static_cast<int>(static_cast<std::int8_t>(x * id + 8.5f))));
+      return static_cast<std::uint8_t>(std::clamp(static_cast<int>(to_int8(x * id + 8.5f)), 0, 15));
     };
     for (std::int64_t j = 0; j < kQk / 2; ++j)
       qs[j] = static_cast<std::uint8_t>(nibble(src[j]) | (nibble(src[j + kQk / 2]) << 4));

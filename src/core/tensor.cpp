@@ -1,6 +1,7 @@
 #include "ecr/core/tensor.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -143,6 +144,13 @@ Tensor Tensor::to_f32() const {
 Tensor Tensor::from_f32(DType dtype) const {
   const auto narrow = dtype_traits(dtype).from_f32;
   if (!narrow) fail<ShapeError>("tensor '{}': cannot round to {} (f32, f16, bf16, q8_0 or q4_0)", name_, dtype_name(dtype));
+  if (is_block_type(dtype)) {  // a block's scale is its largest magnitude: one infinity or NaN spoils all 32
+    const float* v = data<float>();
+    for (std::int64_t i = 0; i < numel_; ++i)
+      if (!std::isfinite(v[i]))
+        fail<InputError>("tensor '{}': value {} at {} is not finite; {} needs finite values", name_, v[i], i,
+                         dtype_name(dtype));
+  }
   Tensor t = empty(dtype, shape_, name_);
   narrow(data<float>(), t.data_, numel_);
   return t;
