@@ -9,14 +9,15 @@
 // Weights may be stored f32, f16, bf16, int8 (weight-only, symmetric, one f32 scale per output
 // row: W = scale[j] * q[j, :]) or in GGML's Q8_0 / Q4_0 blocks (32 values of a row sharing an f16
 // scale, the bytes GGUF files hold: include/ecr/core/dtype.hpp). The activations stay f32 for
-// every type. f32 runs one Eigen GEMM per chunk. The other types are widened to
-// f32 exactly and summed in f32: up to kDotRows rows of x (decode) by a kernel that streams the
-// stored weights once (a block is dequantized in registers, never in memory), more rows
-// (prefill) by widening the chunk's weight rows into scratch and running the same Eigen GEMM, so
-// a block-quantized matrix computes bit for bit what its dequantized f32 matrix does; except bf16 weights on a CPU with AVX-512 BF16, where prefill
-// rounds x to bf16 and runs a GEMM on the bf16 dot-product instruction (twice the arithmetic per
-// instruction). Those kernels are built per instruction-set level and the best one the CPU has is
-// picked at run time (linear_kernel_level(); ECR_ISA=portable|avx2|avx512|avx512bf16 forces one).
+// every type. f32 runs one Eigen GEMM per chunk. The other types are widened to f32 exactly and
+// summed in f32: up to kDotRows rows of x (decode) by a kernel that streams the stored weights
+// once (a block is dequantized in registers, never in memory), more rows (prefill) by widening
+// the chunk's weight rows into scratch and running the same Eigen GEMM; so a block-quantized
+// matrix computes bit for bit what its dequantized f32 matrix does. The exception is bf16
+// weights on a CPU with AVX-512 BF16, where prefill rounds x to bf16 and runs a GEMM on the bf16
+// dot-product instruction (twice the arithmetic per instruction). Those kernels are built per
+// instruction-set level and the best one the CPU has is picked at run time
+// (linear_kernel_level(); ECR_ISA=portable|avx2|avx512|avx512bf16 forces one).
 #pragma once
 
 #include <cstdint>
