@@ -57,6 +57,9 @@ Tensor transposed(const Tensor& stored) {
     case DType::f16:  // the bits move, not the values
     case DType::bf16: return transposed<std::uint16_t>(stored);
     case DType::i8: return transposed<std::int8_t>(stored);
+    case DType::q8_0:
+    case DType::q4_0:  // a column of blocks is no block
+      fail<ShapeError>("tensor '{}': a {} matrix cannot be transposed", stored.name(), dtype_name(stored.dtype()));
     default: return transposed<float>(stored);
   }
 }
