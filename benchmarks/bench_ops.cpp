@@ -4,7 +4,9 @@
 // (thread-count independence) cost. Google Benchmark; run with
 // --benchmark_filter=... to pick shapes. Counters: GFLOP/s for prefill rows, GB/s of weights for
 // decode rows. BM_crc32 times the bundle checksum (ecr::crc32: ISA-L's when built with it) beside
-// zlib's on 64 MiB, in GB/s.
+// zlib's on 64 MiB, in GB/s. BM_linear_weights runs one matrix stored f32, f16, q8_0 and q4_0, at
+// decode (1 row) and prefill (64 rows), on one thread: decode reads every weight byte once per
+// token, so its time follows the bytes a weight takes.
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -31,7 +33,7 @@ Tensor filled(Shape shape) {
 void set_counters(benchmark::State& state, std::int64_t rows, std::int64_t in, std::int64_t out, DType dtype) {
   const double iterations = static_cast<double>(state.iterations());
   if (rows == 1)
-    state.counters["GB/s"] = benchmark::Counter(iterations * static_cast<double>(in * out * dtype_size(dtype)) / 1e9,
+    state.counters["GB/s"] = benchmark::Counter(iterations * static_cast<double>(storage_bytes(dtype, {out, in}, "w")) / 1e9,
                                                 benchmark::Counter::kIsRate);
   else
     state.counters["GFLOP/s"] = benchmark::Counter(iterations * 2.0 * static_cast<double>(rows * in * out) / 1e9,
@@ -43,6 +45,23 @@ void BM_linear(benchmark::State& state) {
   const std::int64_t rows = state.range(0), in = state.range(1), out = state.range(2);
   const DType dtype = state.range(4) == 1 ? DType::bf16 : DType::f32;
   ThreadPool pool(static_cast<int>(state.range(3)));
+  const Tensor x = filled({rows, in});
+  const nn::Linear layer = nn::cast_matrix(nn::Linear{filled({out, in}), filled({out})}, dtype);
+  state.SetLabel(std::string(dtype_name(dtype)) + " " + std::string(nn::linear_kernel_level()));
+  Tensor y = Tensor::empty(DType::f32, {rows, out});
+  for (auto _ : state) {
+    nn::linear(nn::view(x), layer, nn::view(y), pool);
+    benchmark::DoNotOptimize(y.raw());
+  }
+  set_counters(state, rows, in, out, dtype);
+}
+
+// Args: rows, in, out, weight dtype (0 f32, 1 f16, 2 q8_0, 3 q4_0); one thread.
+void BM_linear_weights(benchmark::State& state) {
+  constexpr DType kTypes[] = {DType::f32, DType::f16, DType::q8_0, DType::q4_0};
+  const std::int64_t rows = state.range(0), in = state.range(1), out = state.range(2);
+  const DType dtype = kTypes[state.range(3)];
+  ThreadPool pool(1);
   const Tensor x = filled({rows, in});
   const nn::Linear layer = nn::cast_matrix(nn::Linear{filled({out, in}), filled({out})}, dtype);
   state.SetLabel(std::string(dtype_name(dtype)) + " " + std::string(nn::linear_kernel_level()));
@@ -118,6 +137,14 @@ void BM_crc32(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_linear)->Apply([](auto* b) { shapes(b, true); })->UseRealTime()->Unit(benchmark::kMicrosecond);
+// GPT-2 small's MLP (768 -> 3072, 3072 -> 768) and a SmolLM2-135M-like MLP (576 -> 1536), all in
+// the last-level cache after the first call; then 4096 -> 16384 at decode, 36 MiB as q4_0 and more
+// in the others, read from memory each time as a model's layers are.
+BENCHMARK(BM_linear_weights)->ArgsProduct({{1, 64}, {768}, {3072}, {0, 1, 2, 3}})
+    ->ArgsProduct({{1, 64}, {3072}, {768}, {0, 1, 2, 3}})
+    ->ArgsProduct({{1, 64}, {576}, {1536}, {0, 1, 2, 3}})
+    ->ArgsProduct({{1}, {4096}, {16384}, {0, 1, 2, 3}})
+    ->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_eigen_gemm)->Apply([](auto* b) { shapes(b, false); })->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_attend)->Args({200, 200})->Args({1, 201})->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_crc32)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The PyPI packages the GGUF tests use, in a virtual environment beside Debian's python3 (whose
+# The PyPI packages the GGUF and block-quantization tests use (gguf: GGUFWriter writes the GGUF
+# fixtures, its numpy quantizers are the Q8_0 / Q4_0 reference), in a virtual environment beside Debian's python3 (whose
 # numpy and torch stay visible), and the real GGUF model they read when it is there:
 #   tools/setup_venv.sh [BUILD_DIR]      default build/
 # BUILD_DIR/venv gets gguf (GGUFWriter writes the test fixtures); BUILD_DIR/models gets

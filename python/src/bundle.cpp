@@ -52,6 +52,8 @@ py::array tensor_array(const Tensor& t) {
     case DType::i8: format = "int8"; break;
     case DType::u8: format = "uint8"; break;
     case DType::bf16: break;
+    case DType::q8_0:
+    case DType::q4_0: fail<ShapeError>("tensor '{}': {} has no numpy dtype", t.name(), dtype_name(t.dtype()));
   }
   auto* keep = new Tensor(t);
   const py::capsule owner(keep, [](void* p) { delete static_cast<Tensor*>(p); });

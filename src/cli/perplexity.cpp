@@ -51,10 +51,12 @@ std::vector<nn::MatrixType> weight_types(const std::string& list) {
       types.push_back(nn::kAsStored);
     } else if (name == "int8") {
       types.push_back(DType::i8);
-    } else if (const auto d = dtype_from_name(name); d && (*d == DType::f32 || *d == DType::f16 || *d == DType::bf16)) {
+    } else if (const auto d = dtype_from_name(name);
+               d && (*d == DType::f32 || *d == DType::f16 || *d == DType::bf16 || *d == DType::q8_0 ||
+                     *d == DType::q4_0)) {
       types.push_back(*d);
     } else {
-      fail<InputError>("--dtype takes stored, f32, f16, bf16 or int8 (comma-separated), not '{}'", name);
+      fail<InputError>("--dtype takes stored, f32, f16, bf16, int8, q8_0 or q4_0 (comma-separated), not '{}'", name);
     }
   }
   return types;
@@ -121,7 +123,7 @@ int perplexity(const Argv& argv) {
       .option("dialogs", "FILE", "ReDial dialogs, JSON lines")
       .option("timeout", "SECONDS", kTimeoutHelp, kDefaultTimeout)
       .option("sample", "N", "score N dialogs spread evenly over the file (0: all)", "300")
-      .option("dtype", "LIST", "comma-separated weight types: stored, f32, f16, bf16, int8", "stored")
+      .option("dtype", "LIST", "comma-separated weight types: stored, f32, f16, bf16, int8, q8_0, q4_0", "stored")
       .option("threads", "N", kThreadsHelp, "0")
       .option("json", "OUT", "also write the results as JSON to OUT");
   if (!args.parse(argv)) return 0;

@@ -1,6 +1,7 @@
 #include "ecr/core/tensor.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -8,36 +9,9 @@
 
 namespace ecr {
 
-std::size_t dtype_size(DType dtype) {
-  switch (dtype) {
-    case DType::f32: return 4;
-    case DType::f16: return 2;
-    case DType::bf16: return 2;
-    case DType::i32: return 4;
-    case DType::i64: return 8;
-    case DType::i8: return 1;
-    case DType::u8: return 1;
-  }
-  return 0;
-}
-
 namespace {
-constexpr std::string_view kDTypeNames[] = {"f32", "f16", "bf16", "i32", "i64", "i8", "u8"};
 constexpr std::size_t kAlignment = 64;
 }  // namespace
-
-std::string_view dtype_name(DType dtype) { return kDTypeNames[static_cast<int>(dtype)]; }
-
-std::optional<DType> dtype_from_name(std::string_view name) {
-  for (std::size_t i = 0; i < std::size(kDTypeNames); ++i)
-    if (kDTypeNames[i] == name) return static_cast<DType>(i);
-  return std::nullopt;
-}
-
-std::optional<DType> dtype_from_code(std::uint8_t code) {
-  if (code < std::size(kDTypeNames)) return static_cast<DType>(code);
-  return std::nullopt;
-}
 
 std::string_view device_name(Device device) { return device == Device::cpu ? "cpu" : "cuda"; }
 
@@ -54,9 +28,18 @@ std::int64_t shape_numel(const Shape& shape) {
   return n;
 }
 
-Tensor Tensor::empty(DType dtype, Shape shape, std::string name) {
+std::size_t storage_bytes(DType dtype, const Shape& shape, std::string_view tensor) {
   const std::int64_t n = shape_numel(shape);
-  const std::size_t bytes = static_cast<std::size_t>(n) * dtype_size(dtype);
+  if (shape.empty() || n == 0) return static_cast<std::size_t>(n) * dtype_traits(dtype).block_bytes;
+  const std::size_t row = row_bytes(dtype, shape.back(), tensor);
+  const auto rows = static_cast<std::size_t>(n / shape.back());
+  if (row != 0 && rows > std::numeric_limits<std::size_t>::max() / row)
+    fail<ShapeError>("tensor '{}': {} {} has more bytes than fit in memory", tensor, dtype_name(dtype), shape_string(shape));
+  return rows * row;
+}
+
+Tensor Tensor::empty(DType dtype, Shape shape, std::string name) {
+  const std::size_t bytes = storage_bytes(dtype, shape, name);
   // Round up so that every allocation is a whole number of cache lines (and never zero bytes).
   const std::size_t padded = std::max<std::size_t>(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
   void* p = ::operator new(padded, std::align_val_t(kAlignment));
@@ -74,6 +57,7 @@ Tensor Tensor::wrap(void* data, DType dtype, Shape shape, std::shared_ptr<void> 
                     Device device, std::string name) {
   Tensor t;
   t.numel_ = shape_numel(shape);
+  t.nbytes_ = storage_bytes(dtype, shape, name);
   t.data_ = data;
   t.owner_ = std::move(owner);
   t.shape_ = std::move(shape);
@@ -107,6 +91,9 @@ std::pair<std::int64_t, std::int64_t> Tensor::as_2d() const {
 Tensor Tensor::reshape(Shape shape) const {
   if (shape_numel(shape) != numel_)
     fail<ShapeError>("tensor '{}': cannot reshape {} to {}", name_, shape_string(shape_), shape_string(shape));
+  if (storage_bytes(dtype_, shape, name_) != nbytes_)
+    fail<ShapeError>("tensor '{}': cannot reshape {} {} to {}: its blocks would split", name_, dtype_name(dtype_),
+                     shape_string(shape_), shape_string(shape));
   Tensor t = *this;
   t.shape_ = std::move(shape);
   if (t.storage_ == StorageKind::owned) t.storage_ = StorageKind::view;
@@ -117,11 +104,15 @@ Tensor Tensor::rows(std::int64_t begin, std::int64_t count) const {
   if (rank() < 1) fail<ShapeError>("tensor '{}': rows() of a scalar", name_);
   if (begin < 0 || count < 0 || begin > shape_[0] - count)
     fail<ShapeError>("tensor '{}': rows [{}, {}) outside first dimension {}", name_, begin, begin + count, shape_[0]);
+  // Rows of a rank-1 block tensor are single values: only whole blocks can be cut out.
+  const std::size_t skipped = rank() > 1 ? (shape_[0] == 0 ? 0 : nbytes_ / static_cast<std::size_t>(shape_[0])) *
+                                               static_cast<std::size_t>(begin)
+                                         : storage_bytes(dtype_, {begin}, name_);
   Tensor t = *this;
   t.shape_[0] = count;
   t.numel_ = shape_numel(t.shape_);
-  const std::int64_t row_elems = shape_[0] == 0 ? 0 : numel_ / shape_[0];
-  t.data_ = static_cast<std::byte*>(data_) + static_cast<std::size_t>(begin * row_elems) * dtype_size(dtype_);
+  t.nbytes_ = storage_bytes(dtype_, t.shape_, name_);
+  t.data_ = static_cast<std::byte*>(data_) + skipped;
   if (t.storage_ == StorageKind::owned) t.storage_ = StorageKind::view;
   return t;
 }
@@ -141,17 +132,27 @@ Tensor Tensor::clone() const {
 
 Tensor Tensor::to_f32() const {
   if (dtype_ == DType::f32) return clone();
+  const auto widen = dtype_traits(dtype_).to_f32;
+  if (!widen || dtype_ == DType::i8)
+    fail<ShapeError>("tensor '{}': to_f32() of {} (expected f32, f16, bf16, q8_0 or q4_0)", name_, dtype_name(dtype_));
+  if (device_ != Device::cpu) fail<DeviceError>("tensor '{}': to_f32() of memory on {}", name_, device_name(device_));
   Tensor t = empty(DType::f32, shape_, name_);
-  float* out = t.data<float>();
-  if (dtype_ == DType::f16) {
-    const auto* in = data<Eigen::half>();
-    for (std::int64_t i = 0; i < numel_; ++i) out[i] = static_cast<float>(in[i]);
-  } else if (dtype_ == DType::bf16) {
-    const auto* in = data<Eigen::bfloat16>();
-    for (std::int64_t i = 0; i < numel_; ++i) out[i] = static_cast<float>(in[i]);
-  } else {
-    fail<ShapeError>("tensor '{}': to_f32() of {} (expected f32, f16 or bf16)", name_, dtype_name(dtype_));
+  widen(data_, t.data<float>(), numel_);
+  return t;
+}
+
+Tensor Tensor::from_f32(DType dtype) const {
+  const auto narrow = dtype_traits(dtype).from_f32;
+  if (!narrow) fail<ShapeError>("tensor '{}': cannot round to {} (f32, f16, bf16, q8_0 or q4_0)", name_, dtype_name(dtype));
+  if (is_block_type(dtype)) {  // a block's scale is its largest magnitude: one infinity or NaN spoils all 32
+    const float* v = data<float>();
+    for (std::int64_t i = 0; i < numel_; ++i)
+      if (!std::isfinite(v[i]))
+        fail<InputError>("tensor '{}': value {} at {} is not finite; {} needs finite values", name_, v[i], i,
+                         dtype_name(dtype));
   }
+  Tensor t = empty(dtype, shape_, name_);
+  narrow(data<float>(), t.data_, numel_);
   return t;
 }
 

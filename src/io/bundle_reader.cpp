@@ -290,7 +290,7 @@ TensorInfo Bundle::Impl::read_entry(Cursor& cur, std::size_t e) const {
   const auto codec = cur.read<std::uint8_t>("codec", e);
   const auto rank = cur.read<std::uint8_t>("rank", e);
   const auto reserved8 = cur.read<std::uint8_t>("reserved", e);
-  if (!dtype_from_code(dtype))
+  if (!dtype_from_code(dtype) || is_block_type(*dtype_from_code(dtype)))
     fail<FormatError>("bundle '{}': tensor '{}': unknown dtype code {}", label, info.name, dtype);
   if (codec > 1) fail<FormatError>("bundle '{}': tensor '{}': unknown codec {}", label, info.name, codec);
   if (rank > kMaxRank) fail<FormatError>("bundle '{}': tensor '{}': rank {} (at most {})", label, info.name, rank, kMaxRank);

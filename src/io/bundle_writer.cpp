@@ -39,6 +39,8 @@ void BundleWriter::add(std::string name, const Tensor& tensor, Codec codec, int 
   if (tensor.rank() > 8) fail<ShapeError>("tensor '{}': rank {} (at most 8)", name, tensor.rank());
   const auto* src = static_cast<const std::byte*>(tensor.raw());
   if (tensor.device() != Device::cpu) fail<DeviceError>("tensor '{}': only CPU tensors can be written", name);
+  if (is_block_type(tensor.dtype()))
+    fail<ShapeError>("tensor '{}': {} is not a bundle dtype (docs/format.md)", name, dtype_name(tensor.dtype()));
 
   Entry e;
   e.info.name = std::move(name);

@@ -17,17 +17,24 @@ cpu::WeightType weight_type(const Linear& layer) {
   const Tensor& w = layer.weight;
   if (w.device() != Device::cpu)
     fail<DeviceError>("linear: weight '{}' is on {}, not the CPU", w.name(), device_name(w.device()));
-  switch (w.dtype()) {
-    case DType::f32: return cpu::WeightType::f32;
-    case DType::f16: return cpu::WeightType::f16;
-    case DType::bf16: return cpu::WeightType::bf16;
-    case DType::i8:
-      if (!layer.scale.defined() || layer.scale.dtype() != DType::f32 || layer.scale.numel() != layer.out())
-        fail<ShapeError>("linear: i8 weight '{}' needs an f32 scale of {} values", w.name(), layer.out());
-      return cpu::WeightType::i8;
-    default:
-      fail<ShapeError>("linear: weight '{}' is {}; expected f32, f16, bf16 or i8", w.name(), dtype_name(w.dtype()));
+  const LinearKernel kernel = dtype_traits(w.dtype()).linear;
+  if (kernel == LinearKernel::i8 &&
+      (!layer.scale.defined() || layer.scale.dtype() != DType::f32 || layer.scale.numel() != layer.out()))
+    fail<ShapeError>("linear: i8 weight '{}' needs an f32 scale of {} values", w.name(), layer.out());
+  if (kernel != LinearKernel::i8 && layer.scale.defined())
+    fail<ShapeError>("linear: {} weight '{}' takes no scale tensor (only i8 weights do)", dtype_name(w.dtype()),
+                     w.name());
+  switch (kernel) {
+    case LinearKernel::f32: return cpu::WeightType::f32;
+    case LinearKernel::f16: return cpu::WeightType::f16;
+    case LinearKernel::bf16: return cpu::WeightType::bf16;
+    case LinearKernel::i8: return cpu::WeightType::i8;
+    case LinearKernel::q8_0: return cpu::WeightType::q8_0;
+    case LinearKernel::q4_0: return cpu::WeightType::q4_0;
+    case LinearKernel::none: break;
   }
+  fail<ShapeError>("linear: weight '{}' is {}; expected f32, f16, bf16, i8, q8_0 or q4_0", w.name(),
+                   dtype_name(w.dtype()));
 }
 
 // Per-thread buffers of the 16-bit and int8 path, grown to the largest chunk seen.
@@ -79,7 +86,7 @@ void cpu::linear_stored(const LinearKernels& kernels, ConstMatrix x, const Linea
   const std::int64_t rows = x.rows(), in = layer.in(), out = layer.out();
   if (rows == 0) return;
   const auto* weight = static_cast<const std::byte*>(layer.weight.raw());
-  const std::size_t row_bytes = static_cast<std::size_t>(in) * dtype_size(layer.weight.dtype());
+  const std::size_t row_bytes = ecr::row_bytes(layer.weight.dtype(), in, layer.weight.name());
   const float* scale = layer.scale.defined() ? layer.scale.data<float>() : nullptr;
   const float* bias = layer.bias.defined() ? layer.bias.data<float>() : nullptr;
   // Prefill with bf16 weights on a CPU with a bf16 dot product: x rounded to bf16 once for every chunk.
@@ -135,7 +142,7 @@ void gather_rows(const Linear& table, std::span<const std::int32_t> ids, Matrix 
   const cpu::LinearKernels& kernels = cpu::active_kernels();
   const auto type = static_cast<int>(weight_type(table));
   const std::int64_t in = table.in();
-  const std::size_t row_bytes = static_cast<std::size_t>(in) * dtype_size(table.weight.dtype());
+  const std::size_t row_bytes = ecr::row_bytes(table.weight.dtype(), in, table.weight.name());
   const auto* weight = static_cast<const std::byte*>(table.weight.raw());
   const float* scale = table.scale.defined() ? table.scale.data<float>() : nullptr;
   for (std::size_t i = 0; i < ids.size(); ++i) {

@@ -57,6 +57,9 @@ Tensor transposed(const Tensor& stored) {
     case DType::f16:  // the bits move, not the values
     case DType::bf16: return transposed<std::uint16_t>(stored);
     case DType::i8: return transposed<std::int8_t>(stored);
+    case DType::q8_0:
+    case DType::q4_0:  // a column of blocks is no block
+      fail<ShapeError>("tensor '{}': a {} matrix cannot be transposed", stored.name(), dtype_name(stored.dtype()));
     default: return transposed<float>(stored);
   }
 }
@@ -114,8 +117,9 @@ LayerNorm load_layer_norm(const Bundle& bundle, const std::string& prefix, std::
 Linear cast_matrix(const Linear& matrix, DType dtype) {
   const Tensor& w = matrix.weight;
   if (w.dtype() == dtype) return matrix;
-  if (dtype != DType::f32 && dtype != DType::f16 && dtype != DType::bf16 && dtype != DType::i8)
-    fail<ShapeError>("weight '{}': cannot cast to {} (f32, f16, bf16 or i8)", w.name(), dtype_name(dtype));
+  if (dtype != DType::f32 && dtype != DType::f16 && dtype != DType::bf16 && dtype != DType::i8 &&
+      dtype != DType::q8_0 && dtype != DType::q4_0)
+    fail<ShapeError>("weight '{}': cannot cast to {} (f32, f16, bf16, i8, q8_0 or q4_0)", w.name(), dtype_name(dtype));
   Tensor values;
   if (w.dtype() == DType::i8) {
     values = Tensor::empty(DType::f32, w.shape(), w.name());
@@ -127,12 +131,8 @@ Linear cast_matrix(const Linear& matrix, DType dtype) {
   Linear out{{}, matrix.bias, {}};
   if (dtype == DType::f32) {
     out.weight = std::move(values);
-  } else if (dtype == DType::f16) {
-    out.weight = Tensor::empty(dtype, w.shape(), w.name());
-    out.weight.matrix<Eigen::half>() = values.matrix<float>().cast<Eigen::half>();
-  } else if (dtype == DType::bf16) {
-    out.weight = Tensor::empty(dtype, w.shape(), w.name());
-    out.weight.matrix<Eigen::bfloat16>() = values.matrix<float>().cast<Eigen::bfloat16>();
+  } else if (dtype != DType::i8) {
+    out.weight = values.from_f32(dtype);
   } else {
     out.weight = Tensor::empty(DType::i8, w.shape(), w.name());
     out.scale = Tensor::empty(DType::f32, {w.dim(0)}, w.name() + ".scale");

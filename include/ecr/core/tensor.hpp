@@ -16,17 +16,10 @@
 
 #include <Eigen/Core>
 
+#include "ecr/core/dtype.hpp"
 #include "ecr/core/error.hpp"
 
 namespace ecr {
-
-// Stored in bundles as a byte: the numbers are part of the file format (docs/format.md).
-enum class DType : std::uint8_t { f32 = 0, f16 = 1, bf16 = 2, i32 = 3, i64 = 4, i8 = 5, u8 = 6 };
-
-std::size_t dtype_size(DType dtype);
-std::string_view dtype_name(DType dtype);
-std::optional<DType> dtype_from_name(std::string_view name);
-std::optional<DType> dtype_from_code(std::uint8_t code);
 
 template <class T> constexpr DType dtype_of();
 template <> constexpr DType dtype_of<float>() { return DType::f32; }
@@ -47,6 +40,9 @@ using Shape = std::vector<std::int64_t>;
 std::string shape_string(const Shape& shape);
 // Number of elements; throws ShapeError on a negative dimension or an overflowing product.
 std::int64_t shape_numel(const Shape& shape);
+// Bytes of a `dtype` tensor of `shape`; ShapeError naming the tensor when the last dimension is
+// not a multiple of a block type's block or the size overflows.
+std::size_t storage_bytes(DType dtype, const Shape& shape, std::string_view tensor);
 
 template <class T>
 using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -82,7 +78,7 @@ class Tensor {
   // dim(-1) is the last dimension.
   std::int64_t dim(int i) const;
   std::int64_t numel() const noexcept { return numel_; }
-  std::size_t nbytes() const noexcept { return static_cast<std::size_t>(numel_) * dtype_size(dtype_); }
+  std::size_t nbytes() const noexcept { return nbytes_; }
   const std::string& name() const noexcept { return name_; }
   void set_name(std::string name) { name_ = std::move(name); }
 
@@ -102,7 +98,8 @@ class Tensor {
   template <class T> VectorMap<T> vector() { return {data<T>(), numel_}; }
   template <class T> VectorMap<const T> vector() const { return {data<T>(), numel_}; }
 
-  // Views that share this tensor's storage (no copy).
+  // Views that share this tensor's storage (no copy). A block type's rows must still hold whole
+  // blocks (ShapeError).
   Tensor reshape(Shape shape) const;
   // Rows [begin, begin + count) of the first dimension.
   Tensor rows(std::int64_t begin, std::int64_t count) const;
@@ -110,8 +107,11 @@ class Tensor {
 
   // A deep copy in owned CPU memory.
   Tensor clone() const;
-  // f32 copy of a f32/f16/bf16 tensor (f32 input returns a clone).
+  // f32 copy of a f32/f16/bf16/q8_0/q4_0 tensor (f32 input returns a clone).
   Tensor to_f32() const;
+  // This f32 tensor stored as `dtype` (f32, f16, bf16, q8_0 or q4_0), rounded as
+  // DTypeTraits::from_f32 says; ShapeError for another dtype or a row of partial blocks.
+  Tensor from_f32(DType dtype) const;
 
   // Throws ShapeError "tensor 'name': expected shape [a, b] (f32), found [c, d] (f16)".
   void expect(DType dtype, const Shape& shape) const;
@@ -125,6 +125,7 @@ class Tensor {
   std::shared_ptr<void> owner_;
   Shape shape_;
   std::int64_t numel_ = 0;
+  std::size_t nbytes_ = 0;
   DType dtype_ = DType::f32;
   Device device_ = Device::cpu;
   StorageKind storage_ = StorageKind::owned;

@@ -35,6 +35,21 @@ struct Lanes {
     for (int l = 0; l < width; ++l) r.v[l] = scalar(tag, p[l]);
     return r;
   }
+  static reg mul(const reg& a, const reg& b) {
+    reg r;
+    for (int l = 0; l < width; ++l) r.v[l] = a.v[l] * b.v[l];
+    return r;
+  }
+  static reg splat_half(std::uint16_t bits) {
+    reg r;
+    for (float& v : r.v) v = scalar(Half{}, bits);
+    return r;
+  }
+  static reg nibbles(const std::uint8_t* p, bool high) {
+    reg r;
+    for (int l = 0; l < width; ++l) r.v[l] = static_cast<float>(((high ? p[l] >> 4 : p[l]) & 15) - 8);
+    return r;
+  }
   static void store(float* p, const reg& r) {
     for (int l = 0; l < width; ++l) p[l] = r.v[l];
   }

@@ -1,0 +1,158 @@
+// The dtype table and its scalar conversions. These are the reference the vectorised kernels in
+// src/nn/cpu must match bit for bit (dequantizing is exact: d is an f16 value, 11 significant
+// bits, and q at most 8, so d * q fits an f32). Built with -ffp-contract=off (src/CMakeLists.txt):
+// GGML's Q4_0 rounding `x * id + 8.5` must stay a product and a sum, never a fused one.
+#include "ecr/core/dtype.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+
+#include <Eigen/Core>
+
+namespace ecr {
+
+namespace {
+
+constexpr std::int64_t kQk = 32;  // values per Q8_0 / Q4_0 block (GGML's QK8_0, QK4_0)
+
+template <class T>
+void widen(const void* src, float* dst, std::int64_t n) {
+  const T* s = static_cast<const T*>(src);
+  for (std::int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(s[i]);
+}
+
+template <class T>
+void narrow(const float* src, void* dst, std::int64_t n) {
+  T* d = static_cast<T*>(dst);
+  for (std::int64_t i = 0; i < n; ++i) d[i] = static_cast<T>(src[i]);
+}
+
+float half_at(const std::byte* p) {
+  Eigen::half h;
+  std::memcpy(&h, p, sizeof h);
+  return static_cast<float>(h);
+}
+
+void store_half(float value, std::byte* p) {
+  const Eigen::half h(value);
+  std::memcpy(p, &h, sizeof h);
+}
+
+void q8_0_to_f32(const void* src, float* dst, std::int64_t n) {
+  const auto* block = static_cast<const std::byte*>(src);
+  for (std::int64_t b = 0; b < n / kQk; ++b, block += 2 + kQk, dst += kQk) {
+    const float d = half_at(block);
+    const auto* qs = reinterpret_cast<const std::int8_t*>(block + 2);
+    for (std::int64_t j = 0; j < kQk; ++j) dst[j] = d * static_cast<float>(qs[j]);
+  }
+}
+
+void q4_0_to_f32(const void* src, float* dst, std::int64_t n) {
+  const auto* block = static_cast<const std::byte*>(src);
+  for (std::int64_t b = 0; b < n / kQk; ++b, block += 2 + kQk / 2, dst += kQk) {
+    const float d = half_at(block);
+    const auto* qs = reinterpret_cast<const std::uint8_t*>(block + 2);
+    for (std::int64_t j = 0; j < kQk / 2; ++j) {
+      dst[j] = d * static_cast<float>((qs[j] & 15) - 8);
+      dst[j + kQk / 2] = d * static_cast<float>((qs[j] >> 4) - 8);
+    }
+  }
+}
+
+// (int8)value as C's conversion gives it for every value in range; NaN (0 * inf, when a block's d
+// is so small that 1 / d overflows) and values out of range, undefined behaviour there, give 0
+// and the nearest end instead.
+std::int8_t to_int8(float value) {
+  if (!(value == value)) return 0;
+  return static_cast<std::int8_t>(std::clamp(value, -128.0f, 127.0f));
+}
+
+// GGML's quantize_row_q8_0_ref: d = max|x| / 127, q = round(x / d) (halves away from zero), with
+// the reciprocal of the unrounded d, and d stored f16.
+void f32_to_q8_0(const float* src, void* dst, std::int64_t n) {
+  auto* block = static_cast<std::byte*>(dst);
+  for (std::int64_t b = 0; b < n / kQk; ++b, block += 2 + kQk, src += kQk) {
+    float amax = 0.0f;
+    for (std::int64_t j = 0; j < kQk; ++j) amax = std::max(amax, std::fabs(src[j]));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    store_half(d, block);
+    auto* qs = reinterpret_cast<std::int8_t*>(block + 2);
+    for (std::int64_t j = 0; j < kQk; ++j) qs[j] = to_int8(std::round(src[j] * id));
+  }
+}
+
+// GGML's quantize_row_q4_0_ref: d = m / -8 where m is the value of largest magnitude (the first
+// one on a tie), so m itself maps to 0; nibble = min(15, trunc(x / d + 8.5)).
+void f32_to_q4_0(const float* src, void* dst, std::int64_t n) {
+  auto* block = static_cast<std::byte*>(dst);
+  for (std::int64_t b = 0; b < n / kQk; ++b, block += 2 + kQk / 2, src += kQk) {
+    float amax = 0.0f, max = 0.0f;
+    for (std::int64_t j = 0; j < kQk; ++j) {
+      if (amax < std::fabs(src[j])) {
+        amax = std::fabs(src[j]);
+        max = src[j];
+      }
+    }
+    const float d = max / -8.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    store_half(d, block);
+    auto* qs = reinterpret_cast<std::uint8_t*>(block + 2);
+    const auto nibble = [&](float x) {
+      return static_cast<std::uint8_t>(std::clamp(static_cast<int>(to_int8(x * id + 8.5f)), 0, 15));
+    };
+    for (std::int64_t j = 0; j < kQk / 2; ++j)
+      qs[j] = static_cast<std::uint8_t>(nibble(src[j]) | (nibble(src[j + kQk / 2]) << 4));
+  }
+}
+
+using Half = Eigen::half;
+using Brain = Eigen::bfloat16;
+
+// Indexed by the DType's code.
+constexpr std::array<DTypeTraits, 9> kTraits = {{
+    {DType::f32, "f32", 1, 4, widen<float>, narrow<float>, LinearKernel::f32},
+    {DType::f16, "f16", 1, 2, widen<Half>, narrow<Half>, LinearKernel::f16},
+    {DType::bf16, "bf16", 1, 2, widen<Brain>, narrow<Brain>, LinearKernel::bf16},
+    {DType::i32, "i32", 1, 4, nullptr, nullptr, LinearKernel::none},
+    {DType::i64, "i64", 1, 8, nullptr, nullptr, LinearKernel::none},
+    {DType::i8, "i8", 1, 1, widen<std::int8_t>, nullptr, LinearKernel::i8},
+    {DType::u8, "u8", 1, 1, nullptr, nullptr, LinearKernel::none},
+    {DType::q8_0, "q8_0", kQk, 2 + kQk, q8_0_to_f32, f32_to_q8_0, LinearKernel::q8_0},
+    {DType::q4_0, "q4_0", kQk, 2 + kQk / 2, q4_0_to_f32, f32_to_q4_0, LinearKernel::q4_0},
+}};
+
+}  // namespace
+
+const DTypeTraits& dtype_traits(DType dtype) { return kTraits[static_cast<std::size_t>(dtype)]; }
+
+std::string_view dtype_name(DType dtype) { return dtype_traits(dtype).name; }
+
+std::optional<DType> dtype_from_name(std::string_view name) {
+  for (const DTypeTraits& t : kTraits)
+    if (t.name == name) return t.dtype;
+  return std::nullopt;
+}
+
+std::optional<DType> dtype_from_code(std::uint8_t code) {
+  if (code < kTraits.size()) return static_cast<DType>(code);
+  return std::nullopt;
+}
+
+std::size_t dtype_size(DType dtype) {
+  const DTypeTraits& t = dtype_traits(dtype);
+  if (t.block != 1) fail<ShapeError>("dtype {} stores blocks of {} values, not single values", t.name, t.block);
+  return t.block_bytes;
+}
+
+std::size_t row_bytes(DType dtype, std::int64_t cols, std::string_view tensor) {
+  const DTypeTraits& t = dtype_traits(dtype);
+  if (cols < 0 || cols % t.block != 0)
+    fail<ShapeError>("tensor '{}': rows of {} values, not a multiple of {}'s block of {}", tensor, cols, t.name,
+                     t.block);
+  return static_cast<std::size_t>(cols / t.block) * t.block_bytes;
+}
+
+}  // namespace ecr
