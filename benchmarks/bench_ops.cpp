@@ -40,11 +40,10 @@ void set_counters(benchmark::State& state, std::int64_t rows, std::int64_t in, s
                                                    benchmark::Counter::kIsRate);
 }
 
-// Args: rows, in, out, threads, weight dtype (0 f32, 1 bf16).
-void BM_linear(benchmark::State& state) {
-  const std::int64_t rows = state.range(0), in = state.range(1), out = state.range(2);
-  const DType dtype = state.range(4) == 1 ? DType::bf16 : DType::f32;
-  ThreadPool pool(static_cast<int>(state.range(3)));
+// x (rows, in) times a random (out, in) weight cast to `dtype`, on `threads` threads.
+void time_linear(benchmark::State& state, std::int64_t rows, std::int64_t in, std::int64_t out, DType dtype,
+                 int threads) {
+  ThreadPool pool(threads);
   const Tensor x = filled({rows, in});
   const nn::Linear layer = nn::cast_matrix(nn::Linear{filled({out, in}), filled({out})}, dtype);
   state.SetLabel(std::string(dtype_name(dtype)) + " " + std::string(nn::linear_kernel_level()));
@@ -56,21 +55,16 @@ void BM_linear(benchmark::State& state) {
   set_counters(state, rows, in, out, dtype);
 }
 
+// Args: rows, in, out, threads, weight dtype (0 f32, 1 bf16).
+void BM_linear(benchmark::State& state) {
+  time_linear(state, state.range(0), state.range(1), state.range(2), state.range(4) == 1 ? DType::bf16 : DType::f32,
+              static_cast<int>(state.range(3)));
+}
+
 // Args: rows, in, out, weight dtype (0 f32, 1 f16, 2 q8_0, 3 q4_0); one thread.
 void BM_linear_weights(benchmark::State& state) {
   constexpr DType kTypes[] = {DType::f32, DType::f16, DType::q8_0, DType::q4_0};
-  const std::int64_t rows = state.range(0), in = state.range(1), out = state.range(2);
-  const DType dtype = kTypes[state.range(3)];
-  ThreadPool pool(1);
-  const Tensor x = filled({rows, in});
-  const nn::Linear layer = nn::cast_matrix(nn::Linear{filled({out, in}), filled({out})}, dtype);
-  state.SetLabel(std::string(dtype_name(dtype)) + " " + std::string(nn::linear_kernel_level()));
-  Tensor y = Tensor::empty(DType::f32, {rows, out});
-  for (auto _ : state) {
-    nn::linear(nn::view(x), layer, nn::view(y), pool);
-    benchmark::DoNotOptimize(y.raw());
-  }
-  set_counters(state, rows, in, out, dtype);
+  time_linear(state, state.range(0), state.range(1), state.range(2), kTypes[state.range(3)], 1);
 }
 
 // The same product as one Eigen call on one thread: the reference for the chunked version.

@@ -4,7 +4,11 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
+#include <initializer_list>
 #include <string>
+#include <string_view>
+#include <typeinfo>
 
 #include <doctest/doctest.h>
 
@@ -24,6 +28,20 @@ fs::path shared_data();
       return;                                                                            \
     }                                                                                    \
   } while (0)
+
+// `f` throws E (an ecr::Error kind) and its message holds every needle; any other outcome fails
+// the test case, naming what happened instead.
+template <class E>
+void check_refused(const std::function<void()>& f, std::initializer_list<std::string_view> needles) {
+  try {
+    f();
+    FAIL_CHECK("accepted; expected " << typeid(E).name());
+  } catch (const E& e) {
+    for (auto needle : needles) CHECK_MESSAGE(std::string(e.what()).find(needle) != std::string::npos, e.what());
+  } catch (const std::exception& e) {
+    FAIL_CHECK("wrong exception: " << std::string(e.what()));
+  }
+}
 
 fs::path source_dir();
 fs::path tools_dir();

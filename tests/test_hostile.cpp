@@ -43,6 +43,7 @@ using ecr::test::run_command;
 using ecr::test::temp_dir;
 namespace fs = std::filesystem;
 
+using ecr::test::check_refused;
 namespace {
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -100,18 +101,6 @@ bool terminal_safe(std::string_view s) {
   return true;
 }
 
-// A typed error of `kind` whose message has every needle, from `f`.
-template <class E>
-void check_refused(const std::function<void()>& f, std::initializer_list<std::string_view> needles) {
-  try {
-    f();
-    FAIL_CHECK("accepted; expected " << typeid(E).name());
-  } catch (const E& e) {
-    for (auto needle : needles) CHECK_MESSAGE(std::string(e.what()).find(needle) != std::string::npos, e.what());
-  } catch (const std::exception& e) {
-    FAIL_CHECK("wrong exception: " << std::string(e.what()));
-  }
-}
 
 // Runs `f` in a child process under `limits` (RLIMIT_* -> bytes); returns the child's exit code
 // (f's return value; 100 + signal number when it is killed).

@@ -17,6 +17,7 @@
 using namespace ecr;
 using namespace ecr::lm;
 
+using ecr::test::check_refused;
 namespace {
 
 constexpr std::int64_t kVocab = 8;
@@ -84,18 +85,6 @@ class ScriptedLM final : public CausalLM {
   std::int64_t context_;
 };
 
-// `f` throws E and its message holds every needle.
-template <class E>
-void check_refused(const std::function<void()>& f, std::initializer_list<std::string_view> needles) {
-  try {
-    f();
-    FAIL_CHECK("accepted; expected " << typeid(E).name());
-  } catch (const E& e) {
-    for (auto needle : needles) CHECK_MESSAGE(std::string(e.what()).find(needle) != std::string::npos, e.what());
-  } catch (const std::exception& e) {
-    FAIL_CHECK("wrong exception: " << std::string(e.what()));
-  }
-}
 
 GenerateOptions budget(std::int64_t max_new) {
   GenerateOptions o;
