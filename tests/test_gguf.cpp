@@ -573,7 +573,8 @@ TEST_CASE("gguf: metadata: lengths past the end, huge arrays, deep nesting, bad 
     f.u32(kI32).u64(1).put<std::int32_t>(-5);
     return f;
   };
-  auto v = parse(nested(gguf::kMaxArrayDepth)).value("deep");
+  const gguf::File deep = parse(nested(gguf::kMaxArrayDepth));  // its Values view its bytes: keep it
+  auto v = deep.value("deep");
   for (int i = 1; i < gguf::kMaxArrayDepth; ++i) v = v.as<std::vector<gguf::Value>>().at(0);
   CHECK(v.as<std::vector<std::int32_t>>() == std::vector<std::int32_t>{-5});
   expect_error(nested(gguf::kMaxArrayDepth + 1), {"key 'deep'", "nested more than 8 deep"});

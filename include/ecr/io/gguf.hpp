@@ -52,7 +52,7 @@ const TypeTraits* type_traits(std::uint32_t id);
 std::string type_name(TensorType type);
 
 // One metadata value: a scalar, a string or an array (of any type, arrays of arrays included),
-// viewed in the file. as<T>() converts it; the type must match exactly (no widening), else a
+// viewed in the file: valid while the File it came from (or a copy of it) lives. as<T>() converts it; the type must match exactly (no widening), else a
 // FormatError names the key and both types:
 //   scalars   std::uint8_t .. std::int64_t, float (f32), double (f64), bool
 //   strings   std::string_view (into the map), std::string
