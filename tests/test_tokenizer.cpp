@@ -15,6 +15,7 @@
 #include "ecr/io/bundle.hpp"
 #include "ecr/text/byte_level_bpe.hpp"
 #include "support.hpp"
+#include "tokenizer_fixtures.hpp"
 
 namespace {
 
@@ -22,13 +23,8 @@ using ecr::text::ByteLevelBpe;
 using ecr::test::fs::path;
 using Ids = std::vector<std::int32_t>;
 
-path gpt2_dir() { return ecr::test::shared_data() / "gpt2"; }
-
-// ECR's GPT-2 side: eos 50256 in the vocab, <pad> and <movie> added.
-ByteLevelBpe ecr_gpt2() {
-  return ByteLevelBpe::from_files(gpt2_dir() / "encoder.json", gpt2_dir() / "vocab.bpe",
-                                  {{"<pad>", 50257}, {"<movie>", 50258}});
-}
+using ecr::test::ecr_gpt2;
+using ecr::test::gpt2_dir;
 
 Ids concat(std::initializer_list<Ids> parts) {
   Ids out;
@@ -166,13 +162,7 @@ TEST_CASE("tokenizer: from_json(to_json()) encodes identically") {
 TEST_CASE("tokenizer: a RoBERTa-style vocab splits out <s> and </s>") {
   ECR_REQUIRE_SHARED_DATA();
   const ByteLevelBpe gpt2 = ecr_gpt2();
-  // RoBERTa's vocab is GPT-2's with its special tokens in front: <s> 0, <pad> 1, </s> 2, <unk> 3.
-  std::ifstream in(gpt2_dir() / "encoder.json");
-  const auto gpt2_vocab = nlohmann::json::parse(in);
-  nlohmann::json vocab = {{"<s>", 0}, {"<pad>", 1}, {"</s>", 2}, {"<unk>", 3}};
-  for (const auto& [token, id] : gpt2_vocab.items())
-    if (token != "<|endoftext|>") vocab[token] = id.get<int>() + 4;
-  vocab["<mask>"] = 50264;
+  const nlohmann::json vocab = ecr::test::roberta_style_vocab();
   const path dir = ecr::test::temp_dir("tokenizer_roberta");
   std::ofstream(dir / "vocab.json") << vocab.dump();
   const ByteLevelBpe roberta =

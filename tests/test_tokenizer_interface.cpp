@@ -16,6 +16,7 @@
 #include "ecr/text/pre_tokenizer.hpp"
 #include "ecr/text/tokenizer.hpp"
 #include "support.hpp"
+#include "tokenizer_fixtures.hpp"
 
 namespace {
 
@@ -26,14 +27,9 @@ using ecr::text::ByteLevelBpe;
 using ecr::test::fs::path;
 using Ids = std::vector<std::int32_t>;
 
-path gpt2_dir() { return ecr::test::shared_data() / "gpt2"; }
+using ecr::test::gpt2_dir;
 
-// ECR's GPT-2 side, as a bundle stores it: eos 50256 in the vocab, <pad> and <movie> added.
-nlohmann::json ecr_gpt2_spec() {
-  return ByteLevelBpe::from_files(gpt2_dir() / "encoder.json", gpt2_dir() / "vocab.bpe",
-                                  {{"<pad>", 50257}, {"<movie>", 50258}})
-      .to_json();
-}
+nlohmann::json ecr_gpt2_spec() { return ecr::test::ecr_gpt2().to_json(); }
 
 std::vector<std::string> stream_pieces(const Tokenizer& tok, const Ids& ids) {
   DecodeStream stream(tok);
@@ -188,12 +184,7 @@ TEST_CASE("tokenizer interface: control tokens and their roles") {
   CHECK_FALSE(gpt2->is_control(262));
 
   // RoBERTa's names give it every role.
-  std::ifstream in(gpt2_dir() / "encoder.json");
-  const auto gpt2_vocab = nlohmann::json::parse(in);
-  nlohmann::json vocab = {{"<s>", 0}, {"<pad>", 1}, {"</s>", 2}, {"<unk>", 3}};
-  for (const auto& [token, id] : gpt2_vocab.items())
-    if (token != "<|endoftext|>") vocab[token] = id.get<int>() + 4;
-  vocab["<mask>"] = 50264;
+  const nlohmann::json vocab = ecr::test::roberta_style_vocab();
   nlohmann::json spec = ecr_gpt2_spec();
   spec["vocab"] = vocab;
   spec["added_tokens"] = {{"<movie>", 50265}};
