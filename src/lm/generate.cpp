@@ -1,6 +1,7 @@
 #include "ecr/lm/generate.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include "ecr/core/error.hpp"
 
@@ -35,20 +36,9 @@ bool accept_token(Generation& generation, std::int32_t token, const GenerateOpti
 
 Generation generate(const CausalLM& model, std::span<const std::int32_t> prompt, const GenerateOptions& options,
                     const Tensor& prefix) {
-  prompt = fit_prompt(prompt, options, model.context_length());
-  Generation result;
-  if (options.max_new_tokens == 0) return result;
-  result.tokens.reserve(static_cast<std::size_t>(options.max_new_tokens));
-  Sampler sampler(prompt, options);
-  const std::unique_ptr<State> state = model.new_state(
-      std::span<const Tensor>(&prefix, 1), static_cast<std::int64_t>(prompt.size()) + options.max_new_tokens);
-  Tensor logits = model.forward_last(*state, std::span<const std::span<const std::int32_t>>(&prompt, 1));
-  for (;;) {
-    const std::int32_t token = sampler.next(logits.span<float>());
-    if (accept_token(result, token, options)) return result;
-    const std::span<const std::int32_t> fed(&token, 1);
-    logits = model.forward_last(*state, std::span<const std::span<const std::int32_t>>(&fed, 1));
-  }
+  // One sequence is a batch of one: a single decode loop serves both.
+  const GenerateRequest request{prompt, prefix, options};
+  return std::move(generate_batch(model, std::span(&request, 1)).front());
 }
 
 std::vector<Generation> generate_batch(const CausalLM& model, std::span<const GenerateRequest> requests) {
