@@ -100,6 +100,11 @@ std::vector<Turn> context_turns(const Dialog& dialog);
 // tokenizer's part.
 std::vector<std::string> context_strings(const Dialog& dialog, std::string_view eos);
 std::string context_text(const Dialog& dialog, std::string_view eos);
+// The context strings as the models read them: each turn's "User: "/"System: " and text encoded
+// as plain text (ControlText::as_text: a user who types "<|endoftext|>" neither ends a turn nor
+// injects a control token), then `eos` as its control token. For text that spells no control
+// token this is tokenizer.encode(context_text(dialog, eos)), id for id.
+std::vector<std::int32_t> encode_context(const Tokenizer& tokenizer, const Dialog& dialog, std::string_view eos);
 
 // A turn's emotions as the prompt takes them: labels with probability > 0.1, strongest first
 // (ties: lower id), at most 3, padded with kPadEmotion and probability 0.

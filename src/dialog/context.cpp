@@ -16,14 +16,28 @@ std::vector<Turn> context_turns(const Dialog& dialog) {
   return turns;
 }
 
+namespace {
+
+// A turn's context string without its eos: "User: " or "System: " and the text.
+std::string speaker_text(const Turn& turn) {
+  return (turn.role == Role::user ? "User: " : "System: ") + turn.text;
+}
+
+// One turn's ids: its text as plain text, then the eos control token(s).
+void append_turn(const Tokenizer& tokenizer, const Turn& turn, const std::vector<std::int32_t>& eos_ids,
+                 std::vector<std::int32_t>& out) {
+  const std::vector<std::int32_t> ids = tokenizer.encode(speaker_text(turn), ControlText::as_text);
+  out.insert(out.end(), ids.begin(), ids.end());
+  out.insert(out.end(), eos_ids.begin(), eos_ids.end());
+}
+
+}  // namespace
+
 std::vector<std::string> context_strings(const Dialog& dialog, std::string_view eos) {
   std::vector<std::string> out;
   for (const auto& turn : dialog.turns) {
     if (turn.text.empty()) continue;
-    std::string s = turn.role == Role::user ? "User: " : "System: ";
-    s += turn.text;
-    s += eos;
-    out.push_back(std::move(s));
+    out.push_back(speaker_text(turn) + std::string(eos));
   }
   return out;
 }
@@ -31,6 +45,16 @@ std::vector<std::string> context_strings(const Dialog& dialog, std::string_view 
 std::string context_text(const Dialog& dialog, std::string_view eos) {
   std::string out;
   for (const auto& s : context_strings(dialog, eos)) out += s;
+  return out;
+}
+
+std::vector<std::int32_t> encode_context(const Tokenizer& tokenizer, const Dialog& dialog, std::string_view eos) {
+  // The control token splits the text around it, so encoding turn by turn gives the ids one
+  // encoding of the whole context would, less any control token the turns' text spells.
+  const std::vector<std::int32_t> eos_ids = tokenizer.encode(eos);
+  std::vector<std::int32_t> out;
+  for (const auto& turn : dialog.turns)
+    if (!turn.text.empty()) append_turn(tokenizer, turn, eos_ids, out);
   return out;
 }
 
@@ -110,10 +134,10 @@ Dialog recent_turns(const Dialog& dialog, std::span<const ContextBudget> context
   std::vector<std::size_t> needed;
   for (const ContextBudget& c : contexts) needed.push_back(c.max_tokens);
   return recent_suffix(dialog, std::move(needed), max_entities, [&](const Turn& turn, std::size_t k) -> std::size_t {
-    Dialog one;
-    one.turns.push_back(turn);
-    const std::vector<std::string> strings = context_strings(one, contexts[k].eos);
-    return strings.empty() ? 0 : contexts[k].tokenizer->encode(strings.front()).size();
+    if (turn.text.empty()) return 0;
+    std::vector<std::int32_t> ids;
+    append_turn(*contexts[k].tokenizer, turn, contexts[k].tokenizer->encode(contexts[k].eos), ids);
+    return ids.size();
   });
 }
 

@@ -16,7 +16,8 @@ using namespace pipeline;
 namespace {
 
 // docs/math.md section 6: the classifier reads the user turn followed by eos, unless the component's
-// "input_template" says otherwise.
+// "input_template" says otherwise. The template's text on either side of {text} is encoded on its
+// own (its control tokens as tokens) and the turn's as plain text, so a turn never injects one.
 constexpr std::string_view kEmotionTemplate = "{text}<|endoftext|>";
 
 std::shared_ptr<ThreadPool> make_pool(std::size_t threads) {

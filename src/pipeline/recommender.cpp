@@ -238,7 +238,11 @@ void Recommender::Impl::label_emotions(std::vector<Dialog>& prepared, std::vecto
     for (std::size_t t = 0; t < prepared[b].turns.size(); ++t) {
       const Turn& turn = prepared[b].turns[t];
       if (turn.role != Role::user || turn.emotions || turn.text.empty()) continue;
-      auto ids = classifier->tokenizer->encode(classifier->before + turn.text + classifier->after);
+      // The template's own text may hold control tokens (<s>, </s>); the user's never does.
+      auto ids = classifier->tokenizer->encode(classifier->before);
+      for (const auto& part : {classifier->tokenizer->encode(turn.text, ControlText::as_text),
+                               classifier->tokenizer->encode(classifier->after)})
+        ids.insert(ids.end(), part.begin(), part.end());
       keep_newest(ids, static_cast<std::size_t>(positions));
       where.emplace_back(b, t);
       inputs.push_back(std::move(ids));
@@ -284,10 +288,10 @@ std::vector<RecModelInput> Recommender::Impl::model_inputs(const std::vector<Dia
                                    [](const Turn& t) { return t.emotions.has_value(); });
     r.prompt_entities = context_entities(prepared[b], options.max_entities);
 
-    r.context_ids = context_tokenizer.encode(context_text(prepared[b], kContextEos));
+    r.context_ids = encode_context(context_tokenizer, prepared[b], kContextEos);
     if (r.context_ids.empty()) fail<InputError>("dialog {}: no turn has any text", b);
     keep_newest(r.context_ids, options.context_tokens);
-    r.prompt_ids = prompt_tokenizer.encode(context_text(prepared[b], kPromptSep));
+    r.prompt_ids = encode_context(prompt_tokenizer, prepared[b], kPromptSep);
     keep_newest(r.prompt_ids, options.prompt_tokens - 1);
     r.prompt_ids.insert(r.prompt_ids.begin(), prompt_cls);
     in.context_ids = r.context_ids;

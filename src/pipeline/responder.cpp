@@ -153,11 +153,11 @@ Responder::Impl::Impl(const Engine& e, ResponderOptions o)
 // docs/math.md section 7, as UniCRS's conv model runs it: the conv prompt over the RoBERTa context and the
 // context entities (the rec prompt's inputs), then greedy decoding after context + "System:".
 std::vector<std::int32_t> Responder::Impl::write_template(const Dialog& view, Response& r) const {
-  r.template_input_ids = context_tokenizer.encode(context_text(view, kContextEos));
+  r.template_input_ids = encode_context(context_tokenizer, view, kContextEos);
   keep_newest(r.template_input_ids, options.context_tokens - system_cue.size());
   r.template_input_ids.insert(r.template_input_ids.end(), system_cue.begin(), system_cue.end());
 
-  r.conv_prompt_ids = prompt_tokenizer.encode(context_text(view, kPromptSep));
+  r.conv_prompt_ids = encode_context(prompt_tokenizer, view, kPromptSep);
   keep_newest(r.conv_prompt_ids, options.prompt_tokens - 1);
   r.conv_prompt_ids.insert(r.conv_prompt_ids.begin(), prompt_cls);
   for (const ContextEntity& e : context_entities(view, options.max_entities))
