@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <fstream>
 #include <sstream>
 
 #include "ecr/default_bundle.hpp"
@@ -118,6 +119,28 @@ TEST_CASE("the shipped model is looked for in a host's package prefix, then besi
   CHECK(beside < source);
   CHECK(source < static_cast<std::ptrdiff_t>(candidates.size()));
   CHECK(candidates.back() == (fs::path(ECR_SOURCE_DIR) / "models" / kDefaultBundleName).lexically_normal());
+}
+
+TEST_CASE("the default LLM is looked for where the bundle is, ECR_LLM first, and is optional") {
+  const auto candidates = default_llm_candidates();
+  REQUIRE(candidates.size() == default_bundle_candidates().size());
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    CHECK(candidates[i].filename() == std::string(kDefaultLlmName));
+    CHECK(candidates[i].parent_path() == default_bundle_candidates()[i].parent_path());
+  }
+  // Found in a host's package prefix when it is there; absent everywhere is no error.
+  const fs::path prefix = test::temp_dir("default_llm_prefix");
+  const fs::path installed = prefix / kDefaultLlmName;
+  std::ofstream(installed) << "GGUF";
+  CHECK(default_llm_path(prefix) == installed);
+  ::setenv("ECR_LLM", installed.c_str(), 1);
+  CHECK(default_llm_candidates() == std::vector<fs::path>{installed});
+  CHECK(default_llm_path() == installed);
+  ::setenv("ECR_LLM", "/nonexistent/llm.gguf", 1);
+  CHECK_THROWS_WITH_AS(default_llm_path(), doctest::Contains("/nonexistent/llm.gguf"), ConfigError);
+  ::unsetenv("ECR_LLM");
+  const auto found = default_llm_path();
+  if (found) CHECK(fs::is_regular_file(*found));
 }
 
 TEST_CASE("the shipped model ranks ReDial test movies better than popularity at 50, and random weights do worse") {

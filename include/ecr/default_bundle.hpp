@@ -1,8 +1,9 @@
-// The shipped model: the small ECR the project trains on ReDial (models/README.md), found the
+// The shipped models: the small ECR the project trains on ReDial (models/README.md), found the
 // same way by the `ecr` tool, the Python package, the examples and hosts that do not name a bundle.
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -29,5 +30,15 @@ std::vector<std::filesystem::path> default_bundle_candidates(
 // The first candidate that is a regular file. ConfigError naming every place tried when none is,
 // or when $ECR_BUNDLE names a file that is not there.
 std::filesystem::path default_bundle_path(const std::filesystem::path& package_datadir = ECR_PACKAGE_DATADIR);
+
+// The default LLM of the LLM responder: SmolLM2-135M-Instruct, which tools/fetch_llm.sh puts in
+// the source tree's models/ and `cmake --install` copies to share/ecr like the bundle. Looked for
+// in the same places, $ECR_LLM first (taken as it is, alone).
+inline constexpr std::string_view kDefaultLlmName = "SmolLM2-135M-Instruct.Q4_1.gguf";
+std::vector<std::filesystem::path> default_llm_candidates(
+    const std::filesystem::path& package_datadir = ECR_PACKAGE_DATADIR);
+// The first candidate that is a regular file, or nullopt: the LLM is optional. ConfigError when
+// $ECR_LLM names a file that is not there.
+std::optional<std::filesystem::path> default_llm_path(const std::filesystem::path& package_datadir = ECR_PACKAGE_DATADIR);
 
 }  // namespace ecr
