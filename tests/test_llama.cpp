@@ -218,6 +218,40 @@ TEST_CASE("llama: broken files are typed errors naming what is wrong") {
   check_refused<ConfigError>(load("arch"), {"general.architecture is 'gpt2'"});
 }
 
+// SmolLM2-135M-Instruct (30 blocks, width 576, 9 heads sharing 3 key/value heads, tied output):
+// its matrices re-stored as Q8_0 by tools/gguf_requantize.py, greedy continuations of fixed
+// prompts (two ChatML requests and a plain sentence) equal the reference's for 16 tokens.
+TEST_CASE("llama: SmolLM2-135M-Instruct (Q8_0) greedy tokens equal the reference") {
+  REQUIRE_GGUF_PACKAGE();
+  const fs::path original = ECR_SMOLLM2_GGUF;
+  if (!fs::exists(original)) {
+    MESSAGE("skipped: " << original << " is absent (tools/setup_venv.sh downloads it)");
+    return;
+  }
+  const fs::path path = temp_dir("llama_smollm2") / "smollm2.q8_0.gguf";
+  tool(fmt::format("gguf_requantize '{}' '{}' --type Q8_0", original.string(), path.string()));
+  const std::vector<std::string> prompts = {
+      "1 4093 198 7306 346 3730 253 1123 23399 7704 47 2 198 1 520 9531 198",
+      "1 4093 198 57 5732 378 25343 30 1812 868 339 4126 1867 47 2 198 1 520 9531 198",
+      "504 1450 7704 282 511 655 314",
+  };
+  std::string ids_args;
+  for (const auto& p : prompts) ids_args += fmt::format(" --ids '{}'", p);
+  std::istringstream expected(
+      tool(fmt::format("llama_reference --gguf '{}'{} --greedy 16", path.string(), ids_args)));
+  const LlamaModel model = LlamaModel::load(path);
+  CHECK(model.config().n_layer == 30);
+  CHECK(model.tied_output());
+  lm::GenerateOptions greedy;
+  greedy.max_new_tokens = 16;
+  for (const auto& p : prompts) {
+    std::string line;
+    REQUIRE(std::getline(expected, line));
+    CAPTURE(p);
+    CHECK(lm::generate(model, parse(p), greedy).tokens == parse(line));
+  }
+}
+
 TEST_CASE("cli: ecr generate --gguf decodes a Llama file from token ids") {
   REQUIRE_GGUF_PACKAGE();
   const fs::path path = fixture("cli", "--type q8_0 --untied --seed 5");

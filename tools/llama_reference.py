@@ -2,10 +2,11 @@
 from the file alone (every tensor dequantized with gguf.quants.dequantize): the reference that
 ecr's LlamaModel is tested against. It shares no code with ecr.
 
-    python -m tools.llama_reference --gguf F.gguf --ids "1 2 3" [--logits OUT.npy] [--greedy N]
+    python -m tools.llama_reference --gguf F.gguf --ids "1 2 3" [--ids "4 5" ...] [--logits OUT.npy] [--greedy N]
 
---logits writes the f32 logits of every prompt position, (len(ids), vocab). --greedy prints the
-N tokens of greedy decoding (the first arg max each step), space-separated, on stdout. The model
+--logits writes the f32 logits of every position of the first prompt, (len(ids), vocab).
+--greedy prints the N tokens of greedy decoding (the first arg max each step) of each prompt,
+space-separated, one line per prompt, on stdout (no stop token: always N). The model
 is what llama.cpp computes for general.architecture = llama: RMSNorm, rotary embeddings in
 ggml's adjacent-pair form with linear scaling, grouped-query causal attention, SwiGLU, tied or
 separate output. Needs the PyPI package gguf (tools/setup_venv.sh).
@@ -62,7 +63,7 @@ class Llama:
         x[..., 1:self.n_rot:2] = even * sin + odd * cos
         return x
 
-    def logits(self, ids):
+    def logits(self, ids, last_only=False):
         n = len(ids)
         positions = np.arange(n, dtype=np.float64)
         x = self.w["token_embd.weight"][np.asarray(ids)]
@@ -84,24 +85,26 @@ class Llama:
             h = self.rms_norm(x, p("ffn_norm"))
             gate, up = h @ p("ffn_gate").T, h @ p("ffn_up").T
             x = x + (gate / (1.0 + np.exp(-gate)) * up) @ p("ffn_down").T
+        if last_only:  # the (vocab, n_embd) head on one row: a greedy step needs no more
+            x = x[-1:]
         return self.rms_norm(x, self.w["output_norm.weight"]) @ self.output.T
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gguf", required=True)
-    ap.add_argument("--ids", required=True, help="prompt token ids, space-separated")
+    ap.add_argument("--ids", required=True, action="append", help="prompt token ids, space-separated")
     ap.add_argument("--logits", help="write the prompt's logits (n, vocab) f32 here (.npy)")
     ap.add_argument("--greedy", type=int, default=0, help="print this many greedy tokens")
     args = ap.parse_args()
     model = Llama(args.gguf)
-    ids = [int(t) for t in args.ids.split()]
+    prompts = [[int(t) for t in ids.split()] for ids in args.ids]
     if args.logits:
-        np.save(args.logits, model.logits(ids).astype(np.float32))
-    generated = []
-    for _ in range(args.greedy):
-        generated.append(int(np.argmax(model.logits(ids + generated)[-1])))
-    if args.greedy:
+        np.save(args.logits, model.logits(prompts[0]).astype(np.float32))
+    for ids in prompts if args.greedy else []:
+        generated = []
+        for _ in range(args.greedy):
+            generated.append(int(np.argmax(model.logits(ids + generated, last_only=True)[-1])))
         print(" ".join(map(str, generated)))
 
 
