@@ -213,6 +213,7 @@ TEST_CASE("llama: broken files are typed errors naming what is wrong") {
   check_refused<FormatError>(load("missing-tensor"), {"no tensor 'blk.1.ffn_up.weight'"});
   check_refused<FormatError>(load("missing-key"), {"no key 'llama.feed_forward_length'"});
   check_refused<ConfigError>(load("heads"), {"llama.attention.head_count 5", "llama.embedding_length 64"});
+  check_refused<ConfigError>(load("zero-blocks"), {"llama.block_count' is 0", "expected an integer in [1, "});
   check_refused<ConfigError>(load("kv-heads"), {"llama.attention.head_count_kv 3", "head_count 4"});
   check_refused<ConfigError>(load("type"), {"blk.0.ffn_up.weight", "IQ4_NL"});
   check_refused<ConfigError>(load("arch"), {"general.architecture is 'gpt2'"});

@@ -10,7 +10,7 @@ norms in F32. --untied adds a separate `output` matrix; without it the head is t
 
 --break makes one thing wrong, for the loader's error tests: shape (blk.1.attn_k is (64, 64)),
 missing-tensor (no blk.1.ffn_up), missing-key (no llama.feed_forward_length), heads (head_count
-5, not dividing 64), kv-heads (head_count_kv 3, not dividing 4), type (blk.0.ffn_up stored IQ4_NL,
+5, not dividing 64), zero-blocks (block_count 0), kv-heads (head_count_kv 3, not dividing 4), type (blk.0.ffn_up stored IQ4_NL,
 a ggml type ecr has no kernel for), arch (general.architecture gpt2).
 
 Needs the PyPI package gguf (tools/setup_venv.sh installs it into build/venv).
@@ -25,7 +25,7 @@ from gguf.quants import quantize
 
 TYPES = {"f32": Q.F32, "f16": Q.F16, "bf16": Q.BF16, "q8_0": Q.Q8_0, "q4_0": Q.Q4_0}
 N_LAYER, N_EMBD, N_HEAD, N_HEAD_KV, N_FF, N_VOCAB, N_CTX = 2, 64, 4, 2, 128, 300, 64
-BREAKS = ("shape", "missing-tensor", "missing-key", "heads", "kv-heads", "type", "arch")
+BREAKS = ("shape", "missing-tensor", "missing-key", "heads", "zero-blocks", "kv-heads", "type", "arch")
 
 
 def main():
@@ -41,7 +41,7 @@ def main():
     qtype = TYPES[args.type]
 
     w = GGUFWriter(args.out, "gpt2" if args.broken == "arch" else "llama")
-    w.add_block_count(N_LAYER)
+    w.add_block_count(0 if args.broken == "zero-blocks" else N_LAYER)
     w.add_context_length(N_CTX)
     w.add_embedding_length(N_EMBD)
     if args.broken != "missing-key":

@@ -22,10 +22,12 @@ nn::MutableMap scratch(Tensor& buffer, std::int64_t rows, std::int64_t width) {
 }
 
 // An integer key of any integer type (writers differ: llama.cpp's use u32, others i32 or u64),
-// at least `min`.
+// in [min, INT32_MAX]: every count of the architecture fits an int32 in llama.cpp, so a larger
+// one is a crafted file.
 std::int64_t integer(const gguf::File& file, std::string_view key, std::int64_t min = 1) {
   const gguf::Value& v = file.value(key);
   std::int64_t n = 0;
+  std::uint64_t too_big = 0;  // a u64 past INT32_MAX, kept for the message
   switch (v.type()) {
     case gguf::ValueType::u8: n = v.as<std::uint8_t>(); break;
     case gguf::ValueType::i8: n = v.as<std::int8_t>(); break;
@@ -34,18 +36,18 @@ std::int64_t integer(const gguf::File& file, std::string_view key, std::int64_t 
     case gguf::ValueType::u32: n = v.as<std::uint32_t>(); break;
     case gguf::ValueType::i32: n = v.as<std::int32_t>(); break;
     case gguf::ValueType::i64: n = v.as<std::int64_t>(); break;
-    case gguf::ValueType::u64: {
-      const auto u = v.as<std::uint64_t>();
-      n = u > static_cast<std::uint64_t>(INT32_MAX) ? INT32_MAX + std::int64_t{1} : static_cast<std::int64_t>(u);
+    case gguf::ValueType::u64:
+      if (v.as<std::uint64_t>() > static_cast<std::uint64_t>(INT32_MAX))
+        too_big = v.as<std::uint64_t>();
+      else
+        n = static_cast<std::int64_t>(v.as<std::uint64_t>());
       break;
-    }
     default:
       fail<FormatError>("gguf '{}': key '{}' is {}, expected an integer", file.label(), key, gguf::type_name(v.type()));
   }
-  // Every count of the architecture fits an int32 in llama.cpp; a larger one is a crafted file.
-  if (n < min || n > INT32_MAX)
-    fail<ConfigError>("gguf '{}': key '{}' is {}, expected an integer in [{}, {}]", file.label(), key, n, min,
-                      INT32_MAX);
+  if (too_big || n < min || n > INT32_MAX)
+    fail<ConfigError>("gguf '{}': key '{}' is {}, expected an integer in [{}, {}]", file.label(), key,
+                      too_big ? fmt::to_string(too_big) : fmt::to_string(n), min, INT32_MAX);
   return n;
 }
 
