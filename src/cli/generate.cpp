@@ -1,5 +1,7 @@
-// `ecr generate`: decodes from a bundle's GPT-2 component, given token ids or text, and prints
-// the continuation (text when the component has a tokenizer, token ids otherwise).
+// `ecr generate`: decodes from a bundle's GPT-2 component or a Llama-architecture GGUF file,
+// given token ids or text, and prints the continuation (text when there is a tokenizer, token ids
+// otherwise).
+#include <algorithm>
 #include <cstdio>
 #include <optional>
 
@@ -13,7 +15,9 @@
 #include "ecr/io/bundle.hpp"
 #include "ecr/io/component.hpp"
 #include "ecr/lm/generate.hpp"
+#include "ecr/io/gguf.hpp"
 #include "ecr/models/gpt2.hpp"
+#include "ecr/models/llama.hpp"
 #include "ecr/text/tokenizer.hpp"
 #ifdef ECR_WITH_CUDA
 #include "ecr/models/gpt2_cuda.hpp"
@@ -51,6 +55,31 @@ lm::Generation decode(const Component& component, const EngineOptions& engine, s
   return lm::generate(model, prompt, options, prefix);
 }
 
+// --prompt-ids: token ids separated by spaces or commas.
+std::vector<std::int32_t> prompt_ids(std::string text) {
+  std::replace_if(text.begin(), text.end(), [](char c) { return c == ' ' || c == '\t' || c == '\n'; }, ',');
+  std::string joined;
+  for (char c : text)
+    if (c != ',' || (!joined.empty() && joined.back() != ',')) joined += c;
+  if (!joined.empty() && joined.back() == ',') joined.pop_back();
+  return parse_ids(joined, "prompt-ids");
+}
+
+// The options the sampler reads, with the GGUF-style spellings (--max-tokens, --repeat-penalty)
+// taking precedence when given.
+lm::GenerateOptions sampling_options(const Args& args) {
+  lm::GenerateOptions options;
+  options.max_new_tokens = args.get_int(args.has("max-tokens") ? "max-tokens" : "max-new-tokens");
+  options.temperature = static_cast<float>(args.get_double("temperature"));
+  options.top_k = args.get_int("top-k");
+  options.top_p = static_cast<float>(args.get_double("top-p"));
+  options.repetition_penalty =
+      static_cast<float>(args.get_double(args.has("repeat-penalty") ? "repeat-penalty" : "repetition-penalty"));
+  options.no_repeat_ngram_size = args.get_int("no-repeat-ngram");
+  options.seed = static_cast<std::uint64_t>(args.get_int("seed"));
+  return options;
+}
+
 const char* reason_name(lm::StopReason reason) {
   switch (reason) {
     case lm::StopReason::max_new_tokens: return "max_new_tokens";
@@ -63,20 +92,27 @@ const char* reason_name(lm::StopReason reason) {
 }  // namespace
 
 int generate(const Argv& argv) {
-  Args args("ecr generate --bundle B --component NAME (--ids 1,2,3 | --text \"...\") [options]",
-            "Continues a prompt with a GPT-2 component: greedy by default, sampling with --temperature > 0.");
+  Args args("ecr generate (--bundle B --component NAME | --gguf FILE) (--ids 1,2,3 | --prompt-ids \"1 2 3\" | "
+            "--text \"...\") [options]",
+            "Continues a prompt with a GPT-2 component or a Llama-architecture GGUF model: greedy by default, "
+            "sampling with --temperature > 0. A GGUF model takes token ids and prints token ids.");
   args.option("bundle", "FILE", "the bundle")
       .option("component", "NAME", "a gpt2 component of the bundle")
+      .option("gguf", "FILE", "a GGUF file with general.architecture llama (cpu only)")
       .option("ids", "IDS", "the prompt as comma-separated token ids")
+      .option("prompt-ids", "IDS", "the prompt as token ids separated by spaces or commas")
       .option("text", "TEXT", "the prompt as text (needs the component's tokenizer)")
       .option("prefix", "FILE", "prefix prompt: f32 .npy (S, n_layer * 2 * n_embd)")
       .option("max-new-tokens", "N", "most tokens to generate", "50")
+      .option("max-tokens", "N", "the same as --max-new-tokens")
       .option("temperature", "T", "0: greedy; > 0: sample at this temperature", "0")
       .option("top-k", "K", "sampling: keep the K most likely tokens (0: all)", "0")
       .option("top-p", "P", "sampling: nucleus probability", "1")
       .option("repetition-penalty", "R", "HF repetition penalty (1: none)", "1")
+      .option("repeat-penalty", "R", "the same as --repetition-penalty")
       .option("no-repeat-ngram", "N", "never repeat an n-gram of this size (0: off)", "0")
-      .option("stop", "IDS", "stop after any of these ids (default: the config's eos_token_id)")
+      .option("stop", "IDS", "stop after any of these ids (default: the config's eos_token_id, a GGUF file's "
+              "tokenizer.ggml.eos_token_id)")
       .option("seed", "S", "sampling seed", "0")
       .option("threads", "N", kThreadsHelp, "0")
       .option("device", "D", kDeviceHelp, "cpu")
@@ -85,36 +121,50 @@ int generate(const Argv& argv) {
   if (!args.parse(argv)) return 0;
   const EngineOptions engine = engine_options(args);
   require_device(engine.device);
-  const Bundle bundle = Bundle::open(args.get("bundle"));
-  const Component component = read_component(bundle, args.get("component"));
-  component.expect_type({"gpt2", "gpt2_classifier"});
-  const Gpt2Config config = Gpt2Config::from_fields(component.config);
-  const std::shared_ptr<const Tokenizer> tokenizer = component_tokenizer(component);
-  if (tokenizer && tokenizer->vocab_size() > config.vocab_size)
-    fail<ConfigError>("component '{}': its tokenizer has ids up to {}, beyond its vocab_size {}", component.name,
-                      tokenizer->vocab_size() - 1, config.vocab_size);
-
-  if (args.has("ids") == args.has("text")) fail<InputError>("give the prompt as exactly one of --ids or --text");
+  if (args.has("gguf") == args.has("bundle"))
+    fail<InputError>("give the model as exactly one of --gguf or --bundle with --component");
+  if (int(args.has("ids")) + int(args.has("text")) + int(args.has("prompt-ids")) != 1)
+    fail<InputError>("give the prompt as exactly one of --ids, --prompt-ids or --text");
+  lm::GenerateOptions options = sampling_options(args);
   std::vector<std::int32_t> prompt;
-  if (args.has("text")) {
-    if (!tokenizer) fail<ConfigError>("component '{}' names no tokenizer in the bundle: use --ids", component.name);
-    prompt = tokenizer->encode(args.get("text"));
-  } else {
-    prompt = parse_ids(args.get("ids"), "ids");
-  }
 
-  lm::GenerateOptions options;
-  options.max_new_tokens = args.get_int("max-new-tokens");
-  options.temperature = static_cast<float>(args.get_double("temperature"));
-  options.top_k = args.get_int("top-k");
-  options.top_p = static_cast<float>(args.get_double("top-p"));
-  options.repetition_penalty = static_cast<float>(args.get_double("repetition-penalty"));
-  options.no_repeat_ngram_size = args.get_int("no-repeat-ngram");
-  options.seed = static_cast<std::uint64_t>(args.get_int("seed"));
-  if (args.has("stop")) {
-    options.stop_tokens = parse_ids(args.get("stop"), "stop");
-  } else if (component.config.has("eos_token_id")) {
-    options.stop_tokens = {static_cast<std::int32_t>(component.config.integer("eos_token_id", 0, config.vocab_size - 1))};
+  // A GGUF file: a Llama model, token ids in and out (its tokenizer is not read yet).
+  std::optional<gguf::File> file;
+  std::optional<Component> component;
+  std::shared_ptr<const Tokenizer> tokenizer;
+  std::optional<Bundle> bundle;
+  if (args.has("gguf")) {
+    if (engine.device.device != Device::cpu)
+      fail<ConfigError>("--gguf: Llama models run on the cpu only (--device {})", args.get("device"));
+    if (args.has("text") || args.has("prefix"))
+      fail<ConfigError>("--gguf: give the prompt as --prompt-ids (GGUF tokenizers are not read yet); no --prefix");
+    file = gguf::File::open(args.get("gguf"));
+    prompt = prompt_ids(args.get(args.has("prompt-ids") ? "prompt-ids" : "ids"));
+    if (args.has("stop"))
+      options.stop_tokens = parse_ids(args.get("stop"), "stop");
+    else if (file->contains("tokenizer.ggml.eos_token_id"))
+      options.stop_tokens = {static_cast<std::int32_t>(file->get<std::uint32_t>("tokenizer.ggml.eos_token_id"))};
+  } else {
+    bundle = Bundle::open(args.get("bundle"));
+    component = read_component(*bundle, args.get("component"));
+    component->expect_type({"gpt2", "gpt2_classifier"});
+    const Gpt2Config config = Gpt2Config::from_fields(component->config);
+    tokenizer = component_tokenizer(*component);
+    if (tokenizer && tokenizer->vocab_size() > config.vocab_size)
+      fail<ConfigError>("component '{}': its tokenizer has ids up to {}, beyond its vocab_size {}", component->name,
+                        tokenizer->vocab_size() - 1, config.vocab_size);
+    if (args.has("text")) {
+      if (!tokenizer) fail<ConfigError>("component '{}' names no tokenizer in the bundle: use --ids", component->name);
+      prompt = tokenizer->encode(args.get("text"));
+    } else {
+      prompt = args.has("ids") ? parse_ids(args.get("ids"), "ids") : prompt_ids(args.get("prompt-ids"));
+    }
+    if (args.has("stop")) {
+      options.stop_tokens = parse_ids(args.get("stop"), "stop");
+    } else if (component->config.has("eos_token_id")) {
+      options.stop_tokens = {
+          static_cast<std::int32_t>(component->config.integer("eos_token_id", 0, config.vocab_size - 1))};
+    }
   }
 
   // Streaming prints each token's text as it comes, a character split across tokens once whole.
@@ -132,8 +182,14 @@ int generate(const Argv& argv) {
     };
   }
 
-  const Tensor prefix = args.has("prefix") ? read_npy_f32(args.get("prefix")) : Tensor();
-  const lm::Generation result = decode(component, engine, prompt, options, prefix);
+  lm::Generation result;
+  if (file) {
+    const LlamaModel model = LlamaModel::load(*file, std::make_shared<ThreadPool>(static_cast<int>(engine.threads)));
+    result = lm::generate(model, prompt, options);
+  } else {
+    const Tensor prefix = args.has("prefix") ? read_npy_f32(args.get("prefix")) : Tensor();
+    result = decode(*component, engine, prompt, options, prefix);
+  }
   const std::string text = tokenizer ? tokenizer->decode(result.tokens) : "";
   if (args.get_flag("json")) {
     nlohmann::json out = {{"prompt", prompt}, {"generated", result.tokens}, {"stop", reason_name(result.reason)}};

@@ -20,6 +20,23 @@ void layer_norm(ConstMatrix x, const LayerNorm& norm, Matrix y) {
   }
 }
 
+void rms_norm(ConstMatrix x, const RmsNorm& norm, Matrix y) {
+  const auto gamma = view(norm.weight).row(0).array();
+  const float d = static_cast<float>(x.cols());
+  for (Eigen::Index i = 0; i < x.rows(); ++i) {
+    const auto row = x.row(i).array();
+    const float inv_rms = 1.0f / std::sqrt(row.square().sum() / d + norm.eps);
+    y.row(i).array() = row * inv_rms * gamma;
+  }
+}
+
+void swiglu(Matrix gate, ConstMatrix up) {
+  for (Eigen::Index i = 0; i < gate.rows(); ++i) {
+    auto g = gate.row(i).array();
+    g = g / (1.0f + (-g).exp()) * up.row(i).array();
+  }
+}
+
 // Eigen's vectorised tanh and erf keep this op a small fraction of an MLP's GEMM time.
 void activate(Activation activation, Matrix x) {
   constexpr float kSqrt2OverPi = 0.7978845608028654f;

@@ -1,5 +1,5 @@
 // The element-wise and row-wise ops of the transformer engine, on row-major f32 matrices:
-// layer norm, GELU (tanh approximation and exact erf) and ReLU, softmax and embedding gathers. Rows are
+// layer norm, RMS norm, SwiGLU, GELU (tanh approximation and exact erf) and ReLU, softmax and embedding gathers. Rows are
 // independent, so none of them depends on how work is split across threads.
 #pragma once
 
@@ -39,6 +39,18 @@ struct LayerNorm {
 };
 // y may alias x.
 void layer_norm(ConstMatrix x, const LayerNorm& norm, Matrix y);
+
+// RMSNorm over the last dimension (Llama): y = x / sqrt(mean(x^2) + eps) * weight; no mean is
+// subtracted and there is no bias.
+struct RmsNorm {
+  Tensor weight;  // (D) f32
+  float eps = 1e-5f;
+};
+// y may alias x.
+void rms_norm(ConstMatrix x, const RmsNorm& norm, Matrix y);
+
+// Llama's gated MLP activation, in place on gate: gate = silu(gate) * up, silu(g) = g / (1 + e^-g).
+void swiglu(Matrix gate, ConstMatrix up);
 
 // The activation in place (ecr/nn/activation.hpp).
 void activate(Activation activation, Matrix x);

@@ -1,0 +1,291 @@
+// The Llama architecture from GGUF files (include/ecr/models/llama.hpp) on random-weight fixtures
+// written by tools/make_llama_fixture.py in every type ecr computes on, against
+// tools/llama_reference.py (float64 NumPy on the gguf package's dequantized tensors, no ecr code):
+// logits of a 16-token prompt, greedy continuations, prefill-then-decode, batches, thread counts;
+// and the loader's errors on broken files. The fixtures need tools/setup_venv.sh (build/venv with
+// gguf); without it these cases skip with a message.
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "ecr/io/gguf.hpp"
+#include "ecr/lm/generate.hpp"
+#include "ecr/models/llama.hpp"
+#include "support.hpp"
+
+using namespace ecr;
+using ecr::test::check_refused;
+using ecr::test::run_command;
+using ecr::test::source_dir;
+using ecr::test::temp_dir;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path venv_python() { return ECR_VENV_PYTHON; }
+
+bool have_gguf() {
+  static const bool ok = run_command(fmt::format("'{}' -c 'import gguf' >/dev/null 2>&1", venv_python().string())) == 0;
+  return ok;
+}
+
+#define REQUIRE_GGUF_PACKAGE()                                                                              \
+  do {                                                                                                      \
+    if (!have_gguf()) {                                                                                     \
+      MESSAGE("skipped: no python with the gguf package at " << venv_python() << " (run tools/setup_venv.sh)"); \
+      return;                                                                                               \
+    }                                                                                                       \
+  } while (0)
+
+// Runs `python -m tools.<module> <args>` with the venv's python; returns its stdout.
+std::string tool(const std::string& module_and_args) {
+  std::string out;
+  const int rc = run_command(fmt::format("PYTHONPATH='{}' '{}' -m tools.{} 2>&1", source_dir().string(),
+                                         venv_python().string(), module_and_args),
+                             &out);
+  REQUIRE_MESSAGE(rc == 0, out);
+  return out;
+}
+
+fs::path fixture(const std::string& name, const std::string& options) {
+  const fs::path path = temp_dir("llama_" + name) / (name + ".gguf");
+  tool(fmt::format("make_llama_fixture --out '{}' {}", path.string(), options));
+  return path;
+}
+
+std::vector<std::int32_t> parse(const std::string& text) {
+  std::vector<std::int32_t> ids;
+  std::istringstream in(text);
+  for (std::int32_t id; in >> id;) ids.push_back(id);
+  return ids;
+}
+
+// A 16-token prompt: distinct, spread over the 300-token vocabulary.
+std::vector<std::int32_t> prompt_ids(std::int32_t seed) {
+  std::vector<std::int32_t> ids;
+  for (std::int32_t i = 0; i < 16; ++i) ids.push_back((seed * 37 + i * 53 + i * i * 7) % 300);
+  return ids;
+}
+
+Tensor logits_of(const LlamaModel& model, std::span<const std::int32_t> ids) {
+  LlamaState state = model.start(1);
+  const std::span<const std::int32_t> one[] = {ids};
+  return model.forward(state, one, /*all_logits=*/true).clone();
+}
+
+struct Variant {
+  const char* name;
+  const char* options;
+};
+const Variant kVariants[] = {
+    {"f32", "--type f32"},
+    {"f16", "--type f16"},
+    {"bf16", "--type bf16"},
+    {"q8_0", "--type q8_0"},
+    {"q4_0", "--type q4_0"},
+    {"f32_untied", "--type f32 --untied --seed 1"},
+    {"q8_0_untied_rope_scaled", "--type q8_0 --untied --rope-scale 4 --seed 2"},
+    {"q4_0_rope_scaled", "--type q4_0 --rope-scale 2 --seed 3"},
+};
+
+}  // namespace
+
+TEST_CASE("llama: every fixture type equals the NumPy reference (logits, decode, greedy, batch, threads)") {
+  REQUIRE_GGUF_PACKAGE();
+  for (const Variant& variant : kVariants) {
+    const std::string name = variant.name;
+    CAPTURE(name);
+    const fs::path path = fixture(variant.name, variant.options);
+    const gguf::File file = gguf::File::open(path);
+    const LlamaModel model = LlamaModel::load(file, std::make_shared<ThreadPool>(1));
+    CHECK(model.tied_output() == (std::string(variant.options).find("--untied") == std::string::npos));
+    const std::vector<std::int32_t> prompt = prompt_ids(static_cast<std::int32_t>(variant.name[1]));
+
+    // Logits of every position of the prompt.
+    const fs::path ref_logits = path.parent_path() / "ref_logits.npy";
+    const std::vector<std::int32_t> ref_greedy = parse(tool(fmt::format(
+        "llama_reference --gguf '{}' --ids '{}' --logits '{}' --greedy 32", path.string(), fmt::join(prompt, " "),
+        ref_logits.string())));
+    const Tensor expected = test::read_npy(ref_logits);
+    const Tensor got = logits_of(model, prompt);
+    REQUIRE(got.shape() == expected.shape());
+    const float scale = nn::view(expected).cwiseAbs().maxCoeff();
+    const float error = test::max_abs_diff(got, expected);
+    MESSAGE(name << ": max |logit| " << scale << ", max abs error " << error << " ("
+                         << error / scale << " of it)");
+    CHECK(error <= 1e-4f * scale);
+
+    // Prefill of 10 tokens, then one token at a time: the same logits as the one-shot prefill.
+    {
+      LlamaState state = model.start(1);
+      const std::span<const std::int32_t> head[] = {std::span(prompt).first(10)};
+      const Tensor first = model.forward(state, head, true);
+      CHECK(test::max_abs_diff(first, got.rows(0, 10)) <= 1e-5f * scale);
+      for (std::int64_t i = 10; i < 16; ++i) {
+        const std::span<const std::int32_t> one[] = {std::span(prompt).subspan(static_cast<std::size_t>(i), 1)};
+        const Tensor step = model.forward_last(state, one);
+        CHECK(test::max_abs_diff(step, got.rows(i, 1)) <= 1e-5f * scale);
+      }
+      CHECK(state.tokens(0) == 16);
+    }
+
+    // Greedy decoding through the lm layer: the reference's 32 tokens.
+    lm::GenerateOptions greedy;
+    greedy.max_new_tokens = 32;
+    const lm::Generation generated = lm::generate(model, prompt, greedy);
+    CHECK(generated.tokens == ref_greedy);
+
+    // A batch of 3 different prompts (different lengths too) equals 3 single runs.
+    const std::vector<std::vector<std::int32_t>> prompts = {
+        prompt, std::vector<std::int32_t>(prompt.begin() + 3, prompt.end()), {7, 250, 3}};
+    lm::GenerateOptions sampled;
+    sampled.max_new_tokens = 12;
+    sampled.temperature = 0.8f;
+    sampled.top_k = 40;
+    sampled.top_p = 0.9f;
+    sampled.repetition_penalty = 1.3f;
+    sampled.seed = 11;
+    for (const lm::GenerateOptions& options : {greedy, sampled}) {
+      const std::vector<lm::Generation> batch = lm::generate_batch(model, prompts, options);
+      REQUIRE(batch.size() == 3);
+      for (std::size_t i = 0; i < 3; ++i) CHECK(batch[i].tokens == lm::generate(model, prompts[i], options).tokens);
+    }
+
+    // One thread and two: the same bits.
+    const LlamaModel two = LlamaModel::load(file, std::make_shared<ThreadPool>(2));
+    CHECK(test::max_abs_diff(logits_of(two, prompt), got) == 0.0f);
+    CHECK(lm::generate(two, prompt, sampled).tokens == lm::generate(model, prompt, sampled).tokens);
+  }
+}
+
+TEST_CASE("llama: the weights stay in the file's map, and the hyper-parameters come from its metadata") {
+  REQUIRE_GGUF_PACKAGE();
+  const fs::path path = fixture("meta", "--type q4_0 --rope-scale 4");
+  const LlamaModel model = LlamaModel::load(path);
+  const LlamaConfig& c = model.config();
+  CHECK(c.n_layer == 2);
+  CHECK(c.n_embd == 64);
+  CHECK(c.n_ff == 128);
+  CHECK(c.n_head == 4);
+  CHECK(c.n_head_kv == 2);
+  CHECK(c.n_ctx == 64);
+  CHECK(c.vocab_size == 300);
+  CHECK(c.rope.dims == 16);
+  CHECK(c.rope.base == 500000.0f);
+  CHECK(c.rope.factor == 4.0f);
+  CHECK(model.context_length() == 64);
+  CHECK(model.vocab_size() == 300);
+}
+
+TEST_CASE("llama: a position past context_length, a token outside the vocabulary and a prefix are InputErrors") {
+  REQUIRE_GGUF_PACKAGE();
+  const LlamaModel model = LlamaModel::load(fixture("limits", "--type f32"));
+  LlamaState state = model.start(1);
+  const std::vector<std::int32_t> full(64, 5), more = {1};
+  const std::span<const std::int32_t> all[] = {full};
+  model.forward(state, all, false);
+  const std::span<const std::int32_t> next[] = {more};
+  check_refused<InputError>([&] { model.forward(state, next, false); }, {"position 64", "context_length is 64"});
+
+  LlamaState fresh = model.start(1);
+  const std::vector<std::int32_t> outside = {1, 300};
+  const std::span<const std::int32_t> bad[] = {outside};
+  check_refused<InputError>([&] { model.forward(fresh, bad, false); }, {"token id", "300"});
+
+  const Tensor prefix = Tensor::zeros(DType::f32, {1, 8}, "ecr prompt");
+  check_refused<InputError>([&] { model.new_state(std::span(&prefix, 1), 4); }, {"no prefix", "ecr prompt"});
+}
+
+TEST_CASE("llama: broken files are typed errors naming what is wrong") {
+  REQUIRE_GGUF_PACKAGE();
+  const auto load = [](const char* broken) {
+    return [path = fixture(std::string("broken_") + broken, fmt::format("--type q8_0 --break {}", broken))] {
+      LlamaModel::load(path);
+    };
+  };
+  check_refused<ShapeError>(load("shape"), {"blk.1.attn_k.weight", "dims [64, 64]", "expected [64, 32]"});
+  check_refused<FormatError>(load("missing-tensor"), {"no tensor 'blk.1.ffn_up.weight'"});
+  check_refused<FormatError>(load("missing-key"), {"no key 'llama.feed_forward_length'"});
+  check_refused<ConfigError>(load("heads"), {"llama.attention.head_count 5", "llama.embedding_length 64"});
+  check_refused<ConfigError>(load("zero-blocks"), {"llama.block_count' is 0", "expected an integer in [1, "});
+  check_refused<ConfigError>(load("kv-heads"), {"llama.attention.head_count_kv 3", "head_count 4"});
+  check_refused<ConfigError>(load("type"), {"blk.0.ffn_up.weight", "IQ4_NL"});
+  check_refused<ConfigError>(load("arch"), {"general.architecture is 'gpt2'"});
+}
+
+// SmolLM2-135M-Instruct (30 blocks, width 576, 9 heads sharing 3 key/value heads, tied output):
+// its matrices re-stored as Q8_0 by tools/gguf_requantize.py, greedy continuations of fixed
+// prompts (two ChatML requests and a plain sentence) equal the reference's for 16 tokens.
+TEST_CASE("llama: SmolLM2-135M-Instruct (Q8_0) greedy tokens equal the reference") {
+  REQUIRE_GGUF_PACKAGE();
+  const fs::path original = ECR_SMOLLM2_GGUF;
+  if (!fs::exists(original)) {
+    MESSAGE("skipped: " << original << " is absent (tools/setup_venv.sh downloads it)");
+    return;
+  }
+  const fs::path path = temp_dir("llama_smollm2") / "smollm2.q8_0.gguf";
+  tool(fmt::format("gguf_requantize '{}' '{}' --type Q8_0", original.string(), path.string()));
+  const std::vector<std::string> prompts = {
+      "1 4093 198 7306 346 3730 253 1123 23399 7704 47 2 198 1 520 9531 198",
+      "1 4093 198 57 5732 378 25343 30 1812 868 339 4126 1867 47 2 198 1 520 9531 198",
+      "504 1450 7704 282 511 655 314",
+  };
+  std::string ids_args;
+  for (const auto& p : prompts) ids_args += fmt::format(" --ids '{}'", p);
+  std::istringstream expected(
+      tool(fmt::format("llama_reference --gguf '{}'{} --greedy 16", path.string(), ids_args)));
+  const LlamaModel model = LlamaModel::load(path);
+  CHECK(model.config().n_layer == 30);
+  CHECK(model.tied_output());
+  lm::GenerateOptions greedy;
+  greedy.max_new_tokens = 16;
+  for (const auto& p : prompts) {
+    std::string line;
+    REQUIRE(std::getline(expected, line));
+    CAPTURE(p);
+    CHECK(lm::generate(model, parse(p), greedy).tokens == parse(line));
+  }
+}
+
+TEST_CASE("cli: ecr generate --gguf decodes a Llama file from token ids") {
+  REQUIRE_GGUF_PACKAGE();
+  const fs::path path = fixture("cli", "--type q8_0 --untied --seed 5");
+  const std::vector<std::int32_t> prompt = prompt_ids(9);
+  const std::string ids = fmt::format("{}", fmt::join(prompt, " "));
+  const std::string expected =
+      tool(fmt::format("llama_reference --gguf '{}' --ids '{}' --greedy 20", path.string(), ids));
+  std::string out;
+  REQUIRE(run_command(fmt::format("'{}' generate --gguf '{}' --prompt-ids '{}' --max-tokens 20 --threads 2",
+                                  test::cli_path().string(), path.string(), ids),
+                      &out) == 0);
+  std::string commas = out;
+  std::replace(commas.begin(), commas.end(), ',', ' ');
+  CHECK(parse(commas) == parse(expected));
+
+  // Sampling options reach the sampler: a seed gives the same tokens twice, through --json.
+  const std::string sampled = fmt::format(
+      "'{}' generate --gguf '{}' --prompt-ids '{}' --max-tokens 10 --temperature 1.5 --top-k 50 --top-p 0.95 "
+      "--repeat-penalty 1.2 --seed 4 --json",
+      test::cli_path().string(), path.string(), ids);
+  std::string first, second;
+  REQUIRE(run_command(sampled, &first) == 0);
+  REQUIRE(run_command(sampled, &second) == 0);
+  CHECK(first == second);
+  CHECK(first.find("\"generated\":[") != std::string::npos);
+
+  CHECK(run_command(fmt::format("'{}' generate --gguf '{}' --text hello 2>&1", test::cli_path().string(),
+                                path.string()),
+                    &out) == 1);
+  CHECK(out.find("--prompt-ids") != std::string::npos);
+  const fs::path broken = fixture("cli_broken", "--type q8_0 --break kv-heads");
+  CHECK(run_command(fmt::format("'{}' generate --gguf '{}' --prompt-ids 1 2>&1", test::cli_path().string(),
+                                broken.string()),
+                    &out) == 1);
+  CHECK(out.find("head_count_kv 3") != std::string::npos);
+}

@@ -1,0 +1,112 @@
+"""Logits and greedy continuation of a Llama-architecture GGUF file, computed in float64 NumPy
+from the file alone (every tensor dequantized with gguf.quants.dequantize): the reference that
+ecr's LlamaModel is tested against. It shares no code with ecr.
+
+    python -m tools.llama_reference --gguf F.gguf --ids "1 2 3" [--ids "4 5" ...] [--logits OUT.npy] [--greedy N]
+
+--logits writes the f32 logits of every position of the first prompt, (len(ids), vocab).
+--greedy prints the N tokens of greedy decoding (the first arg max each step) of each prompt,
+space-separated, one line per prompt, on stdout (no stop token: always N). The model
+is what llama.cpp computes for general.architecture = llama: RMSNorm, rotary embeddings in
+ggml's adjacent-pair form with linear scaling, grouped-query causal attention, SwiGLU, tied or
+separate output. Needs the PyPI package gguf (tools/setup_venv.sh).
+"""
+
+import argparse
+
+import numpy as np
+from gguf import GGUFReader
+from gguf.quants import dequantize
+
+
+def scalar(reader, key, default=None):
+    field = reader.get_field(key)
+    if field is None:
+        if default is None:
+            raise SystemExit(f"no key {key}")
+        return default
+    value = field.contents()
+    return value
+
+
+class Llama:
+    def __init__(self, path):
+        r = GGUFReader(path)
+        assert scalar(r, "general.architecture") == "llama"
+        self.n_layer = int(scalar(r, "llama.block_count"))
+        self.n_embd = int(scalar(r, "llama.embedding_length"))
+        self.n_head = int(scalar(r, "llama.attention.head_count"))
+        self.n_head_kv = int(scalar(r, "llama.attention.head_count_kv", self.n_head))
+        self.head_dim = self.n_embd // self.n_head
+        self.n_rot = int(scalar(r, "llama.rope.dimension_count", self.head_dim))
+        self.base = float(scalar(r, "llama.rope.freq_base", 10000.0))
+        self.eps = float(scalar(r, "llama.attention.layer_norm_rms_epsilon"))
+        scaling = scalar(r, "llama.rope.scaling.type", "none")
+        self.factor = float(scalar(r, "llama.rope.scaling.factor")) if scaling == "linear" else 1.0
+        self.w = {}
+        for t in r.tensors:
+            shape = tuple(int(d) for d in reversed(t.shape.tolist()))  # ggml dims are ne0 first
+            self.w[t.name] = dequantize(t.data, t.tensor_type).astype(np.float64).reshape(shape)
+        self.output = self.w.get("output.weight", self.w["token_embd.weight"])
+
+    def rms_norm(self, x, weight):
+        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.eps) * weight
+
+    def rope(self, x, positions):
+        """x: (n, heads, head_dim); rotates (x[2i], x[2i+1]) of the first n_rot values."""
+        x = x.copy()
+        i = np.arange(self.n_rot // 2)
+        angle = (positions[:, None] / self.factor) * self.base ** (-2.0 * i / self.n_rot)[None, :]
+        cos, sin = np.cos(angle)[:, None, :], np.sin(angle)[:, None, :]
+        even, odd = x[..., 0:self.n_rot:2].copy(), x[..., 1:self.n_rot:2].copy()
+        x[..., 0:self.n_rot:2] = even * cos - odd * sin
+        x[..., 1:self.n_rot:2] = even * sin + odd * cos
+        return x
+
+    def logits(self, ids, last_only=False):
+        n = len(ids)
+        positions = np.arange(n, dtype=np.float64)
+        x = self.w["token_embd.weight"][np.asarray(ids)]
+        group = self.n_head // self.n_head_kv
+        mask = np.triu(np.full((n, n), -np.inf), 1)
+        for layer in range(self.n_layer):
+            p = lambda name: self.w[f"blk.{layer}.{name}.weight"]
+            h = self.rms_norm(x, p("attn_norm"))
+            q = self.rope((h @ p("attn_q").T).reshape(n, self.n_head, self.head_dim), positions)
+            k = self.rope((h @ p("attn_k").T).reshape(n, self.n_head_kv, self.head_dim), positions)
+            v = (h @ p("attn_v").T).reshape(n, self.n_head_kv, self.head_dim)
+            out = np.empty((n, self.n_head, self.head_dim))
+            for head in range(self.n_head):
+                kv = head // group
+                scores = q[:, head] @ k[:, kv].T / np.sqrt(self.head_dim) + mask
+                scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+                out[:, head] = (scores / scores.sum(axis=-1, keepdims=True)) @ v[:, kv]
+            x = x + out.reshape(n, self.n_embd) @ p("attn_output").T
+            h = self.rms_norm(x, p("ffn_norm"))
+            gate, up = h @ p("ffn_gate").T, h @ p("ffn_up").T
+            x = x + (gate / (1.0 + np.exp(-gate)) * up) @ p("ffn_down").T
+        if last_only:  # the (vocab, n_embd) head on one row: a greedy step needs no more
+            x = x[-1:]
+        return self.rms_norm(x, self.w["output_norm.weight"]) @ self.output.T
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gguf", required=True)
+    ap.add_argument("--ids", required=True, action="append", help="prompt token ids, space-separated")
+    ap.add_argument("--logits", help="write the prompt's logits (n, vocab) f32 here (.npy)")
+    ap.add_argument("--greedy", type=int, default=0, help="print this many greedy tokens")
+    args = ap.parse_args()
+    model = Llama(args.gguf)
+    prompts = [[int(t) for t in ids.split()] for ids in args.ids]
+    if args.logits:
+        np.save(args.logits, model.logits(prompts[0]).astype(np.float32))
+    for ids in prompts if args.greedy else []:
+        generated = []
+        for _ in range(args.greedy):
+            generated.append(int(np.argmax(model.logits(ids + generated, last_only=True)[-1])))
+        print(" ".join(map(str, generated)))
+
+
+if __name__ == "__main__":
+    main()
