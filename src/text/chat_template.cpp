@@ -164,6 +164,8 @@ std::string ChatTemplate::render(std::span<const ChatMessage> messages, bool add
       if (add_generation_prompt) out += "<|im_start|>assistant\n";
       break;
     case Family::llama2: {
+      // Its Jinja reads messages[0] before anything else, which fails on an empty conversation.
+      if (messages.empty()) fail<InputError>("the Llama 2 chat template needs at least one message");
       const bool has_system = !messages.empty() && messages[0].role == "system";
       const auto turns = messages.subspan(has_system ? 1 : 0);
       check_alternating(turns, has_system ? 1 : 0, "Llama 2");
