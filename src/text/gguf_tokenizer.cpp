@@ -24,6 +24,9 @@ constexpr PreName kPreNames[] = {
     {"llama3", "llama-bpe", true}, {"llama-v3", "llama-bpe", true},
 };
 
+// llama.cpp's LLAMA_TOKEN_NULL (-1) as a u32: its converters write it for a role with no token.
+constexpr std::uint32_t kNoToken = 0xFFFFFFFF;
+
 class Reader {
  public:
   explicit Reader(const gguf::File& file) : file_(file), label_(fmt::format("gguf '{}'", file.label())) {}
@@ -31,11 +34,12 @@ class Reader {
   const std::string& label() const { return label_; }
 
   // A token id key: absent gives `fallback` (dropped when outside the vocab); present, a u32
-  // inside the vocab.
+  // inside the vocab, or 0xFFFFFFFF for none.
   std::optional<std::int32_t> id(std::string_view key, std::size_t vocab, std::optional<std::int32_t> fallback = {}) const {
     if (!file_.contains(key))
       return fallback && static_cast<std::size_t>(*fallback) < vocab ? fallback : std::nullopt;
     const std::uint32_t v = file_.get<std::uint32_t>(key);
+    if (v == kNoToken) return std::nullopt;
     if (v >= vocab) fail<FormatError>("{}: key '{}' is token id {}, but the vocab has {} tokens", label_, key, v, vocab);
     return static_cast<std::int32_t>(v);
   }

@@ -8,8 +8,9 @@
 //   tokens, token_type     one string and one type per id (types absent: all normal); control,
 //                          user-defined and unknown tokens are control tokens, matched in text
 //                          only with ControlText::as_tokens.
-//   bos/eos/unknown/padding_token_id   the roles (u32, each inside the vocab); absent, a
-//                          SentencePiece vocab takes llama.cpp's 1, 2 and 0 where they exist.
+//   bos/eos/unknown/padding_token_id   the roles (u32, each inside the vocab, or 0xFFFFFFFF,
+//                          llama.cpp's "none"); absent, a SentencePiece vocab takes llama.cpp's
+//                          1, 2 and 0 where they exist.
 //   add_bos_token, add_eos_token       what encode_sequence() adds; absent, llama.cpp's default
 //                          (bos for SentencePiece and Llama 3's pre-tokenizer, else nothing).
 //   add_space_prefix       SentencePiece's leading space; absent, true.
