@@ -15,6 +15,7 @@ runtime=(
 development=(
   python3-numpy python3-torch           # converter, torch references (tests' oracle)
   python3-regex python3-tqdm            # the trainer (tools/train): GPT-2 pre-split, progress bars
+  python3-jinja2                        # chat templates rendered as HuggingFace renders them (tests)
   pybind11-dev python3-pybind11 python3-pytest  # the Python package in the CMake build, its tests
   libopenblas0-pthread                  # a real BLAS for Debian's torch (the reference BLAS is ~20x slower)
   clang libclang-rt-dev                 # the libFuzzer target (its runtime is a separate package)

@@ -27,7 +27,7 @@ struct Command {
 constexpr Command kCommands[] = {
     {"inspect", "show a bundle's or a GGUF file's metadata and tensor table; --verify checks a bundle's checksums", ecr::cli::inspect},
     {"link", "find knowledge-graph entities in ReDial dialogs; --eval measures precision and recall", ecr::cli::link},
-    {"tokenize", "encode JSON lines of text to token ids (GPT-2 / RoBERTa byte-level BPE)", ecr::cli::tokenize},
+    {"tokenize", "encode JSON lines of text to token ids (a bundle's tokenizer, or a GGUF file's: BPE, SentencePiece)", ecr::cli::tokenize},
     {"forward", "run a GPT-2 / RoBERTa component over token ids; write hidden states or logits as .npy", ecr::cli::forward},
     {"generate", "continue a prompt with a GPT-2 component (greedy or sampled), printing tokens or text", ecr::cli::generate},
     {"recommend", "recommend items for a dialog (JSON), with the entities and emotions each turn gave", ecr::cli::recommend},

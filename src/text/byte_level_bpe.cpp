@@ -140,6 +140,54 @@ SpecialTokens roles_of(const std::vector<std::pair<std::string, std::int32_t>>& 
   return roles;
 }
 
+// The control tokens and roles a GGUF file lists by id, instead of the ones GPT-2's names imply.
+struct ExplicitSpecials {
+  std::vector<std::int32_t> control;
+  SpecialTokens roles;
+};
+
+// The merges as "left right" lines, each with the number errors give it.
+using MergeLines = std::vector<std::pair<std::size_t, std::string_view>>;
+
+// A merges file's lines: empty ones and a leading "#version" line skipped.
+MergeLines merge_file_lines(std::string_view text) {
+  MergeLines lines;
+  std::size_t line_no = 0;
+  for (std::size_t pos = 0; pos < text.size();) {
+    std::size_t eol = text.find('\n', pos);
+    if (eol == std::string_view::npos) eol = text.size();
+    std::string_view line = text.substr(pos, eol - pos);
+    pos = eol + 1;
+    ++line_no;
+    if (line.ends_with('\r')) line.remove_suffix(1);
+    if (line.empty() || (line_no == 1 && line.starts_with("#version"))) continue;
+    lines.emplace_back(line_no, line);
+  }
+  return lines;
+}
+
+// A JSON vocab (token -> id) as pairs, each id checked.
+std::vector<std::pair<std::string, std::int32_t>> vocab_pairs(const nlohmann::json& vocab, std::string_view label) {
+  if (!vocab.is_object()) fail<FormatError>("{}: expected a JSON object of token -> id", label);
+  std::vector<std::pair<std::string, std::int32_t>> pairs;
+  pairs.reserve(vocab.size());
+  for (const auto& [token, v] : vocab.items()) {
+    if (!v.is_number_integer() || v.get<std::int64_t>() < 0 || v.get<std::int64_t>() > kMaxTokenId)
+      fail<FormatError>("{}: token '{}' has id {}, expected an integer in [0, {}]", label, token, v.dump(),
+                        kMaxTokenId);
+    pairs.emplace_back(token, v.get<std::int32_t>());
+  }
+  return pairs;
+}
+
+std::optional<std::int32_t> optional_id(const nlohmann::json& roles, const char* name) {
+  const auto it = roles.find(name);
+  if (it == roles.end() || it->is_null()) return std::nullopt;
+  if (!it->is_number_integer() || it->get<std::int64_t>() < 0 || it->get<std::int64_t>() > kMaxTokenId)
+    fail<FormatError>("tokenizer spec: roles.{} must be a token id, got {}", name, it->dump());
+  return it->get<std::int32_t>();
+}
+
 }  // namespace
 
 struct ByteLevelBpe::Impl {
@@ -147,21 +195,26 @@ struct ByteLevelBpe::Impl {
   std::vector<std::pair<std::string, std::int32_t>> vocab;
   std::vector<std::pair<std::int32_t, std::int32_t>> merges;  // rank order, as ids
   std::map<std::string, std::int32_t> added;
+  bool listed_by_id = false;  // from a listing: tokens by id, control tokens and roles explicit
+  bool ignore_merges = false;
 
   std::unordered_map<std::string, std::int32_t> token_ids;  // vocab and added tokens
   std::vector<std::string> token_text;                      // id -> token string
   std::vector<std::string> token_bytes;                     // id -> what decode() emits
   std::vector<bool> assigned;
-  std::array<std::int32_t, 256> byte_id{};
+  std::array<std::int32_t, 256> byte_id{};  // -1 for a byte a listed vocab lacks
+  bool lacks_bytes = false;
   MergeTable merge_table;
   std::vector<std::pair<std::string, std::int32_t>> specials;  // longest first
   std::array<bool, 256> special_lead{};                        // first bytes of specials
   SpecialTokens roles;
   const PreTokenizer* pre = nullptr;
 
-  static std::shared_ptr<const Impl> build(const nlohmann::json& vocab, std::string_view vocab_label,
-                                           std::string_view merges_text, std::string_view merges_label,
-                                           std::map<std::string, std::int32_t> added, const PreTokenizer& pre);
+  static std::shared_ptr<const Impl> build(std::vector<std::pair<std::string, std::int32_t>> vocab,
+                                           std::string_view vocab_label, const MergeLines& merge_lines,
+                                           std::string_view merges_label, std::map<std::string, std::int32_t> added,
+                                           const PreTokenizer& pre, const ExplicitSpecials* listed,
+                                           bool ignore_merges);
 
   const std::pair<std::string, std::int32_t>* special_at(std::string_view text, std::size_t pos) const;
   void bpe(std::string_view piece, std::vector<std::int32_t>& out, Scratch& scratch) const;
@@ -169,28 +222,17 @@ struct ByteLevelBpe::Impl {
   const std::string& checked(const std::vector<std::string>& table, std::int32_t id) const;
 };
 
-std::shared_ptr<const ByteLevelBpe::Impl> ByteLevelBpe::Impl::build(const nlohmann::json& vocab,
-                                                                    std::string_view vocab_label,
-                                                                    std::string_view merges_text,
-                                                                    std::string_view merges_label,
-                                                                    std::map<std::string, std::int32_t> added,
-                                                                    const PreTokenizer& pre) {
+std::shared_ptr<const ByteLevelBpe::Impl> ByteLevelBpe::Impl::build(
+    std::vector<std::pair<std::string, std::int32_t>> vocab, std::string_view vocab_label, const MergeLines& merge_lines,
+    std::string_view merges_label, std::map<std::string, std::int32_t> added, const PreTokenizer& pre,
+    const ExplicitSpecials* listed, bool ignore_merges) {
   auto impl = std::make_shared<Impl>();
   impl->pre = &pre;
-  if (!vocab.is_object()) fail<FormatError>("{}: expected a JSON object of token -> id", vocab_label);
+  impl->listed_by_id = listed != nullptr;
+  impl->ignore_merges = ignore_merges;
   std::int32_t max_id = -1;
-  auto check_id = [&](std::string_view token, const nlohmann::json& v, std::string_view where) {
-    if (!v.is_number_integer() || v.get<std::int64_t>() < 0 || v.get<std::int64_t>() > kMaxTokenId)
-      fail<FormatError>("{}: token '{}' has id {}, expected an integer in [0, {}]", where, token, v.dump(),
-                        kMaxTokenId);
-    return v.get<std::int32_t>();
-  };
-  impl->vocab.reserve(vocab.size());
-  for (const auto& [token, v] : vocab.items()) {
-    const std::int32_t id = check_id(token, v, vocab_label);
-    impl->vocab.emplace_back(token, id);
-    max_id = std::max(max_id, id);
-  }
+  impl->vocab = std::move(vocab);
+  for (const auto& entry : impl->vocab) max_id = std::max(max_id, entry.second);
   for (const auto& [token, id] : added) {
     if (id < 0 || id > kMaxTokenId)
       fail<FormatError>("added token '{}' has id {}, expected one in [0, {}]", token, id, kMaxTokenId);
@@ -205,16 +247,24 @@ std::shared_ptr<const ByteLevelBpe::Impl> ByteLevelBpe::Impl::build(const nlohma
   impl->token_bytes.resize(size);
   impl->assigned.assign(size, false);
   impl->token_ids.reserve(impl->vocab.size() + added.size());
+  std::vector<bool> is_listed_control(listed ? size : 0, false);
+  if (listed)
+    for (const std::int32_t id : listed->control) {
+      if (id < 0 || static_cast<std::size_t>(id) >= size)
+        fail<FormatError>("{}: control token id {} is not in the vocab (size {})", vocab_label, id, size);
+      is_listed_control[id] = true;
+    }
   for (const auto& [token, id] : impl->vocab) {
     if (impl->assigned[id])
       fail<FormatError>("{}: id {} is used by both '{}' and '{}'", vocab_label, id, impl->token_text[id], token);
     impl->assigned[id] = true;
     impl->token_text[id] = token;
+    const bool control = listed ? is_listed_control[id] : looks_special(token);
     // A token that is not byte-level text (a special token written with other characters)
-    // decodes as itself.
-    impl->token_bytes[id] = bl.to_bytes(token).value_or(token);
-    impl->token_ids.emplace(token, id);
-    if (looks_special(token)) impl->specials.emplace_back(token, id);
+    // decodes as itself, and so does a control token.
+    impl->token_bytes[id] = control ? token : bl.to_bytes(token).value_or(token);
+    impl->token_ids.emplace(token, id);  // a repeated text keeps its first id, as llama.cpp does
+    if (control && !token.empty()) impl->specials.emplace_back(token, id);
   }
   for (const auto& [token, id] : added) {
     if (auto it = impl->token_ids.find(token); it != impl->token_ids.end()) {
@@ -235,10 +285,29 @@ std::shared_ptr<const ByteLevelBpe::Impl> ByteLevelBpe::Impl::build(const nlohma
   std::stable_sort(impl->specials.begin(), impl->specials.end(),
                    [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
   for (const auto& s : impl->specials) impl->special_lead[static_cast<unsigned char>(s.first[0])] = true;
-  impl->roles = roles_of(impl->specials);
+  if (listed) {
+    impl->roles = listed->roles;
+    impl->roles.control = listed->control;
+    std::sort(impl->roles.control.begin(), impl->roles.control.end());
+    impl->roles.control.erase(std::unique(impl->roles.control.begin(), impl->roles.control.end()),
+                              impl->roles.control.end());
+    for (const auto& role : {impl->roles.bos, impl->roles.eos, impl->roles.pad, impl->roles.unk})
+      if (role && (*role < 0 || static_cast<std::size_t>(*role) >= size || !impl->assigned[*role]))
+        fail<FormatError>("{}: special token id {} is not in the vocab (size {})", vocab_label, *role, size);
+  } else {
+    impl->roles = roles_of(impl->specials);
+  }
 
   for (int b = 0; b < 256; ++b) {
     auto it = impl->token_ids.find(bl.symbol[b]);
+    // A listed vocab may lack bytes that its training text never had (SmolLM2 has no 0x04 and
+    // none of the bytes UTF-8 never uses): such a byte gives no token, as in llama.cpp and
+    // HuggingFace, and no merge crosses it.
+    if (it == impl->token_ids.end() && listed) {
+      impl->byte_id[b] = -1;
+      impl->lacks_bytes = true;
+      continue;
+    }
     if (it == impl->token_ids.end())
       fail<FormatError>("{}: no token for byte 0x{:02X} ('{}'); a byte-level vocab has all 256", vocab_label, b,
                         bl.symbol[b]);
@@ -248,16 +317,8 @@ std::shared_ptr<const ByteLevelBpe::Impl> ByteLevelBpe::Impl::build(const nlohma
   // Merges: one "left right" pair a line, best first.
   std::vector<std::pair<std::int32_t, std::int32_t>> merges;
   std::vector<std::int32_t> merged_ids;
-  std::size_t line_no = 0;
   std::string joined;
-  for (std::size_t pos = 0; pos < merges_text.size();) {
-    std::size_t eol = merges_text.find('\n', pos);
-    if (eol == std::string_view::npos) eol = merges_text.size();
-    std::string_view line = merges_text.substr(pos, eol - pos);
-    pos = eol + 1;
-    ++line_no;
-    if (line.ends_with('\r')) line.remove_suffix(1);
-    if (line.empty() || (line_no == 1 && line.starts_with("#version"))) continue;
+  for (const auto& [line_no, line] : merge_lines) {
     const std::size_t space = line.find(' ');
     if (space == 0 || space == std::string_view::npos || space + 1 == line.size() ||
         line.find(' ', space + 1) != std::string_view::npos)
@@ -294,16 +355,31 @@ ByteLevelBpe ByteLevelBpe::from_files(const std::filesystem::path& vocab, const 
   } catch (const nlohmann::json::exception& e) {
     fail<FormatError>("{}: invalid JSON: {}", vocab_label, printable(e.what()));
   }
-  return ByteLevelBpe(Impl::build(vocab_json, vocab_label, merges_text,
+  return ByteLevelBpe(Impl::build(vocab_pairs(vocab_json, vocab_label), vocab_label, merge_file_lines(merges_text),
                                   fmt::format("merges file '{}'", merges.string()), std::move(added_tokens),
-                                  text::pre_tokenizer("gpt2")));
+                                  text::pre_tokenizer("gpt2"), nullptr, false));
+}
+
+ByteLevelBpe ByteLevelBpe::from_listing(const Listing& listing, std::string_view label) {
+  if (listing.tokens.size() > static_cast<std::size_t>(kMaxTokenId) + 1)
+    fail<FormatError>("{}: {} tokens, more than the {} ids a tokenizer may have", label, listing.tokens.size(),
+                      kMaxTokenId + 1);
+  std::vector<std::pair<std::string, std::int32_t>> vocab;
+  vocab.reserve(listing.tokens.size());
+  for (std::size_t i = 0; i < listing.tokens.size(); ++i)
+    vocab.emplace_back(listing.tokens[i], static_cast<std::int32_t>(i));
+  MergeLines lines;
+  lines.reserve(listing.merges.size());
+  for (std::size_t i = 0; i < listing.merges.size(); ++i) lines.emplace_back(i + 1, listing.merges[i]);
+  const ExplicitSpecials specials{listing.control, listing.roles};
+  return ByteLevelBpe(Impl::build(std::move(vocab), fmt::format("{} tokens", label), lines,
+                                  fmt::format("{} merges", label), {}, text::pre_tokenizer(listing.pre), &specials,
+                                  listing.ignore_merges));
 }
 
 ByteLevelBpe ByteLevelBpe::from_json(const nlohmann::json& spec) {
   if (const std::string_view kind = spec_kind(spec); kind != "byte_bpe")
     fail<ConfigError>("tokenizer spec: kind '{}' is not supported (expected \"byte_bpe\")", kind);
-  const auto vocab = spec.find("vocab");
-  if (vocab == spec.end()) fail<FormatError>("tokenizer spec: missing field 'vocab'");
   const auto merges = spec.find("merges");
   if (merges == spec.end() || !merges->is_string())
     fail<FormatError>("tokenizer spec: missing string field 'merges' (the merges file's text)");
@@ -320,17 +396,63 @@ ByteLevelBpe ByteLevelBpe::from_json(const nlohmann::json& spec) {
   const auto pre = spec.find("pre");
   if (pre != spec.end() && !pre->is_string())
     fail<FormatError>("tokenizer spec: 'pre' must be the name of a pre-tokenizer (a string)");
-  return ByteLevelBpe(Impl::build(*vocab, "tokenizer spec 'vocab'", merges->get_ref<const std::string&>(),
-                                  "tokenizer spec 'merges'", std::move(added),
-                                  text::pre_tokenizer(pre == spec.end() ? "gpt2" : pre->get_ref<const std::string&>())));
+  const PreTokenizer& pre_tokenizer =
+      text::pre_tokenizer(pre == spec.end() ? "gpt2" : pre->get_ref<const std::string&>());
+  const MergeLines lines = merge_file_lines(merges->get_ref<const std::string&>());
+  // A tokenizer from a listing (GGUF) names its tokens by id, its control tokens and roles.
+  if (const auto tokens = spec.find("tokens"); tokens != spec.end()) {
+    if (!tokens->is_array()) fail<FormatError>("tokenizer spec: 'tokens' must be an array of strings");
+    const auto control = spec.find("control");
+    const auto roles = spec.find("roles");
+    if (control == spec.end() || !control->is_array() || roles == spec.end() || !roles->is_object())
+      fail<FormatError>("tokenizer spec: 'tokens' needs 'control' (an array of ids) and 'roles' (an object)");
+    std::vector<std::pair<std::string, std::int32_t>> vocab;
+    for (const auto& t : *tokens) {
+      if (!t.is_string()) fail<FormatError>("tokenizer spec: 'tokens' must be an array of strings");
+      if (vocab.size() > static_cast<std::size_t>(kMaxTokenId))
+        fail<FormatError>("tokenizer spec: more than {} tokens", kMaxTokenId + 1);
+      vocab.emplace_back(t.get<std::string>(), static_cast<std::int32_t>(vocab.size()));
+    }
+    ExplicitSpecials specials;
+    for (const auto& id : *control) {
+      if (!id.is_number_integer() || id.get<std::int64_t>() < 0 || id.get<std::int64_t>() > kMaxTokenId)
+        fail<FormatError>("tokenizer spec: control id {} is not a token id", id.dump());
+      specials.control.push_back(id.get<std::int32_t>());
+    }
+    specials.roles = {optional_id(*roles, "bos"), optional_id(*roles, "eos"), optional_id(*roles, "pad"),
+                      optional_id(*roles, "unk"), {}, roles->value("add_bos", false), roles->value("add_eos", false)};
+    const auto ignore = spec.find("ignore_merges");
+    if (ignore != spec.end() && !ignore->is_boolean())
+      fail<FormatError>("tokenizer spec: 'ignore_merges' must be true or false");
+    return ByteLevelBpe(Impl::build(std::move(vocab), "tokenizer spec 'tokens'", lines, "tokenizer spec 'merges'",
+                                    std::move(added), pre_tokenizer, &specials,
+                                    ignore != spec.end() && ignore->get<bool>()));
+  }
+  const auto vocab = spec.find("vocab");
+  if (vocab == spec.end()) fail<FormatError>("tokenizer spec: missing field 'vocab'");
+  return ByteLevelBpe(Impl::build(vocab_pairs(*vocab, "tokenizer spec 'vocab'"), "tokenizer spec 'vocab'", lines,
+                                  "tokenizer spec 'merges'", std::move(added), pre_tokenizer, nullptr, false));
 }
 
 nlohmann::json ByteLevelBpe::to_json() const {
-  nlohmann::json vocab = nlohmann::json::object();
-  for (const auto& [token, id] : impl_->vocab) vocab[token] = id;
   std::string merges = "#version: 0.2\n";
   for (const auto& [left, right] : impl_->merges)
     merges.append(impl_->token_text[left]).append(" ").append(impl_->token_text[right]).append("\n");
+  if (impl_->listed_by_id) {
+    const SpecialTokens& r = impl_->roles;
+    const auto id = [](const std::optional<std::int32_t>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); };
+    return {{"kind", "byte_bpe"},
+            {"tokens", impl_->token_text},
+            {"merges", std::move(merges)},
+            {"control", r.control},
+            {"roles",
+             {{"bos", id(r.bos)}, {"eos", id(r.eos)}, {"pad", id(r.pad)}, {"unk", id(r.unk)},
+              {"add_bos", r.add_bos}, {"add_eos", r.add_eos}}},
+            {"ignore_merges", impl_->ignore_merges},
+            {"pre", impl_->pre->name()}};
+  }
+  nlohmann::json vocab = nlohmann::json::object();
+  for (const auto& [token, id] : impl_->vocab) vocab[token] = id;
   return {{"kind", "byte_bpe"},
           {"vocab", std::move(vocab)},
           {"merges", std::move(merges)},
@@ -355,6 +477,15 @@ void ByteLevelBpe::Impl::bpe(std::string_view piece, std::vector<std::int32_t>& 
   if (n == 1) {
     out.push_back(byte_id[static_cast<unsigned char>(piece[0])]);
     return;
+  }
+  if (ignore_merges) {  // a piece that is a token as a whole is that token (never a control one)
+    std::string symbols;
+    for (const char c : piece) symbols += byte_level().symbol[static_cast<unsigned char>(c)];
+    if (const auto it = token_ids.find(symbols);
+        it != token_ids.end() && !std::binary_search(roles.control.begin(), roles.control.end(), it->second)) {
+      out.push_back(it->second);
+      return;
+    }
   }
   auto& id = scratch.id;
   auto& prev = scratch.prev;
@@ -398,7 +529,16 @@ void ByteLevelBpe::Impl::encode_ordinary(std::string_view text, std::vector<std:
                                          Scratch& scratch) const {
   for (std::size_t pos = 0; pos < text.size();) {
     const std::size_t end = pre->piece_end(text, pos);
-    bpe(text.substr(pos, end - pos), out, scratch);
+    if (!lacks_bytes) {
+      bpe(text.substr(pos, end - pos), out, scratch);
+    } else {  // the runs between bytes without a token
+      for (std::size_t run = pos; run < end;) {
+        std::size_t stop = run;
+        while (stop < end && byte_id[static_cast<unsigned char>(text[stop])] >= 0) ++stop;
+        if (stop > run) bpe(text.substr(run, stop - run), out, scratch);
+        run = stop + 1;
+      }
+    }
     pos = end;
   }
 }

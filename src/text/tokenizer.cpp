@@ -6,6 +6,7 @@
 #include "ecr/core/error.hpp"
 #include "ecr/core/utf8.hpp"
 #include "ecr/text/byte_level_bpe.hpp"
+#include "ecr/text/sentencepiece_bpe.hpp"
 #include "tokenizer_spec.hpp"
 
 namespace ecr {
@@ -31,9 +32,19 @@ std::size_t complete_end(std::string_view s) {
 
 }  // namespace
 
+std::vector<std::int32_t> Tokenizer::encode_sequence(std::string_view text, ControlText control) const {
+  const SpecialTokens& roles = special_tokens();
+  std::vector<std::int32_t> ids;
+  if (roles.add_bos && roles.bos) ids.push_back(*roles.bos);
+  const std::vector<std::int32_t> body = encode(text, control);
+  ids.insert(ids.end(), body.begin(), body.end());
+  if (roles.add_eos && roles.eos) ids.push_back(*roles.eos);
+  return ids;
+}
+
 std::string Tokenizer::decode(std::span<const std::int32_t> ids) const {
   std::string bytes;
-  for (const std::int32_t id : ids) append_bytes(id, bytes);
+  for (std::size_t i = 0; i < ids.size(); ++i) i == 0 ? append_first_bytes(ids[i], bytes) : append_bytes(ids[i], bytes);
   return replace_invalid_utf8(bytes);
 }
 
@@ -45,11 +56,12 @@ bool Tokenizer::is_control(std::int32_t id) const {
 std::string DecodeStream::push(std::int32_t id) {
   const std::size_t before = pending_.size();
   try {
-    tokenizer_.append_bytes(id, pending_);
+    started_ ? tokenizer_.append_bytes(id, pending_) : tokenizer_.append_first_bytes(id, pending_);
   } catch (...) {
     pending_.resize(before);
     throw;
   }
+  started_ = true;
   const std::size_t end = complete_end(pending_);
   std::string text = replace_invalid_utf8(std::string_view(pending_).substr(0, end));
   pending_.erase(0, end);
@@ -59,25 +71,29 @@ std::string DecodeStream::push(std::int32_t id) {
 std::string DecodeStream::finish() {
   std::string text = replace_invalid_utf8(pending_);
   pending_.clear();
+  started_ = false;
   return text;
 }
 
 std::shared_ptr<const Tokenizer> make_tokenizer(const nlohmann::json& spec) {
   // One row per implementation. A GGUF file names the same families in tokenizer.ggml.model:
-  // "gpt2" is byte_bpe; "llama" (SentencePiece BPE) would be a row of its own.
+  // "gpt2" is byte_bpe, "llama" is spm_bpe (text/gguf_tokenizer.hpp).
   struct Kind {
     std::string_view name;
     std::shared_ptr<const Tokenizer> (*make)(const nlohmann::json& spec);
   };
-  static constexpr std::array<Kind, 1> kinds = {{
+  static constexpr std::array<Kind, 2> kinds = {{
       {"byte_bpe", [](const nlohmann::json& s) -> std::shared_ptr<const Tokenizer> {
          return std::make_shared<const text::ByteLevelBpe>(text::ByteLevelBpe::from_json(s));
+       }},
+      {"spm_bpe", [](const nlohmann::json& s) -> std::shared_ptr<const Tokenizer> {
+         return std::make_shared<const text::SentencePieceBpe>(text::SentencePieceBpe::from_json(s));
        }},
   }};
   const std::string_view kind = text::spec_kind(spec);
   for (const Kind& k : kinds)
     if (kind == k.name) return k.make(spec);
-  fail<ConfigError>("tokenizer spec: kind '{}' is not supported (expected \"byte_bpe\")", kind);
+  fail<ConfigError>("tokenizer spec: kind '{}' is not supported (expected \"byte_bpe\" or \"spm_bpe\")", kind);
 }
 
 namespace text {

@@ -35,6 +35,24 @@ class ByteLevelBpe final : public Tokenizer {
   // text>", "added_tokens": {token: id}, "pre": "gpt2"} (added_tokens and pre optional).
   // Throws FormatError / ConfigError.
   static ByteLevelBpe from_json(const nlohmann::json& spec);
+  // A vocab listed by id, as GGUF holds one: token i is tokens[i], merges are "left right" best
+  // first, `control` the ids matched in text only as control tokens (GGUF's control and
+  // user-defined types), `roles` the file's bos/eos/pad/unk ids and add_bos/add_eos. With
+  // `ignore_merges` a piece that is a (non-control) token as a whole is that token, merges or
+  // not, as Llama 3 reads its vocab. `label` names the source in errors ("gguf 'x.gguf'").
+  // Throws FormatError, or ConfigError for an unknown pre-tokenizer.
+  struct Listing {
+    std::vector<std::string> tokens;
+    std::vector<std::string> merges;
+    std::vector<std::int32_t> control;
+    SpecialTokens roles;
+    std::string pre = "gpt2";
+    bool ignore_merges = false;
+  };
+  static ByteLevelBpe from_listing(const Listing& listing, std::string_view label);
+  // A listing's spec has "tokens" (an array, by id) instead of "vocab", and "control", "roles"
+  // ({"bos": id or null, "eos", "pad", "unk", "add_bos": bool, "add_eos": bool}) and
+  // "ignore_merges".
   nlohmann::json to_json() const override;
 
   std::vector<std::int32_t> encode(std::string_view text,

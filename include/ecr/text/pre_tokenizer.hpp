@@ -27,6 +27,24 @@ class Gpt2PreTokenizer final : public PreTokenizer {
   std::size_t piece_end(std::string_view text, std::size_t pos) const override;
 };
 
+// SmolLM2's ("smollm" in GGUF): every \p{N} character a piece of its own, and the text between
+// them cut by GPT-2's pattern, as that text alone (llama.cpp splits by "\p{N}" first, then by
+// GPT-2's pattern inside each stretch).
+class SmollmPreTokenizer final : public PreTokenizer {
+ public:
+  std::string_view name() const override { return "smollm"; }
+  std::size_t piece_end(std::string_view text, std::size_t pos) const override;
+};
+
+// Llama 3's ("llama-bpe" in GGUF):
+//   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
+//   \s*[\r\n]+|\s+(?!\S)|\s+
+class Llama3PreTokenizer final : public PreTokenizer {
+ public:
+  std::string_view name() const override { return "llama-bpe"; }
+  std::size_t piece_end(std::string_view text, std::size_t pos) const override;
+};
+
 // The pre-tokenizer called `name`; ConfigError naming the ones this build has.
 const PreTokenizer& pre_tokenizer(std::string_view name);
 

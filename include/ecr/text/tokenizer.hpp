@@ -28,6 +28,9 @@ struct SpecialTokens {
   std::optional<std::int32_t> bos, eos, pad, unk;
   // Every control token (the roles above among them), ascending.
   std::vector<std::int32_t> control;
+  // Whether a whole sequence starts with bos / ends with eos, as the model file says
+  // (GGUF's tokenizer.ggml.add_bos_token, add_eos_token); encode_sequence() follows them.
+  bool add_bos = false, add_eos = false;
 };
 
 // How encode() reads text that spells a control token.
@@ -43,6 +46,9 @@ class Tokenizer {
   // Throws InputError naming the byte offset when `text` is not valid UTF-8.
   virtual std::vector<std::int32_t> encode(std::string_view text,
                                            ControlText control = ControlText::as_tokens) const = 0;
+  // encode(), with bos before and eos after where special_tokens() says a sequence has them: the
+  // ids of a whole prompt as the model was trained on them. encode() itself never adds either.
+  std::vector<std::int32_t> encode_sequence(std::string_view text, ControlText control = ControlText::as_tokens) const;
   // The tokens' text concatenated (control tokens as their own text); bytes that do not form
   // UTF-8 (ids that split a character, a sequence cut short) become U+FFFD. InputError on an
   // unknown id. The same text, in pieces, as a DecodeStream given the same ids.
@@ -50,6 +56,9 @@ class Tokenizer {
   // The bytes token `id` adds to a decoding, which may be part of a character; InputError on an
   // unknown id.
   virtual void append_bytes(std::int32_t id, std::string& out) const = 0;
+  // The same for the first token of a decoding: SentencePiece takes away the space that encode()
+  // put before the text (llama.cpp's detokenizer does the same).
+  virtual void append_first_bytes(std::int32_t id, std::string& out) const { append_bytes(id, out); }
 
   // Token strings are in the vocab's own form (byte-level BPE: "Ġthe" for " the").
   virtual std::optional<std::int32_t> token_to_id(std::string_view token) const = 0;
@@ -84,10 +93,12 @@ class DecodeStream {
  private:
   const Tokenizer& tokenizer_;
   std::string pending_;  // bytes of a character not yet complete
+  bool started_ = false;  // a token was pushed since the start or the last finish()
 };
 
 // The tokenizer a spec describes, by its "kind" (docs/format.md, "tokenizers"): "byte_bpe" is
-// ByteLevelBpe, with its pre-tokenizer named by "pre" ("gpt2" when absent). ConfigError for a
+// ByteLevelBpe, with its pre-tokenizer named by "pre" ("gpt2" when absent); "spm_bpe" is
+// SentencePieceBpe. ConfigError for a
 // kind or pre-tokenizer this build does not have, FormatError for a malformed spec.
 std::shared_ptr<const Tokenizer> make_tokenizer(const nlohmann::json& spec);
 
