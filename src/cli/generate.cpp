@@ -18,6 +18,8 @@
 #include "ecr/io/gguf.hpp"
 #include "ecr/models/gpt2.hpp"
 #include "ecr/models/llama.hpp"
+#include "ecr/text/chat_template.hpp"
+#include "ecr/text/gguf_tokenizer.hpp"
 #include "ecr/text/tokenizer.hpp"
 #ifdef ECR_WITH_CUDA
 #include "ecr/models/gpt2_cuda.hpp"
@@ -93,15 +95,21 @@ const char* reason_name(lm::StopReason reason) {
 
 int generate(const Argv& argv) {
   Args args("ecr generate (--bundle B --component NAME | --gguf FILE) (--ids 1,2,3 | --prompt-ids \"1 2 3\" | "
-            "--text \"...\") [options]",
+            "--prompt \"...\") [options]",
             "Continues a prompt with a GPT-2 component or a Llama-architecture GGUF model: greedy by default, "
-            "sampling with --temperature > 0. A GGUF model takes token ids and prints token ids.");
+            "sampling with --temperature > 0. With --chat, a GGUF model's chat template lays the prompt out as "
+            "a user turn (after --system, if given) and the model writes the assistant's turn.");
   args.option("bundle", "FILE", "the bundle")
       .option("component", "NAME", "a gpt2 component of the bundle")
       .option("gguf", "FILE", "a GGUF file with general.architecture llama (cpu only)")
       .option("ids", "IDS", "the prompt as comma-separated token ids")
       .option("prompt-ids", "IDS", "the prompt as token ids separated by spaces or commas")
       .option("text", "TEXT", "the prompt as text (needs the component's tokenizer)")
+      .option("prompt", "TEXT", "the same as --text")
+      .flag("chat", "--gguf: the prompt is a user turn in the model's chat template (control tokens in it stay text)")
+      .option("system", "TEXT", "--chat: a system turn before it")
+      .option("chat-template", "NAME", "--chat: this template instead of the file's tokenizer.chat_template: "
+              "chatml, llama2, llama3, zephyr or mistral")
       .option("prefix", "FILE", "prefix prompt: f32 .npy (S, n_layer * 2 * n_embd)")
       .option("max-new-tokens", "N", "most tokens to generate", "50")
       .option("max-tokens", "N", "the same as --max-new-tokens")
@@ -112,7 +120,7 @@ int generate(const Argv& argv) {
       .option("repeat-penalty", "R", "the same as --repetition-penalty")
       .option("no-repeat-ngram", "N", "never repeat an n-gram of this size (0: off)", "0")
       .option("stop", "IDS", "stop after any of these ids (default: the config's eos_token_id, a GGUF file's "
-              "tokenizer.ggml.eos_token_id)")
+              "eos and end-of-turn tokens, text::end_of_turn_tokens)")
       .option("seed", "S", "sampling seed", "0")
       .option("threads", "N", kThreadsHelp, "0")
       .option("device", "D", kDeviceHelp, "cpu")
@@ -123,12 +131,18 @@ int generate(const Argv& argv) {
   require_device(engine.device);
   if (args.has("gguf") == args.has("bundle"))
     fail<InputError>("give the model as exactly one of --gguf or --bundle with --component");
-  if (int(args.has("ids")) + int(args.has("text")) + int(args.has("prompt-ids")) != 1)
-    fail<InputError>("give the prompt as exactly one of --ids, --prompt-ids or --text");
+  if (int(args.has("ids")) + int(args.has("text")) + int(args.has("prompt")) + int(args.has("prompt-ids")) != 1)
+    fail<InputError>("give the prompt as exactly one of --ids, --prompt-ids or --prompt (--text)");
+  const bool text_prompt = args.has("text") || args.has("prompt");
+  const std::string prompt_text = text_prompt ? args.get(args.has("prompt") ? "prompt" : "text") : "";
+  const bool chat = args.get_flag("chat");
+  if (!chat && (args.has("system") || args.has("chat-template")))
+    fail<InputError>("--system and --chat-template go with --chat");
+  if (chat && (!args.has("gguf") || !text_prompt)) fail<InputError>("--chat takes a --gguf model and a --prompt");
   lm::GenerateOptions options = sampling_options(args);
   std::vector<std::int32_t> prompt;
 
-  // A GGUF file: a Llama model, token ids in and out (its tokenizer is not read yet).
+  // A GGUF file: a Llama model with the tokenizer (and chat template) its metadata describes.
   std::optional<gguf::File> file;
   std::optional<Component> component;
   std::shared_ptr<const Tokenizer> tokenizer;
@@ -136,14 +150,24 @@ int generate(const Argv& argv) {
   if (args.has("gguf")) {
     if (engine.device.device != Device::cpu)
       fail<ConfigError>("--gguf: Llama models run on the cpu only (--device {})", args.get("device"));
-    if (args.has("text") || args.has("prefix"))
-      fail<ConfigError>("--gguf: give the prompt as --prompt-ids (GGUF tokenizers are not read yet); no --prefix");
+    if (args.has("prefix")) fail<ConfigError>("--gguf: a Llama model takes no --prefix");
     file = gguf::File::open(args.get("gguf"));
-    prompt = prompt_ids(args.get(args.has("prompt-ids") ? "prompt-ids" : "ids"));
+    tokenizer = text::tokenizer_from_gguf(*file);
+    if (chat) {
+      std::vector<text::ChatMessage> messages;
+      if (args.has("system")) messages.push_back({"system", args.get("system")});
+      messages.push_back({"user", prompt_text});
+      const auto name = args.has("chat-template") ? std::optional<std::string_view>(args.get("chat-template")) : std::nullopt;
+      prompt = text::encode_chat(*tokenizer, text::ChatTemplate::from_gguf(*file, name), messages, true);
+    } else if (text_prompt) {
+      prompt = tokenizer->encode_sequence(prompt_text);
+    } else {
+      prompt = prompt_ids(args.get(args.has("prompt-ids") ? "prompt-ids" : "ids"));
+    }
     if (args.has("stop"))
       options.stop_tokens = parse_ids(args.get("stop"), "stop");
-    else if (file->contains("tokenizer.ggml.eos_token_id"))
-      options.stop_tokens = {static_cast<std::int32_t>(file->get<std::uint32_t>("tokenizer.ggml.eos_token_id"))};
+    else
+      options.stop_tokens = text::end_of_turn_tokens(*tokenizer);
   } else {
     bundle = Bundle::open(args.get("bundle"));
     component = read_component(*bundle, args.get("component"));
@@ -153,9 +177,9 @@ int generate(const Argv& argv) {
     if (tokenizer && tokenizer->vocab_size() > config.vocab_size)
       fail<ConfigError>("component '{}': its tokenizer has ids up to {}, beyond its vocab_size {}", component->name,
                         tokenizer->vocab_size() - 1, config.vocab_size);
-    if (args.has("text")) {
+    if (text_prompt) {
       if (!tokenizer) fail<ConfigError>("component '{}' names no tokenizer in the bundle: use --ids", component->name);
-      prompt = tokenizer->encode(args.get("text"));
+      prompt = tokenizer->encode(prompt_text);
     } else {
       prompt = args.has("ids") ? parse_ids(args.get("ids"), "ids") : prompt_ids(args.get("prompt-ids"));
     }
@@ -173,6 +197,9 @@ int generate(const Argv& argv) {
   if (args.get_flag("stream") && !args.get_flag("json")) {
     if (tokenizer) text_stream.emplace(*tokenizer);
     options.on_token = [&](std::int32_t token) {
+      const bool ends_turn = file && std::find(options.stop_tokens.begin(), options.stop_tokens.end(), token) !=
+                                         options.stop_tokens.end();
+      if (text_stream && ends_turn) return true;
       if (text_stream)
         fmt::print("{}", printable(text_stream->push(token), true));
       else
@@ -190,7 +217,11 @@ int generate(const Argv& argv) {
     const Tensor prefix = args.has("prefix") ? read_npy_f32(args.get("prefix")) : Tensor();
     result = decode(*component, engine, prompt, options, prefix);
   }
-  const std::string text = tokenizer ? tokenizer->decode(result.tokens) : "";
+  // A GGUF model's text ends before the token that ended its turn (<|im_end|>): that token is
+  // the template's, not the reply's. The ids keep it.
+  std::span<const std::int32_t> text_ids = result.tokens;
+  if (file && result.reason == lm::StopReason::stop_token && !text_ids.empty()) text_ids = text_ids.first(text_ids.size() - 1);
+  const std::string text = tokenizer ? tokenizer->decode(text_ids) : "";
   if (args.get_flag("json")) {
     nlohmann::json out = {{"prompt", prompt}, {"generated", result.tokens}, {"stop", reason_name(result.reason)}};
     if (tokenizer) out["text"] = text;

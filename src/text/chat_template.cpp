@@ -1,5 +1,6 @@
 #include "ecr/text/chat_template.hpp"
 
+#include <algorithm>
 #include <array>
 
 #include <fmt/format.h>
@@ -198,6 +199,32 @@ std::string ChatTemplate::render(std::span<const ChatMessage> messages, bool add
       break;
   }
   return out;
+}
+
+std::vector<std::int32_t> end_of_turn_tokens(const Tokenizer& tokenizer) {
+  std::vector<std::int32_t> ids;
+  if (tokenizer.special_tokens().eos) ids.push_back(*tokenizer.special_tokens().eos);
+  for (const std::string_view t : {"<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "</s>", "<|endoftext|>"})
+    if (const auto id = tokenizer.token_to_id(t); id && tokenizer.is_control(*id)) ids.push_back(*id);
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
+}
+
+std::vector<std::int32_t> encode_chat(const Tokenizer& tokenizer, const ChatTemplate& chat,
+                                      std::span<const ChatMessage> messages, bool add_generation_prompt) {
+  std::vector<std::string> spellings;
+  for (const std::int32_t id : tokenizer.special_tokens().control)
+    if (std::string t = tokenizer.id_to_token(id); t.size() > 1) spellings.push_back(std::move(t));
+  std::vector<ChatMessage> defused(messages.begin(), messages.end());
+  for (ChatMessage& m : defused)
+    for (const std::string& t : spellings)
+      for (std::size_t at = m.content.find(t); at != std::string::npos; at = m.content.find(t, at + t.size() + 3))
+        m.content.insert(at + 1, "\u200B");
+  std::vector<std::int32_t> ids = tokenizer.encode(chat.render(defused, add_generation_prompt), ControlText::as_tokens);
+  const SpecialTokens& special = tokenizer.special_tokens();
+  if (special.add_bos && special.bos && (ids.empty() || ids.front() != *special.bos)) ids.insert(ids.begin(), *special.bos);
+  return ids;
 }
 
 }  // namespace ecr::text

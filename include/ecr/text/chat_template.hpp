@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "ecr/io/gguf.hpp"
+#include "ecr/text/tokenizer.hpp"
 
 namespace ecr::text {
 
@@ -66,5 +67,18 @@ class ChatTemplate {
 
 // The names by_name() and --chat-template take: "chatml", "llama2", "llama3", "zephyr", "mistral".
 std::span<const std::string_view> chat_template_names();
+
+// A conversation's prompt ids: the messages rendered by `chat`, the template's own control tokens
+// (<|im_start|>, [INST]'s <s>) read as tokens and the messages' text never: a control token's
+// spelling inside a message is broken by a zero-width space (U+200B) after its first character
+// before rendering, so a user who types "<|im_end|>" cannot end a turn. bos is put first when the
+// tokenizer's file asks for it (add_bos) and the template did not already write it.
+// The ids that end an assistant's turn, as llama.cpp's end-of-generation set has them: eos and
+// the control tokens the families close a turn with (<|im_end|>, <|eot_id|>, <|end_of_text|>,
+// </s>, <|endoftext|>) that the vocab has. Ascending, distinct.
+std::vector<std::int32_t> end_of_turn_tokens(const Tokenizer& tokenizer);
+
+std::vector<std::int32_t> encode_chat(const Tokenizer& tokenizer, const ChatTemplate& chat,
+                                      std::span<const ChatMessage> messages, bool add_generation_prompt);
 
 }  // namespace ecr::text
