@@ -31,12 +31,14 @@ struct Avx2 {
   }
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
   static reg splat_half(std::uint16_t bits) { return _mm256_set1_ps(_cvtsh_ss(bits)); }
-  static reg nibbles(const std::uint8_t* p, bool high) {
-    __m256i q = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
-    if (high) q = _mm256_srli_epi32(q, 4);
-    q = _mm256_sub_epi32(_mm256_and_si256(q, _mm256_set1_epi32(15)), _mm256_set1_epi32(8));
-    return _mm256_cvtepi32_ps(q);
+  using ints = __m256i;
+  static ints bytes(const std::uint8_t* p) {
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
   }
+  static ints bits(ints q, int shift, int count) {
+    return _mm256_and_si256(_mm256_srli_epi32(q, shift), _mm256_set1_epi32((1 << count) - 1));
+  }
+  static reg to_f32(ints q, int offset) { return _mm256_cvtepi32_ps(_mm256_sub_epi32(q, _mm256_set1_epi32(offset))); }
   static void store(float* p, reg r) { _mm256_storeu_ps(p, r); }
   static float sum(reg r) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));
