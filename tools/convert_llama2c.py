@@ -2,6 +2,7 @@
 llama-convert-llama2c-to-ggml writes it.
 
     python3 tools/convert_llama2c.py --model stories260K.bin --tokenizer tok512.bin --out stories260K.gguf
+                                     [--compare LLAMACPP.gguf]
 
 (a python with the `gguf` package: tools/setup_venv.sh's build/venv.) The inputs are llama2.c's
 formats (shared/data/README.md): the checkpoint is 7 int32 (dim, hidden_dim, n_layers, n_heads,
@@ -18,12 +19,16 @@ names, output.weight included (a copy of token_embd.weight when the classifier i
 Where it differs from llama.cpp's converter, on purpose: llama.context_length is the
 checkpoint's seq_len (llama.cpp writes its --n-ctx option, 128 unless given); no separator or
 padding token id is written (llama.cpp writes 0xFFFFFFFF, meaning none).
+
+--compare reads a file that llama.cpp's llama-convert-llama2c-to-ggml wrote from the same inputs
+and checks that tokens, scores, token types and every tensor (name, shape, type, values) are
+the same; it prints each difference and exits 1 if there is one.
 """
 import argparse
 import struct
 
 import numpy as np
-from gguf import GGUFWriter, TokenType
+from gguf import GGUFReader, GGUFWriter, TokenType
 
 SPACE = "\u2581"
 
@@ -88,11 +93,36 @@ def read_checkpoint(path):
     return hparams, tensors
 
 
+def compare(ours_path, theirs_path):
+    ours, theirs = GGUFReader(ours_path), GGUFReader(theirs_path)
+    problems = []
+    for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"):
+        a, b = ours.fields[key], theirs.fields[key]
+        if [bytes(a.parts[i]) for i in a.data] != [bytes(b.parts[i]) for i in b.data]:
+            problems.append("%s differs" % key)
+    mine = {t.name: t for t in ours.tensors}
+    other = {t.name: t for t in theirs.tensors}
+    if set(mine) != set(other):
+        problems.append("tensor names differ: %s" % sorted(set(mine) ^ set(other)))
+    for name in sorted(set(mine) & set(other)):
+        a, b = mine[name], other[name]
+        if a.tensor_type != b.tensor_type or list(a.shape) != list(b.shape):
+            problems.append("%s: %s %s vs %s %s" % (name, a.tensor_type.name, list(a.shape), b.tensor_type.name,
+                                                    list(b.shape)))
+        elif not np.array_equal(np.asarray(a.data), np.asarray(b.data)):
+            problems.append("%s: values differ" % name)
+    for p in problems:
+        print(p)
+    print("compared with %s: %d tensors, %d differences" % (theirs_path, len(mine), len(problems)))
+    return 1 if problems else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
     ap.add_argument("--tokenizer", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--compare", help="a GGUF file llama.cpp's converter wrote from the same inputs")
     args = ap.parse_args()
     hp, tensors = read_checkpoint(args.model)
     tokens, scores, types = read_tokenizer(args.tokenizer, hp["vocab"])
@@ -127,7 +157,8 @@ def main():
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+    return compare(args.out, args.compare) if args.compare else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

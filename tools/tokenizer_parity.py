@@ -14,7 +14,8 @@ themselves go one call each with --no-parse-special. Prints one summary line per
 ("MODEL: N lines, M mismatches") and exits 1 when any line differs.
 
 --llama2c adds data/llama2c's stories260K, converted by tools/convert_llama2c.py (which needs the
-`gguf` package: run this with the venv's python). A MODEL that does not exist is skipped with a
+`gguf` package: run this with the venv's python) and, where DIR has llama.cpp's
+llama-convert-llama2c-to-ggml, compared with what that writes. A MODEL that does not exist is skipped with a
 message. Exit status 77 (ctest's "skipped") when DIR has no llama-tokenize.
 """
 import argparse
@@ -83,9 +84,19 @@ def main():
         if args.llama2c:
             src = os.path.join(args.data, "llama2c")
             out = os.path.join(tmp, "stories260K.gguf")
-            subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "convert_llama2c.py"),
-                            "--model", os.path.join(src, "stories260K.bin"),
-                            "--tokenizer", os.path.join(src, "tok512.bin"), "--out", out], check=True)
+            convert = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "convert_llama2c.py"),
+                       "--model", os.path.join(src, "stories260K.bin"),
+                       "--tokenizer", os.path.join(src, "tok512.bin"), "--out", out]
+            # With llama.cpp's own converter at hand, its file must hold the same vocab and weights.
+            theirs_converter = os.path.join(args.llamacpp_bin, "llama-convert-llama2c-to-ggml")
+            if os.path.exists(theirs_converter):
+                theirs = os.path.join(tmp, "stories260K.llamacpp.gguf")
+                subprocess.run([theirs_converter, "--copy-vocab-from-model", os.path.join(src, "tok512.bin"),
+                                "--llama2c-model", os.path.join(src, "stories260K.bin"),
+                                "--llama2c-output-model", theirs], check=True, capture_output=True)
+                convert += ["--compare", theirs]
+            if subprocess.run(convert).returncode != 0:
+                failed = True
             models.append(out)
         for model in models:
             ours = ecr_tokenize(args.ecr, model, lines, tmp)

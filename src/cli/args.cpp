@@ -13,6 +13,7 @@
 #include "ecr/core/thread_pool.hpp"
 #include "ecr/default_bundle.hpp"
 #include "ecr/dialog.hpp"
+#include "ecr/text/chat_template.hpp"
 
 namespace ecr::cli {
 
@@ -183,6 +184,12 @@ std::string emotion_labels_help() {
 std::filesystem::path bundle_or_default(const Args& args) {
   if (auto given = args.get_opt("bundle")) return *given;
   return default_bundle_path();
+}
+
+std::optional<std::string> chat_template_name(const Args& args) {
+  auto name = args.get_opt("chat-template");
+  if (name) text::ChatTemplate::by_name(*name);  // refuses an unknown name now, not at the first turn
+  return name;
 }
 
 std::optional<std::chrono::milliseconds> input_timeout(const Args& args) {

@@ -81,6 +81,12 @@ inline constexpr const char* kDeviceHelp = "where to run: cpu, cuda or cuda:N";
 std::filesystem::path bundle_or_default(const Args& args);
 inline constexpr const char* kBundleHelp = "the bundle (default: the shipped model, models/README.md; or $ECR_BUNDLE)";
 
+// --chat-template NAME: the chat template family to use instead of the one recognised from a
+// GGUF file's tokenizer.chat_template; nullopt when absent. ConfigError naming the known ones.
+std::optional<std::string> chat_template_name(const Args& args);
+inline constexpr const char* kChatTemplateHelp =
+    "chat template: chatml, llama2, llama3, zephyr or mistral (default: recognised from the model file)";
+
 // --timeout: how long an input path may go without bytes (input.hpp); 0 waits for ever.
 std::optional<std::chrono::milliseconds> input_timeout(const Args& args);
 inline constexpr const char* kTimeoutHelp =

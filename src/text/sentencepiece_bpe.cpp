@@ -65,6 +65,7 @@ struct SentencePieceBpe::Impl {
   std::array<std::int32_t, 256> byte_id{};                  // -1 where the vocab has no <0xXX>
   std::vector<std::string> token_bytes;                     // id -> what decoding emits
   std::vector<std::pair<std::string, std::int32_t>> specials;  // longest first
+  std::array<bool, 256> special_lead{};                        // first bytes of specials
   SpecialTokens roles;
 
   void spm(std::string_view text, std::vector<std::int32_t>& out) const;
@@ -120,6 +121,7 @@ SentencePieceBpe SentencePieceBpe::from_listing(const Listing& listing, std::str
   }
   std::stable_sort(impl->specials.begin(), impl->specials.end(),
                    [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  for (const auto& sp : impl->specials) impl->special_lead[static_cast<unsigned char>(sp.first[0])] = true;
   const SpecialTokens& r = listing.roles;
   for (const auto& [name, role] : {std::pair{"bos", r.bos}, {"eos", r.eos}, {"pad", r.pad}, {"unk", r.unk}})
     if (role && (*role < 0 || static_cast<std::size_t>(*role) >= n))
@@ -242,6 +244,7 @@ void SentencePieceBpe::Impl::emit_bytes(std::string_view piece, std::vector<std:
 
 const std::pair<std::string, std::int32_t>* SentencePieceBpe::Impl::special_at(std::string_view text,
                                                                                 std::size_t pos) const {
+  if (!special_lead[static_cast<unsigned char>(text[pos])]) return nullptr;
   for (const auto& s : specials)
     if (text.substr(pos).starts_with(s.first)) return &s;
   return nullptr;
