@@ -40,10 +40,6 @@ enum class TensorType : std::uint32_t {
   q2_k = 10, q3_k = 11, q4_k = 12, q5_k = 13, q6_k = 14, bf16 = 30,
 };
 
-// The ecr dtype whose bytes are this type's, block for block (so a tensor is used in place), or
-// none where ecr has no such dtype (yet): one row per type in src/io/gguf.cpp.
-std::optional<DType> dtype_of(TensorType type);
-
 // How ggml stores a type: rows are whole blocks of `block_size` elements, `block_bytes` each.
 struct TypeTraits {
   std::string_view name;  // ggml's ("Q4_K")
