@@ -10,6 +10,7 @@ runtime=(
   libeigen3-dev libfmt-dev libzstd-dev zlib1g-dev nlohmann-json3-dev
   doctest-dev libbenchmark-dev          # found when a configure has tests and benchmarks on (the default)
   libisal-dev                           # fast bundle checksums (optional: zlib computes the same)
+  libcpp-httplib-dev                    # the HTTP server of `ecr serve`
   python3 python3-dev python3-venv python3-pip  # `pip install .` of the Python package into a venv
 )
 development=(
