@@ -20,6 +20,7 @@ development=(
   libopenblas0-pthread                  # a real BLAS for Debian's torch (the reference BLAS is ~20x slower)
   clang libclang-rt-dev                 # the libFuzzer target (its runtime is a separate package)
   tmux                                  # drives `ecr chat` in its terminal test
+  chromium chromium-driver              # the browser test of `ecr serve`'s page (with selenium: tools/setup_venv.sh)
 )
 case "${1:-}" in
   --runtime) packages=("${runtime[@]}") ;;
