@@ -82,11 +82,13 @@ std::string random_hex(std::size_t words) {
   return s;
 }
 
-bool same_key(std::string_view a, std::string_view b) {
-  // Every byte compared whatever the first difference, so timing does not reveal the key.
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % (b.empty() ? 1 : b.size())]);
-  return diff == 0 && !b.empty();
+bool same_key(std::string_view given, std::string_view key) {
+  // Every byte of the key is compared whatever the first difference: the time taken does not
+  // tell a client how much of its guess was right.
+  unsigned char diff = given.size() == key.size() ? 0 : 1;
+  for (std::size_t i = 0; i < key.size(); ++i)
+    diff |= static_cast<unsigned char>(key[i] ^ (i < given.size() ? given[i] : 0));
+  return diff == 0;
 }
 
 class Service {
@@ -489,6 +491,9 @@ void Service::install(httplib::Server& http) {
     });
   }
   http.set_payload_max_length(options_.limits.max_body_bytes);
+  // A response's header and body go out as separate writes: with Nagle's algorithm the body would
+  // wait for the client's delayed ACK of the header (about 40 ms a request).
+  http.set_tcp_nodelay(true);
   // Enough connection threads for every worker and every queued request, and a few more so that
   // probes and scrapes are answered while the workers are busy.
   const std::size_t connections = options_.workers + options_.queue + 4;
