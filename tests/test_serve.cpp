@@ -50,7 +50,7 @@ TEST_CASE("session store: a new session past max_sessions evicts the least recen
   for (const char* kept : {"s0", "s2", "s3"}) CHECK_MESSAGE(store.get(kept, t0 + 5s), kept);
 }
 
-TEST_CASE("session store: a session idle for its time expires; a used one does not") {
+TEST_CASE("session store: a session idle for its time expires, a used one does not") {
   const auto t0 = SessionStore::Clock::time_point{};
   SessionStore store = numbered_store(10, 60s);
   store.create(t0);
@@ -63,7 +63,7 @@ TEST_CASE("session store: a session idle for its time expires; a used one does n
   CHECK(store.size() == 0);
 }
 
-TEST_CASE("session store: a turn checks the dialog out and in; a second turn meanwhile is 409") {
+TEST_CASE("session store: a turn checks the dialog out and in, and a second turn meanwhile is 409") {
   const auto t0 = SessionStore::Clock::time_point{};
   SessionStore store = numbered_store(1, 60s);
   const std::string id = store.create(t0);
