@@ -10,6 +10,7 @@ runtime=(
   libeigen3-dev libfmt-dev libzstd-dev zlib1g-dev nlohmann-json3-dev
   doctest-dev libbenchmark-dev          # found when a configure has tests and benchmarks on (the default)
   libisal-dev                           # fast bundle checksums (optional: zlib computes the same)
+  libcpp-httplib-dev                    # the HTTP server of `ecr serve`
   python3 python3-dev python3-venv python3-pip  # `pip install .` of the Python package into a venv
 )
 development=(
@@ -20,6 +21,7 @@ development=(
   libopenblas0-pthread                  # a real BLAS for Debian's torch (the reference BLAS is ~20x slower)
   clang libclang-rt-dev                 # the libFuzzer target (its runtime is a separate package)
   tmux                                  # drives `ecr chat` in its terminal test
+  chromium chromium-driver              # the browser test of `ecr serve`'s page (with selenium: tools/setup_venv.sh)
 )
 case "${1:-}" in
   --runtime) packages=("${runtime[@]}") ;;

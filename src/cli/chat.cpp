@@ -34,55 +34,25 @@ std::string trim(const std::string& s) {
   return s.substr(begin, s.find_last_not_of(" \t\r\n") - begin + 1);
 }
 
-// Keeps what the Recommender found for the window's turns in the dialog, so that no later turn
-// classifies or links them again. The chat's dialog is merged as it grows (add_turn), so the
-// window's turns are its last ones, one for one.
-void remember(Dialog& dialog, const Recommendation& r) {
-  if (r.turns.size() > dialog.turns.size()) return;
-  const std::size_t first = dialog.turns.size() - r.turns.size();
-  for (std::size_t t = 0; t < r.turns.size(); ++t) {
-    Turn& turn = dialog.turns[first + t];
-    const TurnAnalysis& seen = r.turns[t];
-    if (turn.role != seen.role) return;
-    if (!turn.emotions && seen.emotions) turn.emotions = seen.emotions;
-    if (turn.entities.empty())
-      for (const LinkedEntity& e : seen.entities) turn.entities.push_back(e.id);
-  }
-}
-
-// One user turn: recommend, stream the reply, and keep both turns in the dialog.
+// One user turn: the items and the reply as they come (text), or one JSON object after.
 void take_turn(const Conversation& c, Dialog& dialog, std::string text, bool as_json) {
-  dialog.add_turn({Role::user, std::move(text), {}, {}});
-  Responder::Turn turn;
-  try {
-    const Dialog window = Responder::recent_turns(c.recommender, c.responder, dialog);
-    turn.recommendation = c.recommender.recommend(window, c.request);
-    remember(dialog, turn.recommendation);
+  const auto show_items = [&](const Recommendation& r) {
+    if (as_json) return;
+    print_items(r);
+    fmt::print("ecr> ");
+    std::fflush(stdout);
+  };
+  const Responder::Turn turn = converse_turn(c, dialog, std::move(text), show_items, [&](std::string_view piece) {
     if (!as_json) {
-      print_items(turn.recommendation);
-      fmt::print("ecr> ");
+      fmt::print("{}", printable(piece, true));  // a model's bytes never drive the terminal
       std::fflush(stdout);
     }
-    turn.response = c.responder.respond(window, turn.recommendation, [&](std::string_view piece) {
-      if (!as_json) {
-        fmt::print("{}", printable(piece, true));  // a model's bytes never drive the terminal
-        std::fflush(stdout);
-      }
-      return true;
-    });
-  } catch (const Error&) {
-    dialog.turns.pop_back();  // the turn failed: the dialog stays as it was
-    throw;
-  }
+    return true;
+  });
   if (as_json)
     print_json(turn_json(c, turn));
   else
     fmt::print("\n");
-  // The reply names the items where the template had slots: their ids join the dialog with it.
-  Turn reply{Role::system, turn.response.text, {}, {}};
-  if (turn.response.template_text.find("<movie>") != std::string::npos)
-    for (const auto& item : turn.response.items) reply.entities.push_back(item.id);
-  dialog.add_turn(std::move(reply));
 }
 
 }  // namespace

@@ -20,5 +20,6 @@ int eval(const Argv& args);
 int perplexity(const Argv& args);
 int respond(const Argv& args);
 int chat(const Argv& args);
+int serve(const Argv& args);
 
 }  // namespace ecr::cli

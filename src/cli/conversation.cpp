@@ -13,13 +13,6 @@ namespace {
 
 using nlohmann::json;
 
-nlohmann::json emotions_json(const TurnEmotions& e) {
-  json out = json::array();
-  for (std::size_t k = 0; k < e.ids.size(); ++k)
-    if (e.ids[k] != kPadEmotion) out.push_back({{"label", kEmotionLabels[e.ids[k]]}, {"prob", e.probs[k]}});
-  return out;
-}
-
 std::vector<std::string> split_list(const std::string& text) {
   std::vector<std::string> out;
   for (std::size_t begin = 0; begin <= text.size();) {
@@ -34,6 +27,22 @@ long long at_least(const Args& args, const char* name, long long min) {
   const long long v = args.get_int(name);
   if (v < min) fail<InputError>("--{} must be at least {}, got {}", name, min, v);
   return v;
+}
+
+// Keeps what the Recommender found for the window's turns in the dialog, so that no later turn
+// classifies or links them again. The dialog is merged as it grows (add_turn), so the window's
+// turns are its last ones, one for one.
+void remember(Dialog& dialog, const Recommendation& r) {
+  if (r.turns.size() > dialog.turns.size()) return;
+  const std::size_t first = dialog.turns.size() - r.turns.size();
+  for (std::size_t t = 0; t < r.turns.size(); ++t) {
+    Turn& turn = dialog.turns[first + t];
+    const TurnAnalysis& seen = r.turns[t];
+    if (turn.role != seen.role) return;
+    if (!turn.emotions && seen.emotions) turn.emotions = seen.emotions;
+    if (turn.entities.empty())
+      for (const LinkedEntity& e : seen.entities) turn.entities.push_back(e.id);
+  }
 }
 
 }  // namespace
@@ -131,6 +140,29 @@ nlohmann::json turn_json(const Conversation& c, const Responder::Turn& turn) {
           {"prompt_text", r.prompt_text},
           {"template_ids", r.template_ids},
           {"reply_ids", r.reply_ids}};
+}
+
+Responder::Turn converse_turn(const Conversation& c, Dialog& dialog, std::string text,
+                              const std::function<void(const Recommendation&)>& ranked, const ReplyStream& stream) {
+  const Dialog before = dialog;
+  dialog.add_turn({Role::user, std::move(text), {}, {}});
+  Responder::Turn turn;
+  try {
+    const Dialog window = Responder::recent_turns(c.recommender, c.responder, dialog);
+    turn.recommendation = c.recommender.recommend(window, c.request);
+    remember(dialog, turn.recommendation);
+    if (ranked) ranked(turn.recommendation);
+    turn.response = c.responder.respond(window, turn.recommendation, stream);
+  } catch (...) {
+    dialog = before;  // the turn failed: the dialog stays as it was
+    throw;
+  }
+  // The reply names the items where the template had slots: their ids join the dialog with it.
+  Turn reply{Role::system, turn.response.text, {}, {}};
+  if (turn.response.template_text.find("<movie>") != std::string::npos)
+    for (const auto& item : turn.response.items) reply.entities.push_back(item.id);
+  dialog.add_turn(std::move(reply));
+  return turn;
 }
 
 void print_items(const Recommendation& r) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -52,6 +53,15 @@ void print_items(const Recommendation& r);
 std::string emotions_text(const TurnEmotions& e);
 // Prints one JSON value on one line (invalid UTF-8 replaced).
 void print_json(const nlohmann::json& j);
+
+// One user turn of a dialog the host keeps (`ecr chat`, `ecr serve`'s sessions): `text` joins
+// `dialog` as the user's turn; the models read its recent turns (Responder::recent_turns);
+// `ranked` sees the recommendation before the reply streams to `stream`; the reply then joins the
+// dialog as the system's turn, with the ids of the items it names, so they stay out of later
+// rankings. What the models found for the turns (emotions, linked entities) is kept in the
+// dialog, so no later turn computes it again. On an error the dialog is left as it was.
+Responder::Turn converse_turn(const Conversation& c, Dialog& dialog, std::string text,
+                              const std::function<void(const Recommendation&)>& ranked, const ReplyStream& stream);
 
 // One turn for `dialog`: the JSON object of turn_json, or the items, the streamed reply and its
 // template and knowledge as text. Used by respond and chat.

@@ -35,6 +35,7 @@ constexpr Command kCommands[] = {
     {"perplexity", "language-model perplexity of a GPT-2 component on ReDial dialogs, per weight type", ecr::cli::perplexity},
     {"respond", "recommend for a dialog (JSON) and write ECR's reply about the best item, streamed", ecr::cli::respond},
     {"chat", "talk to a bundle: type turns, see ranked items, emotions and the streamed reply", ecr::cli::chat},
+    {"serve", "serve a bundle over HTTP: recommend, respond (streamed), sessions, OpenAI chat, a chat page", ecr::cli::serve},
 };
 
 void print_help() {
