@@ -11,6 +11,8 @@
 //   V::mul(a, b), V::splat_half(bits)   a product; one f16 value widened to every lane
 //   V::ints, V::bytes(const uint8_t* p)  int32 lanes; the bytes p[0 .. width - 1] in them
 //   V::bits(q, shift, count)     lanes (q >> shift) & (2^count - 1)
+//   V::word_bits(w, first)       lanes (w >> (first + l)) & 1 of one uint32_t w
+//   V::combine(low, high, shift) lanes low | high << shift
 //   V::to_f32(q, offset)         lanes q - offset as f32 (exact: small integers)
 //
 // Included inside an unnamed namespace by each level, so nothing here has external linkage.
@@ -165,6 +167,34 @@ struct Q4_1 {  // { f16 d; f16 m; uint8 qs[16]; }: d * nibble + m
   }
 };
 
+// Q5's quants: the nibbles, and bit j of the little-endian word at qh as 16 for value j.
+template <class V>
+typename V::ints quants5(const std::uint8_t* qh, const std::uint8_t* qs, std::int64_t e) {
+  std::uint32_t high;
+  __builtin_memcpy(&high, qh, sizeof high);
+  return V::combine(nibbles<V>(qs, e), V::word_bits(high, static_cast<int>(e)), 4);
+}
+
+template <class V>
+struct Q5_0 {  // { f16 d; uint8 qh[4]; uint8 qs[16]; }: d * (q - 16)
+  static constexpr std::int64_t values = 32, bytes = 2 + 4 + 16;
+  using Scales = typename Q8_0<V>::Scales;
+  static Scales scales(const std::uint8_t* block) { return {half_at<V>(block)}; }
+  static typename V::reg weights(const std::uint8_t* block, const Scales& s, std::int64_t e) {
+    return V::mul(s.d, V::to_f32(quants5<V>(block + 2, block + 6, e), 16));
+  }
+};
+
+template <class V>
+struct Q5_1 {  // { f16 d; f16 m; uint8 qh[4]; uint8 qs[16]; }: d * q + m
+  static constexpr std::int64_t values = 32, bytes = 4 + 4 + 16;
+  using Scales = typename Q4_1<V>::Scales;
+  static Scales scales(const std::uint8_t* block) { return {half_at<V>(block), half_at<V>(block + 2)}; }
+  static typename V::reg weights(const std::uint8_t* block, const Scales& s, std::int64_t e) {
+    return V::mul_add(s.d, V::to_f32(quants5<V>(block + 4, block + 8, e), 0), s.m);
+  }
+};
+
 // dot_rows for block weights, with the same registers fed in the same order: every `in` is a
 // multiple of 2 * width, so dot_rows on the dequantized f32 rows takes no tail and gives these bits.
 template <class V, class Block, int R>
@@ -224,9 +254,9 @@ template <class V>
 LinearKernels make_kernels(const char* level) {
   return {level,
           {dot<V, Half>, dot<V, Brain>, dot<V, Int8>, dot<V, Single>, dot_blocks<V, Q8_0<V>>, dot_blocks<V, Q4_0<V>>,
-           dot_blocks<V, Q4_1<V>>},
+           dot_blocks<V, Q4_1<V>>, dot_blocks<V, Q5_0<V>>, dot_blocks<V, Q5_1<V>>},
           {widen<V, Half>, widen<V, Brain>, widen<V, Int8>, widen<V, Single>, widen_blocks<V, Q8_0<V>>,
-           widen_blocks<V, Q4_0<V>>, widen_blocks<V, Q4_1<V>>},
+           widen_blocks<V, Q4_0<V>>, widen_blocks<V, Q4_1<V>>, widen_blocks<V, Q5_0<V>>, widen_blocks<V, Q5_1<V>>},
           nullptr,
           nullptr};
 }
