@@ -26,7 +26,8 @@ namespace cpu = ecr::nn::cpu;
 
 namespace {
 
-constexpr DType kBlockTypes[] = {DType::q8_0, DType::q4_0, DType::q4_1, DType::q5_0, DType::q5_1};
+constexpr DType kBlockTypes[] = {DType::q8_0, DType::q4_0, DType::q4_1, DType::q5_0, DType::q5_1, DType::q6_k,
+                                 DType::q4_k, DType::q5_k, DType::q3_k, DType::q2_k};
 // Those with a quantizer (from_f32): GGML's reference rounding, which gguf's numpy code repeats.
 constexpr DType kQuantizedTypes[] = {DType::q8_0, DType::q4_0, DType::q4_1, DType::q5_0, DType::q5_1};
 
@@ -50,18 +51,31 @@ Tensor test_values(std::int64_t rows, std::int64_t cols, unsigned seed, const ch
   return t;
 }
 
-// Byte offsets of a block's f16 scales: d, and m where the type has one.
+// Byte offsets of a block's f16 scales: d, and m or dmin where the type has one.
 std::vector<std::size_t> scale_offsets(DType dtype) {
-  if (dtype == DType::q4_1 || dtype == DType::q5_1) return {0, 2};
-  return {0};
+  switch (dtype) {
+    case DType::q4_1:
+    case DType::q5_1:
+    case DType::q4_k:
+    case DType::q5_k: return {0, 2};
+    case DType::q6_k: return {208};
+    case DType::q3_k: return {108};
+    case DType::q2_k: return {80, 82};
+    default: return {0};
+  }
 }
 
-// Blocks of random bytes whose f16 scales are finite and moderate (in [-0.1, 0.1]): every quant
-// bit pattern, but no infinity or NaN that a model file would not hold.
+// Blocks of random bytes whose f16 scales are finite and moderate (in [-0.1, 0.1], over the
+// largest sub-block scale for the k-quants, so that values stay about 1 in size): every quant bit
+// pattern, but no infinity or NaN that a model file would not hold.
 Tensor random_blocks(DType dtype, std::int64_t rows, std::int64_t cols, unsigned seed, const char* name = "w") {
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int> byte(0, 255);
-  std::uniform_real_distribution<float> scale(-0.1f, 0.1f);
+  const float sub_scale = dtype == DType::q6_k ? 128.0f : dtype == DType::q3_k ? 32.0f
+                          : dtype == DType::q2_k                         ? 16.0f
+                          : dtype == DType::q4_k || dtype == DType::q5_k ? 64.0f
+                                                                          : 1.0f;
+  std::uniform_real_distribution<float> scale(-0.1f / sub_scale, 0.1f / sub_scale);
   Tensor t = Tensor::empty(dtype, {rows, cols}, name);
   auto* p = static_cast<std::uint8_t*>(t.raw());
   for (std::size_t i = 0; i < t.nbytes(); ++i) p[i] = static_cast<std::uint8_t>(byte(rng));
@@ -427,6 +441,14 @@ TEST_CASE("quant gguf types: one mapping from GGUF tensor types to the engine's,
   }
   CHECK(mapped == 3 + static_cast<int>(std::size(kBlockTypes)));  // f32, f16, bf16 and the blocks
   for (const DType dtype : kBlockTypes) CHECK(dtype_traits(dtype).ggml_type >= 0);
+  // Every type the GGUF reader hands out maps to one the kernels compute on.
+  using T = gguf::TensorType;
+  for (const T type : {T::f32, T::f16, T::bf16, T::q8_0, T::q4_0, T::q4_1, T::q5_0, T::q5_1, T::q2_k, T::q3_k,
+                       T::q4_k, T::q5_k, T::q6_k}) {
+    CAPTURE(gguf::type_name(type));
+    REQUIRE(dtype_from_gguf(type));
+    CHECK(dtype_traits(*dtype_from_gguf(type)).linear != LinearKernel::none);
+  }
   // Types ggml defines that ecr has no kernels for: Q8_1 (9), Q8_K (15), IQ4_NL (20).
   for (const std::uint32_t id : {9u, 15u, 20u}) CHECK_FALSE(dtype_from_gguf(static_cast<gguf::TensorType>(id)));
 }

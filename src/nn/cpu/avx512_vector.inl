@@ -20,6 +20,7 @@ struct Avx512 {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
   }
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
+  static reg splat(float f) { return _mm512_set1_ps(f); }
   static reg splat_half(std::uint16_t bits) { return _mm512_set1_ps(_cvtsh_ss(bits)); }
   using ints = __m512i;
   static ints bytes(const std::uint8_t* p) {

@@ -30,6 +30,7 @@ struct Avx2 {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
   }
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+  static reg splat(float f) { return _mm256_set1_ps(f); }
   static reg splat_half(std::uint16_t bits) { return _mm256_set1_ps(_cvtsh_ss(bits)); }
   using ints = __m256i;
   static ints bytes(const std::uint8_t* p) {

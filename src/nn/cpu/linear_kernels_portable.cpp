@@ -40,6 +40,11 @@ struct Lanes {
     for (int l = 0; l < width; ++l) r.v[l] = a.v[l] * b.v[l];
     return r;
   }
+  static reg splat(float f) {
+    reg r;
+    for (float& v : r.v) v = f;
+    return r;
+  }
   static reg splat_half(std::uint16_t bits) {
     reg r;
     for (float& v : r.v) v = scalar(Half{}, bits);
