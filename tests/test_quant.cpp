@@ -26,9 +26,10 @@ namespace cpu = ecr::nn::cpu;
 
 namespace {
 
-constexpr DType kBlockTypes[] = {DType::q8_0, DType::q4_0, DType::q4_1};
+constexpr DType kBlockTypes[] = {DType::q8_0, DType::q4_0, DType::q4_1, DType::q5_0, DType::q5_1, DType::q6_k,
+                                 DType::q4_k, DType::q5_k, DType::q3_k, DType::q2_k};
 // Those with a quantizer (from_f32): GGML's reference rounding, which gguf's numpy code repeats.
-constexpr DType kQuantizedTypes[] = {DType::q8_0, DType::q4_0, DType::q4_1};
+constexpr DType kQuantizedTypes[] = {DType::q8_0, DType::q4_0, DType::q4_1, DType::q5_0, DType::q5_1};
 
 // Normal values; with `corners`, the first blocks hit the quantizers' corners: all zero, one
 // value alone, a negative value of largest magnitude, ties of magnitude, values that round at .5.
@@ -50,18 +51,31 @@ Tensor test_values(std::int64_t rows, std::int64_t cols, unsigned seed, const ch
   return t;
 }
 
-// Byte offsets of a block's f16 scales: d, and m where the type has one.
+// Byte offsets of a block's f16 scales: d, and m or dmin where the type has one.
 std::vector<std::size_t> scale_offsets(DType dtype) {
-  if (dtype == DType::q4_1) return {0, 2};
-  return {0};
+  switch (dtype) {
+    case DType::q4_1:
+    case DType::q5_1:
+    case DType::q4_k:
+    case DType::q5_k: return {0, 2};
+    case DType::q6_k: return {208};
+    case DType::q3_k: return {108};
+    case DType::q2_k: return {80, 82};
+    default: return {0};
+  }
 }
 
-// Blocks of random bytes whose f16 scales are finite and moderate (in [-0.1, 0.1]): every quant
-// bit pattern, but no infinity or NaN that a model file would not hold.
+// Blocks of random bytes whose f16 scales are finite and moderate (in [-0.1, 0.1], over the
+// largest sub-block scale for the k-quants, so that values stay about 1 in size): every quant bit
+// pattern, but no infinity or NaN that a model file would not hold.
 Tensor random_blocks(DType dtype, std::int64_t rows, std::int64_t cols, unsigned seed, const char* name = "w") {
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int> byte(0, 255);
-  std::uniform_real_distribution<float> scale(-0.1f, 0.1f);
+  const float sub_scale = dtype == DType::q6_k ? 128.0f : dtype == DType::q3_k ? 32.0f
+                          : dtype == DType::q2_k                         ? 16.0f
+                          : dtype == DType::q4_k || dtype == DType::q5_k ? 64.0f
+                                                                          : 1.0f;
+  std::uniform_real_distribution<float> scale(-0.1f / sub_scale, 0.1f / sub_scale);
   Tensor t = Tensor::empty(dtype, {rows, cols}, name);
   auto* p = static_cast<std::uint8_t*>(t.raw());
   for (std::size_t i = 0; i < t.nbytes(); ++i) p[i] = static_cast<std::uint8_t>(byte(rng));
@@ -82,14 +96,30 @@ Tensor block_weight(DType dtype, std::int64_t rows, std::int64_t cols, unsigned 
 
 // --- the reference, written from the block layout alone -------------------------------------
 
-// Bytes per block of 32.
-std::size_t reference_bytes(DType dtype) {
+// The blocks of 32 with a quantizer: `bits` per quant; symmetric (d only, q offset by half the
+// range; Q8_0's q signed) or affine (d and a minimum m: x = d * q + m); Q5's fifth bits in a
+// uint32 after the scales, then the quants.
+struct Layout {
+  int bits;
+  bool affine;
+  int levels() const { return (1 << bits) - 1; }  // largest q of a 4- or 5-bit quant
+  int offset() const { return bits == 8 ? 0 : 1 << (bits - 1); }
+  std::size_t high_bits() const { return bits == 5 ? 4 : 0; }
+  std::size_t scales() const { return affine ? 4 : 2; }
+  std::size_t bytes() const { return scales() + high_bits() + (bits == 8 ? 32 : 16); }
+};
+
+Layout layout(DType dtype) {
   switch (dtype) {
-    case DType::q8_0: return 34;
-    case DType::q4_0: return 18;
-    default: return 20;  // q4_1
+    case DType::q8_0: return {8, false};
+    case DType::q4_0: return {4, false};
+    case DType::q4_1: return {4, true};
+    case DType::q5_0: return {5, false};
+    default: return {5, true};  // q5_1
   }
 }
+
+std::size_t reference_bytes(DType dtype) { return layout(dtype).bytes(); }
 
 std::uint16_t half_bits(float value) {
   const Eigen::half h(value);
@@ -110,62 +140,60 @@ void push_half(std::vector<std::uint8_t>& out, float value) {
   out.push_back(static_cast<std::uint8_t>(bits >> 8));
 }
 
+// GGML's reference quantizers: symmetric d = max|x| / 127 (Q8_0, q = round(x / d)) or d = m /
+// -offset for the value m of largest magnitude (the first on a tie), q = min(levels, trunc(x / d
+// + offset + 0.5)); affine d = (max - min) / levels, q = min(levels, trunc((x - min) / d + 0.5)).
 std::vector<std::uint8_t> reference_quantize(DType dtype, const float* x, std::int64_t n) {
+  const Layout l = layout(dtype);
   std::vector<std::uint8_t> out;
   for (std::int64_t b = 0; b < n; b += 32) {
     const float* v = x + b;
-    if (dtype == DType::q4_1) {  // d = (max - min) / 15, m = min, q = min(15, trunc((x - m) / d + 0.5))
-      const float min = *std::min_element(v, v + 32), max = *std::max_element(v, v + 32);
-      const float d = (max - min) / 15.0f;
-      const float id = d == 0.0f ? 0.0f : 1.0f / d;
-      push_half(out, d);
-      push_half(out, min);
-      auto nibble = [&](float value) {
-        volatile float scaled = (value - min) * id;
-        const float shifted = scaled + 0.5f;
-        return std::min(15, static_cast<int>(std::trunc(shifted)));
-      };
-      for (int j = 0; j < 16; ++j) out.push_back(static_cast<std::uint8_t>(nibble(v[j]) | nibble(v[j + 16]) << 4));
-      continue;
-    }
     float amax = 0.0f, signed_max = 0.0f;
     for (int j = 0; j < 32; ++j)
       if (std::fabs(v[j]) > amax) amax = std::fabs(v[j]), signed_max = v[j];
-    const float d = dtype == DType::q8_0 ? amax / 127.0f : signed_max / -8.0f;
+    const float min = *std::min_element(v, v + 32), max = *std::max_element(v, v + 32);
+    const float d = l.affine ? (max - min) / static_cast<float>(l.levels())
+                    : l.bits == 8 ? amax / 127.0f
+                                  : signed_max / -static_cast<float>(l.offset());
     const float id = d == 0.0f ? 0.0f : 1.0f / d;
     push_half(out, d);
-    if (dtype == DType::q8_0) {
-      for (int j = 0; j < 32; ++j) {
-        volatile float scaled = v[j] * id;  // one rounding, as GGML's; never fused with the next step
-        out.push_back(static_cast<std::uint8_t>(static_cast<std::int8_t>(std::round(scaled))));
+    if (l.affine) push_half(out, min);
+    int q[32];
+    for (int j = 0; j < 32; ++j) {
+      volatile float scaled = (l.affine ? v[j] - min : v[j]) * id;  // one rounding, as GGML's; never fused
+      if (l.bits == 8) {
+        q[j] = static_cast<int>(std::round(scaled));
+      } else {
+        const float shifted = scaled + (l.affine ? 0.5f : static_cast<float>(l.offset()) + 0.5f);
+        q[j] = std::min(l.levels(), static_cast<int>(std::trunc(shifted)));
       }
-    } else {
-      auto nibble = [&](float value) {
-        volatile float scaled = value * id;
-        const float shifted = scaled + 8.5f;
-        return std::min(15, static_cast<int>(std::trunc(shifted)));
-      };
-      for (int j = 0; j < 16; ++j) out.push_back(static_cast<std::uint8_t>(nibble(v[j]) | nibble(v[j + 16]) << 4));
     }
+    if (l.bits == 8) {
+      for (int j = 0; j < 32; ++j) out.push_back(static_cast<std::uint8_t>(static_cast<std::int8_t>(q[j])));
+      continue;
+    }
+    if (l.bits == 5) {
+      std::uint32_t qh = 0;
+      for (int j = 0; j < 32; ++j) qh |= static_cast<std::uint32_t>(q[j] >> 4) << j;
+      for (int k = 0; k < 4; ++k) out.push_back(static_cast<std::uint8_t>(qh >> (8 * k)));
+    }
+    for (int j = 0; j < 16; ++j) out.push_back(static_cast<std::uint8_t>((q[j] & 15) | (q[j + 16] & 15) << 4));
   }
   return out;
 }
 
 std::vector<float> reference_dequantize(DType dtype, const std::uint8_t* p, std::int64_t n) {
+  const Layout l = layout(dtype);
   std::vector<float> out(static_cast<std::size_t>(n));
-  const std::size_t bytes = reference_bytes(dtype);
-  for (std::int64_t b = 0; b < n / 32; ++b, p += bytes) {
+  for (std::int64_t b = 0; b < n / 32; ++b, p += l.bytes()) {
     const float d = half_value(p);
+    const std::uint8_t* qh = p + l.scales();
+    const std::uint8_t* qs = qh + l.high_bits();
     for (int j = 0; j < 32; ++j) {
+      int q = l.bits == 8 ? static_cast<std::int8_t>(qs[j]) : j < 16 ? qs[j] & 15 : qs[j - 16] >> 4;
+      if (l.bits == 5) q |= (qh[j / 8] >> (j % 8) & 1) << 4;
       float& x = out[static_cast<std::size_t>(b * 32 + j)];
-      if (dtype == DType::q8_0) {
-        x = d * static_cast<float>(static_cast<std::int8_t>(p[2 + j]));
-      } else if (dtype == DType::q4_0) {
-        x = d * static_cast<float>((j < 16 ? p[2 + j] & 15 : p[2 + j - 16] >> 4) - 8);
-      } else {
-        const int q = j < 16 ? p[4 + j] & 15 : p[4 + j - 16] >> 4;
-        x = d * static_cast<float>(q) + half_value(p + 2);
-      }
+      x = l.affine ? d * static_cast<float>(q) + half_value(p + 2) : d * static_cast<float>(q - l.offset());
     }
   }
   return out;
@@ -213,9 +241,10 @@ TEST_CASE("quant blocks: the quantizers quantize and dequantize as GGML's block 
     CHECK(std::memcmp(reference.data(), back.raw(), back.nbytes()) == 0);
     // The round trip keeps each value within half a step of its block's scale, plus what rounding
     // d to f16 (2^-11 relative) costs the largest quant; an all-zero block stays zero. Q4_0's
-    // quants run -8 .. 7 with the largest magnitude at -8: a value of the other sign may be
-    // clipped at 7, a whole step away. Q4_1's steps span [min, max] in 15, and rounding m to f16
-    // costs up to 2^-11 |min| more.
+    // quants run -8 .. 7 with the largest magnitude at -8 (Q5_0's -16 .. 15): a value of the other
+    // sign may be clipped at 7, a whole step away. The affine types' steps span [min, max], and
+    // rounding m to f16 costs up to 2^-11 |min| more.
+    const Layout l = layout(dtype);
     const float* v = values.data<float>();
     const float* w = back.data<float>();
     for (std::int64_t b = 0; b < values.numel() / 32; ++b) {
@@ -224,11 +253,11 @@ TEST_CASE("quant blocks: the quantizers quantize and dequantize as GGML's block 
       for (int j = 0; j < 32; ++j)
         if (std::fabs(block[j]) > amax) amax = std::fabs(block[j]), max = block[j];
       const float min = *std::min_element(block, block + 32);
-      const float qmax = dtype == DType::q8_0 ? 127.0f : dtype == DType::q4_0 ? 8.0f : 15.0f;
-      const float step = dtype == DType::q4_1 ? (*std::max_element(block, block + 32) - min) / qmax : amax / qmax;
-      const float offset_error = dtype == DType::q4_1 ? std::fabs(min) * 0x1p-11f + 1e-6f : 1e-7f;
+      const float qmax = static_cast<float>(l.affine ? l.levels() : l.bits == 8 ? 127 : l.offset());
+      const float step = (l.affine ? *std::max_element(block, block + 32) - min : amax) / qmax;
+      const float offset_error = l.affine ? std::fabs(min) * 0x1p-11f + 1e-6f : 1e-7f;
       for (int j = 0; j < 32; ++j) {
-        const bool clipped = dtype == DType::q4_0 && block[j] * max < 0.0f;
+        const bool clipped = !l.affine && l.bits != 8 && block[j] * max < 0.0f;
         REQUIRE(std::fabs(w[b * 32 + j] - block[j]) <=
                 ((clipped ? 1.0f : 0.5f) + qmax * 0x1p-11f) * step + offset_error);
       }
@@ -388,7 +417,7 @@ TEST_CASE("quant shapes: rows that do not hold whole blocks are ShapeError namin
       return std::string();
     }(), "emb");
     Tensor tiny = Tensor::zeros(DType::f32, {1, 32}, "tiny");
-    // d = 1e-38 / 127, / -8 or / 15: 1 / d overflows, d rounds to f16 zero (and m is 0)
+    // d = 1e-38 / 127, / -8, / 15 ...: 1 / d overflows, d rounds to f16 zero (and m is 0)
     tiny.data<float>()[3] = 1e-38f;
     CHECK(tiny.from_f32(dtype).to_f32().vector<float>().isZero());
   }
@@ -412,6 +441,14 @@ TEST_CASE("quant gguf types: one mapping from GGUF tensor types to the engine's,
   }
   CHECK(mapped == 3 + static_cast<int>(std::size(kBlockTypes)));  // f32, f16, bf16 and the blocks
   for (const DType dtype : kBlockTypes) CHECK(dtype_traits(dtype).ggml_type >= 0);
+  // Every type the GGUF reader hands out maps to one the kernels compute on.
+  using T = gguf::TensorType;
+  for (const T type : {T::f32, T::f16, T::bf16, T::q8_0, T::q4_0, T::q4_1, T::q5_0, T::q5_1, T::q2_k, T::q3_k,
+                       T::q4_k, T::q5_k, T::q6_k}) {
+    CAPTURE(gguf::type_name(type));
+    REQUIRE(dtype_from_gguf(type));
+    CHECK(dtype_traits(*dtype_from_gguf(type)).linear != LinearKernel::none);
+  }
   // Types ggml defines that ecr has no kernels for: Q8_1 (9), Q8_K (15), IQ4_NL (20).
   for (const std::uint32_t id : {9u, 15u, 20u}) CHECK_FALSE(dtype_from_gguf(static_cast<gguf::TensorType>(id)));
 }

@@ -17,7 +17,7 @@ namespace ecr {
 
 namespace {
 
-constexpr std::int64_t kQk = 32;  // values per Q8_0 / Q4_0 / Q4_1 block (GGML's QK8_0, QK4_0, QK4_1)
+constexpr std::int64_t kQk = 32;  // values per block of Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (GGML's QK8_0 ...)
 
 template <class T>
 void widen(const void* src, float* dst, std::int64_t n) {
@@ -72,6 +72,135 @@ void q4_1_to_f32(const void* src, float* dst, std::int64_t n) {
     for (std::int64_t j = 0; j < kQk / 2; ++j) {
       dst[j] = d * static_cast<float>(qs[j] & 15) + m;
       dst[j + kQk / 2] = d * static_cast<float>(qs[j] >> 4) + m;
+    }
+  }
+}
+
+// Q5's quants: Q4's nibbles, and bit j of the little-endian word qh as 16 for value j.
+int quant5(const std::uint8_t* qs, std::uint32_t qh, std::int64_t j) {
+  const int nibble = j < kQk / 2 ? qs[j] & 15 : qs[j - kQk / 2] >> 4;
+  return nibble | static_cast<int>((qh >> j) & 1) << 4;
+}
+
+void q5_0_to_f32(const void* src, float* dst, std::int64_t n) {
+  const auto* block = static_cast<const std::byte*>(src);
+  for (std::int64_t b = 0; b < n / kQk; ++b, block += 6 + kQk / 2, dst += kQk) {
+    const float d = half_at(block);
+    std::uint32_t qh;
+    std::memcpy(&qh, block + 2, sizeof qh);
+    const auto* qs = reinterpret_cast<const std::uint8_t*>(block + 6);
+    for (std::int64_t j = 0; j < kQk; ++j) dst[j] = d * static_cast<float>(quant5(qs, qh, j) - 16);
+  }
+}
+
+void q5_1_to_f32(const void* src, float* dst, std::int64_t n) {
+  const auto* block = static_cast<const std::byte*>(src);
+  for (std::int64_t b = 0; b < n / kQk; ++b, block += 8 + kQk / 2, dst += kQk) {
+    const float d = half_at(block), m = half_at(block + 2);
+    std::uint32_t qh;
+    std::memcpy(&qh, block + 4, sizeof qh);
+    const auto* qs = reinterpret_cast<const std::uint8_t*>(block + 8);
+    for (std::int64_t j = 0; j < kQk; ++j) dst[j] = d * static_cast<float>(quant5(qs, qh, j)) + m;
+  }
+}
+
+// The k-quants: 256 values per super-block. In each half of 128 (Q6_K, Q3_K, Q2_K) or each 64
+// (Q4_K, Q5_K) the quants of 32 consecutive values sit in the same bit field of 32 consecutive
+// bytes; a scale serves 16 values (32 for Q4_K, Q5_K). Sub-block scales are small integers, so
+// d * scale and its product with q are exact except Q6_K's (d * scale) * q, rounded once as in
+// GGML and gguf.
+constexpr std::int64_t kQkK = 256;
+
+// Q6_K { uint8 ql[128]; uint8 qh[64]; int8 scales[16]; f16 d; }: x = d * scales[e / 16] * (q - 32).
+void q6_k_to_f32(const void* src, float* dst, std::int64_t n) {
+  const auto* block = static_cast<const std::uint8_t*>(src);
+  for (std::int64_t b = 0; b < n / kQkK; ++b, block += 210, dst += kQkK) {
+    const float d = half_at(reinterpret_cast<const std::byte*>(block + 208));
+    const auto* scales = reinterpret_cast<const std::int8_t*>(block + 192);
+    for (std::int64_t e = 0; e < kQkK; ++e) {
+      const std::int64_t half = e / 128, t = e % 128 / 32, l = e % 32;
+      const int low = block[half * 64 + (t & 1) * 32 + l] >> (4 * (t >> 1)) & 15;
+      const int high = block[128 + half * 32 + l] >> (2 * t) & 3;
+      dst[e] = d * static_cast<float>(scales[e / 16]) * static_cast<float>((low | high << 4) - 32);
+    }
+  }
+}
+
+// Q4_K's and Q5_K's 6-bit scale and minimum of sub-block j, packed in 12 bytes.
+void scale_min_k4(std::int64_t j, const std::uint8_t* s, int& scale, int& min) {
+  if (j < 4) {
+    scale = s[j] & 63;
+    min = s[j + 4] & 63;
+  } else {
+    scale = (s[j + 4] & 15) | (s[j - 4] >> 6) << 4;
+    min = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
+  }
+}
+
+// Q4_K { f16 d; f16 dmin; uint8 scales[12]; uint8 qs[128]; } and Q5_K { ...; uint8 qh[32];
+// uint8 qs[128]; }: x = d * scale * q - dmin * min for sub-block e / 32.
+void q4_k_to_f32(const void* src, float* dst, std::int64_t n) {
+  const auto* block = static_cast<const std::uint8_t*>(src);
+  for (std::int64_t b = 0; b < n / kQkK; ++b, block += 144, dst += kQkK) {
+    const float d = half_at(reinterpret_cast<const std::byte*>(block));
+    const float dmin = half_at(reinterpret_cast<const std::byte*>(block + 2));
+    for (std::int64_t e = 0; e < kQkK; ++e) {
+      int scale, min;
+      scale_min_k4(e / 32, block + 4, scale, min);
+      const int q = block[16 + e / 64 * 32 + e % 32] >> (4 * (e % 64 / 32)) & 15;
+      dst[e] = d * static_cast<float>(scale) * static_cast<float>(q) - dmin * static_cast<float>(min);
+    }
+  }
+}
+
+void q5_k_to_f32(const void* src, float* dst, std::int64_t n) {
+  const auto* block = static_cast<const std::uint8_t*>(src);
+  for (std::int64_t b = 0; b < n / kQkK; ++b, block += 176, dst += kQkK) {
+    const float d = half_at(reinterpret_cast<const std::byte*>(block));
+    const float dmin = half_at(reinterpret_cast<const std::byte*>(block + 2));
+    for (std::int64_t e = 0; e < kQkK; ++e) {
+      int scale, min;
+      scale_min_k4(e / 32, block + 4, scale, min);
+      const int low = block[48 + e / 64 * 32 + e % 32] >> (4 * (e % 64 / 32)) & 15;
+      const int q = low | (block[16 + e % 32] >> (e / 32) & 1) << 4;
+      dst[e] = d * static_cast<float>(scale) * static_cast<float>(q) - dmin * static_cast<float>(min);
+    }
+  }
+}
+
+// Q3_K's 16 scales of 6 bits in 12 bytes: low nibbles in bytes 0..7, the top two bits in 8..11.
+int scale_k3(std::int64_t i, const std::uint8_t* s) {
+  const int low = i < 8 ? s[i] & 15 : s[i - 8] >> 4;
+  const int high = s[8 + i % 4] >> (2 * (i / 4)) & 3;
+  return (low | high << 4) - 32;
+}
+
+// Q3_K { uint8 hmask[32]; uint8 qs[64]; uint8 scales[12]; f16 d; }: x = d * scale * q, q the two
+// low bits less 4 where the hmask bit is clear.
+void q3_k_to_f32(const void* src, float* dst, std::int64_t n) {
+  const auto* block = static_cast<const std::uint8_t*>(src);
+  for (std::int64_t b = 0; b < n / kQkK; ++b, block += 110, dst += kQkK) {
+    const float d = half_at(reinterpret_cast<const std::byte*>(block + 108));
+    for (std::int64_t e = 0; e < kQkK; ++e) {
+      const std::int64_t half = e / 128, j = e % 128 / 32, l = e % 32;
+      const int low = block[32 + half * 32 + l] >> (2 * j) & 3;
+      const int high = block[l] >> (4 * half + j) & 1;
+      dst[e] = d * static_cast<float>(scale_k3(e / 16, block + 96)) * static_cast<float>((low | high << 2) - 4);
+    }
+  }
+}
+
+// Q2_K { uint8 scales[16]; uint8 qs[64]; f16 d; f16 dmin; }: x = d * (scale & 15) * q - dmin *
+// (scale >> 4).
+void q2_k_to_f32(const void* src, float* dst, std::int64_t n) {
+  const auto* block = static_cast<const std::uint8_t*>(src);
+  for (std::int64_t b = 0; b < n / kQkK; ++b, block += 84, dst += kQkK) {
+    const float d = half_at(reinterpret_cast<const std::byte*>(block + 80));
+    const float dmin = half_at(reinterpret_cast<const std::byte*>(block + 82));
+    for (std::int64_t e = 0; e < kQkK; ++e) {
+      const std::int64_t half = e / 128, j = e % 128 / 32, l = e % 32;
+      const int q = block[16 + half * 32 + l] >> (2 * j) & 3, scale = block[e / 16];
+      dst[e] = d * static_cast<float>(scale & 15) * static_cast<float>(q) - dmin * static_cast<float>(scale >> 4);
     }
   }
 }
@@ -146,6 +275,55 @@ void f32_to_q4_1(const float* src, void* dst, std::int64_t n) {
   }
 }
 
+// Stores 32 quants of 5 bits as Q5 does: low nibbles in qs, the fifth bits in the word qh.
+void store_quant5(const int* q, std::byte* qh_at, std::uint8_t* qs) {
+  std::uint32_t qh = 0;
+  for (std::int64_t j = 0; j < kQk / 2; ++j) qs[j] = static_cast<std::uint8_t>((q[j] & 15) | (q[j + kQk / 2] & 15) << 4);
+  for (std::int64_t j = 0; j < kQk; ++j) qh |= static_cast<std::uint32_t>(q[j] >> 4) << j;
+  std::memcpy(qh_at, &qh, sizeof qh);
+}
+
+// GGML's quantize_row_q5_0_ref: Q4_0's rounding with 32 levels, d = m / -16 for the value m of
+// largest magnitude (the first one on a tie); q = min(31, trunc(x / d + 16.5)).
+void f32_to_q5_0(const float* src, void* dst, std::int64_t n) {
+  auto* block = static_cast<std::byte*>(dst);
+  for (std::int64_t b = 0; b < n / kQk; ++b, block += 6 + kQk / 2, src += kQk) {
+    float amax = 0.0f, max = 0.0f;
+    for (std::int64_t j = 0; j < kQk; ++j) {
+      if (amax < std::fabs(src[j])) {
+        amax = std::fabs(src[j]);
+        max = src[j];
+      }
+    }
+    const float d = max / -16.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    store_half(d, block);
+    int q[kQk];
+    for (std::int64_t j = 0; j < kQk; ++j) q[j] = std::clamp(static_cast<int>(to_int8(src[j] * id + 16.5f)), 0, 31);
+    store_quant5(q, block + 2, reinterpret_cast<std::uint8_t*>(block + 6));
+  }
+}
+
+// GGML's quantize_row_q5_1_ref: Q4_1's rounding with 32 levels, d = (max - min) / 31.
+void f32_to_q5_1(const float* src, void* dst, std::int64_t n) {
+  auto* block = static_cast<std::byte*>(dst);
+  for (std::int64_t b = 0; b < n / kQk; ++b, block += 8 + kQk / 2, src += kQk) {
+    float min = src[0], max = src[0];
+    for (std::int64_t j = 1; j < kQk; ++j) {
+      if (src[j] < min) min = src[j];
+      if (src[j] > max) max = src[j];
+    }
+    const float d = (max - min) / 31.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    store_half(d, block);
+    store_half(min, block + 2);
+    int q[kQk];
+    for (std::int64_t j = 0; j < kQk; ++j)
+      q[j] = std::clamp(static_cast<int>(to_int8((src[j] - min) * id + 0.5f)), 0, 31);
+    store_quant5(q, block + 4, reinterpret_cast<std::uint8_t*>(block + 8));
+  }
+}
+
 using Half = Eigen::half;
 using Brain = Eigen::bfloat16;
 
@@ -154,7 +332,7 @@ constexpr int kNoGgml = -1;
 constexpr int ggml(TensorType type) { return static_cast<int>(type); }
 
 // Indexed by the DType's code.
-constexpr std::array<DTypeTraits, 10> kTraits = {{
+constexpr std::array<DTypeTraits, 17> kTraits = {{
     {DType::f32, "f32", 1, 4, widen<float>, narrow<float>, LinearKernel::f32, ggml(TensorType::f32)},
     {DType::f16, "f16", 1, 2, widen<Half>, narrow<Half>, LinearKernel::f16, ggml(TensorType::f16)},
     {DType::bf16, "bf16", 1, 2, widen<Brain>, narrow<Brain>, LinearKernel::bf16, ggml(TensorType::bf16)},
@@ -165,6 +343,13 @@ constexpr std::array<DTypeTraits, 10> kTraits = {{
     {DType::q8_0, "q8_0", kQk, 2 + kQk, q8_0_to_f32, f32_to_q8_0, LinearKernel::q8_0, ggml(TensorType::q8_0)},
     {DType::q4_0, "q4_0", kQk, 2 + kQk / 2, q4_0_to_f32, f32_to_q4_0, LinearKernel::q4_0, ggml(TensorType::q4_0)},
     {DType::q4_1, "q4_1", kQk, 4 + kQk / 2, q4_1_to_f32, f32_to_q4_1, LinearKernel::q4_1, ggml(TensorType::q4_1)},
+    {DType::q5_0, "q5_0", kQk, 6 + kQk / 2, q5_0_to_f32, f32_to_q5_0, LinearKernel::q5_0, ggml(TensorType::q5_0)},
+    {DType::q5_1, "q5_1", kQk, 8 + kQk / 2, q5_1_to_f32, f32_to_q5_1, LinearKernel::q5_1, ggml(TensorType::q5_1)},
+    {DType::q6_k, "q6_k", kQkK, 210, q6_k_to_f32, nullptr, LinearKernel::q6_k, ggml(TensorType::q6_k)},
+    {DType::q4_k, "q4_k", kQkK, 144, q4_k_to_f32, nullptr, LinearKernel::q4_k, ggml(TensorType::q4_k)},
+    {DType::q5_k, "q5_k", kQkK, 176, q5_k_to_f32, nullptr, LinearKernel::q5_k, ggml(TensorType::q5_k)},
+    {DType::q3_k, "q3_k", kQkK, 110, q3_k_to_f32, nullptr, LinearKernel::q3_k, ggml(TensorType::q3_k)},
+    {DType::q2_k, "q2_k", kQkK, 84, q2_k_to_f32, nullptr, LinearKernel::q2_k, ggml(TensorType::q2_k)},
 }};
 
 }  // namespace

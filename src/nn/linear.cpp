@@ -32,6 +32,13 @@ cpu::WeightType weight_type(const Linear& layer) {
     case LinearKernel::q8_0: return cpu::WeightType::q8_0;
     case LinearKernel::q4_0: return cpu::WeightType::q4_0;
     case LinearKernel::q4_1: return cpu::WeightType::q4_1;
+    case LinearKernel::q5_0: return cpu::WeightType::q5_0;
+    case LinearKernel::q5_1: return cpu::WeightType::q5_1;
+    case LinearKernel::q6_k: return cpu::WeightType::q6_k;
+    case LinearKernel::q4_k: return cpu::WeightType::q4_k;
+    case LinearKernel::q5_k: return cpu::WeightType::q5_k;
+    case LinearKernel::q3_k: return cpu::WeightType::q3_k;
+    case LinearKernel::q2_k: return cpu::WeightType::q2_k;
     case LinearKernel::none: break;
   }
   fail<ShapeError>("linear: weight '{}' is {}; expected f32, f16, bf16, i8 or a GGML block type", w.name(),

@@ -120,7 +120,7 @@ Linear cast_matrix(const Linear& matrix, DType dtype) {
   const DTypeTraits& to = dtype_traits(dtype);
   if (to.linear == LinearKernel::none || (!to.from_f32 && dtype != DType::i8))
     fail<ShapeError>("weight '{}': cannot cast to {} (f32, f16, bf16, i8 or a block type with a quantizer: q8_0, "
-                     "q4_0, q4_1)",
+                     "q4_0, q4_1, q5_0, q5_1)",
                      w.name(), dtype_name(dtype));
   Tensor values;
   if (w.dtype() == DType::i8) {

@@ -6,6 +6,12 @@
 //   Q8_0: { f16 d; int8 qs[32]; }          x[j] = d * qs[j]
 //   Q4_0: { f16 d; uint8 qs[16]; }         x[j] = d * ((qs[j] & 15) - 8), x[j + 16] = d * ((qs[j] >> 4) - 8)
 //   Q4_1: { f16 d; f16 m; uint8 qs[16]; }  x[j] = d * (qs[j] & 15) + m,  x[j + 16] = d * (qs[j] >> 4) + m
+//   Q5_0: { f16 d; uint8 qh[4]; uint8 qs[16]; }         x[j] = d * (q[j] - 16)
+//   Q5_1: { f16 d; f16 m; uint8 qh[4]; uint8 qs[16]; }  x[j] = d * q[j] + m
+//         where q[j] is Q4's nibble for j plus 16 times bit j of qh (a little-endian uint32)
+//
+// and the k-quants, super-blocks of 256 values in 16 or 8 sub-blocks with 6- or 8-bit scales
+// (Q6_K, Q4_K, Q5_K, Q3_K, Q2_K: ggml-common.h has the layouts; src/core/dtype.cpp reads them).
 //
 // A block type stores rows whose length is a multiple of the block: a tensor of shape (..., n)
 // takes prod(...) * (n / block) * block_bytes bytes.
@@ -28,12 +34,14 @@ enum class TensorType : std::uint32_t;  // ggml's tensor type ids: include/ecr/i
 // the block types are not (yet) accepted.
 enum class DType : std::uint8_t {
   f32 = 0, f16 = 1, bf16 = 2, i32 = 3, i64 = 4, i8 = 5, u8 = 6,
-  q8_0 = 7, q4_0 = 8, q4_1 = 9,
+  q8_0 = 7, q4_0 = 8, q4_1 = 9, q5_0 = 10, q5_1 = 11, q6_k = 12, q4_k = 13, q5_k = 14, q3_k = 15, q2_k = 16,
 };
 
 // The family of nn::linear kernels that computes on a weight of a type (src/nn/cpu): none for the
 // types that are never weights; i8's sums are scaled per row by the matrix's scale afterwards.
-enum class LinearKernel : std::uint8_t { none, f32, f16, bf16, i8, q8_0, q4_0, q4_1 };
+enum class LinearKernel : std::uint8_t {
+  none, f32, f16, bf16, i8, q8_0, q4_0, q4_1, q5_0, q5_1, q6_k, q4_k, q5_k, q3_k, q2_k,
+};
 
 struct DTypeTraits {
   DType dtype;
@@ -44,8 +52,9 @@ struct DTypeTraits {
   // i8 gives the unscaled integers.
   void (*to_f32)(const void* src, float* dst, std::int64_t n);
   // n values (a multiple of `block`) from f32, rounded to nearest: f16 and bf16 to even, the
-  // blocks as GGML's reference quantize_row_q8_0 / q4_0 / q4_1 do (the same bytes). Null where a
-  // rounding needs more than the values (i8 takes a per-row scale: nn::cast_matrix) or makes no sense.
+  // blocks as GGML's reference quantize_row_q8_0 / q4_0 / q4_1 / q5_0 / q5_1 do (the same bytes).
+  // Null where a rounding needs more than the values (i8 takes a per-row scale: nn::cast_matrix),
+  // makes no sense, or has no reference that the gguf package repeats (the k-quants).
   void (*from_f32)(const float* src, void* dst, std::int64_t n);
   LinearKernel linear;
   // ggml's id of the tensor type that stores these bytes in a GGUF file, or -1 for none (i8's

@@ -7,9 +7,12 @@
 // element, and hence every bit of the result, is the same for any number of threads.
 //
 // Weights may be stored f32, f16, bf16, int8 (weight-only, symmetric, one f32 scale per output
-// row: W = scale[j] * q[j, :]) or in GGML's blocks (Q8_0, Q4_0, Q4_1: 32 values of a row sharing
-// an f16 scale, the bytes GGUF files hold: include/ecr/core/dtype.hpp). The activations stay f32 for
-// every type. f32 runs one Eigen GEMM per chunk. The other types are widened to f32 exactly and
+// row: W = scale[j] * q[j, :]) or in GGML's blocks, the bytes GGUF files hold
+// (include/ecr/core/dtype.hpp): Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (32 values of a row sharing an f16
+// scale) and the k-quants Q6_K, Q4_K, Q5_K, Q3_K, Q2_K (super-blocks of 256 whose sub-blocks of 16
+// or 32 have small integer scales; a kernel works out each sub-block's d * scale, exactly, into
+// a small array on the stack once per super-block, then reads the quants in registers). The
+// activations stay f32 for every type. f32 runs one Eigen GEMM per chunk. The other types are widened to f32 exactly and
 // summed in f32: up to kDotRows rows of x (decode) by a kernel that streams the stored weights
 // once (a block is dequantized in registers, never in memory), more rows (prefill) by widening
 // the chunk's weight rows into scratch and running the same Eigen GEMM; so a block-quantized

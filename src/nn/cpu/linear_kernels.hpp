@@ -16,8 +16,9 @@ namespace ecr::nn::cpu {
 // prefill is Eigen's GEMM on the weights in place. The block types' rows are GGML blocks
 // (include/ecr/core/dtype.hpp), `in` a multiple of the block; each block is dequantized in
 // registers to the values its to_f32 gives, so they sum bit for bit as the same values stored f32.
-enum class WeightType : std::uint8_t { f16 = 0, bf16 = 1, i8 = 2, f32 = 3, q8_0 = 4, q4_0 = 5, q4_1 = 6 };
-inline constexpr int kWeightTypes = 7;
+enum class WeightType : std::uint8_t { f16 = 0, bf16 = 1, i8 = 2, f32 = 3, q8_0 = 4, q4_0 = 5, q4_1 = 6, q5_0 = 7,
+                                       q5_1 = 8, q6_k = 9, q4_k = 10, q5_k = 11, q3_k = 12, q2_k = 13 };
+inline constexpr int kWeightTypes = 14;
 
 // The most activation rows the dot kernels take at once (decode); more rows go through a GEMM.
 inline constexpr int kDotRows = 4;

@@ -11,7 +11,10 @@
 //   V::mul(a, b), V::splat_half(bits)   a product; one f16 value widened to every lane
 //   V::ints, V::bytes(const uint8_t* p)  int32 lanes; the bytes p[0 .. width - 1] in them
 //   V::bits(q, shift, count)     lanes (q >> shift) & (2^count - 1)
+//   V::word_bits(w, first)       lanes (w >> (first + l)) & 1 of one uint32_t w
+//   V::combine(low, high, shift) lanes low | high << shift
 //   V::to_f32(q, offset)         lanes q - offset as f32 (exact: small integers)
+//   V::splat(f)                  one f32 in every lane
 //
 // Included inside an unnamed namespace by each level, so nothing here has external linkage.
 //
@@ -165,6 +168,158 @@ struct Q4_1 {  // { f16 d; f16 m; uint8 qs[16]; }: d * nibble + m
   }
 };
 
+// Q5's quants: the nibbles, and bit j of the little-endian word at qh as 16 for value j.
+template <class V>
+typename V::ints quants5(const std::uint8_t* qh, const std::uint8_t* qs, std::int64_t e) {
+  std::uint32_t high;
+  __builtin_memcpy(&high, qh, sizeof high);
+  return V::combine(nibbles<V>(qs, e), V::word_bits(high, static_cast<int>(e)), 4);
+}
+
+template <class V>
+struct Q5_0 {  // { f16 d; uint8 qh[4]; uint8 qs[16]; }: d * (q - 16)
+  static constexpr std::int64_t values = 32, bytes = 2 + 4 + 16;
+  using Scales = typename Q8_0<V>::Scales;
+  static Scales scales(const std::uint8_t* block) { return {half_at<V>(block)}; }
+  static typename V::reg weights(const std::uint8_t* block, const Scales& s, std::int64_t e) {
+    return V::mul(s.d, V::to_f32(quants5<V>(block + 2, block + 6, e), 16));
+  }
+};
+
+template <class V>
+struct Q5_1 {  // { f16 d; f16 m; uint8 qh[4]; uint8 qs[16]; }: d * q + m
+  static constexpr std::int64_t values = 32, bytes = 4 + 4 + 16;
+  using Scales = typename Q4_1<V>::Scales;
+  static Scales scales(const std::uint8_t* block) { return {half_at<V>(block), half_at<V>(block + 2)}; }
+  static typename V::reg weights(const std::uint8_t* block, const Scales& s, std::int64_t e) {
+    return V::mul_add(s.d, V::to_f32(quants5<V>(block + 4, block + 8, e), 0), s.m);
+  }
+};
+
+// The k-quants (src/core/dtype.cpp has the layouts): 256 values per super-block. scales() works
+// out each sub-block's d * scale (and dmin * min, negated) once per super-block, exactly, into a
+// small array on the stack; weights() broadcasts the one its values share (a register of values
+// never crosses a sub-block of 16) and reads the quants' bit fields in registers. Q6_K's product
+// with q rounds, as the reference's does: a plain multiply on both sides.
+struct KScales {
+  float d[16], m[16];  // per sub-block: d * scale, -(dmin * min)
+};
+template <class V>
+float half_value(const std::uint8_t* p) {
+  std::uint16_t bits;
+  __builtin_memcpy(&bits, p, sizeof bits);
+  return scalar(Half{}, bits);
+}
+
+template <class V>
+struct Q6_K {  // { uint8 ql[128]; uint8 qh[64]; int8 scales[16]; f16 d; }: d * scale * (q - 32)
+  static constexpr std::int64_t values = 256, bytes = 210;
+  using Scales = KScales;
+  static Scales scales(const std::uint8_t* block) {
+    Scales s;
+    const float d = half_value<V>(block + 208);
+    for (int i = 0; i < 16; ++i) s.d[i] = d * static_cast<float>(static_cast<std::int8_t>(block[192 + i]));
+    return s;
+  }
+  static typename V::reg weights(const std::uint8_t* block, const Scales& s, std::int64_t e) {
+    const std::int64_t half = e / 128, t = e % 128 / 32, l = e % 32;
+    const auto low = V::bits(V::bytes(block + half * 64 + (t & 1) * 32 + l), static_cast<int>(4 * (t >> 1)), 4);
+    const auto high = V::bits(V::bytes(block + 128 + half * 32 + l), static_cast<int>(2 * t), 2);
+    return V::mul(V::splat(s.d[e / 16]), V::to_f32(V::combine(low, high, 4), 32));
+  }
+};
+
+// Q4_K's and Q5_K's 6-bit scale and minimum of sub-block j, packed in 12 bytes at s.
+inline void scale_min_k4(int j, const std::uint8_t* s, int& scale, int& min) {
+  if (j < 4) {
+    scale = s[j] & 63;
+    min = s[j + 4] & 63;
+  } else {
+    scale = (s[j + 4] & 15) | (s[j - 4] >> 6) << 4;
+    min = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
+  }
+}
+
+template <class V>
+KScales scales_k4(const std::uint8_t* block) {
+  KScales s;
+  const float d = half_value<V>(block), dmin = half_value<V>(block + 2);
+  for (int j = 0; j < 8; ++j) {
+    int scale, min;
+    scale_min_k4(j, block + 4, scale, min);
+    s.d[j] = d * static_cast<float>(scale);
+    s.m[j] = -(dmin * static_cast<float>(min));
+  }
+  return s;
+}
+
+template <class V>
+struct Q4_K {  // { f16 d; f16 dmin; uint8 scales[12]; uint8 qs[128]; }: d * scale * q - dmin * min
+  static constexpr std::int64_t values = 256, bytes = 144;
+  using Scales = KScales;
+  static Scales scales(const std::uint8_t* block) { return scales_k4<V>(block); }
+  static typename V::reg weights(const std::uint8_t* block, const Scales& s, std::int64_t e) {
+    const auto q = V::bits(V::bytes(block + 16 + e / 64 * 32 + e % 32), static_cast<int>(4 * (e % 64 / 32)), 4);
+    return V::mul_add(V::splat(s.d[e / 32]), V::to_f32(q, 0), V::splat(s.m[e / 32]));
+  }
+};
+
+template <class V>
+struct Q5_K {  // { f16 d; f16 dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128]; }
+  static constexpr std::int64_t values = 256, bytes = 176;
+  using Scales = KScales;
+  static Scales scales(const std::uint8_t* block) { return scales_k4<V>(block); }
+  static typename V::reg weights(const std::uint8_t* block, const Scales& s, std::int64_t e) {
+    const auto low = V::bits(V::bytes(block + 48 + e / 64 * 32 + e % 32), static_cast<int>(4 * (e % 64 / 32)), 4);
+    const auto high = V::bits(V::bytes(block + 16 + e % 32), static_cast<int>(e / 32), 1);
+    return V::mul_add(V::splat(s.d[e / 32]), V::to_f32(V::combine(low, high, 4), 0), V::splat(s.m[e / 32]));
+  }
+};
+
+template <class V>
+struct Q3_K {  // { uint8 hmask[32]; uint8 qs[64]; uint8 scales[12]; f16 d; }: d * (scale - 32) * q
+  static constexpr std::int64_t values = 256, bytes = 110;
+  using Scales = KScales;
+  static Scales scales(const std::uint8_t* block) {
+    Scales s;
+    const float d = half_value<V>(block + 108);
+    const std::uint8_t* packed = block + 96;
+    for (int i = 0; i < 16; ++i) {
+      const int low = i < 8 ? packed[i] & 15 : packed[i - 8] >> 4;
+      const int high = packed[8 + i % 4] >> (2 * (i / 4)) & 3;
+      s.d[i] = d * static_cast<float>((low | high << 4) - 32);
+    }
+    return s;
+  }
+  // q = the two low bits, less 4 where the hmask bit is clear.
+  static typename V::reg weights(const std::uint8_t* block, const Scales& s, std::int64_t e) {
+    const std::int64_t half = e / 128, j = e % 128 / 32, l = e % 32;
+    const auto low = V::bits(V::bytes(block + 32 + half * 32 + l), static_cast<int>(2 * j), 2);
+    const auto high = V::bits(V::bytes(block + l), static_cast<int>(4 * half + j), 1);
+    return V::mul(V::splat(s.d[e / 16]), V::to_f32(V::combine(low, high, 2), 4));
+  }
+};
+
+template <class V>
+struct Q2_K {  // { uint8 scales[16]; uint8 qs[64]; f16 d; f16 dmin; }: d * (sc & 15) * q - dmin * (sc >> 4)
+  static constexpr std::int64_t values = 256, bytes = 84;
+  using Scales = KScales;
+  static Scales scales(const std::uint8_t* block) {
+    Scales s;
+    const float d = half_value<V>(block + 80), dmin = half_value<V>(block + 82);
+    for (int i = 0; i < 16; ++i) {
+      s.d[i] = d * static_cast<float>(block[i] & 15);
+      s.m[i] = -(dmin * static_cast<float>(block[i] >> 4));
+    }
+    return s;
+  }
+  static typename V::reg weights(const std::uint8_t* block, const Scales& s, std::int64_t e) {
+    const std::int64_t half = e / 128, j = e % 128 / 32, l = e % 32;
+    const auto q = V::bits(V::bytes(block + 16 + half * 32 + l), static_cast<int>(2 * j), 2);
+    return V::mul_add(V::splat(s.d[e / 16]), V::to_f32(q, 0), V::splat(s.m[e / 16]));
+  }
+};
+
 // dot_rows for block weights, with the same registers fed in the same order: every `in` is a
 // multiple of 2 * width, so dot_rows on the dequantized f32 rows takes no tail and gives these bits.
 template <class V, class Block, int R>
@@ -224,9 +379,12 @@ template <class V>
 LinearKernels make_kernels(const char* level) {
   return {level,
           {dot<V, Half>, dot<V, Brain>, dot<V, Int8>, dot<V, Single>, dot_blocks<V, Q8_0<V>>, dot_blocks<V, Q4_0<V>>,
-           dot_blocks<V, Q4_1<V>>},
+           dot_blocks<V, Q4_1<V>>, dot_blocks<V, Q5_0<V>>, dot_blocks<V, Q5_1<V>>, dot_blocks<V, Q6_K<V>>,
+           dot_blocks<V, Q4_K<V>>, dot_blocks<V, Q5_K<V>>, dot_blocks<V, Q3_K<V>>, dot_blocks<V, Q2_K<V>>},
           {widen<V, Half>, widen<V, Brain>, widen<V, Int8>, widen<V, Single>, widen_blocks<V, Q8_0<V>>,
-           widen_blocks<V, Q4_0<V>>, widen_blocks<V, Q4_1<V>>},
+           widen_blocks<V, Q4_0<V>>, widen_blocks<V, Q4_1<V>>, widen_blocks<V, Q5_0<V>>, widen_blocks<V, Q5_1<V>>,
+           widen_blocks<V, Q6_K<V>>, widen_blocks<V, Q4_K<V>>, widen_blocks<V, Q5_K<V>>, widen_blocks<V, Q3_K<V>>,
+           widen_blocks<V, Q2_K<V>>},
           nullptr,
           nullptr};
 }

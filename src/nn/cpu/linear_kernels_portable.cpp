@@ -40,6 +40,11 @@ struct Lanes {
     for (int l = 0; l < width; ++l) r.v[l] = a.v[l] * b.v[l];
     return r;
   }
+  static reg splat(float f) {
+    reg r;
+    for (float& v : r.v) v = f;
+    return r;
+  }
   static reg splat_half(std::uint16_t bits) {
     reg r;
     for (float& v : r.v) v = scalar(Half{}, bits);
@@ -56,6 +61,15 @@ struct Lanes {
   static ints bits(ints q, int shift, int count) {
     for (std::int32_t& v : q.v) v = (v >> shift) & ((1 << count) - 1);
     return q;
+  }
+  static ints word_bits(std::uint32_t w, int first) {
+    ints q;
+    for (int l = 0; l < width; ++l) q.v[l] = static_cast<std::int32_t>((w >> (first + l)) & 1);
+    return q;
+  }
+  static ints combine(ints low, const ints& high, int shift) {
+    for (int l = 0; l < width; ++l) low.v[l] |= high.v[l] << shift;
+    return low;
   }
   static reg to_f32(const ints& q, int offset) {
     reg r;
