@@ -290,3 +290,32 @@ TEST_CASE("chat prompts: the template's control tokens are tokens, a message's n
   CHECK(std::find(stops.begin(), stops.end(), *tok->token_to_id("<|endoftext|>")) != stops.end());
   CHECK(std::is_sorted(stops.begin(), stops.end()));
 }
+
+TEST_CASE("ecr tokenize --gguf: control text only with --special, an error line per bad line, status 1") {
+  REQUIRE_FIXTURES();
+  const fs::path dir = temp_dir("gguf_tokenizer_cli");
+  std::ofstream(dir / "in.jsonl") << "{\"text\": \"<|im_start|>hello\"}\n{\"text\": 5}\nnot json\n{\"text\": \"world\"}\n";
+  const auto run = [&](const std::string& flags, int expected_status) {
+    std::string out;
+    const int rc = run_command(fmt::format("('{}' tokenize --gguf '{}' --input '{}' {} 2>/dev/null)",
+                                           test::cli_path().string(), (fixtures() / "bpe.gguf").string(),
+                                           (dir / "in.jsonl").string(), flags),
+                               &out);
+    CHECK(rc == expected_status);
+    std::vector<json> rows;
+    for (std::size_t pos = 0, eol; (eol = out.find('\n', pos)) != std::string::npos; pos = eol + 1)
+      rows.push_back(json::parse(out.substr(pos, eol - pos)));
+    return rows;
+  };
+  const auto tok = text::tokenizer_from_gguf(gguf::File::open(fixtures() / "bpe.gguf"));
+  auto rows = run("", 1);
+  REQUIRE(rows.size() == 4);
+  CHECK(ids_of(rows[0]["ids"]) == tok->encode("<|im_start|>hello", ControlText::as_text));
+  CHECK(rows[1]["line"] == 2);
+  CHECK(rows[2]["line"] == 3);
+  CHECK(rows[2]["error"].get<std::string>().find("not valid JSON") != std::string::npos);
+  CHECK(ids_of(rows[3]["ids"]) == tok->encode("world"));
+  rows = run("--special --add-special", 1);
+  REQUIRE(rows.size() == 4);
+  CHECK(ids_of(rows[0]["ids"]).front() == *tok->token_to_id("<|im_start|>"));
+}

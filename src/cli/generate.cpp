@@ -108,8 +108,7 @@ int generate(const Argv& argv) {
       .option("prompt", "TEXT", "the same as --text")
       .flag("chat", "--gguf: the prompt is a user turn in the model's chat template (control tokens in it stay text)")
       .option("system", "TEXT", "--chat: a system turn before it")
-      .option("chat-template", "NAME", "--chat: this template instead of the file's tokenizer.chat_template: "
-              "chatml, llama2, llama3, zephyr or mistral")
+      .option("chat-template", "NAME", kChatTemplateHelp)
       .option("prefix", "FILE", "prefix prompt: f32 .npy (S, n_layer * 2 * n_embd)")
       .option("max-new-tokens", "N", "most tokens to generate", "50")
       .option("max-tokens", "N", "the same as --max-new-tokens")
@@ -157,7 +156,7 @@ int generate(const Argv& argv) {
       std::vector<text::ChatMessage> messages;
       if (args.has("system")) messages.push_back({"system", args.get("system")});
       messages.push_back({"user", prompt_text});
-      const auto name = args.has("chat-template") ? std::optional<std::string_view>(args.get("chat-template")) : std::nullopt;
+      const std::optional<std::string> name = chat_template_name(args);
       prompt = text::encode_chat(*tokenizer, text::ChatTemplate::from_gguf(*file, name), messages, true);
     } else if (text_prompt) {
       prompt = tokenizer->encode_sequence(prompt_text);

@@ -11,6 +11,8 @@
 // `<unk>`, `<mask>`. Where two overlap at one position the longest wins. No lstrip/rstrip:
 // the space before RoBERTa's `<mask>` stays a token of its own. Their roles follow the names:
 // bos `<s>` (else `<|endoftext|>`), eos `</s>` (else `<|endoftext|>`), pad `<pad>`, unk `<unk>`.
+// A vocab from a listing (a GGUF file's, from_listing) names its control tokens and their roles
+// by id instead, and may lack byte tokens its training text never had.
 //
 // Copies share the tables.
 #pragma once

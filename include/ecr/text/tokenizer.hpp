@@ -1,6 +1,7 @@
 // The tokenizer interface: text to ids and back, whatever the model family (docs/math.md
-// section 1; docs/architecture.md, "text layer"). Today's implementation is GPT-2's byte-level
-// BPE (text/byte_level_bpe.hpp); make_tokenizer() picks the implementation a model file names.
+// section 1; docs/architecture.md, "text layer"). The implementations are byte-level BPE
+// (text/byte_level_bpe.hpp) and SentencePiece BPE (text/sentencepiece_bpe.hpp); make_tokenizer()
+// picks the one a bundle's spec names, text::tokenizer_from_gguf() the one a GGUF file names.
 //
 // Control tokens (`<|endoftext|>`, `<pad>`, `<s>`, an added `<movie>`) are ids that stand for no
 // text of their own. encode() maps text that spells one to its id unless asked to read all text
