@@ -43,6 +43,7 @@ py::array tensor_array(const Tensor& t) {
     }
     return out;
   }
+  if (is_block_type(t.dtype())) fail<ShapeError>("tensor '{}': {} has no numpy dtype", t.name(), dtype_name(t.dtype()));
   const char* format = nullptr;
   switch (t.dtype()) {
     case DType::f32: format = "float32"; break;
@@ -51,9 +52,7 @@ py::array tensor_array(const Tensor& t) {
     case DType::i64: format = "int64"; break;
     case DType::i8: format = "int8"; break;
     case DType::u8: format = "uint8"; break;
-    case DType::bf16: break;
-    case DType::q8_0:
-    case DType::q4_0: fail<ShapeError>("tensor '{}': {} has no numpy dtype", t.name(), dtype_name(t.dtype()));
+    default: break;  // bf16 (widened above) and the block types (refused above)
   }
   auto* keep = new Tensor(t);
   const py::capsule owner(keep, [](void* p) { delete static_cast<Tensor*>(p); });

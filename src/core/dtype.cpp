@@ -4,6 +4,8 @@
 // GGML's Q4_0 rounding `x * id + 8.5` must stay a product and a sum, never a fused one.
 #include "ecr/core/dtype.hpp"
 
+#include "ecr/io/gguf.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -15,7 +17,7 @@ namespace ecr {
 
 namespace {
 
-constexpr std::int64_t kQk = 32;  // values per Q8_0 / Q4_0 block (GGML's QK8_0, QK4_0)
+constexpr std::int64_t kQk = 32;  // values per block of Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (GGML's QK8_0 ...)
 
 template <class T>
 void widen(const void* src, float* dst, std::int64_t n) {
@@ -58,6 +60,47 @@ void q4_0_to_f32(const void* src, float* dst, std::int64_t n) {
       dst[j] = d * static_cast<float>((qs[j] & 15) - 8);
       dst[j + kQk / 2] = d * static_cast<float>((qs[j] >> 4) - 8);
     }
+  }
+}
+
+// d * q is exact (11 significant bits times 4), so x = d * q + m rounds once, as in GGML.
+void q4_1_to_f32(const void* src, float* dst, std::int64_t n) {
+  const auto* block = static_cast<const std::byte*>(src);
+  for (std::int64_t b = 0; b < n / kQk; ++b, block += 4 + kQk / 2, dst += kQk) {
+    const float d = half_at(block), m = half_at(block + 2);
+    const auto* qs = reinterpret_cast<const std::uint8_t*>(block + 4);
+    for (std::int64_t j = 0; j < kQk / 2; ++j) {
+      dst[j] = d * static_cast<float>(qs[j] & 15) + m;
+      dst[j + kQk / 2] = d * static_cast<float>(qs[j] >> 4) + m;
+    }
+  }
+}
+
+// Q5's quants: Q4's nibbles, and bit j of the little-endian word qh as 16 for value j.
+int quant5(const std::uint8_t* qs, std::uint32_t qh, std::int64_t j) {
+  const int nibble = j < kQk / 2 ? qs[j] & 15 : qs[j - kQk / 2] >> 4;
+  return nibble | static_cast<int>((qh >> j) & 1) << 4;
+}
+
+void q5_0_to_f32(const void* src, float* dst, std::int64_t n) {
+  const auto* block = static_cast<const std::byte*>(src);
+  for (std::int64_t b = 0; b < n / kQk; ++b, block += 6 + kQk / 2, dst += kQk) {
+    const float d = half_at(block);
+    std::uint32_t qh;
+    std::memcpy(&qh, block + 2, sizeof qh);
+    const auto* qs = reinterpret_cast<const std::uint8_t*>(block + 6);
+    for (std::int64_t j = 0; j < kQk; ++j) dst[j] = d * static_cast<float>(quant5(qs, qh, j) - 16);
+  }
+}
+
+void q5_1_to_f32(const void* src, float* dst, std::int64_t n) {
+  const auto* block = static_cast<const std::byte*>(src);
+  for (std::int64_t b = 0; b < n / kQk; ++b, block += 8 + kQk / 2, dst += kQk) {
+    const float d = half_at(block), m = half_at(block + 2);
+    std::uint32_t qh;
+    std::memcpy(&qh, block + 4, sizeof qh);
+    const auto* qs = reinterpret_cast<const std::uint8_t*>(block + 8);
+    for (std::int64_t j = 0; j < kQk; ++j) dst[j] = d * static_cast<float>(quant5(qs, qh, j)) + m;
   }
 }
 
@@ -108,20 +151,99 @@ void f32_to_q4_0(const float* src, void* dst, std::int64_t n) {
   }
 }
 
+// GGML's quantize_row_q4_1_ref: m = the block's minimum, d = (max - min) / 15, nibble =
+// min(15, trunc((x - m) / d + 0.5)), both stored f16 (the quants from the unrounded d and m).
+void f32_to_q4_1(const float* src, void* dst, std::int64_t n) {
+  auto* block = static_cast<std::byte*>(dst);
+  for (std::int64_t b = 0; b < n / kQk; ++b, block += 4 + kQk / 2, src += kQk) {
+    float min = src[0], max = src[0];  // the first of equal values, as GGML's loop keeps (0 and -0)
+    for (std::int64_t j = 1; j < kQk; ++j) {
+      if (src[j] < min) min = src[j];
+      if (src[j] > max) max = src[j];
+    }
+    const float d = (max - min) / 15.0f, m = min;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    store_half(d, block);
+    store_half(m, block + 2);
+    auto* qs = reinterpret_cast<std::uint8_t*>(block + 4);
+    const auto nibble = [&](float x) {
+      return static_cast<std::uint8_t>(std::clamp(static_cast<int>(to_int8((x - m) * id + 0.5f)), 0, 15));
+    };
+    for (std::int64_t j = 0; j < kQk / 2; ++j)
+      qs[j] = static_cast<std::uint8_t>(nibble(src[j]) | (nibble(src[j + kQk / 2]) << 4));
+  }
+}
+
+// Stores 32 quants of 5 bits as Q5 does: low nibbles in qs, the fifth bits in the word qh.
+void store_quant5(const int* q, std::byte* qh_at, std::uint8_t* qs) {
+  std::uint32_t qh = 0;
+  for (std::int64_t j = 0; j < kQk / 2; ++j) qs[j] = static_cast<std::uint8_t>((q[j] & 15) | (q[j + kQk / 2] & 15) << 4);
+  for (std::int64_t j = 0; j < kQk; ++j) qh |= static_cast<std::uint32_t>(q[j] >> 4) << j;
+  std::memcpy(qh_at, &qh, sizeof qh);
+}
+
+// GGML's quantize_row_q5_0_ref: Q4_0's rounding with 32 levels, d = m / -16 for the value m of
+// largest magnitude (the first one on a tie); q = min(31, trunc(x / d + 16.5)).
+void f32_to_q5_0(const float* src, void* dst, std::int64_t n) {
+  auto* block = static_cast<std::byte*>(dst);
+  for (std::int64_t b = 0; b < n / kQk; ++b, block += 6 + kQk / 2, src += kQk) {
+    float amax = 0.0f, max = 0.0f;
+    for (std::int64_t j = 0; j < kQk; ++j) {
+      if (amax < std::fabs(src[j])) {
+        amax = std::fabs(src[j]);
+        max = src[j];
+      }
+    }
+    const float d = max / -16.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    store_half(d, block);
+    int q[kQk];
+    for (std::int64_t j = 0; j < kQk; ++j) q[j] = std::clamp(static_cast<int>(to_int8(src[j] * id + 16.5f)), 0, 31);
+    store_quant5(q, block + 2, reinterpret_cast<std::uint8_t*>(block + 6));
+  }
+}
+
+// GGML's quantize_row_q5_1_ref: Q4_1's rounding with 32 levels, d = (max - min) / 31.
+void f32_to_q5_1(const float* src, void* dst, std::int64_t n) {
+  auto* block = static_cast<std::byte*>(dst);
+  for (std::int64_t b = 0; b < n / kQk; ++b, block += 8 + kQk / 2, src += kQk) {
+    float min = src[0], max = src[0];
+    for (std::int64_t j = 1; j < kQk; ++j) {
+      if (src[j] < min) min = src[j];
+      if (src[j] > max) max = src[j];
+    }
+    const float d = (max - min) / 31.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    store_half(d, block);
+    store_half(min, block + 2);
+    int q[kQk];
+    for (std::int64_t j = 0; j < kQk; ++j)
+      q[j] = std::clamp(static_cast<int>(to_int8((src[j] - min) * id + 0.5f)), 0, 31);
+    store_quant5(q, block + 4, reinterpret_cast<std::uint8_t*>(block + 8));
+  }
+}
+
 using Half = Eigen::half;
 using Brain = Eigen::bfloat16;
 
+using gguf::TensorType;
+constexpr int kNoGgml = -1;
+constexpr int ggml(TensorType type) { return static_cast<int>(type); }
+
 // Indexed by the DType's code.
-constexpr std::array<DTypeTraits, 9> kTraits = {{
-    {DType::f32, "f32", 1, 4, widen<float>, narrow<float>, LinearKernel::f32},
-    {DType::f16, "f16", 1, 2, widen<Half>, narrow<Half>, LinearKernel::f16},
-    {DType::bf16, "bf16", 1, 2, widen<Brain>, narrow<Brain>, LinearKernel::bf16},
-    {DType::i32, "i32", 1, 4, nullptr, nullptr, LinearKernel::none},
-    {DType::i64, "i64", 1, 8, nullptr, nullptr, LinearKernel::none},
-    {DType::i8, "i8", 1, 1, widen<std::int8_t>, nullptr, LinearKernel::i8},
-    {DType::u8, "u8", 1, 1, nullptr, nullptr, LinearKernel::none},
-    {DType::q8_0, "q8_0", kQk, 2 + kQk, q8_0_to_f32, f32_to_q8_0, LinearKernel::q8_0},
-    {DType::q4_0, "q4_0", kQk, 2 + kQk / 2, q4_0_to_f32, f32_to_q4_0, LinearKernel::q4_0},
+constexpr std::array<DTypeTraits, 12> kTraits = {{
+    {DType::f32, "f32", 1, 4, widen<float>, narrow<float>, LinearKernel::f32, ggml(TensorType::f32)},
+    {DType::f16, "f16", 1, 2, widen<Half>, narrow<Half>, LinearKernel::f16, ggml(TensorType::f16)},
+    {DType::bf16, "bf16", 1, 2, widen<Brain>, narrow<Brain>, LinearKernel::bf16, ggml(TensorType::bf16)},
+    {DType::i32, "i32", 1, 4, nullptr, nullptr, LinearKernel::none, kNoGgml},
+    {DType::i64, "i64", 1, 8, nullptr, nullptr, LinearKernel::none, kNoGgml},
+    {DType::i8, "i8", 1, 1, widen<std::int8_t>, nullptr, LinearKernel::i8, kNoGgml},
+    {DType::u8, "u8", 1, 1, nullptr, nullptr, LinearKernel::none, kNoGgml},
+    {DType::q8_0, "q8_0", kQk, 2 + kQk, q8_0_to_f32, f32_to_q8_0, LinearKernel::q8_0, ggml(TensorType::q8_0)},
+    {DType::q4_0, "q4_0", kQk, 2 + kQk / 2, q4_0_to_f32, f32_to_q4_0, LinearKernel::q4_0, ggml(TensorType::q4_0)},
+    {DType::q4_1, "q4_1", kQk, 4 + kQk / 2, q4_1_to_f32, f32_to_q4_1, LinearKernel::q4_1, ggml(TensorType::q4_1)},
+    {DType::q5_0, "q5_0", kQk, 6 + kQk / 2, q5_0_to_f32, f32_to_q5_0, LinearKernel::q5_0, ggml(TensorType::q5_0)},
+    {DType::q5_1, "q5_1", kQk, 8 + kQk / 2, q5_1_to_f32, f32_to_q5_1, LinearKernel::q5_1, ggml(TensorType::q5_1)},
 }};
 
 }  // namespace
@@ -138,6 +260,12 @@ std::optional<DType> dtype_from_name(std::string_view name) {
 
 std::optional<DType> dtype_from_code(std::uint8_t code) {
   if (code < kTraits.size()) return static_cast<DType>(code);
+  return std::nullopt;
+}
+
+std::optional<DType> dtype_from_gguf(gguf::TensorType type) {
+  for (const DTypeTraits& t : kTraits)
+    if (t.ggml_type == static_cast<int>(type)) return t.dtype;
   return std::nullopt;
 }
 

@@ -134,7 +134,7 @@ Tensor Tensor::to_f32() const {
   if (dtype_ == DType::f32) return clone();
   const auto widen = dtype_traits(dtype_).to_f32;
   if (!widen || dtype_ == DType::i8)
-    fail<ShapeError>("tensor '{}': to_f32() of {} (expected f32, f16, bf16, q8_0 or q4_0)", name_, dtype_name(dtype_));
+    fail<ShapeError>("tensor '{}': to_f32() of {} (expected f32, f16, bf16 or a block type)", name_, dtype_name(dtype_));
   if (device_ != Device::cpu) fail<DeviceError>("tensor '{}': to_f32() of memory on {}", name_, device_name(device_));
   Tensor t = empty(DType::f32, shape_, name_);
   widen(data_, t.data<float>(), numel_);
@@ -143,8 +143,10 @@ Tensor Tensor::to_f32() const {
 
 Tensor Tensor::from_f32(DType dtype) const {
   const auto narrow = dtype_traits(dtype).from_f32;
-  if (!narrow) fail<ShapeError>("tensor '{}': cannot round to {} (f32, f16, bf16, q8_0 or q4_0)", name_, dtype_name(dtype));
-  if (is_block_type(dtype)) {  // a block's scale is its largest magnitude: one infinity or NaN spoils all 32
+  if (!narrow)
+    fail<ShapeError>("tensor '{}': cannot round to {} (f32, f16, bf16 or a block type with a quantizer)", name_,
+                     dtype_name(dtype));
+  if (is_block_type(dtype)) {  // a block's scale comes from its extremes: one infinity or NaN spoils all 32
     const float* v = data<float>();
     for (std::int64_t i = 0; i < numel_; ++i)
       if (!std::isfinite(v[i]))

@@ -31,9 +31,12 @@ cpu::WeightType weight_type(const Linear& layer) {
     case LinearKernel::i8: return cpu::WeightType::i8;
     case LinearKernel::q8_0: return cpu::WeightType::q8_0;
     case LinearKernel::q4_0: return cpu::WeightType::q4_0;
+    case LinearKernel::q4_1: return cpu::WeightType::q4_1;
+    case LinearKernel::q5_0: return cpu::WeightType::q5_0;
+    case LinearKernel::q5_1: return cpu::WeightType::q5_1;
     case LinearKernel::none: break;
   }
-  fail<ShapeError>("linear: weight '{}' is {}; expected f32, f16, bf16, i8, q8_0 or q4_0", w.name(),
+  fail<ShapeError>("linear: weight '{}' is {}; expected f32, f16, bf16, i8 or a GGML block type", w.name(),
                    dtype_name(w.dtype()));
 }
 

@@ -57,10 +57,10 @@ Tensor transposed(const Tensor& stored) {
     case DType::f16:  // the bits move, not the values
     case DType::bf16: return transposed<std::uint16_t>(stored);
     case DType::i8: return transposed<std::int8_t>(stored);
-    case DType::q8_0:
-    case DType::q4_0:  // a column of blocks is no block
-      fail<ShapeError>("tensor '{}': a {} matrix cannot be transposed", stored.name(), dtype_name(stored.dtype()));
-    default: return transposed<float>(stored);
+    default:
+      if (is_block_type(stored.dtype()))  // a column of blocks is no block
+        fail<ShapeError>("tensor '{}': a {} matrix cannot be transposed", stored.name(), dtype_name(stored.dtype()));
+      return transposed<float>(stored);
   }
 }
 
@@ -117,9 +117,11 @@ LayerNorm load_layer_norm(const Bundle& bundle, const std::string& prefix, std::
 Linear cast_matrix(const Linear& matrix, DType dtype) {
   const Tensor& w = matrix.weight;
   if (w.dtype() == dtype) return matrix;
-  if (dtype != DType::f32 && dtype != DType::f16 && dtype != DType::bf16 && dtype != DType::i8 &&
-      dtype != DType::q8_0 && dtype != DType::q4_0)
-    fail<ShapeError>("weight '{}': cannot cast to {} (f32, f16, bf16, i8, q8_0 or q4_0)", w.name(), dtype_name(dtype));
+  const DTypeTraits& to = dtype_traits(dtype);
+  if (to.linear == LinearKernel::none || (!to.from_f32 && dtype != DType::i8))
+    fail<ShapeError>("weight '{}': cannot cast to {} (f32, f16, bf16, i8 or a block type with a quantizer: q8_0, "
+                     "q4_0, q4_1, q5_0, q5_1)",
+                     w.name(), dtype_name(dtype));
   Tensor values;
   if (w.dtype() == DType::i8) {
     values = Tensor::empty(DType::f32, w.shape(), w.name());

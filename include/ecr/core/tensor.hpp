@@ -107,9 +107,9 @@ class Tensor {
 
   // A deep copy in owned CPU memory.
   Tensor clone() const;
-  // f32 copy of a f32/f16/bf16/q8_0/q4_0 tensor (f32 input returns a clone).
+  // f32 copy of a f32, f16, bf16 or block tensor (f32 input returns a clone).
   Tensor to_f32() const;
-  // This f32 tensor stored as `dtype` (f32, f16, bf16, q8_0 or q4_0), rounded as
+  // This f32 tensor stored as `dtype` (f32, f16, bf16 or a block type with a quantizer), rounded as
   // DTypeTraits::from_f32 says; ShapeError for another dtype or a row of partial blocks.
   Tensor from_f32(DType dtype) const;
 

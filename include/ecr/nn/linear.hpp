@@ -7,9 +7,9 @@
 // element, and hence every bit of the result, is the same for any number of threads.
 //
 // Weights may be stored f32, f16, bf16, int8 (weight-only, symmetric, one f32 scale per output
-// row: W = scale[j] * q[j, :]) or in GGML's Q8_0 / Q4_0 blocks (32 values of a row sharing an f16
-// scale, the bytes GGUF files hold: include/ecr/core/dtype.hpp). The activations stay f32 for
-// every type. f32 runs one Eigen GEMM per chunk. The other types are widened to f32 exactly and
+// row: W = scale[j] * q[j, :]) or in GGML's blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1: 32 values of a
+// row sharing an f16 scale, the bytes GGUF files hold: include/ecr/core/dtype.hpp). The
+// activations stay f32 for every type. f32 runs one Eigen GEMM per chunk. The other types are widened to f32 exactly and
 // summed in f32: up to kDotRows rows of x (decode) by a kernel that streams the stored weights
 // once (a block is dequantized in registers, never in memory), more rows (prefill) by widening
 // the chunk's weight rows into scratch and running the same Eigen GEMM; so a block-quantized
@@ -31,13 +31,13 @@
 
 namespace ecr::nn {
 
-// A weight matrix of any stored type, and its bias: a q8_0 or q4_0 weight is one (out, in) tensor
-// whose rows are blocks (in a multiple of 32), an i8 one comes with its scales.
+// A weight matrix of any stored type, and its bias: a block-type weight is one (out, in) tensor
+// whose rows are blocks (in a multiple of the block), an i8 one comes with its scales.
 struct Linear {
   Linear() = default;
   Linear(Tensor weight, Tensor bias, Tensor scale = {})
       : weight(std::move(weight)), bias(std::move(bias)), scale(std::move(scale)) {}
-  Tensor weight;  // (out, in) f32, f16, bf16, i8, q8_0 or q4_0
+  Tensor weight;  // (out, in) f32, f16, bf16, i8 or a block type
   Tensor bias;    // (out) f32, or undefined for a bias-free layer
   Tensor scale;   // (out) f32 for an i8 weight, else undefined
   std::int64_t in() const { return weight.dim(1); }
@@ -52,9 +52,8 @@ inline constexpr std::int64_t kLinearChunk = 128;
 void linear(ConstMatrix x, const Linear& layer, Matrix y, ThreadPool& pool,
             Activation activation = Activation::none, bool accumulate = false);
 
-// out[i] = row ids[i] of the layer's weight as f32 (scaled for i8, dequantized for q8_0 and q4_0):
-// the embedding table that is
-// also GPT-2's tied LM head. InputError when an id is outside [0, out()); `what` names it.
+// out[i] = row ids[i] of the layer's weight as f32 (scaled for i8, dequantized for block types):
+// the embedding table that is also GPT-2's tied LM head. InputError when an id is outside [0, out()); `what` names it.
 void gather_rows(const Linear& table, std::span<const std::int32_t> ids, Matrix out, const char* what);
 
 // The instruction-set level of the 16-bit, int8 and block kernels: "portable", "avx2", "avx512" or

@@ -49,9 +49,10 @@ LayerNorm load_layer_norm(const Bundle& bundle, const std::string& prefix, std::
 
 // `matrix`'s weight (and scale) as `dtype`, bias kept: f32 multiplies out an i8 scale; f16 and
 // bf16 round to nearest even; i8 quantizes each row symmetrically with scale max|row| / 127 (1
-// for an all-zero row), as tools/convert.py --dtype int8 does; q8_0 and q4_0 quantize each block
-// of 32 as GGML does (ShapeError naming the weight when `in` is not a multiple of 32). The same
-// dtype returns it as it is.
+// for an all-zero row), as tools/convert.py --dtype int8 does; the block types with a quantizer
+// (q8_0, q4_0, q4_1, q5_0, q5_1) quantize each block of 32 as GGML does (ShapeError naming the
+// weight when `in` is not a multiple of 32; the k-quants have no quantizer). The same dtype
+// returns it as it is.
 Linear cast_matrix(const Linear& matrix, DType dtype);
 
 }  // namespace ecr::nn

@@ -21,12 +21,22 @@ struct Avx512 {
   }
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
   static reg splat_half(std::uint16_t bits) { return _mm512_set1_ps(_cvtsh_ss(bits)); }
-  static reg nibbles(const std::uint8_t* p, bool high) {
-    __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    if (high) q = _mm512_srli_epi32(q, 4);
-    q = _mm512_sub_epi32(_mm512_and_si512(q, _mm512_set1_epi32(15)), _mm512_set1_epi32(8));
-    return _mm512_cvtepi32_ps(q);
+  using ints = __m512i;
+  static ints bytes(const std::uint8_t* p) {
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
+  static ints bits(ints q, int shift, int count) {
+    return _mm512_and_si512(_mm512_srli_epi32(q, static_cast<unsigned>(shift)), _mm512_set1_epi32((1 << count) - 1));
+  }
+  static ints word_bits(std::uint32_t w, int first) {
+    const __m512i shifts = _mm512_add_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(first));
+    return _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(w)), shifts), _mm512_set1_epi32(1));
+  }
+  static ints combine(ints low, ints high, int shift) {
+    return _mm512_or_si512(low, _mm512_slli_epi32(high, static_cast<unsigned>(shift)));
+  }
+  static reg to_f32(ints q, int offset) { return _mm512_cvtepi32_ps(_mm512_sub_epi32(q, _mm512_set1_epi32(offset))); }
   static void store(float* p, reg r) { _mm512_storeu_ps(p, r); }
   static float sum(reg r) {
     const __m256 half = _mm256_add_ps(_mm512_castps512_ps256(r),

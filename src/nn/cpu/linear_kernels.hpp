@@ -1,4 +1,4 @@
-// The inner loops of nn::linear for weights stored f16, bf16, int8, q8_0 or q4_0 (src/nn/linear.cpp), built
+// The inner loops of nn::linear for weights stored f16, bf16, int8 or GGML blocks (src/nn/linear.cpp), built
 // once per instruction-set level (linear_kernels_<level>.cpp, each with its own -m flags in
 // src/CMakeLists.txt) and picked at run time by isa.cpp.
 //
@@ -13,11 +13,12 @@ namespace ecr::nn::cpu {
 
 // The stored types of a weight matrix, the index into the tables below. f32 weights use the dot
 // kernels only (decode: they stream the weights with fewer instructions than Eigen's GEMV); their
-// prefill is Eigen's GEMM on the weights in place. q8_0 and q4_0 rows are GGML blocks of 32
-// values (include/ecr/core/dtype.hpp), `in` a multiple of 32; each block is dequantized in
-// registers (d * q, exact), so they sum bit for bit as the same values stored f32.
-enum class WeightType : std::uint8_t { f16 = 0, bf16 = 1, i8 = 2, f32 = 3, q8_0 = 4, q4_0 = 5 };
-inline constexpr int kWeightTypes = 6;
+// prefill is Eigen's GEMM on the weights in place. The block types' rows are GGML blocks
+// (include/ecr/core/dtype.hpp), `in` a multiple of the block; each block is dequantized in
+// registers to the values its to_f32 gives, so they sum bit for bit as the same values stored f32.
+enum class WeightType : std::uint8_t { f16 = 0, bf16 = 1, i8 = 2, f32 = 3, q8_0 = 4, q4_0 = 5, q4_1 = 6, q5_0 = 7,
+                                       q5_1 = 8 };
+inline constexpr int kWeightTypes = 9;
 
 // The most activation rows the dot kernels take at once (decode); more rows go through a GEMM.
 inline constexpr int kDotRows = 4;

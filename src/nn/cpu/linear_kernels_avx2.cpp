@@ -31,12 +31,19 @@ struct Avx2 {
   }
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
   static reg splat_half(std::uint16_t bits) { return _mm256_set1_ps(_cvtsh_ss(bits)); }
-  static reg nibbles(const std::uint8_t* p, bool high) {
-    __m256i q = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
-    if (high) q = _mm256_srli_epi32(q, 4);
-    q = _mm256_sub_epi32(_mm256_and_si256(q, _mm256_set1_epi32(15)), _mm256_set1_epi32(8));
-    return _mm256_cvtepi32_ps(q);
+  using ints = __m256i;
+  static ints bytes(const std::uint8_t* p) {
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
   }
+  static ints bits(ints q, int shift, int count) {
+    return _mm256_and_si256(_mm256_srli_epi32(q, shift), _mm256_set1_epi32((1 << count) - 1));
+  }
+  static ints word_bits(std::uint32_t w, int first) {
+    const __m256i shifts = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(first));
+    return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(w)), shifts), _mm256_set1_epi32(1));
+  }
+  static ints combine(ints low, ints high, int shift) { return _mm256_or_si256(low, _mm256_slli_epi32(high, shift)); }
+  static reg to_f32(ints q, int offset) { return _mm256_cvtepi32_ps(_mm256_sub_epi32(q, _mm256_set1_epi32(offset))); }
   static void store(float* p, reg r) { _mm256_storeu_ps(p, r); }
   static float sum(reg r) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));

@@ -45,9 +45,30 @@ struct Lanes {
     for (float& v : r.v) v = scalar(Half{}, bits);
     return r;
   }
-  static reg nibbles(const std::uint8_t* p, bool high) {
+  struct ints {
+    std::int32_t v[8];
+  };
+  static ints bytes(const std::uint8_t* p) {
+    ints q;
+    for (int l = 0; l < width; ++l) q.v[l] = p[l];
+    return q;
+  }
+  static ints bits(ints q, int shift, int count) {
+    for (std::int32_t& v : q.v) v = (v >> shift) & ((1 << count) - 1);
+    return q;
+  }
+  static ints word_bits(std::uint32_t w, int first) {
+    ints q;
+    for (int l = 0; l < width; ++l) q.v[l] = static_cast<std::int32_t>((w >> (first + l)) & 1);
+    return q;
+  }
+  static ints combine(ints low, const ints& high, int shift) {
+    for (int l = 0; l < width; ++l) low.v[l] |= high.v[l] << shift;
+    return low;
+  }
+  static reg to_f32(const ints& q, int offset) {
     reg r;
-    for (int l = 0; l < width; ++l) r.v[l] = static_cast<float>(((high ? p[l] >> 4 : p[l]) & 15) - 8);
+    for (int l = 0; l < width; ++l) r.v[l] = static_cast<float>(q.v[l] - offset);
     return r;
   }
   static void store(float* p, const reg& r) {
