@@ -8,7 +8,6 @@
 #include <bit>  // std::has_single_bit
 #include <numeric>
 #include <unordered_map>
-#include <utility>
 
 #include "ecr/core/utf8.hpp"
 #include "mapped_file.hpp"
@@ -431,16 +430,6 @@ const TensorInfo& File::info(std::string_view name) const {
   const auto it = impl_->names.find(name);
   if (it == impl_->names.end()) fail<FormatError>("gguf '{}': no tensor '{}'", impl_->label, shown(name));
   return impl_->tensors[it->second];
-}
-
-std::optional<DType> dtype_of(TensorType type) {
-  static constexpr std::pair<TensorType, DType> kSame[] = {
-      {TensorType::f32, DType::f32},   {TensorType::f16, DType::f16},   {TensorType::bf16, DType::bf16},
-      {TensorType::q8_0, DType::q8_0}, {TensorType::q4_0, DType::q4_0},
-  };
-  for (const auto& [gguf_type, dtype] : kSame)
-    if (gguf_type == type) return dtype;
-  return std::nullopt;
 }
 
 TensorView File::tensor(std::string_view name) const {

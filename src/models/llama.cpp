@@ -151,7 +151,7 @@ struct TensorLoader {
     if (info.dims != dims)
       fail<ShapeError>("gguf '{}': tensor '{}' has dims [{}], expected [{}] (ggml order, ne0 first)", file.label(),
                        name, fmt::join(info.dims, ", "), fmt::join(dims, ", "));
-    const std::optional<DType> dtype = gguf::dtype_of(info.type);
+    const std::optional<DType> dtype = dtype_from_gguf(info.type);
     if (!dtype)
       fail<ConfigError>("gguf '{}': tensor '{}' has type {}, which ecr has no kernel for", file.label(), name,
                         info.traits().name);

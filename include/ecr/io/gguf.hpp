@@ -14,7 +14,6 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
-#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -39,10 +38,6 @@ enum class TensorType : std::uint32_t {
   f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8,
   q2_k = 10, q3_k = 11, q4_k = 12, q5_k = 13, q6_k = 14, bf16 = 30,
 };
-
-// The ecr dtype whose bytes are this type's, block for block (so a tensor is used in place), or
-// none where ecr has no such dtype (yet): one row per type in src/io/gguf.cpp.
-std::optional<DType> dtype_of(TensorType type);
 
 // How ggml stores a type: rows are whole blocks of `block_size` elements, `block_bytes` each.
 struct TypeTraits {
