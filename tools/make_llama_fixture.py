@@ -1,6 +1,6 @@
 """A small random-weight Llama GGUF file, written by the `gguf` package's GGUFWriter.
 
-    python -m tools.make_llama_fixture --out F.gguf [--type f32|f16|bf16|q8_0|q4_0] [--untied]
+    python -m tools.make_llama_fixture --out F.gguf [--type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1] [--untied]
         [--rope-scale FACTOR] [--seed S] [--break WHAT]
 
 2 blocks, width 64, 4 query heads sharing 2 key/value heads (head size 16), feed-forward 128,
@@ -23,7 +23,8 @@ from gguf import GGMLQuantizationType as Q
 from gguf import GGML_QUANT_SIZES, GGUFWriter, RopeScalingType
 from gguf.quants import quantize
 
-TYPES = {"f32": Q.F32, "f16": Q.F16, "bf16": Q.BF16, "q8_0": Q.Q8_0, "q4_0": Q.Q4_0}
+TYPES = {"f32": Q.F32, "f16": Q.F16, "bf16": Q.BF16, "q8_0": Q.Q8_0, "q4_0": Q.Q4_0, "q4_1": Q.Q4_1,
+         "q5_0": Q.Q5_0, "q5_1": Q.Q5_1}
 N_LAYER, N_EMBD, N_HEAD, N_HEAD_KV, N_FF, N_VOCAB, N_CTX = 2, 64, 4, 2, 128, 300, 64
 BREAKS = ("shape", "missing-tensor", "missing-key", "heads", "zero-blocks", "kv-heads", "type", "arch")
 

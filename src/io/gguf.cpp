@@ -8,7 +8,6 @@
 #include <bit>  // std::has_single_bit
 #include <numeric>
 #include <unordered_map>
-#include <utility>
 
 #include "ecr/core/utf8.hpp"
 #include "mapped_file.hpp"
