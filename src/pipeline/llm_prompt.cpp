@@ -48,18 +48,55 @@ std::string movie_facts(const std::string& movie, std::span<const KnowledgeTripl
 
 }  // namespace
 
+// How the instruction names an emotion label (ecr::kEmotionLabels): "The user feels sad".
+std::string feeling(const std::string& label) {
+  if (label == "like") return "enthusiastic";
+  if (label == "negative") return "sad or upset";
+  if (label == "neutral") return "calm";
+  if (label == "nostalgia") return "nostalgic";
+  if (label == "agreement") return "agreeable";
+  if (label == "surprise") return "surprised";
+  return label;  // curious, happy, grateful
+}
+
 std::string llm_instruction(const LlmPromptFacts& facts) {
-  const std::string titles = joined(facts.movies, " and ");
-  std::string s = "You are a warm, friendly movie recommender chatting with a user.";
-  if (!facts.emotions.empty()) s += fmt::format(" The user feels {}.", joined(facts.emotions, " and "));
+  std::string s = "You are a movie recommender.";
   for (const std::string& movie : facts.movies)
-    if (const std::string f = movie_facts(movie, facts.knowledge); !f.empty()) s += fmt::format(" {}: {}.", movie, f);
+    if (const std::string f = movie_facts(movie, facts.knowledge); !f.empty()) s += fmt::format(" {} is {}.", movie, f);
   if (!facts.review_entities.empty())
-    s += fmt::format(" Reviewers talk about {}.", joined(facts.review_entities, " and "));
-  s += fmt::format(" Recommend {} by name in 2 or 3 sentences, in a tone that fits how the user feels. "
-                   "Use only these facts.",
-                   titles);
+    s += fmt::format(" Its reviews talk about {}.", joined(facts.review_entities, " and "));
+  if (!facts.emotions.empty()) {
+    std::vector<std::string> feelings;
+    for (const std::string& e : facts.emotions) feelings.push_back(feeling(e));
+    s += fmt::format(" The user feels {}; match that feeling.", joined(feelings, " and "));
+  }
+  s += " Say why they would enjoy it, in 2 sentences, using the facts above.";
   return s;
+}
+
+std::string llm_reply_opening(const LlmPromptFacts& facts) {
+  if (facts.movies.empty()) return "";
+  const std::string& movie = facts.movies.front();
+  // Its best-known people: the stars, else the director, else the first fact; two at most.
+  std::vector<std::string> people;
+  std::string relation;
+  for (const char* wanted : {"starring", "star", "director"}) {
+    for (const KnowledgeTriple& t : facts.knowledge)
+      if (t.movie == movie && t.relation == wanted && people.size() < 2) people.push_back(t.entity);
+    if (!people.empty()) {
+      relation = wanted;
+      break;
+    }
+  }
+  if (people.empty())
+    for (const KnowledgeTriple& t : facts.knowledge)
+      if (t.movie == movie) {
+        relation = t.relation;
+        people.push_back(t.entity);
+        break;
+      }
+  if (people.empty()) return fmt::format("I think you would like {}.", movie);
+  return fmt::format("I think you would like {}, {} {}.", movie, fact_phrase(relation), joined(people, " and "));
 }
 
 std::vector<text::ChatMessage> llm_prompt_messages(const LlmPromptFacts& facts, bool system_turn) {

@@ -30,6 +30,11 @@ struct LlmPromptFacts {
 // InputError when no user turn is left.
 std::vector<text::ChatMessage> llm_prompt_messages(const LlmPromptFacts& facts, bool system_turn = true);
 
+// The words the assistant's turn opens with, after the generation prompt: the reply starts by
+// naming the first movie (as ECR's template sentence does), and the LLM goes on from there. A
+// small model told to name a title often talks about the user's movies instead.
+std::string llm_reply_opening(const LlmPromptFacts& facts);
+
 // The instruction and facts alone (the system turn's text).
 std::string llm_instruction(const LlmPromptFacts& facts);
 

@@ -339,22 +339,29 @@ void Responder::Impl::respond_with_llm(const Dialog& view, std::span<const respo
   for (std::size_t t = first; t < view.turns.size(); ++t)
     facts.turns.push_back({view.turns[t].role == Role::user ? "user" : "assistant", view.turns[t].text});
   const auto messages = responder::llm_prompt_messages(facts, llm->chat.family() != text::ChatTemplate::Family::mistral);
-  r.prompt_text = llm->chat.render(messages, true);
+  const std::string opening = responder::llm_reply_opening(facts);
+  r.prompt_text = llm->chat.render(messages, true) + opening;
   r.prompt_ids = text::encode_chat(*llm->tokenizer, llm->chat, messages, true);
+  const std::vector<std::int32_t> opening_ids = llm->tokenizer->encode(opening);
+  r.prompt_ids.insert(r.prompt_ids.end(), opening_ids.begin(), opening_ids.end());
 
   lm::GenerateOptions decoding = options.llm_generation;
   if (decoding.stop_tokens.empty()) decoding.stop_tokens = llm->end_of_turn;
   const auto ends_turn = [&decoding](std::int32_t token) {
     return std::find(decoding.stop_tokens.begin(), decoding.stop_tokens.end(), token) != decoding.stop_tokens.end();
   };
+  // The opening is the reply's first words: streamed first, and decoded with the new tokens so
+  // that the text joins them as the tokenizer does.
   responder::ReplyTextStream streamer(*llm->tokenizer, stream);
+  for (std::int32_t token : opening_ids) streamer.push(token);
   decoding.on_token = [&, host = options.llm_generation.on_token](std::int32_t token) {
     const bool go_on = !host || host(token);
     return (ends_turn(token) || streamer.push(token)) && go_on;  // the end of turn is no text
   };
   r.reply_ids = lm::generate(llm->model, r.prompt_ids, decoding).tokens;
-  std::span<const std::int32_t> said = r.reply_ids;
-  if (!said.empty() && ends_turn(said.back())) said = said.first(said.size() - 1);
+  std::vector<std::int32_t> said = opening_ids;
+  said.insert(said.end(), r.reply_ids.begin(), r.reply_ids.end());
+  if (!r.reply_ids.empty() && ends_turn(said.back())) said.pop_back();
   r.text = responder::clean_decoded(llm->tokenizer->decode(said));
   streamer.finish(r.text);
 }
