@@ -23,7 +23,7 @@ def as_cli_json(response):
     return {"items": [item_as_json(i) for i in response.recommendation.items],
             "user_emotions": [{"label": e.label, "prob": e.prob} for e in response.recommendation.user_emotions],
             "feedback": feedback_as_json(response.recommendation.feedback),
-            "reply": response.text, "template": response.template, "first_sentence": response.first_sentence,
+            "generator": response.generator, "reply": response.text, "template": response.template, "first_sentence": response.first_sentence,
             "reply_items": [{"id": i.id, "name": i.name} for i in response.items],
             "review_entities": response.review_entities, "knowledge": [k.text for k in response.knowledge],
             "prompt_text": response.prompt_text, "template_ids": response.template_ids.tolist(),
@@ -35,7 +35,7 @@ def test_replies_match_the_cpp_library(tiny, responder):
     for dialog in (labelled_dialog(graph), plain_dialog(), no_entity_dialog()):
         response = responder.respond(dialog)
         assert isinstance(response, ecr.Response) and isinstance(response.recommendation, ecr.Recommendation)
-        want = cli_json("respond", "--bundle", tiny.bundle, dialog=dialog)
+        want = cli_json("respond", "--generator", "gpt2", "--bundle", tiny.bundle, dialog=dialog)
         assert want.pop("untrained") is True
         got = as_cli_json(response)
         for field in want:
@@ -47,7 +47,7 @@ def test_replies_match_the_cpp_library(tiny, responder):
     # Sampled replies too: same seed, same tokens.
     dialog = plain_dialog()
     sampled = ecr.Responder.load(tiny.bundle, generator="gpt2", temperature=0.9, top_p=0.95, seed=11).respond(dialog)
-    want = cli_json("respond", "--bundle", tiny.bundle, "--temperature", 0.9, "--top-p", 0.95, "--seed", 11,
+    want = cli_json("respond", "--generator", "gpt2", "--bundle", tiny.bundle, "--temperature", 0.9, "--top-p", 0.95, "--seed", 11,
                     dialog=dialog)
     assert sampled.reply_ids.tolist() == want["reply_ids"] and sampled.text == want["reply"]
 
@@ -134,3 +134,12 @@ def test_responder_options_are_checked(tiny):
         ecr.Responder.load(tiny.bundle, top_p=1.5)
     with pytest.raises(ecr.InputError):
         ecr.Responder.load(tiny.bundle, items=0)
+
+
+def test_generator_is_chosen_at_load(tiny, responder):
+    assert responder.generator == "gpt2"
+    assert responder.respond(plain_dialog()).generator == "gpt2"
+    with pytest.raises(ecr.IoError, match="missing.gguf"):
+        ecr.Responder.load(tiny.bundle, generator="llm", llm="/nonexistent/missing.gguf")
+    with pytest.raises(ecr.InputError, match="gpt3"):
+        ecr.Responder.load(tiny.bundle, generator="gpt3")
