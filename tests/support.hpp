@@ -13,6 +13,7 @@
 #include <doctest/doctest.h>
 
 #include "ecr/core/tensor.hpp"
+#include "ecr/responder.hpp"
 
 namespace ecr::test {
 
@@ -75,5 +76,13 @@ void write_npy(const fs::path& path, const Tensor& tensor);
 
 // max |a - b| over all elements (both f32, same shape; fails the test otherwise).
 float max_abs_diff(const Tensor& a, const Tensor& b);
+
+// ECR's GPT-2 generator asked for by name: a test of that generator stays one where an LLM is
+// installed (ResponderOptions' automatic mode would pick the LLM there).
+inline ResponderOptions gpt2_responder() {
+  ResponderOptions o;
+  o.generator = ReplyGenerator::gpt2;
+  return o;
+}
 
 }  // namespace ecr::test

@@ -45,7 +45,7 @@ Responder::Turn library_turn(const fs::path& bundle, const Dialog& dialog) {
   const Bundle b = Bundle::open(bundle);
   RecommendRequest request;
   request.top_k = 5;
-  return Responder::converse(Recommender::load(b), Responder::load(b), dialog, request);
+  return Responder::converse(Recommender::load(b), Responder::load(b, ecr::test::gpt2_responder()), dialog, request);
 }
 
 }  // namespace
@@ -57,7 +57,7 @@ TEST_CASE("ecr respond and ecr chat --dialog print the library's turn as JSON") 
   const fs::path dir = temp_dir("chat_respond");
   std::ofstream(dir / "dialog.json") << kDialog;
   std::string out;
-  REQUIRE(run_command(fmt::format("{} respond --bundle {} --dialog {}/dialog.json --json 2>&1", cli_path().string(),
+  REQUIRE(run_command(fmt::format("{} respond --generator gpt2 --bundle {} --dialog {}/dialog.json --json 2>&1", cli_path().string(),
                                   f.bundle.string(), dir.string()),
                       &out) == 0);
   const auto lines = json_lines(out);
@@ -74,7 +74,7 @@ TEST_CASE("ecr respond and ecr chat --dialog print the library's turn as JSON") 
   CHECK(j["reply_items"][0]["id"] == expected.recommendation.items[0].id);
 
   std::string chat_out;
-  REQUIRE(run_command(fmt::format("{} chat --bundle {} --dialog {}/dialog.json 2>&1", cli_path().string(),
+  REQUIRE(run_command(fmt::format("{} chat --generator gpt2 --bundle {} --dialog {}/dialog.json 2>&1", cli_path().string(),
                                   f.bundle.string(), dir.string()),
                       &chat_out) == 0);
   REQUIRE(json_lines(chat_out).size() == 1);
@@ -82,7 +82,7 @@ TEST_CASE("ecr respond and ecr chat --dialog print the library's turn as JSON") 
 
   // Text mode streams the reply after the items, and says the weights are random.
   std::string text;
-  REQUIRE(run_command(fmt::format("{} respond --bundle {} --dialog {}/dialog.json 2>&1", cli_path().string(),
+  REQUIRE(run_command(fmt::format("{} respond --generator gpt2 --bundle {} --dialog {}/dialog.json 2>&1", cli_path().string(),
                                   f.bundle.string(), dir.string()),
                       &text) == 0);
   CHECK(text.find("untrained") != std::string::npos);
@@ -92,7 +92,7 @@ TEST_CASE("ecr respond and ecr chat --dialog print the library's turn as JSON") 
   // Bad input is a clear error, not a crash.
   std::ofstream(dir / "bad.json") << R"J({"turns": []})J";
   std::string bad;
-  CHECK(run_command(fmt::format("{} respond --bundle {} --dialog {}/bad.json 2>&1", cli_path().string(),
+  CHECK(run_command(fmt::format("{} respond --generator gpt2 --bundle {} --dialog {}/bad.json 2>&1", cli_path().string(),
                                 f.bundle.string(), dir.string()),
                     &bad) == 1);
   CHECK(bad.find("input error") != std::string::npos);
@@ -106,7 +106,7 @@ TEST_CASE("ecr chat on a pipe keeps the dialog turn after turn") {
   std::ofstream(dir / "input.txt") << "I loved The Matrix (1999)\nWho is in it?\n/bogus\n/json\nthanks\n/reset\n"
                                       "hello again\n/quit\nnever read\n";
   std::string out;
-  REQUIRE(run_command(fmt::format("{} chat --bundle {} --json < {}/input.txt 2>&1", cli_path().string(),
+  REQUIRE(run_command(fmt::format("{} chat --generator gpt2 --bundle {} --json < {}/input.txt 2>&1", cli_path().string(),
                                   f.bundle.string(), dir.string()),
                       &out) == 0);
   CHECK(out.find("untrained") != std::string::npos);
@@ -162,7 +162,7 @@ TEST_CASE("ecr chat in a terminal (tmux): type a turn, see items and the reply, 
     return false;
   };
 
-  REQUIRE(run_command(fmt::format("{} new-session -d -s {} -x 200 -y 50 '{} chat --bundle {}; echo CHAT-EXITED $?; "
+  REQUIRE(run_command(fmt::format("{} new-session -d -s {} -x 200 -y 50 '{} chat --generator gpt2 --bundle {}; echo CHAT-EXITED $?; "
                                   "sleep 60'",
                                   tmux, session, cli_path().string(), f.bundle.string())) == 0);
   const bool prompted = wait_for([&](const std::string& s) { return count_of(s, "you> ") >= 1; }, 60);

@@ -42,7 +42,7 @@ TEST_CASE("concurrency: one Recommender and Responder shared by 8 threads give t
   // Loaded once from one Bundle (its tensors are made at first use, under a lock).
   const Bundle bundle = Bundle::open(fx.bundle);
   const Recommender recommender = Recommender::load(bundle);
-  ResponderOptions options;
+  ResponderOptions options = ecr::test::gpt2_responder();
   options.generation.max_new_tokens = 24;
   const Responder responder = Responder::load(bundle, options);
   const std::vector<Dialog> inputs = dialogs();

@@ -46,7 +46,7 @@ TEST_CASE("engine: one load serves a Recommender and a Responder, as two loads d
   const auto f = test::responder_fixture();
   const Engine engine = Engine::load(f.bundle);
   const Recommender recommender = Recommender::load(engine);
-  const Responder responder = Responder::load(engine);
+  const Responder responder = Responder::load(engine, ecr::test::gpt2_responder());
   // Both views read the engine's parts: one knowledge graph, one engine.
   CHECK(&recommender.graph() == &engine.graph());
   CHECK(&responder.graph() == &engine.graph());
@@ -55,7 +55,7 @@ TEST_CASE("engine: one load serves a Recommender and a Responder, as two loads d
   CHECK(&recommender.bundle() == &engine.bundle());
 
   const Recommender alone = Recommender::load(f.bundle);
-  const Responder alone_responder = Responder::load(f.bundle);
+  const Responder alone_responder = Responder::load(f.bundle, ecr::test::gpt2_responder());
   CHECK(&alone.graph() != &engine.graph());
   const Dialog dialog = engine_dialog();
   RecommendRequest request;
@@ -85,7 +85,7 @@ TEST_CASE("engine: a view of a loaded engine cannot change the engine's options"
   RecommenderOptions other;
   other.threads = 3;
   CHECK_THROWS_WITH_AS(Recommender::load(engine, other), doctest::Contains("engine's options"), ConfigError);
-  ResponderOptions renamed;
+  ResponderOptions renamed = ecr::test::gpt2_responder();
   renamed.components.generator = "other";
   CHECK_THROWS_WITH_AS(Responder::load(engine, renamed), doctest::Contains("engine's options"), ConfigError);
   // The view's own options still apply and are checked.

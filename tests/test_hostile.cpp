@@ -263,17 +263,17 @@ TEST_CASE("hostile bundles: untrained, tokenizer ids and review ids are checked 
   check_refused<FormatError>([&] { Bundle::open(h / "untrained_one.ecr"); }, {"'untrained'"});
   const fs::path dir = temp_dir("hostile_untrained");
   std::ofstream(dir / "d.json") << R"({"turns": [{"role": "user", "text": "Hi"}]})";  // read before the bundle
-  const Run r = ecr_run(fmt::format("respond --bundle {} {}/d.json", (h / "full_untrained_yes.ecr").string(), dir.string()),
+  const Run r = ecr_run(fmt::format("respond --generator gpt2 --bundle {} {}/d.json", (h / "full_untrained_yes.ecr").string(), dir.string()),
                         dir);
   CHECK(r.status == 1);
   CHECK(r.err.find("'untrained'") != std::string::npos);
 
   check_refused<ConfigError>([&] { Recommender::load(h / "tokenizer_beyond_vocab.ecr"); },
                              {"'backbone'", "beyond its vocab_size"});
-  check_refused<ConfigError>([&] { Responder::load(h / "tokenizer_beyond_vocab.ecr"); }, {"beyond its vocab_size"});
-  check_refused<FormatError>([&] { Responder::load(h / "review_movie_out.ecr"); },
+  check_refused<ConfigError>([&] { Responder::load(h / "tokenizer_beyond_vocab.ecr", ecr::test::gpt2_responder()); }, {"beyond its vocab_size"});
+  check_refused<FormatError>([&] { Responder::load(h / "review_movie_out.ecr", ecr::test::gpt2_responder()); },
                              {"review_entities/movie_kg_ids", "100000"});
-  check_refused<FormatError>([&] { Responder::load(h / "review_entity_out.ecr"); },
+  check_refused<FormatError>([&] { Responder::load(h / "review_entity_out.ecr", ecr::test::gpt2_responder()); },
                              {"review_entities/entity_kg_ids", "100000"});
 }
 
@@ -565,7 +565,7 @@ TEST_CASE("hostile text: ecr chat on a pipe reports a failed turn on stderr and 
   const fs::path dir = temp_dir("hostile_chat");
   // The second line is not UTF-8: the turn fails, and a script must hear of it.
   std::ofstream(dir / "in.txt") << "I loved The Matrix (1999)\x1b[2J\n\xff\xfe broken\nnever reached\n";
-  const Run r = ecr_run(fmt::format("chat --bundle {} --max-new-tokens 5", f.bundle.string()), dir, "", 120,
+  const Run r = ecr_run(fmt::format("chat --generator gpt2 --bundle {} --max-new-tokens 5", f.bundle.string()), dir, "", 120,
                         (dir / "in.txt").string());
   CHECK(r.status == 1);
   CHECK(r.err.find("input error") != std::string::npos);
@@ -672,7 +672,7 @@ TEST_CASE("hostile long dialogs: the recent turns give the whole dialog's recomm
   const auto fx = test::recommender_fixture();
   const Bundle b = Bundle::open(fx.bundle);
   const Recommender rec = Recommender::load(b);
-  ResponderOptions ro;
+  ResponderOptions ro = ecr::test::gpt2_responder();
   ro.generation.max_new_tokens = 8;
   const Responder resp = Responder::load(b, ro);
   const KnowledgeGraph& kg = rec.graph();
@@ -886,7 +886,7 @@ TEST_CASE("hostile arguments: ecr chat on a terminal stays interactive") {
   ECR_REQUIRE_TORCH();
   const auto f = test::responder_fixture();
   const fs::path dir = temp_dir("hostile_chat_terminal");
-  const Run r = ecr_on_terminal(fmt::format("chat --bundle {}", f.bundle.string()), dir, "/quit\n", 120);
+  const Run r = ecr_on_terminal(fmt::format("chat --generator gpt2 --bundle {}", f.bundle.string()), dir, "/quit\n", 120);
   CHECK(r.status == 0);
   CHECK_MESSAGE(r.out.find("you> ") != std::string::npos, r.out);
 }

@@ -403,7 +403,7 @@ TEST_CASE("responder: template and reply tokens equal the torch reference") {
   ECR_REQUIRE_TORCH();
   const auto f = test::responder_fixture();
   const Bundle bundle = Bundle::open(f.bundle);
-  const Responder responder = Responder::load(bundle);
+  const Responder responder = Responder::load(bundle, ecr::test::gpt2_responder());
   const Dialog dialog = fixture_dialog();
   const Response r = responder.respond(dialog, fixture_recommendation());
 
@@ -441,7 +441,7 @@ TEST_CASE("responder: the prompt text and decoded texts for a fixture dialog") {
   const auto f = test::responder_fixture();
   const Bundle bundle = Bundle::open(f.bundle);
   const auto gpt2 = bundle_tokenizer(bundle, "gpt2");
-  const Responder responder = Responder::load(bundle);
+  const Responder responder = Responder::load(bundle, ecr::test::gpt2_responder());
   CHECK(responder.has_review_entities());
   CHECK(responder.knowledge_relations() ==
         std::vector<std::string>{"starring", "writer", "productionCompany", "director", "musicComposer"});
@@ -464,7 +464,7 @@ TEST_CASE("responder: the prompt text and decoded texts for a fixture dialog") {
   CHECK(r.text == clean_decoded(gpt2->decode(r.reply_ids)));
 
   // Two items in the reply: both named, knowledge and entities pooled.
-  ResponderOptions two;
+  ResponderOptions two = ecr::test::gpt2_responder();
   two.items_in_reply = 2;
   const Response both = Responder::load(bundle, two).respond(fixture_dialog(), fixture_recommendation());
   CHECK(both.template_ids == r.template_ids);
@@ -476,7 +476,7 @@ TEST_CASE("responder: the prompt text and decoded texts for a fixture dialog") {
       "Speed (1994)'s starring is Keanu Reeves<|endoftext|>First Sentence: "));
 
   // A short prompt limit keeps that many tokens, then eos.
-  ResponderOptions cut;
+  ResponderOptions cut = ecr::test::gpt2_responder();
   cut.prompt_max_tokens = 20;
   const Response shortened = Responder::load(bundle, cut).respond(fixture_dialog(), fixture_recommendation());
   REQUIRE(shortened.prompt_ids.size() == 21);
@@ -484,7 +484,7 @@ TEST_CASE("responder: the prompt text and decoded texts for a fixture dialog") {
   CHECK(shortened.prompt_ids.back() == kEos);
 
   // A seed samples the knowledge instead; the same seed, the same choice.
-  ResponderOptions seeded;
+  ResponderOptions seeded = ecr::test::gpt2_responder();
   seeded.knowledge_seed = 3;
   const Responder sampler = Responder::load(bundle, seeded);
   const Response s1 = sampler.respond(fixture_dialog(), fixture_recommendation());
@@ -498,7 +498,7 @@ TEST_CASE("responder: streaming and concurrent requests give the same reply") {
   ECR_REQUIRE_SHARED_DATA();
   ECR_REQUIRE_TORCH();
   const auto f = test::responder_fixture();
-  const Responder responder = Responder::load(f.bundle);
+  const Responder responder = Responder::load(f.bundle, ecr::test::gpt2_responder());
   const Dialog dialog = fixture_dialog();
   const Recommendation rec = fixture_recommendation();
   const Response plain = responder.respond(dialog, rec);
@@ -537,11 +537,11 @@ TEST_CASE("responder: relation lists from options or the bundle, and typed error
   const auto f = test::responder_fixture();
   const Bundle bundle = Bundle::open(f.bundle);
 
-  ResponderOptions company;
+  ResponderOptions company = ecr::test::gpt2_responder();
   company.knowledge_relations = {"productionCompany"};
   CHECK(texts(Responder::load(bundle, company).respond(fixture_dialog(), fixture_recommendation()).knowledge) ==
         std::vector<std::string>{"The Matrix (1999)'s productionCompany is Warner Bros."});
-  ResponderOptions unknown;
+  ResponderOptions unknown = ecr::test::gpt2_responder();
   unknown.knowledge_relations = {"cinematography"};
   CHECK_THROWS_AS(Responder::load(bundle, unknown), ConfigError);
 
@@ -555,22 +555,22 @@ TEST_CASE("responder: relation lists from options or the bundle, and typed error
     w.write(path);
     return Bundle::open(path);
   };
-  const Responder directors = Responder::load(rewrite({"director"}, "director"));
+  const Responder directors = Responder::load(rewrite({"director"}, "director"), ecr::test::gpt2_responder());
   CHECK(directors.knowledge_relations() == std::vector<std::string>{"director"});
   CHECK(texts(directors.respond(fixture_dialog(), fixture_recommendation()).knowledge) ==
         std::vector<std::string>{"The Matrix (1999)'s director is Lana Wachowski",
                                  "The Matrix (1999)'s director is Lilly Wachowski"});
-  CHECK_THROWS_AS(Responder::load(rewrite({"cinematography"}, "unknown")), ConfigError);
-  CHECK_THROWS_AS(Responder::load(rewrite("director", "not_a_list")), ConfigError);
+  CHECK_THROWS_AS(Responder::load(rewrite({"cinematography"}, "unknown"), ecr::test::gpt2_responder()), ConfigError);
+  CHECK_THROWS_AS(Responder::load(rewrite("director", "not_a_list"), ecr::test::gpt2_responder()), ConfigError);
 
-  ResponderOptions no_conv;
+  ResponderOptions no_conv = ecr::test::gpt2_responder();
   no_conv.components.conv_prompt = "nope";
   CHECK_THROWS_AS(Responder::load(bundle, no_conv), ConfigError);
-  ResponderOptions rec_as_conv;
+  ResponderOptions rec_as_conv = ecr::test::gpt2_responder();
   rec_as_conv.components.conv_prompt = "rec_prompt";
   CHECK_THROWS_AS(Responder::load(bundle, rec_as_conv), ConfigError);
 
-  const Responder responder = Responder::load(bundle);
+  const Responder responder = Responder::load(bundle, ecr::test::gpt2_responder());
   CHECK_THROWS_AS(responder.respond(fixture_dialog(), Recommendation{}), InputError);
   CHECK_THROWS_AS(responder.respond(Dialog{}, fixture_recommendation()), InputError);
   Dialog bad = fixture_dialog();

@@ -161,7 +161,7 @@ TEST_CASE("the shipped model ranks ReDial test movies better than popularity at 
 
 TEST_CASE("the shipped model's replies are English that names the recommended movie, and random weights' are not") {
   const Recommender recommender = Recommender::load(default_bundle_path());
-  const Responder responder = Responder::load(default_bundle_path());
+  const Responder responder = Responder::load(default_bundle_path(), ecr::test::gpt2_responder());
   for (const char* line : kUserLines) {
     const ReplyCheck c = reply_to(recommender, responder, line);
     INFO("user: " << line << "\nreply: " << c.reply << "\ntitle: " << c.title);
@@ -172,7 +172,7 @@ TEST_CASE("the shipped model's replies are English that names the recommended mo
   ECR_REQUIRE_TORCH();
   const fs::path random_bundle = test::recommender_fixture().bundle;
   const Recommender random_recommender = Recommender::load(random_bundle);
-  const Responder random_responder = Responder::load(random_bundle);
+  const Responder random_responder = Responder::load(random_bundle, ecr::test::gpt2_responder());
   for (const char* line : kUserLines) {
     const ReplyCheck c = reply_to(random_recommender, random_responder, line);
     INFO("user: " << line << "\nrandom reply: " << c.reply);

@@ -37,7 +37,7 @@ TEST_CASE("the trainer's smoke run: every loss falls, and its bundle recommends 
 
   const Bundle bundle = Bundle::open(dir / "ecr.ecr");
   const Recommender recommender = Recommender::load(bundle);
-  const Responder responder = Responder::load(bundle);
+  const Responder responder = Responder::load(bundle, ecr::test::gpt2_responder());
   RecommendRequest request;
   request.top_k = 3;
   const auto turn = Responder::converse(

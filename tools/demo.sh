@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job, end to end on a fresh machine from this repository alone: install what the demo
 # needs, build the `ecr` tool (build/src/ecr), check the shipped model (models/, trained on
-# ReDial by tools/train) and hold a short scripted chat with it: each user line is shown, then
-# the emotions read from it, the movies ranked and the reply.
+# ReDial by tools/train), fetch the LLM that writes the replies (tools/fetch_llm.sh; without it,
+# or without network, ECR's GPT-2 generator writes them) and hold a short scripted chat: each
+# user line is shown, then the emotions read from it, the movies ranked and the reply.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install_deps.sh --runtime
@@ -10,6 +11,8 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DECR_WITH_CUDA=OFF >/de
 cmake --build build -j"$(nproc)" --target ecr_cli
 
 bundle=models/ecr-redial-small.ecr
+echo "== the LLM for the replies (SmolLM2-135M-Instruct, tools/fetch_llm.sh)"
+tools/fetch_llm.sh || echo "   (not fetched: the replies come from ECR's GPT-2 generator)"
 echo "== the shipped model ($bundle, see models/README.md): ecr inspect --verify"
 build/src/ecr inspect "$bundle" --verify | tail -n 1
 echo "== ecr chat: a scripted dialog"

@@ -1,7 +1,7 @@
 """A small random-weight Llama GGUF file, written by the `gguf` package's GGUFWriter.
 
     python -m tools.make_llama_fixture --out F.gguf [--type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1] [--untied]
-        [--rope-scale FACTOR] [--seed S] [--break WHAT]
+        [--rope-scale FACTOR] [--seed S] [--break WHAT] [--chat] [--context N]
 
 2 blocks, width 64, 4 query heads sharing 2 key/value heads (head size 16), feed-forward 128,
 vocabulary 300, context 64, rope base 10000 (or 500000 with --rope-scale, which also sets a linear
@@ -12,6 +12,11 @@ norms in F32. --untied adds a separate `output` matrix; without it the head is t
 missing-tensor (no blk.1.ffn_up), missing-key (no llama.feed_forward_length), heads (head_count
 5, not dividing 64), zero-blocks (block_count 0), kv-heads (head_count_kv 3, not dividing 4), type (blk.0.ffn_up stored IQ4_NL,
 a ggml type ecr has no kernel for), arch (general.architecture gpt2).
+
+--chat adds what a chat model's file has (the LLM responder's fixture): a byte-level BPE tokenizer
+(tokenizer.ggml.model gpt2, pre gpt2) of the 256 byte tokens, a few merges and the control tokens
+<|endoftext|> (bos, eos), <|im_start|> and <|im_end|>, and a ChatML tokenizer.chat_template.
+--context sets the context length (default 64).
 
 Needs the PyPI package gguf (tools/setup_venv.sh installs it into build/venv).
 """
@@ -29,6 +34,29 @@ N_LAYER, N_EMBD, N_HEAD, N_HEAD_KV, N_FF, N_VOCAB, N_CTX = 2, 64, 4, 2, 128, 300
 BREAKS = ("shape", "missing-tensor", "missing-key", "heads", "zero-blocks", "kv-heads", "type", "arch")
 
 
+def byte_tokens():
+    """GPT-2's byte-to-character table: the text of the 256 byte tokens, in byte order."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    extra = iter(range(256, 512))
+    return [chr(b) if b in printable else chr(next(extra)) for b in range(256)]
+
+
+def add_chat_tokenizer(w):
+    merges = ["Ġ t", "h e", "Ġt he", "i n", "Ġ a"]
+    tokens = byte_tokens() + [m.replace(" ", "") for m in merges] + ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    assert len(tokens) <= N_VOCAB
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt2")
+    w.add_token_list(tokens)
+    w.add_token_types([1] * (len(tokens) - 3) + [3, 3, 3])
+    w.add_token_merges(merges)
+    w.add_bos_token_id(tokens.index("<|endoftext|>"))
+    w.add_eos_token_id(tokens.index("<|endoftext|>"))
+    w.add_chat_template("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] "
+                        "+ '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
+                        "{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
@@ -37,13 +65,17 @@ def main():
     ap.add_argument("--rope-scale", type=float)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--break", dest="broken", choices=BREAKS)
+    ap.add_argument("--chat", action="store_true")
+    ap.add_argument("--context", type=int, default=N_CTX)
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     qtype = TYPES[args.type]
 
     w = GGUFWriter(args.out, "gpt2" if args.broken == "arch" else "llama")
     w.add_block_count(0 if args.broken == "zero-blocks" else N_LAYER)
-    w.add_context_length(N_CTX)
+    w.add_context_length(args.context)
+    if args.chat:
+        add_chat_tokenizer(w)
     w.add_embedding_length(N_EMBD)
     if args.broken != "missing-key":
         w.add_feed_forward_length(N_FF)

@@ -12,6 +12,9 @@
 // tokens followed by the 2 tokens of "System:" (200 in all, where docs/math.md section 7 reads 200 + 2).
 // Text as ECR's code has it (src/pipeline/reply_text.hpp, retrieval.hpp): "Movie Name" keeps a
 // title's "(1999)"; KG neighbours lose theirs; review entities keep theirs.
+// The reply's writer may instead be an LLM (a Llama-architecture GGUF chat model, SmolLM2 by
+// default): it skips the template and reads ECR's retrieval-augmented prompt through the model's
+// chat template (src/pipeline/llm_prompt.hpp, docs/llm-replies.md).
 // Like the Recommender it is immutable after load and serves many threads at once.
 #pragma once
 
@@ -31,6 +34,13 @@ namespace ecr {
 
 // As RecommenderOptions, the engine's options come first and apply to an Engine made by
 // Responder::load(path or bundle).
+// Who writes the reply: ECR's GPT-2 generator (section 8) or an LLM. automatic: the LLM when
+// llm_path is given or default_llm_path() finds one (and the engine runs on the cpu), else GPT-2.
+enum class ReplyGenerator { automatic, gpt2, llm };
+// "auto", "gpt2", "llm"; parse_reply_generator is an InputError for another name.
+std::string_view reply_generator_name(ReplyGenerator generator);
+ReplyGenerator parse_reply_generator(std::string_view name);
+
 struct ResponderOptions : EngineOptions {
   // Section 2 (UniCRS's conv inputs are the rec ones): GPT-2 context tokens, "System:"
   // included; RoBERTa prompt tokens, <s> included; context entities.
@@ -61,6 +71,22 @@ struct ResponderOptions : EngineOptions {
   std::vector<std::string> knowledge_relations;
   // Knowledge choice: most frequent first (deterministic) unless a seed asks for sampling.
   std::optional<std::uint64_t> knowledge_seed;
+
+  // The LLM generator, loaded once at load (cpu only) and shared by every request.
+  ReplyGenerator generator = ReplyGenerator::automatic;
+  std::filesystem::path llm_path;  // empty: default_llm_path()
+  std::string chat_template;       // empty: the file's tokenizer.chat_template (else chatml, llama2...)
+  // Its decoding: greedy with a repetition penalty; a temperature > 0 samples with `seed`. Empty
+  // stop_tokens: the model's end-of-turn tokens (text::end_of_turn_tokens).
+  lm::GenerateOptions llm_generation = [] {
+    lm::GenerateOptions g;
+    g.max_new_tokens = 120;
+    g.repetition_penalty = 1.1f;
+    return g;
+  }();
+  std::size_t llm_dialog_turns = 4;    // the dialog's last turns the LLM reads
+  std::size_t llm_knowledge = 6;       // KG facts in its prompt, at most
+  std::size_t llm_review_entities = 3; // review entities in its prompt, at most
 };
 
 struct KnowledgeTriple {
@@ -70,12 +96,14 @@ struct KnowledgeTriple {
 
 struct Response {
   std::string text;          // the reply
+  ReplyGenerator generator = ReplyGenerator::gpt2;  // who wrote it: gpt2 or llm
   std::string template_text; // first sentence with <movie> slots, as the backbone wrote it
   std::string first_sentence;  // the template with the items filled in
   std::vector<RecommendedItem> items;  // the items the reply names (items_in_reply, distinct)
   std::vector<std::string> review_entities;
   std::vector<KnowledgeTriple> knowledge;
-  // The generator's prompt (section 8), byte for byte, its final <|endoftext|> included.
+  // The generator's prompt (section 8), byte for byte, its final <|endoftext|> included; for
+  // the LLM, the chat prompt its template renders (a message's control-token spellings as typed).
   std::string prompt_text;
   TurnEmotions user_emotions;
   // Inputs and outputs as the models saw them, for debugging and the torch parity tests.
@@ -84,7 +112,7 @@ struct Response {
   std::vector<std::int32_t> conv_entities;       // the conv prompt's entities
   std::vector<std::int32_t> template_ids;        // backbone's new tokens (a final eos included)
   std::vector<std::int32_t> prompt_ids;          // generator input: <= prompt_max_tokens + eos
-  std::vector<std::int32_t> reply_ids;           // generator's new tokens (a final eos included)
+  std::vector<std::int32_t> reply_ids;           // generator's new tokens (a final eos / end of turn included)
 };
 
 // Called with each decoded piece of the reply as soon as it is known; return false to stop.
@@ -97,6 +125,9 @@ class Responder {
   // Throws ConfigError / FormatError / ShapeError naming the bundle, component and tensor when
   // the backbone, text encoder, conv prompt, generator or KG are missing or do not fit together.
   // The review entities are optional: without them "Related Entities" reads "None".
+  // The LLM, when chosen, loads here too: IoError / FormatError for a file that is not a readable
+  // GGUF, ConfigError for one that is not a Llama-architecture model with a tokenizer, or for the
+  // LLM on a device other than the cpu.
   static Responder load(const std::filesystem::path& bundle, ResponderOptions options = {});
   static Responder load(const Bundle& bundle, ResponderOptions options = {});
   // A view over a loaded engine: a Recommender made from the same engine shares its backbone,
@@ -114,6 +145,8 @@ class Responder {
   // The knowledge relations in use, as the prompt names them.
   std::vector<std::string> knowledge_relations() const;
   bool has_review_entities() const;
+  // The generator in use: gpt2 or llm (automatic resolved at load).
+  ReplyGenerator generator() const;
 
   // Recommend, then respond, with a Recommender loaded from the same bundle.
   struct Turn {

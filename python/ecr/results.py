@@ -153,7 +153,8 @@ class Knowledge:
 class Response:
     """Responder.respond's answer: the reply and what grounded it. template is the backbone's
     first sentence with <movie> slots, first_sentence the same with the items' names; prompt_text
-    is the generator's prompt byte for byte. recommendation is the one the reply is about."""
+    is the generator's prompt byte for byte (the LLM's: its chat prompt). generator says who wrote
+    the reply, "gpt2" or "llm" (which writes no template). recommendation is the one the reply is about."""
 
     text: str
     template: str
@@ -170,6 +171,7 @@ class Response:
     prompt_ids: np.ndarray
     reply_ids: np.ndarray
     recommendation: Optional[Recommendation] = None
+    generator: str = "gpt2"
 
 
 @dataclass(frozen=True, **_SLOTS)

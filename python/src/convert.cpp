@@ -215,7 +215,8 @@ py::object response_object(const Response& r, py::object recommendation) {
   return t.response(r.text, r.template_text, r.first_sentence, items_list(r.items), py::cast(r.review_entities),
                     knowledge, r.prompt_text, emotions_tuple(r.user_emotions), array_of(r.template_input_ids),
                     array_of(r.conv_prompt_ids), array_of(r.conv_entities), array_of(r.template_ids),
-                    array_of(r.prompt_ids), array_of(r.reply_ids), std::move(recommendation));
+                    array_of(r.prompt_ids), array_of(r.reply_ids), std::move(recommendation),
+                    py::arg("generator") = std::string(reply_generator_name(r.generator)));
 }
 
 }  // namespace ecr::python

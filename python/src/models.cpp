@@ -196,7 +196,9 @@ Chat load_responder(py::handle path, py::object recommender, long long threads, 
                     long long top_k, long long items, long long max_new_tokens, float temperature,
                     long long sample_top_k, float top_p, float repetition_penalty, long long no_repeat_ngram,
                     std::uint64_t seed, std::optional<std::uint64_t> knowledge_seed,
-                    std::optional<std::vector<std::string>> relations, bool link_text, bool verify_checksums) {
+                    std::optional<std::vector<std::string>> relations, bool link_text, bool verify_checksums,
+                    const std::string& generator, std::optional<std::string> llm, std::optional<std::string> chat_template,
+                    long long llm_max_new_tokens, float llm_repetition_penalty) {
   const EngineOptions engine_opts = engine_options(threads, device, verify_checksums);
   if (top_k < 1) fail<InputError>("top_k must be at least 1, got {}", top_k);
   if (items < 1) fail<InputError>("items must be at least 1, got {}", items);
@@ -212,6 +214,16 @@ Chat load_responder(py::handle path, py::object recommender, long long threads, 
   options.knowledge_seed = knowledge_seed;
   if (relations) options.knowledge_relations = *relations;
   check_generate_options(options.generation);
+  options.generator = parse_reply_generator(generator);
+  if (llm) options.llm_path = *llm;
+  if (chat_template) options.chat_template = *chat_template;
+  options.llm_generation.max_new_tokens = llm_max_new_tokens;
+  options.llm_generation.repetition_penalty = llm_repetition_penalty;
+  options.llm_generation.temperature = temperature;
+  options.llm_generation.top_k = sample_top_k;
+  options.llm_generation.top_p = top_p;
+  options.llm_generation.seed = seed;
+  check_generate_options(options.llm_generation);
 
   // The Responder shares the engine of the Recommender it is given (one load of the
   // backbone, text encoder and KG), else both come from one new engine.
@@ -345,13 +357,19 @@ threads; respond() and stream() release the GIL.)doc")
           py::arg("temperature") = 0.0f, py::arg("sample_top_k") = 0, py::arg("top_p") = 1.0f,
           py::arg("repetition_penalty") = 1.0f, py::arg("no_repeat_ngram") = 3, py::arg("seed") = 0,
           py::arg("knowledge_seed") = py::none(), py::arg("relations") = py::none(), py::arg("link_text") = true,
-          py::arg("verify_checksums") = true, R"doc(
+          py::arg("verify_checksums") = true, py::arg("generator") = "auto", py::arg("llm") = py::none(),
+          py::arg("chat_template") = py::none(), py::arg("llm_max_new_tokens") = 120,
+          py::arg("llm_repetition_penalty") = 1.1f, R"doc(
 Loads the Responder, and a Recommender from the same bundle unless one is given. path: a bundle
 file, an ecr.Bundle, or None (the recommender's bundle, else the shipped model). top_k: items
 ranked per request; items: how many the reply names. Decoding is ECR's (greedy, no repeated
 3-grams, 150 tokens at most) unless temperature > 0 samples, with sample_top_k, top_p, seed.
 knowledge_seed samples review entities and KG triples as ECR does (default: most frequent first);
-relations: the KG relations for knowledge (default: the bundle's, else ECR's).)doc")
+relations: the KG relations for knowledge (default: the bundle's, else ECR's).
+generator: "llm" (a Llama GGUF chat model given by llm, default $ECR_LLM or the installed
+SmolLM2, prompted with ECR's retrieval through its chat template, or chat_template by name),
+"gpt2" (ECR's generator) or "auto" (llm when one is given or installed). The LLM decodes greedily
+with llm_repetition_penalty, at most llm_max_new_tokens, unless temperature > 0 samples.)doc")
       .def(
           "respond",
           [](const Chat& chat, py::handle dialog, py::object recommendation, std::optional<long long> top_k) {
@@ -389,6 +407,7 @@ known); the ecr.ReplyStream's .response is the full ecr.Response at the end.)doc
       .def_property_readonly("recommender", [](const Chat& chat) { return chat.recommender; })
       .def_property_readonly("knowledge_relations", [](const Chat& chat) { return chat.responder.knowledge_relations(); })
       .def_property_readonly("has_review_entities", [](const Chat& chat) { return chat.responder.has_review_entities(); })
+      .def_property_readonly("generator", [](const Chat& chat) { return std::string(reply_generator_name(chat.responder.generator())); })
       .def("__repr__", [](const Chat& chat) {
         return fmt::format("ecr.Responder('{}', top_k={}, items={})", chat.recommender.bundle().label(), chat.top_k,
                            chat.responder.options().items_in_reply);

@@ -129,7 +129,7 @@ def test_dialog_text_with_bytes_after_a_nul_is_refused_naming_the_offset():
 def test_eight_threads_iterating_one_reply_stream_end_without_deadlock(tiny):
     done = run_child(f"""
         import threading
-        responder = ecr.Responder.load({str(tiny.bundle)!r}, max_new_tokens=40)
+        responder = ecr.Responder.load({str(tiny.bundle)!r}, max_new_tokens=40, generator="gpt2")
         dialog = {{"turns": [{{"role": "user", "text": "I loved The Matrix, anything like it?"}}]}}
         expected = responder.respond(dialog).text
         stream = responder.stream(dialog)

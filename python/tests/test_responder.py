@@ -15,7 +15,7 @@ from test_recommender import feedback_as_json, item_as_json
 
 @pytest.fixture(scope="module")
 def responder(tiny):
-    return ecr.Responder.load(tiny.bundle)
+    return ecr.Responder.load(tiny.bundle, generator="gpt2")
 
 
 def as_cli_json(response):
@@ -23,7 +23,7 @@ def as_cli_json(response):
     return {"items": [item_as_json(i) for i in response.recommendation.items],
             "user_emotions": [{"label": e.label, "prob": e.prob} for e in response.recommendation.user_emotions],
             "feedback": feedback_as_json(response.recommendation.feedback),
-            "reply": response.text, "template": response.template, "first_sentence": response.first_sentence,
+            "generator": response.generator, "reply": response.text, "template": response.template, "first_sentence": response.first_sentence,
             "reply_items": [{"id": i.id, "name": i.name} for i in response.items],
             "review_entities": response.review_entities, "knowledge": [k.text for k in response.knowledge],
             "prompt_text": response.prompt_text, "template_ids": response.template_ids.tolist(),
@@ -35,7 +35,7 @@ def test_replies_match_the_cpp_library(tiny, responder):
     for dialog in (labelled_dialog(graph), plain_dialog(), no_entity_dialog()):
         response = responder.respond(dialog)
         assert isinstance(response, ecr.Response) and isinstance(response.recommendation, ecr.Recommendation)
-        want = cli_json("respond", "--bundle", tiny.bundle, dialog=dialog)
+        want = cli_json("respond", "--generator", "gpt2", "--bundle", tiny.bundle, dialog=dialog)
         assert want.pop("untrained") is True
         got = as_cli_json(response)
         for field in want:
@@ -46,14 +46,14 @@ def test_replies_match_the_cpp_library(tiny, responder):
 
     # Sampled replies too: same seed, same tokens.
     dialog = plain_dialog()
-    sampled = ecr.Responder.load(tiny.bundle, temperature=0.9, top_p=0.95, seed=11).respond(dialog)
-    want = cli_json("respond", "--bundle", tiny.bundle, "--temperature", 0.9, "--top-p", 0.95, "--seed", 11,
+    sampled = ecr.Responder.load(tiny.bundle, generator="gpt2", temperature=0.9, top_p=0.95, seed=11).respond(dialog)
+    want = cli_json("respond", "--generator", "gpt2", "--bundle", tiny.bundle, "--temperature", 0.9, "--top-p", 0.95, "--seed", 11,
                     dialog=dialog)
     assert sampled.reply_ids.tolist() == want["reply_ids"] and sampled.text == want["reply"]
 
 
 def test_respond_takes_a_recommendation_and_shares_the_recommender(tiny, tiny_recommender):
-    responder = ecr.Responder.load(recommender=tiny_recommender, top_k=3)
+    responder = ecr.Responder.load(recommender=tiny_recommender, generator="gpt2", top_k=3)
     assert responder.recommender.bundle.label == tiny_recommender.bundle.label
     dialog = plain_dialog()
     rec = tiny_recommender.recommend(dialog, top_k=3)
@@ -62,7 +62,7 @@ def test_respond_takes_a_recommendation_and_shares_the_recommender(tiny, tiny_re
     assert given.items[0] == rec.items[0]
     fresh = responder.respond(dialog)
     assert fresh.text == given.text and fresh.recommendation.items == rec.items
-    two = ecr.Responder.load(recommender=tiny_recommender, items=2).respond(dialog)
+    two = ecr.Responder.load(recommender=tiny_recommender, generator="gpt2", items=2).respond(dialog)
     assert [i.id for i in two.items] == [i.id for i in two.recommendation.items[:2]]
     with pytest.raises(TypeError, match="Recommendation"):
         responder.respond(dialog, recommendation={"items": []})
@@ -84,7 +84,7 @@ def test_streaming_yields_whole_characters_that_add_up_to_the_reply(tiny, respon
     # pieces still carry only whole ones (a split one would not even decode into a str).
     multibyte = 0
     for seed in range(12):
-        sampling = ecr.Responder.load(recommender=responder.recommender, temperature=1.5, seed=seed,
+        sampling = ecr.Responder.load(recommender=responder.recommender, generator="gpt2", temperature=1.5, seed=seed,
                                       no_repeat_ngram=0, max_new_tokens=60)
         stream = sampling.stream(dialog)
         pieces = list(stream)
@@ -134,3 +134,12 @@ def test_responder_options_are_checked(tiny):
         ecr.Responder.load(tiny.bundle, top_p=1.5)
     with pytest.raises(ecr.InputError):
         ecr.Responder.load(tiny.bundle, items=0)
+
+
+def test_generator_is_chosen_at_load(tiny, responder):
+    assert responder.generator == "gpt2"
+    assert responder.respond(plain_dialog()).generator == "gpt2"
+    with pytest.raises(ecr.IoError, match="missing.gguf"):
+        ecr.Responder.load(tiny.bundle, generator="llm", llm="/nonexistent/missing.gguf")
+    with pytest.raises(ecr.InputError, match="gpt3"):
+        ecr.Responder.load(tiny.bundle, generator="gpt3")

@@ -26,7 +26,7 @@ def test_the_shipped_model_recommends_and_replies_as_the_cpp_library(shipped, re
     assert [(i.id, i.name, i.score) for i in rec.items] == [(i["id"], i["name"], i["score"]) for i in want["items"]]
     assert rec.all_scores.tolist() == want["all_scores"]
 
-    response = ecr.Responder.load(recommender=recommender).respond(HORROR_FAN)
-    want = cli_json("respond", "--bundle", shipped, dialog=HORROR_FAN)
+    response = ecr.Responder.load(recommender=recommender, generator="gpt2").respond(HORROR_FAN)
+    want = cli_json("respond", "--generator", "gpt2", "--bundle", shipped, dialog=HORROR_FAN)
     assert response.text == want["reply"] and response.reply_ids.tolist() == want["reply_ids"]
 

@@ -50,13 +50,21 @@ void remember(Dialog& dialog, const Recommendation& r) {
 void declare_conversation_options(Args& args) {
   args.option("bundle", "BUNDLE", kBundleHelp)
       .option("top-k", "K", "items to rank", "5")
+      .option("generator", "G", "who writes the reply: llm (a GGUF chat model, docs/llm-replies.md), gpt2 (ECR's "
+              "generator) or auto (llm when --llm is given or the default LLM is installed, else gpt2)", "auto")
+      .option("llm", "FILE.gguf", "the LLM (a Llama-architecture GGUF chat model; default: $ECR_LLM, else "
+              "SmolLM2-135M-Instruct where tools/fetch_llm.sh puts it)")
+      .option("chat-template", "NAME", "the LLM's chat template instead of its file's: chatml, llama2, llama3, "
+              "zephyr or mistral")
       .option("items", "N", "recommended items the reply names (ECR: 1)", "1")
-      .option("max-new-tokens", "N", "most tokens of the reply (ECR: 150)", "150")
-      .option("temperature", "T", "0: greedy (ECR); > 0: sample the reply at this temperature", "0")
+      .option("max-new-tokens", "N", "gpt2: most tokens of the reply (ECR: 150)", "150")
+      .option("llm-max-new-tokens", "N", "llm: most tokens of the reply", "120")
+      .option("llm-repetition-penalty", "R", "llm: HF repetition penalty (1: none)", "1.1")
+      .option("temperature", "T", "0: greedy (ECR); > 0: sample the reply at this temperature (either generator)", "0")
       .option("sample-top-k", "K", "sampling: keep the K most likely tokens (0: all)", "0")
       .option("top-p", "P", "sampling: nucleus probability", "1")
-      .option("repetition-penalty", "R", "HF repetition penalty (1: none)", "1")
-      .option("no-repeat-ngram", "N", "never repeat an n-gram of this size (ECR: 3; 0: off)", "3")
+      .option("repetition-penalty", "R", "gpt2: HF repetition penalty (1: none)", "1")
+      .option("no-repeat-ngram", "N", "gpt2: never repeat an n-gram of this size (ECR: 3; 0: off)", "3")
       .option("seed", "S", "sampling seed for the reply", "0")
       .option("knowledge-seed", "S", "sample review entities and KG triples as ECR does (default: most frequent first)")
       .option("relations", "LIST", "comma-separated KG relations for knowledge (default: the bundle's, else ECR's)")
@@ -85,6 +93,16 @@ ConversationOptions conversation_options(const Args& args) {
   resp.generation.seed = static_cast<std::uint64_t>(at_least(args, "seed", 0));
   if (args.has("knowledge-seed"))
     resp.knowledge_seed = static_cast<std::uint64_t>(at_least(args, "knowledge-seed", 0));
+  resp.generator = parse_reply_generator(args.get("generator"));
+  if (args.has("llm")) resp.llm_path = args.get("llm");
+  if (args.has("chat-template")) resp.chat_template = args.get("chat-template");
+  resp.llm_generation.max_new_tokens = at_least(args, "llm-max-new-tokens", 1);
+  resp.llm_generation.repetition_penalty = static_cast<float>(args.get_double("llm-repetition-penalty"));
+  resp.llm_generation.temperature = resp.generation.temperature;
+  resp.llm_generation.top_k = resp.generation.top_k;
+  resp.llm_generation.top_p = resp.generation.top_p;
+  resp.llm_generation.seed = resp.generation.seed;
+  lm::check_generate_options(resp.llm_generation);
   if (args.has("relations")) resp.knowledge_relations = split_list(args.get("relations"));
   o.top_k = static_cast<std::size_t>(at_least(args, "top-k", 1));
   return o;
@@ -131,6 +149,7 @@ nlohmann::json turn_json(const Conversation& c, const Responder::Turn& turn) {
           {"items", std::move(items)},
           {"user_emotions", emotions_json(rec.user_emotions)},
           {"feedback", feedback_json(rec.feedback)},
+          {"generator", reply_generator_name(r.generator)},
           {"reply", r.text},
           {"template", r.template_text},
           {"first_sentence", r.first_sentence},

@@ -43,7 +43,7 @@ Conversation open_conversation(const ConversationOptions& options);
 // The warning a bundle of random weights deserves, or "" for a trained one.
 std::string untrained_note(const Conversation& c);
 
-// {"untrained", "items" (listening.hpp's item_json), "user_emotions", "feedback", "reply", "template", "first_sentence", "reply_items",
+// {"untrained", "items" (listening.hpp's item_json), "user_emotions", "feedback", "generator" (gpt2 or llm), "reply", "template", "first_sentence", "reply_items",
 //  "review_entities", "knowledge", "prompt_text", "template_ids", "reply_ids"}
 nlohmann::json turn_json(const Conversation& c, const Responder::Turn& turn);
 // The ranked items with one explanation each, the user's emotions as the prompt took them and

@@ -28,7 +28,8 @@ int respond_once(const Conversation& c, const Dialog& dialog, bool as_json) {
     std::fflush(stdout);
     return true;
   });
-  fmt::print("\n\ntemplate: {}\n", printable(r.template_text));
+  fmt::print("\n\ngenerator: {}\n", reply_generator_name(r.generator));
+  if (r.generator == ReplyGenerator::gpt2) fmt::print("template: {}\n", printable(r.template_text));
   for (const auto& e : r.review_entities) fmt::print("review entity: {}\n", printable(e));
   for (const auto& t : r.knowledge) fmt::print("knowledge: {}\n", printable(t.text()));
   return 0;
@@ -38,7 +39,8 @@ int respond(const Argv& argv) {
   Args args("ecr respond [--bundle BUNDLE] DIALOG.json [options]",
             "Recommends items for a dialog and writes ECR's reply about the best one (docs/math.md sections 7, 8):\n"
             "the template from the backbone with the conv prompt, review entities and KG knowledge of the item,\n"
-            "then the generator. The reply streams as it decodes; --json prints one JSON object instead." +
+            "then the generator; or, with the LLM (--generator, the default when one is installed), ECR's\n"
+            "retrieval-augmented prompt through the LLM's chat template (docs/llm-replies.md). The reply streams as it decodes; --json prints one JSON object instead." +
                 emotion_labels_help());
   args.positional("DIALOG", kDialogHelp, false);
   declare_conversation_options(args);

@@ -7,6 +7,11 @@
 #include <set>
 
 #include "ecr/core/thread_pool.hpp"
+#include "ecr/default_bundle.hpp"
+#include "ecr/io/gguf.hpp"
+#include "ecr/models/llama.hpp"
+#include "ecr/text/chat_template.hpp"
+#include "ecr/text/gguf_tokenizer.hpp"
 #include "ecr/models/entity_encoder.hpp"
 #include "ecr/models/gpt2.hpp"
 #include "ecr/models/prompt_encoder.hpp"
@@ -17,6 +22,7 @@
 #ifdef ECR_WITH_CUDA
 #include "engine_cuda.hpp"
 #endif
+#include "llm_prompt.hpp"
 #include "reply_text.hpp"
 #include "retrieval.hpp"
 
@@ -47,7 +53,51 @@ Dialog model_view(const Dialog& dialog, const Recommendation& recommendation) {
   return view;
 }
 
+// The user's emotions as words, strongest first (the classifier's or the host's labels).
+std::vector<std::string> emotion_words(const TurnEmotions& e) {
+  std::vector<std::string> words;
+  for (std::int32_t id : e.ids)
+    if (id != kPadEmotion && id >= 0 && static_cast<std::size_t>(id) < kEmotionLabels.size())
+      words.emplace_back(kEmotionLabels[static_cast<std::size_t>(id)]);
+  return words;
+}
+
+// The LLM, its tokenizer and chat template, loaded once and shared by every request.
+struct Llm {
+  LlamaModel model;
+  std::shared_ptr<const Tokenizer> tokenizer;
+  text::ChatTemplate chat;
+  std::vector<std::int32_t> end_of_turn;
+};
+
+std::shared_ptr<const Llm> load_llm(const std::filesystem::path& path, const std::string& chat_template,
+                                    std::shared_ptr<ThreadPool> pool) {
+  const gguf::File file = gguf::File::open(path);
+  auto tokenizer = text::tokenizer_from_gguf(file);
+  auto chat = text::ChatTemplate::from_gguf(
+      file, chat_template.empty() ? std::nullopt : std::optional<std::string_view>(chat_template));
+  auto end_of_turn = text::end_of_turn_tokens(*tokenizer);
+  return std::make_shared<const Llm>(Llm{LlamaModel::load(file, std::move(pool)), std::move(tokenizer),
+                                         std::move(chat), std::move(end_of_turn)});
+}
+
 }  // namespace
+
+std::string_view reply_generator_name(ReplyGenerator generator) {
+  switch (generator) {
+    case ReplyGenerator::gpt2: return "gpt2";
+    case ReplyGenerator::llm: return "llm";
+    case ReplyGenerator::automatic: break;
+  }
+  return "auto";
+}
+
+ReplyGenerator parse_reply_generator(std::string_view name) {
+  if (name == "gpt2") return ReplyGenerator::gpt2;
+  if (name == "llm") return ReplyGenerator::llm;
+  if (name == "auto") return ReplyGenerator::automatic;
+  fail<InputError>("generator '{}': expected llm, gpt2 or auto", name);
+}
 
 std::string KnowledgeTriple::text() const { return movie + "'s " + relation + " is " + entity; }
 
@@ -71,8 +121,12 @@ struct Responder::Impl {
   std::vector<responder::KnowledgeRelation> relations;
   std::vector<std::int32_t> system_cue;
   std::int32_t context_eos = 0, prompt_cls = 0, generator_eos = 0;
+  std::shared_ptr<const Llm> llm;  // set when the LLM writes the replies
 
   Impl(const Engine& e, ResponderOptions o);
+  // The LLM's reply (docs/llm-replies.md): retrieval, prompt, chat template, decoding.
+  void respond_with_llm(const Dialog& view, std::span<const responder::PromptItem> items, Response& r,
+                        const ReplyStream& stream) const;
   Response respond(const Dialog& dialog, const Recommendation& recommendation, const ReplyStream& stream) const;
   std::vector<std::int32_t> write_template(const Dialog& view, Response& r) const;
   // The generator's reply to its prompt, on the engine's device.
@@ -148,6 +202,26 @@ Responder::Impl::Impl(const Engine& e, ResponderOptions o)
   } else {
     relations = responder::resolve_relations(kg, responder::kDefaultKnowledgeRelations, false);
   }
+
+  // The LLM: named or found; a file that is not a Llama chat model fails the load, not a request.
+  std::optional<std::filesystem::path> llm_path;
+  if (options.generator != ReplyGenerator::gpt2)
+    llm_path = options.llm_path.empty() ? default_llm_path() : std::optional(options.llm_path);
+  if (options.generator == ReplyGenerator::llm && !llm_path) {
+    std::string tried;
+    for (const auto& place : default_llm_candidates()) tried += (tried.empty() ? "" : ", ") + place.string();
+    fail<ConfigError>("responder: generator llm needs an LLM: pass --llm FILE.gguf, set ECR_LLM or run "
+                      "tools/fetch_llm.sh (tried: {})", tried);
+  }
+  if (llm_path && on_device) {
+    if (options.generator == ReplyGenerator::llm || !options.llm_path.empty())
+      fail<ConfigError>("responder: the LLM generator runs on the cpu only (device {})", engine.options().device.str());
+    llm_path.reset();  // automatic on a device: ECR's generator
+  }
+  if (llm_path) {
+    lm::check_generate_options(options.llm_generation);
+    llm = load_llm(*llm_path, options.chat_template, e.impl().pool);
+  }
 }
 
 // docs/math.md section 7, as UniCRS's conv model runs it: the conv prompt over the RoBERTa context and the
@@ -214,6 +288,11 @@ Response Responder::Impl::respond(const Dialog& dialog, const Recommendation& re
     r.items.push_back(item);
   }
 
+  if (llm) {
+    respond_with_llm(view, items, r, stream);
+    return r;
+  }
+
   // Section 7: the template, then its slots filled.
   r.template_text = responder::template_from_decoded(context_tokenizer.decode(write_template(view, r)));
   r.first_sentence = responder::fill_template(r.template_text, names);
@@ -239,6 +318,52 @@ Response Responder::Impl::respond(const Dialog& dialog, const Recommendation& re
   r.text = responder::clean_decoded(generator_tokenizer.decode(r.reply_ids));
   streamer.finish(r.text);
   return r;
+}
+
+void Responder::Impl::respond_with_llm(const Dialog& view, std::span<const responder::PromptItem> items, Response& r,
+                                       const ReplyStream& stream) const {
+  r.generator = ReplyGenerator::llm;
+  std::optional<std::mt19937_64> rng;
+  if (options.knowledge_seed) rng.emplace(*options.knowledge_seed);
+  if (reviews)
+    r.review_entities =
+        responder::choose_review_entities(*reviews, items, options.llm_review_entities, rng ? &*rng : nullptr);
+  r.knowledge = responder::choose_knowledge(kg, items, relations, options.llm_knowledge, rng ? &*rng : nullptr);
+
+  responder::LlmPromptFacts facts;
+  facts.emotions = emotion_words(r.user_emotions);
+  for (const auto& item : items) facts.movies.push_back(item.name);
+  facts.knowledge = r.knowledge;
+  facts.review_entities = r.review_entities;
+  const std::size_t first = view.turns.size() - std::min(view.turns.size(), options.llm_dialog_turns);
+  for (std::size_t t = first; t < view.turns.size(); ++t)
+    facts.turns.push_back({view.turns[t].role == Role::user ? "user" : "assistant", view.turns[t].text});
+  const auto messages = responder::llm_prompt_messages(facts, llm->chat.family() != text::ChatTemplate::Family::mistral);
+  const std::string opening = responder::llm_reply_opening(facts);
+  r.prompt_text = llm->chat.render(messages, true) + opening;
+  r.prompt_ids = text::encode_chat(*llm->tokenizer, llm->chat, messages, true);
+  const std::vector<std::int32_t> opening_ids = llm->tokenizer->encode(opening);
+  r.prompt_ids.insert(r.prompt_ids.end(), opening_ids.begin(), opening_ids.end());
+
+  lm::GenerateOptions decoding = options.llm_generation;
+  if (decoding.stop_tokens.empty()) decoding.stop_tokens = llm->end_of_turn;
+  const auto ends_turn = [&decoding](std::int32_t token) {
+    return std::find(decoding.stop_tokens.begin(), decoding.stop_tokens.end(), token) != decoding.stop_tokens.end();
+  };
+  // The opening is the reply's first words: streamed first, and decoded with the new tokens so
+  // that the text joins them as the tokenizer does.
+  responder::ReplyTextStream streamer(*llm->tokenizer, stream);
+  for (std::int32_t token : opening_ids) streamer.push(token);
+  decoding.on_token = [&, host = options.llm_generation.on_token](std::int32_t token) {
+    const bool go_on = !host || host(token);
+    return (ends_turn(token) || streamer.push(token)) && go_on;  // the end of turn is no text
+  };
+  r.reply_ids = lm::generate(llm->model, r.prompt_ids, decoding).tokens;
+  std::vector<std::int32_t> said = opening_ids;
+  said.insert(said.end(), r.reply_ids.begin(), r.reply_ids.end());
+  if (!r.reply_ids.empty() && ends_turn(said.back())) said.pop_back();
+  r.text = responder::clean_decoded(llm->tokenizer->decode(said));
+  streamer.finish(r.text);
 }
 
 lm::Generation Responder::Impl::reply(std::span<const std::int32_t> prompt, const lm::GenerateOptions& decoding) const {
@@ -288,6 +413,7 @@ const ResponderOptions& Responder::options() const { return impl_->options; }
 const Engine& Responder::engine() const { return impl_->engine; }
 const KnowledgeGraph& Responder::graph() const { return impl_->kg; }
 bool Responder::has_review_entities() const { return impl_->reviews.has_value(); }
+ReplyGenerator Responder::generator() const { return impl_->llm ? ReplyGenerator::llm : ReplyGenerator::gpt2; }
 
 std::vector<std::string> Responder::knowledge_relations() const {
   std::vector<std::string> names;

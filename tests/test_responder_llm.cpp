@@ -1,0 +1,322 @@
+// The Responder's LLM generator (src/pipeline/llm_prompt.hpp): a random-weight Llama GGUF file with
+// a byte-level tokenizer and a ChatML template (tools/make_llama_fixture.py --chat) writes the
+// reply on the tiny responder bundle, checked against lm::generate on the chat prompt built
+// independently here; then SmolLM2 on real dialogs when it is installed.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <regex>
+
+#include <nlohmann/json.hpp>
+
+#include "ecr/default_bundle.hpp"
+#include "ecr/io/gguf.hpp"
+#include "ecr/models/llama.hpp"
+#include "ecr/recommender.hpp"
+#include "ecr/responder.hpp"
+#include "ecr/text/chat_template.hpp"
+#include "ecr/text/gguf_tokenizer.hpp"
+#include "pipeline/llm_prompt.hpp"
+#include "responder_fixture.hpp"
+#include "support.hpp"
+
+using namespace ecr;
+using namespace ecr::test;
+
+namespace {
+
+fs::path venv_python() { return ECR_VENV_PYTHON; }
+
+bool have_gguf() {
+  return run_command(fmt::format("'{}' -c 'import gguf' >/dev/null 2>&1", venv_python().string())) == 0;
+}
+
+#define REQUIRE_GGUF()                                                                                      \
+  do {                                                                                                      \
+    if (!have_gguf()) {                                                                                     \
+      MESSAGE("skipped: no python with the gguf package at " << venv_python() << " (run tools/setup_venv.sh)"); \
+      return;                                                                                               \
+    }                                                                                                       \
+  } while (0)
+
+fs::path llama_fixture(const std::string& name, const std::string& options) {
+  const fs::path path = temp_dir("responder_llm_" + name) / (name + ".gguf");
+  std::string out;
+  const int rc = run_command(fmt::format("PYTHONPATH='{}' '{}' -m tools.make_llama_fixture --out '{}' {} 2>&1",
+                                         source_dir().string(), venv_python().string(), path.string(), options),
+                             &out);
+  REQUIRE_MESSAGE(rc == 0, out);
+  return path;
+}
+
+fs::path chat_fixture() { return llama_fixture("chat", "--chat --context 512 --seed 5"); }
+
+// $name set to `value` (or unset) while in scope.
+struct EnvVar {
+  std::string name;
+  std::optional<std::string> old;
+  EnvVar(std::string n, const std::optional<std::string>& value) : name(std::move(n)) {
+    if (const char* v = std::getenv(name.c_str())) old = v;
+    if (value)
+      ::setenv(name.c_str(), value->c_str(), 1);
+    else
+      ::unsetenv(name.c_str());
+  }
+  ~EnvVar() {
+    if (old)
+      ::setenv(name.c_str(), old->c_str(), 1);
+    else
+      ::unsetenv(name.c_str());
+  }
+};
+
+Dialog sad_dialog() {
+  return Dialog::parse(R"J({"turns": [
+    {"role": "system", "text": "Hello! What do you like to watch?"},
+    {"role": "user", "text": "I loved Speed (1994), but today I feel sad.", "entities": [1]}]})J");
+}
+
+Recommendation matrix_recommendation() {
+  Recommendation r;
+  r.items = {{0, "The Matrix (1999)", 2.0f}};
+  r.user_emotions.ids = {4, 0, kPadEmotion};  // negative, like
+  r.user_emotions.probs = {0.7f, 0.2f, 0.f};
+  return r;
+}
+
+ResponderOptions llm_options(const fs::path& gguf) {
+  ResponderOptions o;
+  o.generator = ReplyGenerator::llm;
+  o.llm_path = gguf;
+  o.llm_generation.max_new_tokens = 24;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("responder llm: the reply is lm::generate's greedy tokens on the chat prompt it builds") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  REQUIRE_GGUF();
+  const auto f = responder_fixture();
+  const fs::path gguf_path = chat_fixture();
+  const Responder responder = Responder::load(f.bundle, llm_options(gguf_path));
+  CHECK(responder.generator() == ReplyGenerator::llm);
+  const Response r = responder.respond(sad_dialog(), matrix_recommendation());
+  CHECK(r.generator == ReplyGenerator::llm);
+  REQUIRE(r.items.size() == 1);
+  CHECK(r.items[0].id == 0);
+  CHECK(!r.knowledge.empty());
+  CHECK(r.template_text.empty());  // the LLM writes no template
+
+  // The same prompt, built here from the model's own file.
+  const gguf::File file = gguf::File::open(gguf_path);
+  const auto tokenizer = text::tokenizer_from_gguf(file);
+  const auto chat = text::ChatTemplate::from_gguf(file);
+  responder::LlmPromptFacts facts;
+  facts.emotions = {"negative", "like"};
+  facts.movies = {"The Matrix (1999)"};
+  facts.knowledge = r.knowledge;
+  facts.review_entities = r.review_entities;
+  facts.turns = {{"assistant", "Hello! What do you like to watch?"},
+                 {"user", "I loved Speed (1994), but today I feel sad."}};
+  const auto messages = responder::llm_prompt_messages(facts);
+  REQUIRE(messages.size() == 2);  // system, then the dialog from its first user turn
+  CHECK(messages[0].role == "system");
+  CHECK(messages[0].content.find("sad") != std::string::npos);
+  CHECK(messages[0].content.find("The Matrix (1999)") != std::string::npos);
+  CHECK(messages[1].content == "I loved Speed (1994), but today I feel sad.");
+  const std::string opening = responder::llm_reply_opening(facts);
+  CHECK(opening.find("The Matrix (1999)") != std::string::npos);
+  CHECK(r.prompt_text == chat.render(messages, true) + opening);
+
+  std::vector<std::int32_t> prompt = text::encode_chat(*tokenizer, chat, messages, true);
+  for (std::int32_t id : tokenizer->encode(opening)) prompt.push_back(id);
+  CHECK(r.prompt_ids == prompt);
+  lm::GenerateOptions greedy;
+  greedy.max_new_tokens = 24;
+  greedy.repetition_penalty = 1.1f;
+  greedy.stop_tokens = text::end_of_turn_tokens(*tokenizer);
+  const LlamaModel model = LlamaModel::load(file);
+  const lm::Generation expected = lm::generate(model, prompt, greedy);
+  CHECK(r.reply_ids == expected.tokens);
+  CHECK(r.text.rfind(opening, 0) == 0);  // the reply opens with the title
+
+  // Gpt2 stays selectable on the same bundle, whatever is installed.
+  ResponderOptions gpt2 = llm_options(gguf_path);
+  gpt2.generator = ReplyGenerator::gpt2;
+  const Responder old = Responder::load(f.bundle, gpt2);
+  CHECK(old.generator() == ReplyGenerator::gpt2);
+  const Response g = old.respond(sad_dialog(), matrix_recommendation());
+  CHECK(g.generator == ReplyGenerator::gpt2);
+  CHECK(!g.template_text.empty());
+  CHECK(g.prompt_text.find("Movie Name: The Matrix (1999)") != std::string::npos);
+}
+
+TEST_CASE("responder llm: streamed pieces add up to the reply, and the end of turn is no text") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  REQUIRE_GGUF();
+  const auto f = responder_fixture();
+  const fs::path gguf_path = chat_fixture();
+  const Responder responder = Responder::load(f.bundle, llm_options(gguf_path));
+  std::string streamed;
+  const Response r = responder.respond(sad_dialog(), matrix_recommendation(), [&](std::string_view piece) {
+    streamed += piece;
+    return true;
+  });
+  CHECK(streamed == r.text);
+  REQUIRE(r.reply_ids.size() > 4);
+
+  // A turn that ends: the fifth new token made the end of turn (random weights never choose
+  // <|im_end|> reliably). It ends the ids and is left out of the text.
+  ResponderOptions ending = llm_options(gguf_path);
+  const std::int32_t end = r.reply_ids[4];
+  ending.llm_generation.stop_tokens = {end};
+  const Responder ends = Responder::load(f.bundle, ending);
+  std::string pieces;
+  const Response e = ends.respond(sad_dialog(), matrix_recommendation(), [&](std::string_view piece) {
+    pieces += piece;
+    return true;
+  });
+  REQUIRE(!e.reply_ids.empty());
+  CHECK(e.reply_ids.back() == end);
+  CHECK(std::count(e.reply_ids.begin(), e.reply_ids.end(), end) == 1);
+  CHECK(pieces == e.text);
+  const gguf::File file = gguf::File::open(gguf_path);
+  const auto tokenizer = text::tokenizer_from_gguf(file);
+  const std::string opening = responder::llm_reply_opening([&] {
+    responder::LlmPromptFacts facts;
+    facts.movies = {"The Matrix (1999)"};
+    facts.knowledge = e.knowledge;
+    return facts;
+  }());
+  std::vector<std::int32_t> said = tokenizer->encode(opening);
+  said.insert(said.end(), e.reply_ids.begin(), e.reply_ids.end() - 1);
+  const std::string without_end = tokenizer->decode(said);
+  // The text is the tokens before the end of turn (the final strip aside), not the end's bytes.
+  CHECK(without_end.rfind(e.text, 0) == 0);
+
+  // The real end-of-turn token is never text: its spelling cannot appear in a reply.
+  CHECK(r.text.find("<|im_end|>") == std::string::npos);
+}
+
+TEST_CASE("responder llm: a bad --llm is a typed error at load, and automatic picks the llm only when one is found") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  REQUIRE_GGUF();
+  const auto f = responder_fixture();
+  const fs::path gguf_path = chat_fixture();
+
+  CHECK_THROWS_AS(Responder::load(f.bundle, llm_options(temp_dir("responder_llm_none") / "missing.gguf")), IoError);
+  check_refused<Error>([&] { Responder::load(f.bundle, llm_options(llama_fixture("arch", "--chat --break arch"))); },
+                {"llama"});
+  // A file that is not GGUF at all.
+  const fs::path text_file = temp_dir("responder_llm_text") / "not.gguf";
+  std::ofstream(text_file) << "not a gguf file";
+  CHECK_THROWS_AS(Responder::load(f.bundle, llm_options(text_file)), FormatError);
+  // A Llama file without a tokenizer.
+  CHECK_THROWS_AS(Responder::load(f.bundle, llm_options(llama_fixture("plain", ""))), FormatError);
+  CHECK_THROWS_AS(parse_reply_generator("gpt3"), InputError);
+
+  ResponderOptions automatic;  // generator automatic, no file named
+  {
+    const EnvVar env("ECR_LLM", gguf_path.string());
+    CHECK(Responder::load(f.bundle, automatic).generator() == ReplyGenerator::llm);
+    ResponderOptions gpt2;
+    gpt2.generator = ReplyGenerator::gpt2;
+    CHECK(Responder::load(f.bundle, gpt2).generator() == ReplyGenerator::gpt2);
+  }
+  {
+    const EnvVar env("ECR_LLM", std::nullopt);
+    const auto found = default_llm_path();
+    CHECK(Responder::load(f.bundle, automatic).generator() == (found ? ReplyGenerator::llm : ReplyGenerator::gpt2));
+  }
+  {
+    const EnvVar env("ECR_LLM", (temp_dir("responder_llm_none") / "missing.gguf").string());
+    CHECK_THROWS_AS(Responder::load(f.bundle, automatic), ConfigError);
+  }
+}
+
+TEST_CASE("responder llm: ecr respond --json names the generator, the items and the facts") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  REQUIRE_GGUF();
+  const auto f = responder_fixture();
+  const fs::path gguf_path = chat_fixture();
+  const fs::path dialog = temp_dir("responder_llm_cli") / "dialog.json";
+  std::ofstream(dialog) << R"J({"turns": [{"role": "user", "text": "I loved Speed (1994).", "entities": [1]}]})J";
+  const auto run = [&](const std::string& options) {
+    std::string out;
+    const int rc = run_command(fmt::format("'{}' respond --bundle '{}' '{}' --json {} 2>&1", cli_path().string(),
+                                           f.bundle.string(), dialog.string(), options),
+                               &out);
+    REQUIRE_MESSAGE(rc == 0, out);
+    return nlohmann::json::parse(out);
+  };
+  const auto llm = run(fmt::format("--generator llm --llm '{}' --llm-max-new-tokens 8", gguf_path.string()));
+  CHECK(llm["generator"] == "llm");
+  REQUIRE(llm["reply_items"].size() == 1);
+  const std::string title = llm["reply_items"][0]["name"];
+  CHECK(llm["reply"].get<std::string>().find(title) != std::string::npos);
+  CHECK(!llm["knowledge"].empty());
+  CHECK(llm["prompt_text"].get<std::string>().find("<|im_start|>system") == 0);
+  const auto gpt2 = run(fmt::format("--generator gpt2 --llm '{}'", gguf_path.string()));
+  CHECK(gpt2["generator"] == "gpt2");
+  CHECK(gpt2["prompt_text"].get<std::string>().find("Movie Name: ") == 0);
+
+  std::string out;
+  CHECK(run_command(fmt::format("'{}' respond --bundle '{}' '{}' --generator llm --llm '{}' 2>&1", cli_path().string(),
+                                f.bundle.string(), dialog.string(), (dialog.parent_path() / "none.gguf").string()),
+                    &out) != 0);
+  CHECK(out.find("none.gguf") != std::string::npos);
+}
+
+// SmolLM2-135M-Instruct (tools/fetch_llm.sh; or a copy named by ECR_LLM) on the shipped bundle:
+// on a few dialogs the reply names the recommended title and reads as English.
+TEST_CASE("responder llm: SmolLM2 names the recommended title in English") {
+  const auto llm = default_llm_path();
+  if (!llm) {
+    MESSAGE("skipped: no LLM installed (tools/fetch_llm.sh, or ECR_LLM=FILE.gguf)");
+    return;
+  }
+  std::optional<fs::path> bundle;
+  try {
+    bundle = default_bundle_path();
+  } catch (const ConfigError& e) {
+    MESSAGE("skipped: no shipped bundle: " << e.what());
+    return;
+  }
+  ResponderOptions options;
+  options.generator = ReplyGenerator::llm;
+  options.llm_path = *llm;
+  Responder responder;
+  try {
+    responder = Responder::load(*bundle, options);
+  } catch (const ConfigError& e) {  // a quantization this build has no kernel for
+    MESSAGE("skipped: " << e.what());
+    return;
+  }
+  const Recommender recommender = Recommender::load(responder.engine());
+  const char* dialogs[] = {
+      R"J({"turns": [{"role": "user", "text": "I loved Notting Hill (1999). I saw Sleepless in Seattle (1993) and I feel sad today."}]})J",
+      R"J({"turns": [{"role": "system", "text": "Hi! What kind of movies do you like?"}, {"role": "user", "text": "I love scary movies, like The Shining (1980)."}]})J",
+      R"J({"turns": [{"role": "user", "text": "Hello, I want a funny comedy tonight. I liked Superbad (2007)."}]})J"};
+  const std::regex word("[A-Za-z']+");
+  for (const char* text : dialogs) {
+    const Dialog dialog = Dialog::parse(text);
+    const Responder::Turn turn = Responder::converse(recommender, responder, dialog);
+    const Response& r = turn.response;
+    INFO(r.text);
+    CHECK(r.generator == ReplyGenerator::llm);
+    REQUIRE(!r.items.empty());
+    const std::string title(responder.graph().entity_name(r.items[0].id));
+    CHECK(r.text.find(title) != std::string::npos);
+    // English: most of it is ASCII words.
+    std::size_t letters = 0;
+    for (auto it = std::sregex_iterator(r.text.begin(), r.text.end(), word); it != std::sregex_iterator(); ++it)
+      letters += it->length();
+    CHECK(letters * 10 >= r.text.size() * 7);
+    CHECK(r.text.size() > title.size() + 20);
+  }
+}
