@@ -16,11 +16,16 @@
 
 #include "ecr/io/bundle.hpp"
 #include "ecr/io/gguf.hpp"
+#include "gguf_support.hpp"
 #include "support.hpp"
 
 using namespace ecr;
 using ecr::test::cli_path;
+using ecr::test::have_gguf_package;
 using ecr::test::run_command;
+using ecr::test::run_tool;
+using ecr::test::smollm2;
+using ecr::test::venv_python;
 using ecr::test::source_dir;
 using ecr::test::temp_dir;
 using nlohmann::json;
@@ -115,34 +120,6 @@ Bytes one_key(std::string_view key, std::uint32_t type) {
 }
 
 // --- fixtures from the gguf package --------------------------------------------------------------
-
-fs::path venv_python() { return ECR_VENV_PYTHON; }
-
-bool have_gguf_package() {
-  static const bool ok = run_command(fmt::format("'{}' -c 'import gguf' >/dev/null 2>&1", venv_python().string())) == 0;
-  return ok;
-}
-#define REQUIRE_GGUF_PACKAGE()                                                                   \
-  do {                                                                                           \
-    if (!have_gguf_package()) {                                                                  \
-      MESSAGE("skipped: no python with the gguf package at " << venv_python() << " (run tools/setup_venv.sh)"); \
-      return;                                                                                    \
-    }                                                                                            \
-  } while (0)
-
-fs::path smollm2() {
-  if (const char* env = std::getenv("ECR_SMOLLM2_GGUF")) return env;
-  return ECR_SMOLLM2_GGUF;
-}
-
-// `python -m tools.<module_and_args>` with the venv's python; fails the test on a non-zero exit.
-void run_tool(const std::string& module_and_args) {
-  std::string out;
-  const int rc = run_command(fmt::format("PYTHONPATH='{}' '{}' -m tools.{}", source_dir().string(),
-                                         venv_python().string(), module_and_args), &out);
-  INFO(out);
-  REQUIRE(rc == 0);
-}
 
 json read_json(const fs::path& path) {
   std::ifstream in(path);
@@ -334,7 +311,7 @@ void check_against_gguf_reader(const gguf::File& f, const json& dump) {
 // --- the gguf package's files --------------------------------------------------------------------
 
 TEST_CASE("gguf: a GGUFWriter file reads back as written: every metadata type, every tensor type, v3 and v2") {
-  REQUIRE_GGUF_PACKAGE();
+  ECR_REQUIRE_GGUF_PACKAGE();
   const fs::path dir = temp_dir("gguf_fixture");
   struct Case {
     int seed, version, alignment;
@@ -352,7 +329,7 @@ TEST_CASE("gguf: a GGUFWriter file reads back as written: every metadata type, e
 }
 
 TEST_CASE("gguf: ecr inspect prints a GGUF file's version, metadata and tensor table") {
-  REQUIRE_GGUF_PACKAGE();
+  ECR_REQUIRE_GGUF_PACKAGE();
   const fs::path dir = temp_dir("gguf_inspect");
   run_tool(fmt::format("make_gguf_fixture --out '{}' --expect '{}'", (dir / "f.gguf").string(), (dir / "f.json").string()));
   std::string out;

@@ -19,6 +19,7 @@
 #include "ecr/io/gguf.hpp"
 #include "ecr/text/chat_template.hpp"
 #include "ecr/text/gguf_tokenizer.hpp"
+#include "gguf_support.hpp"
 #include "support.hpp"
 
 using namespace ecr;
@@ -27,15 +28,10 @@ using ecr::test::source_dir;
 using ecr::test::temp_dir;
 using nlohmann::json;
 namespace fs = std::filesystem;
+using ecr::test::smollm2;
+using ecr::test::venv_python;
 
 namespace {
-
-fs::path venv_python() { return ECR_VENV_PYTHON; }
-
-fs::path smollm2() {
-  if (const char* env = std::getenv("ECR_SMOLLM2_GGUF")) return env;
-  return ECR_SMOLLM2_GGUF;
-}
 
 // A llama.cpp build's bin folder ($LLAMACPP_BIN, else the CMake cache's), or empty.
 fs::path llamacpp_bin() {

@@ -17,45 +17,24 @@
 #include "ecr/io/gguf.hpp"
 #include "ecr/lm/generate.hpp"
 #include "ecr/models/llama.hpp"
+#include "gguf_support.hpp"
 #include "support.hpp"
 
 using namespace ecr;
 using ecr::test::check_refused;
 using ecr::test::run_command;
+using ecr::test::run_tool;
+using ecr::test::smollm2;
+using ecr::test::venv_python;
 using ecr::test::source_dir;
 using ecr::test::temp_dir;
 namespace fs = std::filesystem;
 
 namespace {
 
-fs::path venv_python() { return ECR_VENV_PYTHON; }
-
-bool have_gguf() {
-  static const bool ok = run_command(fmt::format("'{}' -c 'import gguf' >/dev/null 2>&1", venv_python().string())) == 0;
-  return ok;
-}
-
-#define REQUIRE_GGUF_PACKAGE()                                                                              \
-  do {                                                                                                      \
-    if (!have_gguf()) {                                                                                     \
-      MESSAGE("skipped: no python with the gguf package at " << venv_python() << " (run tools/setup_venv.sh)"); \
-      return;                                                                                               \
-    }                                                                                                       \
-  } while (0)
-
-// Runs `python -m tools.<module> <args>` with the venv's python; returns its stdout.
-std::string tool(const std::string& module_and_args) {
-  std::string out;
-  const int rc = run_command(fmt::format("PYTHONPATH='{}' '{}' -m tools.{} 2>&1", source_dir().string(),
-                                         venv_python().string(), module_and_args),
-                             &out);
-  REQUIRE_MESSAGE(rc == 0, out);
-  return out;
-}
-
 fs::path fixture(const std::string& name, const std::string& options) {
   const fs::path path = temp_dir("llama_" + name) / (name + ".gguf");
-  tool(fmt::format("make_llama_fixture --out '{}' {}", path.string(), options));
+  run_tool(fmt::format("make_llama_fixture --out '{}' {}", path.string(), options));
   return path;
 }
 
@@ -100,7 +79,7 @@ const Variant kVariants[] = {
 }  // namespace
 
 TEST_CASE("llama: every fixture type equals the NumPy reference (logits, decode, greedy, batch, threads)") {
-  REQUIRE_GGUF_PACKAGE();
+  ECR_REQUIRE_GGUF_PACKAGE();
   for (const Variant& variant : kVariants) {
     const std::string name = variant.name;
     CAPTURE(name);
@@ -112,7 +91,7 @@ TEST_CASE("llama: every fixture type equals the NumPy reference (logits, decode,
 
     // Logits of every position of the prompt.
     const fs::path ref_logits = path.parent_path() / "ref_logits.npy";
-    const std::vector<std::int32_t> ref_greedy = parse(tool(fmt::format(
+    const std::vector<std::int32_t> ref_greedy = parse(run_tool(fmt::format(
         "llama_reference --gguf '{}' --ids '{}' --logits '{}' --greedy 32", path.string(), fmt::join(prompt, " "),
         ref_logits.string())));
     const Tensor expected = test::read_npy(ref_logits);
@@ -168,7 +147,7 @@ TEST_CASE("llama: every fixture type equals the NumPy reference (logits, decode,
 }
 
 TEST_CASE("llama: the weights stay in the file's map, and the hyper-parameters come from its metadata") {
-  REQUIRE_GGUF_PACKAGE();
+  ECR_REQUIRE_GGUF_PACKAGE();
   const fs::path path = fixture("meta", "--type q4_0 --rope-scale 4");
   const LlamaModel model = LlamaModel::load(path);
   const LlamaConfig& c = model.config();
@@ -187,7 +166,7 @@ TEST_CASE("llama: the weights stay in the file's map, and the hyper-parameters c
 }
 
 TEST_CASE("llama: a position past context_length, a token outside the vocabulary and a prefix are InputErrors") {
-  REQUIRE_GGUF_PACKAGE();
+  ECR_REQUIRE_GGUF_PACKAGE();
   const LlamaModel model = LlamaModel::load(fixture("limits", "--type f32"));
   LlamaState state = model.start(1);
   const std::vector<std::int32_t> full(64, 5), more = {1};
@@ -206,7 +185,7 @@ TEST_CASE("llama: a position past context_length, a token outside the vocabulary
 }
 
 TEST_CASE("llama: broken files are typed errors naming what is wrong") {
-  REQUIRE_GGUF_PACKAGE();
+  ECR_REQUIRE_GGUF_PACKAGE();
   const auto load = [](const char* broken) {
     return [path = fixture(std::string("broken_") + broken, fmt::format("--type q8_0 --break {}", broken))] {
       LlamaModel::load(path);
@@ -226,8 +205,8 @@ TEST_CASE("llama: broken files are typed errors naming what is wrong") {
 // tied output; Q4_1 matrices, a Q8_0 token_embd): greedy continuations of fixed prompts (two
 // ChatML requests and a plain sentence) equal the reference's for 16 tokens.
 TEST_CASE("llama: SmolLM2-135M-Instruct (Q4_1) greedy tokens equal the reference") {
-  REQUIRE_GGUF_PACKAGE();
-  const fs::path path = ECR_SMOLLM2_GGUF;
+  ECR_REQUIRE_GGUF_PACKAGE();
+  const fs::path path = smollm2();
   if (!fs::exists(path)) {
     MESSAGE("skipped: " << path << " is absent (tools/setup_venv.sh downloads it)");
     return;
@@ -240,7 +219,7 @@ TEST_CASE("llama: SmolLM2-135M-Instruct (Q4_1) greedy tokens equal the reference
   std::string ids_args;
   for (const auto& p : prompts) ids_args += fmt::format(" --ids '{}'", p);
   std::istringstream expected(
-      tool(fmt::format("llama_reference --gguf '{}'{} --greedy 16", path.string(), ids_args)));
+      run_tool(fmt::format("llama_reference --gguf '{}'{} --greedy 16", path.string(), ids_args)));
   const LlamaModel model = LlamaModel::load(path);
   CHECK(model.config().n_layer == 30);
   CHECK(model.tied_output());
@@ -255,12 +234,12 @@ TEST_CASE("llama: SmolLM2-135M-Instruct (Q4_1) greedy tokens equal the reference
 }
 
 TEST_CASE("cli: ecr generate --gguf decodes a Llama file from token ids") {
-  REQUIRE_GGUF_PACKAGE();
+  ECR_REQUIRE_GGUF_PACKAGE();
   const fs::path path = fixture("cli", "--type q8_0 --untied --seed 5");
   const std::vector<std::int32_t> prompt = prompt_ids(9);
   const std::string ids = fmt::format("{}", fmt::join(prompt, " "));
   const std::string expected =
-      tool(fmt::format("llama_reference --gguf '{}' --ids '{}' --greedy 20", path.string(), ids));
+      run_tool(fmt::format("llama_reference --gguf '{}' --ids '{}' --greedy 20", path.string(), ids));
   std::string out;
   REQUIRE(run_command(fmt::format("'{}' generate --gguf '{}' --prompt-ids '{}' --max-tokens 20 --threads 2",
                                   test::cli_path().string(), path.string(), ids),

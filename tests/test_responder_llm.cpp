@@ -4,6 +4,7 @@
 // independently here; then SmolLM2 on real dialogs when it is installed.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <regex>
 
@@ -18,6 +19,7 @@
 #include "ecr/text/gguf_tokenizer.hpp"
 #include "pipeline/llm_prompt.hpp"
 #include "responder_fixture.hpp"
+#include "gguf_support.hpp"
 #include "support.hpp"
 
 using namespace ecr;
@@ -25,27 +27,9 @@ using namespace ecr::test;
 
 namespace {
 
-fs::path venv_python() { return ECR_VENV_PYTHON; }
-
-bool have_gguf() {
-  return run_command(fmt::format("'{}' -c 'import gguf' >/dev/null 2>&1", venv_python().string())) == 0;
-}
-
-#define REQUIRE_GGUF()                                                                                      \
-  do {                                                                                                      \
-    if (!have_gguf()) {                                                                                     \
-      MESSAGE("skipped: no python with the gguf package at " << venv_python() << " (run tools/setup_venv.sh)"); \
-      return;                                                                                               \
-    }                                                                                                       \
-  } while (0)
-
 fs::path llama_fixture(const std::string& name, const std::string& options) {
   const fs::path path = temp_dir("responder_llm_" + name) / (name + ".gguf");
-  std::string out;
-  const int rc = run_command(fmt::format("PYTHONPATH='{}' '{}' -m tools.make_llama_fixture --out '{}' {} 2>&1",
-                                         source_dir().string(), venv_python().string(), path.string(), options),
-                             &out);
-  REQUIRE_MESSAGE(rc == 0, out);
+  ecr::test::run_tool(fmt::format("make_llama_fixture --out '{}' {}", path.string(), options));
   return path;
 }
 
@@ -97,7 +81,7 @@ ResponderOptions llm_options(const fs::path& gguf) {
 TEST_CASE("responder llm: the reply is lm::generate's greedy tokens on the chat prompt it builds") {
   ECR_REQUIRE_SHARED_DATA();
   ECR_REQUIRE_TORCH();
-  REQUIRE_GGUF();
+  ECR_REQUIRE_GGUF_PACKAGE();
   const auto f = responder_fixture();
   const fs::path gguf_path = chat_fixture();
   const Responder responder = Responder::load(f.bundle, llm_options(gguf_path));
@@ -156,7 +140,7 @@ TEST_CASE("responder llm: the reply is lm::generate's greedy tokens on the chat 
 TEST_CASE("responder llm: streamed pieces add up to the reply, and the end of turn is no text") {
   ECR_REQUIRE_SHARED_DATA();
   ECR_REQUIRE_TORCH();
-  REQUIRE_GGUF();
+  ECR_REQUIRE_GGUF_PACKAGE();
   const auto f = responder_fixture();
   const fs::path gguf_path = chat_fixture();
   const Responder responder = Responder::load(f.bundle, llm_options(gguf_path));
@@ -204,7 +188,7 @@ TEST_CASE("responder llm: streamed pieces add up to the reply, and the end of tu
 TEST_CASE("responder llm: a bad --llm is a typed error at load, and automatic picks the llm only when one is found") {
   ECR_REQUIRE_SHARED_DATA();
   ECR_REQUIRE_TORCH();
-  REQUIRE_GGUF();
+  ECR_REQUIRE_GGUF_PACKAGE();
   const auto f = responder_fixture();
   const fs::path gguf_path = chat_fixture();
 
@@ -241,7 +225,7 @@ TEST_CASE("responder llm: a bad --llm is a typed error at load, and automatic pi
 TEST_CASE("responder llm: ecr respond --json names the generator, the items and the facts") {
   ECR_REQUIRE_SHARED_DATA();
   ECR_REQUIRE_TORCH();
-  REQUIRE_GGUF();
+  ECR_REQUIRE_GGUF_PACKAGE();
   const auto f = responder_fixture();
   const fs::path gguf_path = chat_fixture();
   const fs::path dialog = temp_dir("responder_llm_cli") / "dialog.json";
@@ -274,6 +258,37 @@ TEST_CASE("responder llm: ecr respond --json names the generator, the items and 
 
 // SmolLM2-135M-Instruct (tools/fetch_llm.sh; or a copy named by ECR_LLM) on the shipped bundle:
 // on a few dialogs the reply names the recommended title and reads as English.
+TEST_CASE("ecr generate --gguf --chat: the prompt is encode_chat of the user turn, its text ends before the end of turn") {
+  ECR_REQUIRE_GGUF_PACKAGE();
+  const fs::path path = chat_fixture();
+  const auto file = gguf::File::open(path);
+  const auto tok = text::tokenizer_from_gguf(file);
+  const std::string user = "hi <|im_end|> there";
+  std::string out;
+  REQUIRE(run_command(fmt::format("'{}' generate --gguf '{}' --chat --system 'Be brief.' --prompt '{}' --max-tokens 12 --json 2>&1",
+                                  cli_path().string(), path.string(), user),
+                      &out) == 0);
+  INFO(out);
+  const auto result = nlohmann::json::parse(out);
+  const std::vector<text::ChatMessage> messages = {{"system", "Be brief."}, {"user", user}};
+  CHECK(result["prompt"].get<std::vector<std::int32_t>>() ==
+        text::encode_chat(*tok, text::ChatTemplate::from_gguf(file), messages, true));
+  // The ids keep a final end-of-turn token; the text never has one.
+  const auto generated = result["generated"].get<std::vector<std::int32_t>>();
+  const auto stops = text::end_of_turn_tokens(*tok);
+  std::vector<std::int32_t> body = generated;
+  if (result["stop"] == "stop_token") {
+    REQUIRE_FALSE(body.empty());
+    CHECK(std::find(stops.begin(), stops.end(), body.back()) != stops.end());
+    body.pop_back();
+  }
+  CHECK(result["text"] == tok->decode(body));
+  // A file without a tokenizer takes no text.
+  const fs::path bare = llama_fixture("bare", "--seed 2");
+  CHECK(run_command(fmt::format("'{}' generate --gguf '{}' --prompt hi 2>&1", cli_path().string(), bare.string()), &out) != 0);
+  CHECK(out.find("--prompt-ids") != std::string::npos);
+}
+
 TEST_CASE("responder llm: SmolLM2 names the recommended title in English") {
   const auto llm = default_llm_path();
   if (!llm) {

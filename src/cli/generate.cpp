@@ -151,7 +151,10 @@ int generate(const Argv& argv) {
       fail<ConfigError>("--gguf: Llama models run on the cpu only (--device {})", args.get("device"));
     if (args.has("prefix")) fail<ConfigError>("--gguf: a Llama model takes no --prefix");
     file = gguf::File::open(args.get("gguf"));
-    tokenizer = text::tokenizer_from_gguf(*file);
+    // A file without a tokenizer (a test fixture, a converted checkpoint) takes and gives ids.
+    if (file->contains("tokenizer.ggml.model")) tokenizer = text::tokenizer_from_gguf(*file);
+    if (!tokenizer && text_prompt)
+      fail<ConfigError>("gguf '{}' has no tokenizer (tokenizer.ggml.model): give the prompt as --prompt-ids", file->label());
     if (chat) {
       std::vector<text::ChatMessage> messages;
       if (args.has("system")) messages.push_back({"system", args.get("system")});
@@ -165,8 +168,10 @@ int generate(const Argv& argv) {
     }
     if (args.has("stop"))
       options.stop_tokens = parse_ids(args.get("stop"), "stop");
-    else
+    else if (tokenizer)
       options.stop_tokens = text::end_of_turn_tokens(*tokenizer);
+    else if (file->contains("tokenizer.ggml.eos_token_id"))
+      options.stop_tokens = {static_cast<std::int32_t>(file->get<std::uint32_t>("tokenizer.ggml.eos_token_id"))};
   } else {
     bundle = Bundle::open(args.get("bundle"));
     component = read_component(*bundle, args.get("component"));
