@@ -108,7 +108,8 @@ TEST_CASE("gguf tokenizer: byte-level BPE (smollm pre-tokenizer) ids equal the P
   CHECK(tok->is_control(*tok->token_to_id("<movie>")));
   // The spec reads back to the same tokenizer.
   const auto again = make_tokenizer(tok->to_json());
-  for (const auto& row : read_json(fixtures() / "expect.json")["bpe"])
+  const json expect = read_json(fixtures() / "expect.json");  // the loop below walks it: keep it alive
+  for (const auto& row : expect["bpe"])
     CHECK(again->encode(row["text"].get<std::string>()) == tok->encode(row["text"].get<std::string>()));
   CHECK(again->special_tokens().control == roles.control);
 }
@@ -134,7 +135,8 @@ TEST_CASE("gguf tokenizer: SentencePiece BPE ids equal the Python score-ordered 
   CHECK(tok->decode(std::vector<std::int32_t>{*tok->token_to_id("hello"), *tok->token_to_id("\xE2\x96\x81world")}) ==
         "hello world");
   const auto again = make_tokenizer(tok->to_json());
-  for (const auto& row : read_json(fixtures() / "expect.json")["spm"])
+  const json expect = read_json(fixtures() / "expect.json");  // the loop below walks it: keep it alive
+  for (const auto& row : expect["spm"])
     CHECK(again->encode(row["text"].get<std::string>()) == tok->encode(row["text"].get<std::string>()));
   CHECK(again->special_tokens().add_bos);
   CHECK_THROWS_AS(tok->decode(std::vector<std::int32_t>{tok->vocab_size()}), InputError);
