@@ -5,14 +5,14 @@
 #   tools/bench_vs_llamacpp.sh MODEL.gguf [THREADS] [PROMPT] [GEN]     defaults 2, 128, 64
 #
 # Needs ecr built with its benchmarks (ECR_BUILD, default build/: build/benchmarks/bench_llama)
-# and llama.cpp's llama-bench (LLAMACPP_BUILD, default /work/llamacpp/build: bin/llama-bench).
+# and llama.cpp's llama-bench (LLAMACPP_BUILD, default build/llamacpp: bin/llama-bench).
 # Both run 5 repetitions after their own warm-up and report the mean rate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:?usage: tools/bench_vs_llamacpp.sh MODEL.gguf [THREADS] [PROMPT] [GEN]}
 threads=${2:-2} prompt=${3:-128} gen=${4:-64}
 bench=${ECR_BUILD:-build}/benchmarks/bench_llama
-llama_bench=${LLAMACPP_BUILD:-/work/llamacpp/build}/bin/llama-bench
+llama_bench=${LLAMACPP_BUILD:-build/llamacpp}/bin/llama-bench
 
 ours=$("$bench" --gguf "$model" --threads "$threads" --prompt "$prompt" --gen "$gen" --reps 5 --json)
 theirs=$("$llama_bench" -m "$model" -t "$threads" -p "$prompt" -n "$gen" -r 5 -o json 2>/dev/null)

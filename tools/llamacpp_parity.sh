@@ -7,8 +7,8 @@
 # PROMPTS is a file of prompts, one a line: "ids 1 2 3" (token ids) or "text ..." (text, which
 # llama.cpp's tokenizer turns into the ids both then continue; \n in it is a newline). Without
 # it, 10 ChatML-wrapped movie-recommendation requests (the template SmolLM2 uses). N is 16 by
-# default. Needs a llama.cpp source tree and build (LLAMACPP_SRC, default /work/llamacpp/src;
-# LLAMACPP_BUILD, default /work/llamacpp/build) to compile tools/llamacpp_greedy.cpp against,
+# default. Needs a llama.cpp source tree and build (LLAMACPP_SRC, default build/llamacpp-src;
+# LLAMACPP_BUILD, default build/llamacpp) to compile tools/llamacpp_greedy.cpp against,
 # and ecr's build (ECR_BUILD, default build/). Both decode with 2 threads (THREADS to change it).
 # Prints one line per prompt and a summary; exits 1 when any prompt's tokens differ.
 set -euo pipefail
@@ -16,8 +16,8 @@ cd "$(dirname "$0")/.."
 model=${1:?usage: tools/llamacpp_parity.sh MODEL.gguf [PROMPTS] [N]}
 prompts=${2:-}
 n=${3:-16}
-src=${LLAMACPP_SRC:-/work/llamacpp/src}
-lbuild=${LLAMACPP_BUILD:-/work/llamacpp/build}
+src=${LLAMACPP_SRC:-build/llamacpp-src}
+lbuild=${LLAMACPP_BUILD:-build/llamacpp}
 ecr=${ECR_BUILD:-build}/src/ecr
 threads=${THREADS:-2}
 
