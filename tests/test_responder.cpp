@@ -531,6 +531,58 @@ TEST_CASE("responder: streaming and concurrent requests give the same reply") {
   }
 }
 
+TEST_CASE("responder: respond_batch gives each dialog its one-by-one greedy reply") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  const auto f = test::responder_fixture();
+  const Responder responder = Responder::load(f.bundle, ecr::test::gpt2_responder());
+  // Dialogs of different lengths (so prompts of different lengths) and different items.
+  Recommendation speed_first = fixture_recommendation();
+  std::swap(speed_first.items[0], speed_first.items[1]);
+  const std::vector<Dialog> dialogs = {
+      fixture_dialog(), Dialog::parse(R"J({"turns": [{"role": "user", "text": "Any action movie?"}]})J"),
+      fixture_dialog()};
+  const std::vector<Recommendation> recs = {fixture_recommendation(), fixture_recommendation(), speed_first};
+
+  std::vector<std::string> streamed(dialogs.size());
+  std::vector<ReplyStream> streams;
+  for (auto& text : streamed)
+    streams.push_back([&text](std::string_view piece) {
+      text += piece;
+      return true;
+    });
+  const std::vector<Response> batch = responder.respond_batch(dialogs, recs, streams);
+  REQUIRE(batch.size() == dialogs.size());
+  for (std::size_t i = 0; i < dialogs.size(); ++i) {
+    CAPTURE(i);
+    const Response alone = responder.respond(dialogs[i], recs[i]);
+    CHECK(batch[i].template_ids == alone.template_ids);
+    CHECK(batch[i].prompt_ids == alone.prompt_ids);
+    CHECK(batch[i].reply_ids == alone.reply_ids);
+    CHECK(batch[i].reply_stop == alone.reply_stop);
+    CHECK(batch[i].text == alone.text);
+    CHECK(batch[i].items.size() == alone.items.size());
+    CHECK(streamed[i] == batch[i].text);
+  }
+  CHECK(batch[0].reply_ids != batch[1].reply_ids);  // the replies are each dialog's own
+
+  // A stream that stops its reply after the first piece leaves the others as they were.
+  std::vector<ReplyStream> stop_first = {[](std::string_view) { return false; }, {}, {}};
+  const std::vector<Response> cut = responder.respond_batch(dialogs, recs, stop_first);
+  CHECK(cut[0].reply_stop == lm::StopReason::callback);
+  CHECK(cut[0].reply_ids.size() < batch[0].reply_ids.size());
+  CHECK(std::equal(cut[0].reply_ids.begin(), cut[0].reply_ids.end(), batch[0].reply_ids.begin()));
+  CHECK(cut[1].reply_ids == batch[1].reply_ids);
+  CHECK(cut[2].reply_ids == batch[2].reply_ids);
+
+  // Without streams; spans that do not pair up and a bad dialog are InputErrors before any decoding.
+  CHECK(responder.respond_batch(dialogs, recs)[2].reply_ids == batch[2].reply_ids);
+  CHECK_THROWS_AS(responder.respond_batch(dialogs, std::span(recs).first(2)), InputError);
+  CHECK_THROWS_AS(responder.respond_batch(dialogs, recs, std::span(streams).first(1)), InputError);
+  const std::vector<Dialog> with_empty = {fixture_dialog(), Dialog{}};
+  CHECK_THROWS_AS(responder.respond_batch(with_empty, std::span(recs).first(2)), InputError);
+}
+
 TEST_CASE("responder: relation lists from options or the bundle, and typed errors") {
   ECR_REQUIRE_SHARED_DATA();
   ECR_REQUIRE_TORCH();

@@ -23,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -113,6 +114,9 @@ struct Response {
   std::vector<std::int32_t> template_ids;        // backbone's new tokens (a final eos included)
   std::vector<std::int32_t> prompt_ids;          // generator input: <= prompt_max_tokens + eos
   std::vector<std::int32_t> reply_ids;           // generator's new tokens (a final eos / end of turn included)
+  // Why the reply's decoding ended: its stop token, max_new_tokens, or the stream (or
+  // GenerateOptions::on_token) asking to stop.
+  lm::StopReason reply_stop = lm::StopReason::max_new_tokens;
 };
 
 // Called with each decoded piece of the reply as soon as it is known; return false to stop.
@@ -138,6 +142,14 @@ class Responder {
   // are the recommendation's analysed turns' (else the dialog's). InputError for a dialog without
   // turns or a recommendation without items.
   Response respond(const Dialog& dialog, const Recommendation& recommendation, const ReplyStream& stream = {}) const;
+  // Several replies at once: reply i is respond(dialogs[i], recommendations[i], streams[i]), with
+  // the template's and the reply's decoding steps of all of them run together through
+  // lm::generate_batch (each weight matrix read once a step for the whole batch). Greedy replies
+  // equal the one-by-one ones up to the float rounding that lm/generate.hpp describes. `streams`
+  // is empty or one per dialog. On a CUDA engine, and for one dialog, the replies are written one
+  // by one. InputError as respond(), or for spans of different lengths.
+  std::vector<Response> respond_batch(std::span<const Dialog> dialogs, std::span<const Recommendation> recommendations,
+                                      std::span<const ReplyStream> streams = {}) const;
 
   const ResponderOptions& options() const;
   const Engine& engine() const;

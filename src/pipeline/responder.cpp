@@ -124,11 +124,36 @@ struct Responder::Impl {
   std::shared_ptr<const Llm> llm;  // set when the LLM writes the replies
 
   Impl(const Engine& e, ResponderOptions o);
-  // The LLM's reply (docs/llm-replies.md): retrieval, prompt, chat template, decoding.
-  void respond_with_llm(const Dialog& view, std::span<const responder::PromptItem> items, Response& r,
-                        const ReplyStream& stream) const;
+
+  // One reply being written. respond() takes each Draft through the same steps as
+  // respond_batch() takes several; only the decoding calls differ (lm::generate for one,
+  // lm::generate_batch for several). Drafts stay where they are made: their decoding's on_token
+  // holds the address of their streamer.
+  struct Draft {
+    Dialog view;
+    Response r;
+    std::vector<responder::PromptItem> items;
+    std::vector<std::string> names;
+    std::vector<std::int32_t> opening_ids;  // the LLM's reply opening (docs/llm-replies.md)
+    std::optional<responder::ReplyTextStream> streamer;
+    lm::GenerateOptions decoding;  // the reply's
+    Tensor template_prefix;         // gpt2: the conv prompt before the template's context
+    lm::GenerateOptions template_decoding;
+  };
+  // The checks, the model view and the items the reply names.
+  void start(Draft& d, const Dialog& dialog, const Recommendation& recommendation) const;
+  // gpt2, section 7: the template's inputs (CPU engines); then, with the decoded template, its
+  // slots filled and section 8's prompt and decoding.
+  void template_inputs(Draft& d) const;
+  void take_template(Draft& d, std::vector<std::int32_t> template_ids) const;
+  // llm: retrieval, prompt, chat template and decoding (docs/llm-replies.md).
+  void llm_inputs(Draft& d) const;
+  // The reply's tokens are in: its text, the rest of the stream.
+  void finish(Draft& d, lm::Generation reply) const;
+
   Response respond(const Dialog& dialog, const Recommendation& recommendation, const ReplyStream& stream) const;
-  std::vector<std::int32_t> write_template(const Dialog& view, Response& r) const;
+  std::vector<Response> respond_batch(std::span<const Dialog> dialogs, std::span<const Recommendation> recommendations,
+                                      std::span<const ReplyStream> streams) const;
   // The generator's reply to its prompt, on the engine's device.
   lm::Generation reply(std::span<const std::int32_t> prompt, const lm::GenerateOptions& decoding) const;
 };
@@ -224,55 +249,17 @@ Responder::Impl::Impl(const Engine& e, ResponderOptions o)
   }
 }
 
-// docs/math.md section 7, as UniCRS's conv model runs it: the conv prompt over the RoBERTa context and the
-// context entities (the rec prompt's inputs), then greedy decoding after context + "System:".
-std::vector<std::int32_t> Responder::Impl::write_template(const Dialog& view, Response& r) const {
-  r.template_input_ids = encode_context(context_tokenizer, view, kContextEos);
-  keep_newest(r.template_input_ids, options.context_tokens - system_cue.size());
-  r.template_input_ids.insert(r.template_input_ids.end(), system_cue.begin(), system_cue.end());
-
-  r.conv_prompt_ids = encode_context(prompt_tokenizer, view, kPromptSep);
-  keep_newest(r.conv_prompt_ids, options.prompt_tokens - 1);
-  r.conv_prompt_ids.insert(r.conv_prompt_ids.begin(), prompt_cls);
-  for (const ContextEntity& e : context_entities(view, options.max_entities))
-    r.conv_entities.push_back(static_cast<std::int32_t>(e.id));
-
-  lm::GenerateOptions decoding;
-  decoding.max_new_tokens = options.template_max_new_tokens;
-  decoding.no_repeat_ngram_size = options.template_no_repeat_ngram;
-  decoding.stop_tokens = {context_eos};
-#ifdef ECR_WITH_CUDA
-  if (on_device)
-    r.template_ids = write_template_on_device(engine.impl(), r.conv_prompt_ids, r.conv_entities, r.template_input_ids,
-                                              decoding)
-                         .tokens;
-#endif
-  if (!on_device) {
-    const Tensor prefix = conv_prompt->conv_prompt(text_encoder->encode(r.conv_prompt_ids), r.conv_entities);
-    r.template_ids = lm::generate(*backbone, r.template_input_ids, decoding, prefix).tokens;
-  }
-
-  // UniCRS decodes the cue with the new tokens; the template is what follows the last "System: ".
-  std::vector<std::int32_t> written = system_cue;
-  written.insert(written.end(), r.template_ids.begin(), r.template_ids.end());
-  return written;
-}
-
-Response Responder::Impl::respond(const Dialog& dialog, const Recommendation& recommendation,
-                                  const ReplyStream& stream) const {
+void Responder::Impl::start(Draft& d, const Dialog& dialog, const Recommendation& recommendation) const {
   if (dialog.turns.empty()) fail<InputError>("respond: the dialog has no turns");
   if (recommendation.items.empty()) fail<InputError>("respond: the recommendation has no items");
-  const Dialog view = model_view(dialog, recommendation);
-  view.validate(kg);
-  Response r;
-  r.user_emotions = recommendation.user_emotions;
+  d.view = model_view(dialog, recommendation);
+  d.view.validate(kg);
+  d.r.user_emotions = recommendation.user_emotions;
 
   // The items the reply names, as the prompt names them.
-  std::vector<responder::PromptItem> items;
-  std::vector<std::string> names;
   std::set<std::int64_t> taken;
   for (const RecommendedItem& item : recommendation.items) {
-    if (r.items.size() == options.items_in_reply) break;
+    if (d.r.items.size() == options.items_in_reply) break;
     if (!taken.insert(item.id).second) continue;
     responder::PromptItem p;
     if (kg.contains(item.id) && item.id != kg.pad_entity() && !kg.entity_name(item.id).empty()) {
@@ -283,87 +270,176 @@ Response Responder::Impl::respond(const Dialog& dialog, const Recommendation& re
     } else {
       fail<InputError>("respond: item {} is not a KG entity and has no name", item.id);
     }
-    names.push_back(p.name);
-    items.push_back(std::move(p));
-    r.items.push_back(item);
+    d.names.push_back(p.name);
+    d.items.push_back(std::move(p));
+    d.r.items.push_back(item);
   }
+}
 
-  if (llm) {
-    respond_with_llm(view, items, r, stream);
-    return r;
-  }
+// docs/math.md section 7, as UniCRS's conv model runs it: the conv prompt over the RoBERTa context and the
+// context entities (the rec prompt's inputs), then greedy decoding after context + "System:".
+void Responder::Impl::template_inputs(Draft& d) const {
+  Response& r = d.r;
+  r.template_input_ids = encode_context(context_tokenizer, d.view, kContextEos);
+  keep_newest(r.template_input_ids, options.context_tokens - system_cue.size());
+  r.template_input_ids.insert(r.template_input_ids.end(), system_cue.begin(), system_cue.end());
 
-  // Section 7: the template, then its slots filled.
-  r.template_text = responder::template_from_decoded(context_tokenizer.decode(write_template(view, r)));
-  r.first_sentence = responder::fill_template(r.template_text, names);
+  r.conv_prompt_ids = encode_context(prompt_tokenizer, d.view, kPromptSep);
+  keep_newest(r.conv_prompt_ids, options.prompt_tokens - 1);
+  r.conv_prompt_ids.insert(r.conv_prompt_ids.begin(), prompt_cls);
+  for (const ContextEntity& e : context_entities(d.view, options.max_entities))
+    r.conv_entities.push_back(static_cast<std::int32_t>(e.id));
+
+  d.template_decoding.max_new_tokens = options.template_max_new_tokens;
+  d.template_decoding.no_repeat_ngram_size = options.template_no_repeat_ngram;
+  d.template_decoding.stop_tokens = {context_eos};
+  if (!on_device)
+    d.template_prefix = conv_prompt->conv_prompt(text_encoder->encode(r.conv_prompt_ids), r.conv_entities);
+}
+
+void Responder::Impl::take_template(Draft& d, std::vector<std::int32_t> template_ids) const {
+  Response& r = d.r;
+  r.template_ids = std::move(template_ids);
+  // UniCRS decodes the cue with the new tokens; the template is what follows the last "System: ".
+  std::vector<std::int32_t> written = system_cue;
+  written.insert(written.end(), r.template_ids.begin(), r.template_ids.end());
+  r.template_text = responder::template_from_decoded(context_tokenizer.decode(written));
+  r.first_sentence = responder::fill_template(r.template_text, d.names);
 
   // Section 8: knowledge, prompt text, generator.
   std::optional<std::mt19937_64> rng;
   if (options.knowledge_seed) rng.emplace(*options.knowledge_seed);
   if (reviews)
-    r.review_entities = responder::choose_review_entities(*reviews, items, options.review_entities, rng ? &*rng : nullptr);
-  r.knowledge = responder::choose_knowledge(kg, items, relations, options.knowledge_triples, rng ? &*rng : nullptr);
-  r.prompt_text = responder::generator_prompt_text(names, r.review_entities, r.knowledge, r.first_sentence);
+    r.review_entities = responder::choose_review_entities(*reviews, d.items, options.review_entities, rng ? &*rng : nullptr);
+  r.knowledge = responder::choose_knowledge(kg, d.items, relations, options.knowledge_triples, rng ? &*rng : nullptr);
+  r.prompt_text = responder::generator_prompt_text(d.names, r.review_entities, r.knowledge, r.first_sentence);
   r.prompt_ids = responder::generator_prompt_ids(generator_tokenizer, r.prompt_text, options.prompt_max_tokens,
                                                  generator_eos);
 
-  lm::GenerateOptions decoding = options.generation;
-  if (decoding.stop_tokens.empty()) decoding.stop_tokens = {generator_eos};
-  responder::ReplyTextStream streamer(generator_tokenizer, stream);
-  decoding.on_token = [&streamer, host = options.generation.on_token](std::int32_t token) {
+  d.decoding = options.generation;
+  if (d.decoding.stop_tokens.empty()) d.decoding.stop_tokens = {generator_eos};
+  d.decoding.on_token = [&streamer = *d.streamer, host = options.generation.on_token](std::int32_t token) {
     const bool go_on = !host || host(token);
     return streamer.push(token) && go_on;
   };
-  r.reply_ids = reply(r.prompt_ids, decoding).tokens;
-  r.text = responder::clean_decoded(generator_tokenizer.decode(r.reply_ids));
-  streamer.finish(r.text);
-  return r;
 }
 
-void Responder::Impl::respond_with_llm(const Dialog& view, std::span<const responder::PromptItem> items, Response& r,
-                                       const ReplyStream& stream) const {
+void Responder::Impl::llm_inputs(Draft& d) const {
+  Response& r = d.r;
   r.generator = ReplyGenerator::llm;
   std::optional<std::mt19937_64> rng;
   if (options.knowledge_seed) rng.emplace(*options.knowledge_seed);
   if (reviews)
     r.review_entities =
-        responder::choose_review_entities(*reviews, items, options.llm_review_entities, rng ? &*rng : nullptr);
-  r.knowledge = responder::choose_knowledge(kg, items, relations, options.llm_knowledge, rng ? &*rng : nullptr);
+        responder::choose_review_entities(*reviews, d.items, options.llm_review_entities, rng ? &*rng : nullptr);
+  r.knowledge = responder::choose_knowledge(kg, d.items, relations, options.llm_knowledge, rng ? &*rng : nullptr);
 
   responder::LlmPromptFacts facts;
   facts.emotions = emotion_words(r.user_emotions);
-  for (const auto& item : items) facts.movies.push_back(item.name);
+  for (const auto& item : d.items) facts.movies.push_back(item.name);
   facts.knowledge = r.knowledge;
   facts.review_entities = r.review_entities;
-  const std::size_t first = view.turns.size() - std::min(view.turns.size(), options.llm_dialog_turns);
-  for (std::size_t t = first; t < view.turns.size(); ++t)
-    facts.turns.push_back({view.turns[t].role == Role::user ? "user" : "assistant", view.turns[t].text});
+  const std::size_t first = d.view.turns.size() - std::min(d.view.turns.size(), options.llm_dialog_turns);
+  for (std::size_t t = first; t < d.view.turns.size(); ++t)
+    facts.turns.push_back({d.view.turns[t].role == Role::user ? "user" : "assistant", d.view.turns[t].text});
   const auto messages = responder::llm_prompt_messages(facts, llm->chat.family() != text::ChatTemplate::Family::mistral);
   const std::string opening = responder::llm_reply_opening(facts);
   r.prompt_text = llm->chat.render(messages, true) + opening;
   r.prompt_ids = text::encode_chat(*llm->tokenizer, llm->chat, messages, true);
-  const std::vector<std::int32_t> opening_ids = llm->tokenizer->encode(opening);
-  r.prompt_ids.insert(r.prompt_ids.end(), opening_ids.begin(), opening_ids.end());
+  d.opening_ids = llm->tokenizer->encode(opening);
+  r.prompt_ids.insert(r.prompt_ids.end(), d.opening_ids.begin(), d.opening_ids.end());
 
-  lm::GenerateOptions decoding = options.llm_generation;
-  if (decoding.stop_tokens.empty()) decoding.stop_tokens = llm->end_of_turn;
-  const auto ends_turn = [&decoding](std::int32_t token) {
-    return std::find(decoding.stop_tokens.begin(), decoding.stop_tokens.end(), token) != decoding.stop_tokens.end();
-  };
+  d.decoding = options.llm_generation;
+  if (d.decoding.stop_tokens.empty()) d.decoding.stop_tokens = llm->end_of_turn;
   // The opening is the reply's first words: streamed first, and decoded with the new tokens so
   // that the text joins them as the tokenizer does.
-  responder::ReplyTextStream streamer(*llm->tokenizer, stream);
-  for (std::int32_t token : opening_ids) streamer.push(token);
-  decoding.on_token = [&, host = options.llm_generation.on_token](std::int32_t token) {
+  for (std::int32_t token : d.opening_ids) d.streamer->push(token);
+  d.decoding.on_token = [&streamer = *d.streamer, stop = d.decoding.stop_tokens,
+                         host = options.llm_generation.on_token](std::int32_t token) {
     const bool go_on = !host || host(token);
-    return (ends_turn(token) || streamer.push(token)) && go_on;  // the end of turn is no text
+    const bool ends_turn = std::find(stop.begin(), stop.end(), token) != stop.end();
+    return (ends_turn || streamer.push(token)) && go_on;  // the end of turn is no text
   };
-  r.reply_ids = lm::generate(llm->model, r.prompt_ids, decoding).tokens;
-  std::vector<std::int32_t> said = opening_ids;
-  said.insert(said.end(), r.reply_ids.begin(), r.reply_ids.end());
-  if (!r.reply_ids.empty() && ends_turn(said.back())) said.pop_back();
-  r.text = responder::clean_decoded(llm->tokenizer->decode(said));
-  streamer.finish(r.text);
+}
+
+void Responder::Impl::finish(Draft& d, lm::Generation reply) const {
+  Response& r = d.r;
+  r.reply_ids = std::move(reply.tokens);
+  r.reply_stop = reply.reason;
+  if (llm) {
+    std::vector<std::int32_t> said = d.opening_ids;
+    said.insert(said.end(), r.reply_ids.begin(), r.reply_ids.end());
+    const auto& stop = d.decoding.stop_tokens;
+    if (!r.reply_ids.empty() && std::find(stop.begin(), stop.end(), said.back()) != stop.end()) said.pop_back();
+    r.text = responder::clean_decoded(llm->tokenizer->decode(said));
+  } else {
+    r.text = responder::clean_decoded(generator_tokenizer.decode(r.reply_ids));
+  }
+  d.streamer->finish(r.text);
+}
+
+Response Responder::Impl::respond(const Dialog& dialog, const Recommendation& recommendation,
+                                  const ReplyStream& stream) const {
+  Draft d;
+  start(d, dialog, recommendation);
+  d.streamer.emplace(llm ? *llm->tokenizer : generator_tokenizer, stream);
+  if (llm) {
+    llm_inputs(d);
+    finish(d, lm::generate(llm->model, d.r.prompt_ids, d.decoding));
+    return std::move(d.r);
+  }
+  template_inputs(d);
+  std::vector<std::int32_t> template_ids;
+#ifdef ECR_WITH_CUDA
+  if (on_device)
+    template_ids = write_template_on_device(engine.impl(), d.r.conv_prompt_ids, d.r.conv_entities,
+                                            d.r.template_input_ids, d.template_decoding)
+                       .tokens;
+#endif
+  if (!on_device)
+    template_ids = lm::generate(*backbone, d.r.template_input_ids, d.template_decoding, d.template_prefix).tokens;
+  take_template(d, std::move(template_ids));
+  finish(d, reply(d.r.prompt_ids, d.decoding));
+  return std::move(d.r);
+}
+
+std::vector<Response> Responder::Impl::respond_batch(std::span<const Dialog> dialogs,
+                                                     std::span<const Recommendation> recommendations,
+                                                     std::span<const ReplyStream> streams) const {
+  if (recommendations.size() != dialogs.size() || (!streams.empty() && streams.size() != dialogs.size()))
+    fail<InputError>("respond_batch: {} dialogs, {} recommendations and {} streams (one each, or no streams)",
+                     dialogs.size(), recommendations.size(), streams.size());
+  const auto stream = [&](std::size_t i) { return streams.empty() ? ReplyStream() : streams[i]; };
+  std::vector<Response> out;
+  // The device decoders take one sequence at a time.
+  if (on_device || dialogs.size() == 1) {
+    for (std::size_t i = 0; i < dialogs.size(); ++i) out.push_back(respond(dialogs[i], recommendations[i], stream(i)));
+    return out;
+  }
+  std::vector<Draft> drafts(dialogs.size());  // never resized: the decodings point into it
+  for (std::size_t i = 0; i < drafts.size(); ++i) {
+    start(drafts[i], dialogs[i], recommendations[i]);
+    drafts[i].streamer.emplace(llm ? *llm->tokenizer : generator_tokenizer, stream(i));
+  }
+  std::vector<lm::GenerateRequest> requests(drafts.size());
+  if (!llm) {
+    for (std::size_t i = 0; i < drafts.size(); ++i) {
+      template_inputs(drafts[i]);
+      requests[i] = {drafts[i].r.template_input_ids, drafts[i].template_prefix, drafts[i].template_decoding};
+    }
+    std::vector<lm::Generation> templates = lm::generate_batch(*backbone, requests);
+    for (std::size_t i = 0; i < drafts.size(); ++i) take_template(drafts[i], std::move(templates[i].tokens));
+  } else {
+    for (Draft& d : drafts) llm_inputs(d);
+  }
+  for (std::size_t i = 0; i < drafts.size(); ++i) requests[i] = {drafts[i].r.prompt_ids, Tensor(), drafts[i].decoding};
+  std::vector<lm::Generation> replies =
+      llm ? lm::generate_batch(llm->model, requests) : lm::generate_batch(*generator, requests);
+  for (std::size_t i = 0; i < drafts.size(); ++i) {
+    finish(drafts[i], std::move(replies[i]));
+    out.push_back(std::move(drafts[i].r));
+  }
+  return out;
 }
 
 lm::Generation Responder::Impl::reply(std::span<const std::int32_t> prompt, const lm::GenerateOptions& decoding) const {
@@ -398,6 +474,12 @@ Responder Responder::load(const Engine& engine, ResponderOptions options) {
 Response Responder::respond(const Dialog& dialog, const Recommendation& recommendation,
                             const ReplyStream& stream) const {
   return impl_->respond(dialog, recommendation, stream);
+}
+
+std::vector<Response> Responder::respond_batch(std::span<const Dialog> dialogs,
+                                               std::span<const Recommendation> recommendations,
+                                               std::span<const ReplyStream> streams) const {
+  return impl_->respond_batch(dialogs, recommendations, streams);
 }
 
 Dialog Responder::recent_turns(const Recommender& recommender, const Responder& responder, const Dialog& dialog) {
