@@ -131,3 +131,15 @@ TEST_CASE("admission: workers run, the queue waits, the rest are refused at once
   CHECK(gate.running() == 0);
   CHECK(gate.waiting() == 0);
 }
+
+TEST_CASE("admission: a request waits for a worker until its deadline, then is refused") {
+  Admission gate(1, 4);
+  std::optional<Admission::Ticket> first = gate.enter();
+  REQUIRE(first);
+  const auto start = std::chrono::steady_clock::now();
+  CHECK_FALSE(gate.enter(start + std::chrono::milliseconds(50)));
+  CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(50));
+  CHECK(gate.waiting() == 0);  // it left the queue
+  first.reset();
+  CHECK(gate.enter(std::chrono::steady_clock::now() + std::chrono::milliseconds(50)));  // a free worker: at once
+}

@@ -27,10 +27,13 @@ DIALOG = {"turns": [{"role": "user", "text": "I loved The Shining (1980). Any ho
 
 
 class Server:
-    def __init__(self, *args):
+    # ECR's GPT-2 generator unless asked otherwise: an installed LLM (ECR_LLM, build/models) would
+    # otherwise write the replies ("auto"), and the tests would check another model.
+    def __init__(self, *args, generator="gpt2"):
         if not BUNDLE.exists():
             pytest.skip(f"needs the shipped bundle, absent at {BUNDLE}")
-        self.proc = subprocess.Popen([CLI, "serve", "--port", "0", "--bundle", str(BUNDLE), *args],
+        self.proc = subprocess.Popen([CLI, "serve", "--port", "0", "--bundle", str(BUNDLE), "--generator", generator,
+                                      *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         ready, _, _ = select.select([self.proc.stdout], [], [], 120)
         line = self.proc.stdout.readline() if ready else ""
@@ -392,3 +395,92 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0():
     assert "stopped" in s.proc.stdout.read()
     with pytest.raises(ConnectionRefusedError):
         http.client.HTTPConnection("127.0.0.1", s.port, timeout=5).request("GET", "/health")
+
+
+def scrape(server, name):
+    return metric(server.request("GET", "/metrics")[2].decode(), name)
+
+
+def test_a_reply_stops_at_the_request_deadline(server):
+    status, full = server.json("POST", "/v1/respond", DIALOG)
+    assert status == 200 and full["finish_reason"] in ("stop", "length")
+    # A deadline of 1 ms, passed while the request recommends: the reply stops after its first piece.
+    s = Server("--request-timeout", "0.001", *LIMITS)
+    try:
+        status, turn = s.json("POST", "/v1/respond", DIALOG)
+        assert status == 200 and turn["finish_reason"] == "deadline"
+        assert 0 < len(turn["reply_ids"]) < len(full["reply_ids"]) and turn["reply"].strip()
+        assert full["reply_ids"][:len(turn["reply_ids"])] == turn["reply_ids"]
+        assert turn["items"] == full["items"]  # the recommendation is whole
+        events = stream(s, "/v1/respond", DIALOG)
+        assert events[-1][0] == "result" and events[-1][1]["finish_reason"] == "deadline"
+        assert "".join(d["piece"] for _, d in events[:-1]) == events[-1][1]["reply"]
+        # OpenAI's field has no "deadline": the reply was cut short ("length"); ecr's says why.
+        status, body = s.json("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}]})
+        assert status == 200 and body["choices"][0]["finish_reason"] == "length"
+        assert body["ecr"]["finish_reason"] == "deadline"
+    finally:
+        s.stop()
+
+
+def test_a_request_still_queued_at_its_deadline_gets_503():
+    s = Server("--workers", "1", "--queue", "8", "--request-timeout", "0.005", *LIMITS)
+    try:
+        answers = [None] * 6
+
+        def ask(i):
+            answers[i] = s.request("POST", "/v1/respond", DIALOG)
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(answers))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        statuses = sorted(a[0] for a in answers)
+        # The one worker runs a request until its deadline; those behind it reach theirs queued.
+        assert statuses.count(503) >= 1 and set(statuses) <= {200, 503}, statuses
+        for status, headers, data in answers:
+            body = json.loads(data)
+            if status == 503:
+                assert headers["Retry-After"] == "1" and "--request-timeout" in body["error"]["message"]
+            else:
+                assert body["finish_reason"] == "deadline"
+    finally:
+        s.stop()
+
+
+def test_concurrent_replies_batched_are_the_replies_alone(server):
+    dialogs = [{"turns": [{"role": "user", "text": text}]} for text in
+               ("I loved The Shining (1980). Any horror movies like it?", "Something funny with Jim Carrey?",
+                "I want an animated movie for my kids.", "Any good science fiction?")]
+    alone = []
+    for d in dialogs:
+        status, turn = server.json("POST", "/v1/respond", d)
+        assert status == 200
+        alone.append(turn)
+    # Four workers, batches of up to 4; the first waits up to 1 s for the others to finish
+    # recommending, so that the four replies are decoded together.
+    s = Server("--workers", "4", "--batch", "4", "--batch-wait", "1000", *LIMITS)
+    try:
+        answers = [None] * len(dialogs)
+
+        def ask(i):
+            answers[i] = s.json("POST", "/v1/respond", dialogs[i])
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(dialogs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for (status, turn), one in zip(answers, alone):
+            assert status == 200
+            assert turn["reply_ids"] == one["reply_ids"] and turn["reply"] == one["reply"]
+            assert turn["finish_reason"] == one["finish_reason"]
+        batches, replies = scrape(s, "ecr_reply_batches_total"), scrape(s, "ecr_batched_replies_total")
+        assert replies == len(dialogs) and batches < replies, (batches, replies)
+        # Streamed replies are not batched.
+        events = stream(s, "/v1/respond", dialogs[0])
+        assert events[-1][1]["reply_ids"] == alone[0]["reply_ids"]
+        assert scrape(s, "ecr_batched_replies_total") == replies
+    finally:
+        s.stop()

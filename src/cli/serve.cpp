@@ -1,5 +1,7 @@
 // `ecr serve`: the command line of the HTTP server (src/server/server.hpp); this file only reads
 // the options.
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include <fmt/format.h>
@@ -37,6 +39,11 @@ int serve(const Argv& argv) {
       .option("cors", "ORIGIN", "allow this origin's pages to call the API (default: no CORS headers)")
       .option("workers", "N", "requests that run the models at once", "2")
       .option("queue", "N", "requests that wait for a worker; more get 503 with Retry-After", "16")
+      .option("request-timeout", "SECONDS", "a request's deadline from arrival: one still queued then gets 503, and a "
+              "reply being written stops (finish_reason \"deadline\")", "60")
+      .option("batch", "N", "non-streamed replies of requests running at once decoded together, at most N "
+              "(1: each alone); docs/serve.md", "1")
+      .option("batch-wait", "MS", "how long a batch's first reply waits for others", "5")
       .option("max-sessions", "N", "sessions kept; a new one evicts the least recently used", "1000")
       .option("session-idle", "SECONDS", "a session unused this long is dropped", "1800")
       .option("max-body", "BYTES", "largest request body (413 past it)", "1048576")
@@ -54,6 +61,12 @@ int serve(const Argv& argv) {
   if (args.has("cors")) o.cors_origin = args.get("cors");
   o.workers = count_option(args, "workers", 1, 1024);
   o.queue = count_option(args, "queue", 0, 65536);
+  const double timeout = args.get_double("request-timeout");
+  if (!(timeout > 0 && timeout <= 24 * 3600))
+    fail<UsageError>("--request-timeout must be over 0 and at most a day (86400 s), got {}", timeout);
+  o.request_timeout = std::chrono::milliseconds(std::max<long long>(1, std::llround(timeout * 1000)));
+  o.batch = count_option(args, "batch", 1, 64);
+  o.batch_wait = std::chrono::milliseconds(count_option(args, "batch-wait", 0, 1000));
   o.max_sessions = count_option(args, "max-sessions", 1, 10'000'000);
   o.session_idle = std::chrono::seconds(count_option(args, "session-idle", 1, 365LL * 24 * 3600));
   o.limits.max_body_bytes = count_option(args, "max-body", 1, std::int64_t{1} << 32);

@@ -21,13 +21,14 @@ void check_dialog(const nlohmann::json& dialog, const Limits& limits) {
       check_text(turns[t]["text"].get_ref<const std::string&>(), fmt::format("turns[{}].text", t), limits);
 }
 
-std::optional<Admission::Ticket> Admission::enter() {
+std::optional<Admission::Ticket> Admission::enter(std::chrono::steady_clock::time_point deadline) {
   std::unique_lock lock(mutex_);
   if (running_ >= workers_) {
     if (waiting_ >= queue_) return std::nullopt;
     ++waiting_;
-    free_.wait(lock, [&] { return running_ < workers_; });
+    const bool free = free_.wait_until(lock, deadline, [&] { return running_ < workers_; });
     --waiting_;
+    if (!free) return std::nullopt;
   }
   ++running_;
   return Ticket(this);

@@ -2,6 +2,7 @@
 // refusal is a RequestError, whose status and field the JSON error body carries.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <mutex>
 #include <condition_variable>
@@ -63,8 +64,9 @@ class Admission {
     Admission* gate_;
   };
 
-  // A ticket once a worker is free; nullopt (without waiting) when the queue is full too.
-  std::optional<Ticket> enter();
+  // A ticket once a worker is free; nullopt without waiting when the queue is full too, and
+  // nullopt when `deadline` passes before a worker is free.
+  std::optional<Ticket> enter(std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max());
   std::size_t running() const;
   std::size_t waiting() const;
 

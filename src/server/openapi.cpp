@@ -43,7 +43,7 @@ constexpr const char* kDocument = R"json({
         "prompt_ids": {"type": "array", "items": {"type": "integer"}},
         "untrained": {"type": "boolean"}}},
       "Turn": {"type": "object", "required": ["untrained", "items", "user_emotions", "feedback", "reply", "template", "first_sentence",
-                                               "reply_items", "review_entities", "knowledge", "prompt_text", "template_ids", "reply_ids"], "properties": {
+                                               "reply_items", "review_entities", "knowledge", "prompt_text", "template_ids", "reply_ids", "finish_reason"], "properties": {
         "untrained": {"type": "boolean"},
         "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}},
         "user_emotions": {"type": "array", "items": {"$ref": "#/components/schemas/Emotion"}},
@@ -54,7 +54,9 @@ constexpr const char* kDocument = R"json({
         "knowledge": {"type": "array", "items": {"type": "string"}},
         "prompt_text": {"type": "string"},
         "template_ids": {"type": "array", "items": {"type": "integer"}},
-        "reply_ids": {"type": "array", "items": {"type": "integer"}}}},
+        "reply_ids": {"type": "array", "items": {"type": "integer"}},
+        "finish_reason": {"type": "string", "enum": ["stop", "length", "deadline"],
+                          "description": "stop: the reply ended; length: it took all of --max-new-tokens; deadline: cut at the request's --request-timeout"}}},
       "SessionTurn": {"allOf": [{"$ref": "#/components/schemas/Turn"},
                                 {"type": "object", "required": ["session", "turns"], "properties": {"session": {"type": "string"}, "turns": {"type": "integer"}}}]},
       "Session": {"type": "object", "required": ["id", "turns"], "properties": {"id": {"type": "string"}, "turns": {"type": "array"},
@@ -67,7 +69,8 @@ constexpr const char* kDocument = R"json({
           "role": {"type": "string", "enum": ["system", "developer", "user", "assistant"]}, "content": {"type": "string", "maxLength": 4096}}}}}},
       "ChatCompletion": {"type": "object", "required": ["id", "object", "created", "model", "choices", "usage", "ecr"], "properties": {
         "id": {"type": "string"}, "object": {"type": "string", "enum": ["chat.completion"]}, "created": {"type": "integer"}, "model": {"type": "string"},
-        "choices": {"type": "array", "items": {"type": "object", "required": ["index", "message", "finish_reason"]}},
+        "choices": {"type": "array", "items": {"type": "object", "required": ["index", "message", "finish_reason"], "properties": {
+          "finish_reason": {"type": "string", "enum": ["stop", "length"], "description": "a reply cut at the deadline is length; ecr.finish_reason tells which"}}}},
         "usage": {"type": "object", "required": ["prompt_tokens", "completion_tokens", "total_tokens"]},
         "ecr": {"$ref": "#/components/schemas/Turn"}}}
     },
@@ -76,7 +79,7 @@ constexpr const char* kDocument = R"json({
       "Unauthorized": {"description": "No or a wrong bearer key", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
       "NotFound": {"description": "No such session", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
       "TooLarge": {"description": "The body is over the limit", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-      "Busy": {"description": "Every worker is busy and the queue is full (Retry-After)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+      "Busy": {"description": "Every worker is busy and the queue is full, or no worker was free before the request's deadline (Retry-After)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     }
   },
   "security": [{"bearer": []}],

@@ -19,6 +19,7 @@
 #include "cli/input.hpp"
 #include "cli/listening.hpp"
 #include "cli/output.hpp"
+#include "batcher.hpp"
 #include "ecr/core/utf8.hpp"
 #include "metrics.hpp"
 #include "sessions.hpp"
@@ -91,13 +92,39 @@ bool same_key(std::string_view given, std::string_view key) {
   return diff == 0;
 }
 
+// The reply's stream, stopped at the request's deadline: the piece that reaches it is still passed
+// on, and the decoding ends after it (Response::reply_stop is then `callback`).
+ReplyStream until_deadline(Clock::time_point deadline, ReplyStream stream) {
+  return [deadline, stream = std::move(stream)](std::string_view piece) {
+    const bool go_on = !stream || stream(piece);
+    return go_on && Clock::now() < deadline;
+  };
+}
+
+// OpenAI's finish_reason, and ours for the other routes: "stop" (the reply ended), "length" (it
+// took all of max_new_tokens) or "deadline" (cut at the request's deadline).
+std::string_view finish_reason(const Response& response, Clock::time_point deadline) {
+  switch (response.reply_stop) {
+    case lm::StopReason::max_new_tokens: return "length";
+    case lm::StopReason::callback: return Clock::now() >= deadline ? "deadline" : "stop";
+    case lm::StopReason::stop_token: break;
+  }
+  return "stop";
+}
+
+// OpenAI's finish_reason has no "deadline": a reply cut there is "length" (cut short), as the
+// clients that check it expect; the "ecr" field keeps ours.
+std::string_view openai_finish_reason(std::string_view ours) { return ours == "deadline" ? "length" : ours; }
+
 class Service {
  public:
   explicit Service(const ServeOptions& options)
       : options_(options),
         conversation_(cli::open_conversation(options.conversation)),
         admission_(options.workers, options.queue),
-        sessions_(options.max_sessions, options.session_idle) {}
+        sessions_(options.max_sessions, options.session_idle) {
+    if (options.batch > 1) batcher_.emplace(conversation_.responder, options.batch, options.batch_wait);
+  }
 
   void install(httplib::Server& http);
 
@@ -108,10 +135,14 @@ class Service {
 
   json parse_body(const httplib::Request& req) const;
   Dialog dialog_from(const json& body) const;
-  Admission::Ticket admit();
-  // Recommend, then respond, counting the reply's tokens.
-  Responder::Turn converse(const Dialog& dialog, const ReplyStream& stream);
-  Responder::Turn session_turn(Dialog& dialog, std::string text, const ReplyStream& stream);
+  Clock::time_point deadline() const { return Clock::now() + options_.request_timeout; }
+  // A worker for the request, waiting in the queue until `deadline` at most (503 past it).
+  Admission::Ticket admit(Clock::time_point deadline);
+  // Recommend, then respond until `deadline`, counting the reply's tokens. Without a stream the
+  // reply goes through the batcher (when --batch is over 1): a stream writes to its client from
+  // the thread that decodes, which a batch would hold up.
+  Responder::Turn converse(const Dialog& dialog, const ReplyStream& stream, Clock::time_point deadline);
+  Responder::Turn session_turn(Dialog& dialog, std::string text, const ReplyStream& stream, Clock::time_point deadline);
 
   // The body of a respond-like route: `run` computes the turn with a stream of pieces; `finish`
   // makes the final JSON. Without Accept: text/event-stream the JSON is the response; with it
@@ -135,6 +166,7 @@ class Service {
   Admission admission_;
   SessionStore sessions_;
   Metrics metrics_;
+  std::optional<ReplyBatcher> batcher_;
 };
 
 Service::Handler Service::route(std::string name, Handler handler) {
@@ -169,25 +201,32 @@ Dialog Service::dialog_from(const json& body) const {
   return Dialog::from_json(body);  // InputError naming the field: 400
 }
 
-Admission::Ticket Service::admit() {
-  std::optional<Admission::Ticket> ticket = admission_.enter();
+Admission::Ticket Service::admit(Clock::time_point deadline) {
+  std::optional<Admission::Ticket> ticket = admission_.enter(deadline);
+  if (!ticket && Clock::now() >= deadline)
+    throw RequestError(503, "", fmt::format("no worker was free within the request's {} ms (--request-timeout); try again",
+                                            options_.request_timeout.count()));
   if (!ticket)
     throw RequestError(503, "", fmt::format("all {} workers are busy and {} requests wait; try again", options_.workers,
                                             options_.queue));
   return std::move(*ticket);
 }
 
-Responder::Turn Service::converse(const Dialog& dialog, const ReplyStream& stream) {
+Responder::Turn Service::converse(const Dialog& dialog, const ReplyStream& stream, Clock::time_point deadline) {
   const auto start = Clock::now();
-  Responder::Turn turn =
-      Responder::converse(conversation_.recommender, conversation_.responder, dialog, conversation_.request, stream);
+  Responder::Turn turn;
+  turn.recommendation = conversation_.recommender.recommend(dialog, conversation_.request);
+  turn.response = batcher_ && !stream
+                      ? batcher_->respond(dialog, turn.recommendation, until_deadline(deadline, {}))
+                      : conversation_.responder.respond(dialog, turn.recommendation, until_deadline(deadline, stream));
   metrics_.generated(turn.response.reply_ids.size(), seconds_since(start));
   return turn;
 }
 
-Responder::Turn Service::session_turn(Dialog& dialog, std::string text, const ReplyStream& stream) {
+Responder::Turn Service::session_turn(Dialog& dialog, std::string text, const ReplyStream& stream,
+                                      Clock::time_point deadline) {
   const auto start = Clock::now();
-  Responder::Turn turn = cli::converse_turn(conversation_, dialog, std::move(text), {}, stream);
+  Responder::Turn turn = cli::converse_turn(conversation_, dialog, std::move(text), {}, until_deadline(deadline, stream));
   metrics_.generated(turn.response.reply_ids.size(), seconds_since(start));
   return turn;
 }
@@ -226,19 +265,25 @@ void Service::health(const httplib::Request&, httplib::Response& res) {
 }
 
 void Service::recommend(const httplib::Request& req, httplib::Response& res) {
+  const auto until = deadline();
   const Dialog dialog = dialog_from(parse_body(req));
-  const Admission::Ticket ticket = admit();
+  const Admission::Ticket ticket = admit(until);
   json out = cli::recommendation_json(conversation_.recommender.recommend(dialog, conversation_.request));
   out["untrained"] = conversation_.untrained;
   send_json(res, out);
 }
 
 void Service::respond(const httplib::Request& req, httplib::Response& res) {
+  const auto until = deadline();
   auto dialog = std::make_shared<const Dialog>(dialog_from(parse_body(req)));
-  auto ticket = std::make_shared<Admission::Ticket>(admit());
+  auto ticket = std::make_shared<Admission::Ticket>(admit(until));
   answer(
-      req, res, [this, dialog, ticket](const ReplyStream& stream) { return converse(*dialog, stream); },
-      [this](const Responder::Turn& turn) { return cli::turn_json(conversation_, turn); });
+      req, res, [this, dialog, ticket, until](const ReplyStream& stream) { return converse(*dialog, stream, until); },
+      [this, until](const Responder::Turn& turn) {
+        json out = cli::turn_json(conversation_, turn);
+        out["finish_reason"] = finish_reason(turn.response, until);
+        return out;
+      });
 }
 
 void Service::create_session(const httplib::Request&, httplib::Response& res) {
@@ -277,7 +322,8 @@ void Service::take_turn(const httplib::Request& req, httplib::Response& res) {
   if (text.find_first_not_of(" \t\r\n") == std::string::npos) throw RequestError(400, "text", "text is empty");
 
   const std::string id = session_id(req);
-  auto ticket = std::make_shared<Admission::Ticket>(admit());
+  const auto until = deadline();
+  auto ticket = std::make_shared<Admission::Ticket>(admit(until));
   std::optional<Dialog> kept = sessions_.checkout(id, Clock::now());
   if (!kept) throw unknown_session(id);
   // Checked out until the turn ends, streamed or not: checked in with the turn, or as it was.
@@ -297,14 +343,15 @@ void Service::take_turn(const httplib::Request& req, httplib::Response& res) {
                                    options_.limits.max_turns));
   answer(
       req, res,
-      [this, lease, ticket, text = std::move(text)](const ReplyStream& stream) {
-        Responder::Turn turn = session_turn(lease->dialog, text, stream);
+      [this, lease, ticket, until, text = std::move(text)](const ReplyStream& stream) {
+        Responder::Turn turn = session_turn(lease->dialog, text, stream, until);
         sessions_.checkin(lease->id, lease->dialog, Clock::now());
         lease->done = true;
         return turn;
       },
-      [this, lease](const Responder::Turn& turn) {
+      [this, lease, until](const Responder::Turn& turn) {
         json out = cli::turn_json(conversation_, turn);
+        out["finish_reason"] = finish_reason(turn.response, until);
         out["session"] = lease->id;
         out["turns"] = lease->dialog.turns.size();
         return out;
@@ -343,6 +390,7 @@ Dialog dialog_from_messages(const json& body, const Limits& limits) {
 }
 
 void Service::chat_completions(const httplib::Request& req, httplib::Response& res) {
+  const auto until = deadline();
   const json body = parse_body(req);
   auto dialog = std::make_shared<const Dialog>(dialog_from_messages(body, options_.limits));
   if (body.contains("stream") && !body["stream"].is_boolean())
@@ -352,29 +400,32 @@ void Service::chat_completions(const httplib::Request& req, httplib::Response& r
                                                                                : "ecr";
   const std::string id = "chatcmpl-" + random_hex(3);
   const std::time_t created = std::time(nullptr);
-  auto ticket = std::make_shared<Admission::Ticket>(admit());
+  auto ticket = std::make_shared<Admission::Ticket>(admit(until));
   const auto usage = [](const Responder::Turn& turn) {
     const std::size_t prompt = turn.response.prompt_ids.size(), completion = turn.response.reply_ids.size();
     return json{{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
   };
   if (!stream) {
-    const Responder::Turn turn = converse(*dialog, {});
+    const Responder::Turn turn = converse(*dialog, {}, until);
+    const std::string_view finish = finish_reason(turn.response, until);
+    json ecr = cli::turn_json(conversation_, turn);
+    ecr["finish_reason"] = finish;
     send_json(res, {{"id", id},
                     {"object", "chat.completion"},
                     {"created", created},
                     {"model", model},
                     {"choices", json::array({{{"index", 0},
                                               {"message", {{"role", "assistant"}, {"content", turn.response.text}}},
-                                              {"finish_reason", "stop"}}})},
+                                              {"finish_reason", openai_finish_reason(finish)}}})},
                     {"usage", usage(turn)},
-                    {"ecr", cli::turn_json(conversation_, turn)}});
+                    {"ecr", std::move(ecr)}});
     return;
   }
   // OpenAI's stream: chunks whose deltas add up to the message (the role first), a last chunk
   // with finish_reason (here with the "ecr" results too), then [DONE].
   res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider("text/event-stream", [this, dialog, ticket, id, created, model,
-                                                         usage](std::size_t, httplib::DataSink& sink) {
+  res.set_chunked_content_provider("text/event-stream", [this, dialog, ticket, id, created, model, usage,
+                                                         until](std::size_t, httplib::DataSink& sink) {
     const auto chunk = [&](json delta, json finish_reason) {
       return json{{"id", id},
                   {"object", "chat.completion.chunk"},
@@ -389,10 +440,12 @@ void Service::chat_completions(const httplib::Request& req, httplib::Response& r
     try {
       send(chunk({{"role", "assistant"}, {"content", ""}}, nullptr));
       const Responder::Turn turn =
-          converse(*dialog, [&](std::string_view piece) { return send(chunk({{"content", piece}}, nullptr)); });
-      json last = chunk(json::object(), "stop");
+          converse(*dialog, [&](std::string_view piece) { return send(chunk({{"content", piece}}, nullptr)); }, until);
+      const std::string_view finish = finish_reason(turn.response, until);
+      json last = chunk(json::object(), openai_finish_reason(finish));
       last["usage"] = usage(turn);
       last["ecr"] = cli::turn_json(conversation_, turn);
+      last["ecr"]["finish_reason"] = finish;
       send(last);
     } catch (const std::exception& e) {
       send(error_json(dynamic_cast<const InputError*>(&e) ? "invalid_request" : "server_error", e.what()));
@@ -414,9 +467,13 @@ void Service::metrics(const httplib::Request&, httplib::Response& res) {
       "# HELP ecr_sessions_evicted_total Sessions evicted to make room for new ones.\n"
       "# TYPE ecr_sessions_evicted_total counter\necr_sessions_evicted_total {}\n"
       "# HELP ecr_sessions_expired_total Sessions dropped after their idle time.\n"
-      "# TYPE ecr_sessions_expired_total counter\necr_sessions_expired_total {}\n",
+      "# TYPE ecr_sessions_expired_total counter\necr_sessions_expired_total {}\n"
+      "# HELP ecr_reply_batches_total Batches of replies decoded together (--batch).\n"
+      "# TYPE ecr_reply_batches_total counter\necr_reply_batches_total {}\n"
+      "# HELP ecr_batched_replies_total Replies written in those batches.\n"
+      "# TYPE ecr_batched_replies_total counter\necr_batched_replies_total {}\n",
       admission_.waiting(), admission_.running(), options_.workers, sessions_.size(), sessions_.evicted(),
-      sessions_.expired());
+      sessions_.expired(), batcher_ ? batcher_->batches() : 0, batcher_ ? batcher_->replies() : 0);
   res.set_content(metrics_.text(gauges), "text/plain; version=0.0.4");
 }
 

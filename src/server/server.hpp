@@ -37,6 +37,14 @@ struct ServeOptions {
   std::optional<std::string> cors_origin;
   std::size_t workers = 2;  // requests that run the models at once, over the one engine
   std::size_t queue = 16;   // requests that wait for a worker; more are refused (503)
+  // A request's time from arrival: past it a request still waiting for a worker is refused (503),
+  // and a reply being written stops at its next piece (finish_reason "deadline").
+  std::chrono::milliseconds request_timeout{60'000};
+  // Replies of requests that run at once (non-streamed /v1/respond and /v1/chat/completions)
+  // decoded together through Responder::respond_batch, at most `batch` of them, the first
+  // waiting up to batch_wait for the others; 1: each alone.
+  std::size_t batch = 1;
+  std::chrono::microseconds batch_wait{5'000};
   std::size_t max_sessions = 1000;
   std::chrono::seconds session_idle{1800};
   Limits limits;
