@@ -25,8 +25,10 @@ fi
 if ! "$venv/bin/python3" -c 'import openai' 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check openai==3.63.0
 fi
-if ! "$venv/bin/python3" -c 'import schemathesis' 2>/dev/null; then
-  "$venv/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
+# schemathesis reads streamed answers (text/event-stream) with urllib3 2's read1: newer requests and
+# urllib3 in the venv, over Debian's urllib3 1.26 (which the venv would otherwise see).
+if ! "$venv/bin/python3" -c 'import schemathesis, urllib3, sys; sys.exit(urllib3.__version__ < "2")' 2>/dev/null; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5 urllib3==2.8.0 requests==2.34.2
 fi
 
 model="$models/SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -67,6 +67,10 @@ constexpr const char* kDocument = R"json({
         "model": {"type": "string"}, "stream": {"type": "boolean"},
         "messages": {"type": "array", "minItems": 1, "maxItems": 256, "items": {"type": "object", "required": ["role", "content"], "properties": {
           "role": {"type": "string", "enum": ["system", "developer", "user", "assistant"]}, "content": {"type": "string", "maxLength": 4096}}}}}},
+      "TurnEvent": {"type": "object", "required": ["data"], "description": "One Server-Sent Event: without a name, data is {\"piece\": string} (the pieces add up to the reply); event 'result' carries the Turn as JSON, event 'error' an Error",
+        "properties": {"event": {"type": "string", "enum": ["result", "error"]}, "data": {"type": "string"}}},
+      "ChatChunkEvent": {"type": "object", "required": ["data"], "description": "One Server-Sent Event whose data is a chat.completion.chunk as JSON (the last one with finish_reason, usage and ecr), an Error, or [DONE]",
+        "properties": {"data": {"type": "string"}}},
       "ChatCompletion": {"type": "object", "required": ["id", "object", "created", "model", "choices", "usage", "ecr"], "properties": {
         "id": {"type": "string"}, "object": {"type": "string", "enum": ["chat.completion"]}, "created": {"type": "integer"}, "model": {"type": "string"},
         "choices": {"type": "array", "items": {"type": "object", "required": ["index", "message", "finish_reason"], "properties": {
@@ -94,7 +98,7 @@ constexpr const char* kDocument = R"json({
     "/v1/respond": {"post": {"summary": "Recommend and reply (ecr respond --json); Accept: text/event-stream streams events {\"piece\"} then event 'result' with the Turn",
       "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Dialog"}}}},
       "responses": {"200": {"description": "The turn", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Turn"}},
-                                                                   "text/event-stream": {"schema": {"type": "string"}}}},
+                                                                   "text/event-stream": {"schema": {"$ref": "#/components/schemas/TurnEvent"}}}},
                     "400": {"$ref": "#/components/responses/BadRequest"}, "401": {"$ref": "#/components/responses/Unauthorized"},
                     "413": {"$ref": "#/components/responses/TooLarge"}, "503": {"$ref": "#/components/responses/Busy"}}}},
     "/v1/sessions": {"post": {"summary": "A new dialog kept by the server (least recently used evicted past --max-sessions; dropped when idle)",
@@ -113,7 +117,7 @@ constexpr const char* kDocument = R"json({
         "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["text"],
                                                                                       "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 4096}}}}}},
         "responses": {"200": {"description": "The turn", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SessionTurn"}},
-                                                                     "text/event-stream": {"schema": {"type": "string"}}}},
+                                                                     "text/event-stream": {"schema": {"$ref": "#/components/schemas/TurnEvent"}}}},
                       "400": {"$ref": "#/components/responses/BadRequest"}, "401": {"$ref": "#/components/responses/Unauthorized"},
                       "404": {"$ref": "#/components/responses/NotFound"}, "409": {"description": "The session is taking another turn",
                       "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
@@ -121,7 +125,7 @@ constexpr const char* kDocument = R"json({
     "/v1/chat/completions": {"post": {"summary": "OpenAI-compatible chat: the reply as the assistant message, ECR's results in 'ecr'; stream: chat.completion.chunk events then [DONE]",
       "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatRequest"}}}},
       "responses": {"200": {"description": "The completion", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletion"}},
-                                                                         "text/event-stream": {"schema": {"type": "string"}}}},
+                                                                         "text/event-stream": {"schema": {"$ref": "#/components/schemas/ChatChunkEvent"}}}},
                     "400": {"$ref": "#/components/responses/BadRequest"}, "401": {"$ref": "#/components/responses/Unauthorized"},
                     "413": {"$ref": "#/components/responses/TooLarge"}, "503": {"$ref": "#/components/responses/Busy"}}}},
     "/metrics": {"get": {"summary": "Prometheus text: requests by route and status, latency histograms, queue depth, tokens",

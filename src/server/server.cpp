@@ -138,10 +138,15 @@ class Service {
   Clock::time_point deadline() const { return Clock::now() + options_.request_timeout; }
   // A worker for the request, waiting in the queue until `deadline` at most (503 past it).
   Admission::Ticket admit(Clock::time_point deadline);
-  // Recommend, then respond until `deadline`, counting the reply's tokens. Without a stream the
-  // reply goes through the batcher (when --batch is over 1): a stream writes to its client from
-  // the thread that decodes, which a batch would hold up.
-  Responder::Turn converse(const Dialog& dialog, const ReplyStream& stream, Clock::time_point deadline);
+  // A turn's recommendation, computed by the handler before any response starts: what the
+  // recommender finds wrong with the dialog is then a 400, not an error event in a stream that
+  // has already said 200.
+  std::shared_ptr<Responder::Turn> recommend_turn(const Dialog& dialog) const;
+  // The turn's reply until `deadline`, counting its tokens. Without a stream the reply goes
+  // through the batcher (when --batch is over 1): a stream writes to its client from the thread
+  // that decodes, which a batch would hold up.
+  const Responder::Turn& reply(const Dialog& dialog, Responder::Turn& turn, const ReplyStream& stream,
+                               Clock::time_point deadline);
   Responder::Turn session_turn(Dialog& dialog, std::string text, const ReplyStream& stream, Clock::time_point deadline);
 
   // The body of a respond-like route: `run` computes the turn with a stream of pieces; `finish`
@@ -212,10 +217,15 @@ Admission::Ticket Service::admit(Clock::time_point deadline) {
   return std::move(*ticket);
 }
 
-Responder::Turn Service::converse(const Dialog& dialog, const ReplyStream& stream, Clock::time_point deadline) {
+std::shared_ptr<Responder::Turn> Service::recommend_turn(const Dialog& dialog) const {
+  auto turn = std::make_shared<Responder::Turn>();
+  turn->recommendation = conversation_.recommender.recommend(dialog, conversation_.request);
+  return turn;
+}
+
+const Responder::Turn& Service::reply(const Dialog& dialog, Responder::Turn& turn, const ReplyStream& stream,
+                                      Clock::time_point deadline) {
   const auto start = Clock::now();
-  Responder::Turn turn;
-  turn.recommendation = conversation_.recommender.recommend(dialog, conversation_.request);
   turn.response = batcher_ && !stream
                       ? batcher_->respond(dialog, turn.recommendation, until_deadline(deadline, {}))
                       : conversation_.responder.respond(dialog, turn.recommendation, until_deadline(deadline, stream));
@@ -278,7 +288,10 @@ void Service::respond(const httplib::Request& req, httplib::Response& res) {
   auto dialog = std::make_shared<const Dialog>(dialog_from(parse_body(req)));
   auto ticket = std::make_shared<Admission::Ticket>(admit(until));
   answer(
-      req, res, [this, dialog, ticket, until](const ReplyStream& stream) { return converse(*dialog, stream, until); },
+      req, res,
+      [this, dialog, ticket, until, turn = recommend_turn(*dialog)](const ReplyStream& stream) {
+        return reply(*dialog, *turn, stream, until);
+      },
       [this, until](const Responder::Turn& turn) {
         json out = cli::turn_json(conversation_, turn);
         out["finish_reason"] = finish_reason(turn.response, until);
@@ -405,19 +418,20 @@ void Service::chat_completions(const httplib::Request& req, httplib::Response& r
     const std::size_t prompt = turn.response.prompt_ids.size(), completion = turn.response.reply_ids.size();
     return json{{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
   };
+  const std::shared_ptr<Responder::Turn> turn = recommend_turn(*dialog);
   if (!stream) {
-    const Responder::Turn turn = converse(*dialog, {}, until);
-    const std::string_view finish = finish_reason(turn.response, until);
-    json ecr = cli::turn_json(conversation_, turn);
+    const Responder::Turn& answered = reply(*dialog, *turn, {}, until);
+    const std::string_view finish = finish_reason(answered.response, until);
+    json ecr = cli::turn_json(conversation_, answered);
     ecr["finish_reason"] = finish;
     send_json(res, {{"id", id},
                     {"object", "chat.completion"},
                     {"created", created},
                     {"model", model},
                     {"choices", json::array({{{"index", 0},
-                                              {"message", {{"role", "assistant"}, {"content", turn.response.text}}},
+                                              {"message", {{"role", "assistant"}, {"content", answered.response.text}}},
                                               {"finish_reason", openai_finish_reason(finish)}}})},
-                    {"usage", usage(turn)},
+                    {"usage", usage(answered)},
                     {"ecr", std::move(ecr)}});
     return;
   }
@@ -425,7 +439,7 @@ void Service::chat_completions(const httplib::Request& req, httplib::Response& r
   // with finish_reason (here with the "ecr" results too), then [DONE].
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider("text/event-stream", [this, dialog, ticket, id, created, model, usage,
-                                                         until](std::size_t, httplib::DataSink& sink) {
+                                                         until, turn](std::size_t, httplib::DataSink& sink) {
     const auto chunk = [&](json delta, json finish_reason) {
       return json{{"id", id},
                   {"object", "chat.completion.chunk"},
@@ -439,12 +453,11 @@ void Service::chat_completions(const httplib::Request& req, httplib::Response& r
     };
     try {
       send(chunk({{"role", "assistant"}, {"content", ""}}, nullptr));
-      const Responder::Turn turn =
-          converse(*dialog, [&](std::string_view piece) { return send(chunk({{"content", piece}}, nullptr)); }, until);
-      const std::string_view finish = finish_reason(turn.response, until);
+      const Responder::Turn& answered = reply(*dialog, *turn, [&](std::string_view piece) { return send(chunk({{"content", piece}}, nullptr)); }, until);
+      const std::string_view finish = finish_reason(answered.response, until);
       json last = chunk(json::object(), openai_finish_reason(finish));
-      last["usage"] = usage(turn);
-      last["ecr"] = cli::turn_json(conversation_, turn);
+      last["usage"] = usage(answered);
+      last["ecr"] = cli::turn_json(conversation_, answered);
       last["ecr"]["finish_reason"] = finish;
       send(last);
     } catch (const std::exception& e) {
