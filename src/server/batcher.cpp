@@ -4,7 +4,8 @@
 
 namespace ecr::server {
 
-Response ReplyBatcher::respond(const Dialog& dialog, const Recommendation& recommendation, ReplyStream stream) {
+Response ReplyBatcher::respond(const Dialog& dialog, const Recommendation& recommendation, ReplyStream stream,
+                               bool company) {
   Job job{&dialog, &recommendation, std::move(stream), std::nullopt, nullptr};
   std::unique_lock lock(mutex_);
   open_.push_back(&job);
@@ -13,7 +14,7 @@ Response ReplyBatcher::respond(const Dialog& dialog, const Recommendation& recom
     if (open_.size() >= max_batch_) changed_.notify_all();
     changed_.wait(lock, [&] { return job.done; });
   } else {
-    changed_.wait_for(lock, wait_, [&] { return open_.size() >= max_batch_; });
+    if (company) changed_.wait_for(lock, wait_, [&] { return open_.size() >= max_batch_; });
     std::vector<Job*> batch;
     batch.swap(open_);  // later arrivals start the next batch
     lock.unlock();

@@ -27,7 +27,9 @@ class ReplyBatcher {
   // This dialog's reply, as responder.respond(dialog, recommendation, stream) gives it (up to the
   // float rounding of batched decoding); `stream` runs on the thread that writes the batch, so it
   // must not block. A request whose reply fails throws its own error; the others still get theirs.
-  Response respond(const Dialog& dialog, const Recommendation& recommendation, ReplyStream stream);
+  // `company`: other requests are running and may join; without it the first of a batch does
+  // not wait (a lone request pays no --batch-wait).
+  Response respond(const Dialog& dialog, const Recommendation& recommendation, ReplyStream stream, bool company = true);
 
   // Since start: the batches written and the replies in them (/metrics).
   std::uint64_t batches() const { return batches_; }

@@ -227,7 +227,7 @@ const Responder::Turn& Service::reply(const Dialog& dialog, Responder::Turn& tur
                                       Clock::time_point deadline) {
   const auto start = Clock::now();
   turn.response = batcher_ && !stream
-                      ? batcher_->respond(dialog, turn.recommendation, until_deadline(deadline, {}))
+                      ? batcher_->respond(dialog, turn.recommendation, until_deadline(deadline, {}), admission_.running() > 1)
                       : conversation_.responder.respond(dialog, turn.recommendation, until_deadline(deadline, stream));
   metrics_.generated(turn.response.reply_ids.size(), seconds_since(start));
   return turn;
