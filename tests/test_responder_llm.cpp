@@ -137,6 +137,37 @@ TEST_CASE("responder llm: the reply is lm::generate's greedy tokens on the chat 
   CHECK(g.prompt_text.find("Movie Name: The Matrix (1999)") != std::string::npos);
 }
 
+TEST_CASE("responder llm: respond_batch gives each dialog its one-by-one greedy reply") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  ECR_REQUIRE_GGUF_PACKAGE();
+  const auto f = responder_fixture();
+  const Responder responder = Responder::load(f.bundle, llm_options(chat_fixture()));
+  Recommendation speed_first = matrix_recommendation();
+  speed_first.items = {{1, "Speed (1994)", 2.0f}, {0, "The Matrix (1999)", 1.0f}};
+  Dialog longer = sad_dialog();
+  longer.add_turn({Role::system, "Have you seen Speed (1994)?", {1}, {}});
+  longer.add_turn({Role::user, "No, is it good?", {}, {}});
+  const std::vector<Dialog> dialogs = {sad_dialog(), longer};
+  const std::vector<Recommendation> recs = {matrix_recommendation(), speed_first};
+  std::vector<std::string> streamed(2);
+  const std::vector<ReplyStream> streams = {[&](std::string_view p) { return streamed[0] += p, true; },
+                                            [&](std::string_view p) { return streamed[1] += p, true; }};
+  const std::vector<Response> batch = responder.respond_batch(dialogs, recs, streams);
+  REQUIRE(batch.size() == 2);
+  for (std::size_t i = 0; i < 2; ++i) {
+    CAPTURE(i);
+    const Response alone = responder.respond(dialogs[i], recs[i]);
+    CHECK(batch[i].generator == ReplyGenerator::llm);
+    CHECK(batch[i].prompt_ids == alone.prompt_ids);
+    CHECK(batch[i].reply_ids == alone.reply_ids);
+    CHECK(batch[i].reply_stop == alone.reply_stop);
+    CHECK(batch[i].text == alone.text);
+    CHECK(streamed[i] == batch[i].text);
+  }
+  CHECK(batch[0].prompt_ids != batch[1].prompt_ids);
+}
+
 TEST_CASE("responder llm: streamed pieces add up to the reply, and the end of turn is no text") {
   ECR_REQUIRE_SHARED_DATA();
   ECR_REQUIRE_TORCH();
