@@ -39,7 +39,7 @@ def test_no_5xx_and_answers_match_the_document():
         run = subprocess.run(
             [str(SCHEMATHESIS), "run", f"http://127.0.0.1:{s.port}/openapi.json",
              "--checks", "not_a_server_error,response_schema_conformance",
-             "--phases", "examples,coverage,fuzzing", "--max-examples", "25", "--seed", "2025",
+             "--phases", "examples,coverage,fuzzing", "--max-examples", "100", "--seed", "2025",
              "--workers", "1", "--generation-database", "none", "--request-timeout", "60",
              "--header", f"Authorization: Bearer {KEY}", "--no-color",
              "--report", "junit", "--report-dir", str(TMP / "schemathesis")],
