@@ -310,7 +310,8 @@ void Responder::Impl::take_template(Draft& d, std::vector<std::int32_t> template
   std::optional<std::mt19937_64> rng;
   if (options.knowledge_seed) rng.emplace(*options.knowledge_seed);
   if (reviews)
-    r.review_entities = responder::choose_review_entities(*reviews, d.items, options.review_entities, rng ? &*rng : nullptr);
+    r.review_entities =
+        responder::choose_review_entities(*reviews, d.items, options.review_entities, rng ? &*rng : nullptr);
   r.knowledge = responder::choose_knowledge(kg, d.items, relations, options.knowledge_triples, rng ? &*rng : nullptr);
   r.prompt_text = responder::generator_prompt_text(d.names, r.review_entities, r.knowledge, r.first_sentence);
   r.prompt_ids = responder::generator_prompt_ids(generator_tokenizer, r.prompt_text, options.prompt_max_tokens,

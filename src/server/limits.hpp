@@ -66,7 +66,8 @@ class Admission {
 
   // A ticket once a worker is free; nullopt without waiting when the queue is full too, and
   // nullopt when `deadline` passes before a worker is free.
-  std::optional<Ticket> enter(std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max());
+  std::optional<Ticket> enter(
+      std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max());
   std::size_t running() const;
   std::size_t waiting() const;
 
