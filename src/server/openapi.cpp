@@ -1,6 +1,8 @@
 // The OpenAPI 3 document of `ecr serve` (GET /openapi.json). The response schemas list the keys
 // the handlers write (server.cpp, and src/cli's turn_json and recommendation_json) as required;
 // tests/test_serve.py checks every answer against them.
+#include <cstdint>
+
 #include <nlohmann/json.hpp>
 
 #include "server.hpp"
@@ -19,11 +21,17 @@ constexpr const char* kDocument = R"json({
       "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["type", "message"],
         "properties": {"type": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}},
       "Dialog": {"type": "object", "required": ["turns"], "properties": {
-        "turns": {"type": "array", "maxItems": 256, "items": {"type": "object", "required": ["role"], "properties": {
+        "turns": {"type": "array", "minItems": 1, "maxItems": 256, "items": {"type": "object", "required": ["role", "text"], "properties": {
           "role": {"type": "string", "enum": ["user", "system"]}, "text": {"type": "string", "maxLength": 4096},
           "entities": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-          "emotions": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}}}}},
+          "emotions": {"type": "object", "additionalProperties": false, "properties": {
+            "like": {"$ref": "#/components/schemas/Probability"}, "curious": {"$ref": "#/components/schemas/Probability"},
+            "happy": {"$ref": "#/components/schemas/Probability"}, "grateful": {"$ref": "#/components/schemas/Probability"},
+            "negative": {"$ref": "#/components/schemas/Probability"}, "neutral": {"$ref": "#/components/schemas/Probability"},
+            "nostalgia": {"$ref": "#/components/schemas/Probability"}, "agreement": {"$ref": "#/components/schemas/Probability"},
+            "surprise": {"$ref": "#/components/schemas/Probability"}}}}}},
         "movieMentions": {"type": "object", "additionalProperties": {"type": "string"}}}},
+      "Probability": {"type": "number", "minimum": 0, "maximum": 1},
       "Emotion": {"type": "object", "required": ["label", "prob"], "properties": {"label": {"type": "string"}, "prob": {"type": "number"}}},
       "Item": {"type": "object", "required": ["id", "name", "score", "feedback", "reasons", "explanation"], "properties": {
         "id": {"type": "integer"}, "name": {"type": "string"}, "score": {"type": "number"}, "feedback": {"type": "number"},
@@ -141,10 +149,24 @@ constexpr const char* kDocument = R"json({
 
 }  // namespace
 
-const std::string& openapi_json() {
-  // Parsed once, so a typo in the document fails the first request rather than reaching a client.
-  static const std::string document = nlohmann::json::parse(kDocument).dump();
-  return document;
+std::string openapi_json(const Limits& limits, std::int64_t max_entity) {
+  // Made once at startup, so a typo in the document fails there rather than reaching a client.
+  // The limits and the knowledge graph's entity ids are this server's, so that what the
+  // document calls valid is what the server takes (schemathesis checks both ways).
+  nlohmann::json doc = nlohmann::json::parse(kDocument);
+  auto& schemas = doc["components"]["schemas"];
+  auto& turns = schemas["Dialog"]["properties"]["turns"];
+  turns["maxItems"] = limits.max_turns;
+  turns["items"]["properties"]["entities"]["items"]["maximum"] = max_entity;
+  auto& messages = schemas["ChatRequest"]["properties"]["messages"];
+  messages["maxItems"] = limits.max_turns;
+  // maxLength counts characters and the limit bytes: a text of max_text_bytes ASCII characters
+  // is taken, a longer one never (the document's bound is the larger; the 400 names the field).
+  turns["items"]["properties"]["text"]["maxLength"] = limits.max_text_bytes;
+  messages["items"]["properties"]["content"]["maxLength"] = limits.max_text_bytes;
+  doc["paths"]["/v1/sessions/{id}/turns"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]
+     ["text"]["maxLength"] = limits.max_text_bytes;
+  return doc.dump();
 }
 
 }  // namespace ecr::server

@@ -122,7 +122,8 @@ class Service {
       : options_(options),
         conversation_(cli::open_conversation(options.conversation)),
         admission_(options.workers, options.queue),
-        sessions_(options.max_sessions, options.session_idle) {
+        sessions_(options.max_sessions, options.session_idle),
+        openapi_(openapi_json(options.limits, conversation_.recommender.graph().pad_entity() - 1)) {
     if (options.batch > 1) batcher_.emplace(conversation_.responder, options.batch, options.batch_wait);
   }
 
@@ -172,6 +173,7 @@ class Service {
   SessionStore sessions_;
   Metrics metrics_;
   std::optional<ReplyBatcher> batcher_;
+  const std::string openapi_;
 };
 
 Service::Handler Service::route(std::string name, Handler handler) {
@@ -503,8 +505,8 @@ void Service::install(httplib::Server& http) {
   http.Post(R"(/v1/sessions/([0-9a-f]{1,64})/turns)", route("/v1/sessions/{id}/turns", bind(&Service::take_turn)));
   http.Post("/v1/chat/completions", route("/v1/chat/completions", bind(&Service::chat_completions)));
   http.Get("/metrics", route("/metrics", bind(&Service::metrics)));
-  http.Get("/openapi.json", route("/openapi.json", [](const httplib::Request&, httplib::Response& res) {
-             res.set_content(openapi_json(), "application/json");
+  http.Get("/openapi.json", route("/openapi.json", [this](const httplib::Request&, httplib::Response& res) {
+             res.set_content(openapi_, "application/json");
            }));
   // The page's one file, by name: no path reaches the file system.
   const auto page = route("/", [](const httplib::Request&, httplib::Response& res) {

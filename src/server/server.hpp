@@ -58,8 +58,9 @@ bool is_loopback(std::string_view host);
 // IoError when the address cannot be bound.
 int serve(const ServeOptions& options);
 
-// The OpenAPI 3 document of the routes above (openapi.cpp).
-const std::string& openapi_json();
+// The OpenAPI 3 document of the routes above (openapi.cpp), with these limits and entity ids up
+// to max_entity.
+std::string openapi_json(const Limits& limits, std::int64_t max_entity);
 // The chat page (web/index.html, compiled in).
 std::string_view index_html();
 
