@@ -262,6 +262,7 @@ def run_ecr(args, dialog):
         cmd += ["--llm", args.llm]
     if args.bundle:
         cmd += ["--bundle", args.bundle]
+    cmd += args.ecr_args.split()
     try:
         start = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -343,6 +344,7 @@ def main(argv=None):
     p.add_argument("--llm", help="the LLM GGUF (default: ecr's, $ECR_LLM)")
     p.add_argument("--data", default=str(DEFAULT_DATA), help="the shared data folder (redial/test_dialogs.jsonl)")
     p.add_argument("--dialogs", type=int, default=50)
+    p.add_argument("--ecr-args", default="", help="more options for ecr respond (\"--llm-min-new-tokens 0\")")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="write the replies, their checks and the summary here")
     p.add_argument("--markdown", help="write the table, the failures and every reply here")
