@@ -107,8 +107,12 @@ std::string llm_reply_opening(const LlmPromptFacts& facts) {
         people.push_back(t.entity);
         break;
       }
-  if (people.empty()) return fmt::format("I think you would like {}.", movie);
-  return fmt::format("I think you would like {}, {} {}.", movie, fact_phrase(relation), joined(people, " and "));
+  // A sad user hears that first: the model, left to itself, went on with "I'm glad".
+  const std::string comfort =
+      !facts.emotions.empty() && facts.emotions.front() == "negative" ? "I'm sorry you're feeling down. " : "";
+  if (people.empty()) return fmt::format("{}I think you would like {}.", comfort, movie);
+  return fmt::format("{}I think you would like {}, {} {}.", comfort, movie, fact_phrase(relation),
+                     joined(people, " and "));
 }
 
 std::vector<text::ChatMessage> llm_prompt_messages(const LlmPromptFacts& facts, bool system_turn) {

@@ -354,9 +354,19 @@ void Responder::Impl::respond_with_llm(const Dialog& view, std::span<const respo
   // that the text joins them as the tokenizer does.
   responder::ReplyTextStream streamer(*llm->tokenizer, stream);
   for (std::int32_t token : opening_ids) streamer.push(token);
+  // Past half the token budget (and min_new_tokens) the reply ends with the sentence it is
+  // writing: bounded, yet ending a sentence; decided while decoding, so that the stream and the
+  // text stay the same (docs/llm-replies.md).
+  const std::int64_t wrap_up = std::max(decoding.min_new_tokens, decoding.max_new_tokens / 2);
+  std::int64_t chosen = 0;
+  std::string tail;  // the reply's last decoded characters
   decoding.on_token = [&, host = options.llm_generation.on_token](std::int32_t token) {
     const bool go_on = !host || host(token);
-    return (ends_turn(token) || streamer.push(token)) && go_on;  // the end of turn is no text
+    if (ends_turn(token)) return go_on;  // the end of turn is no text
+    const bool sink_on = streamer.push(token);
+    tail += llm->tokenizer->decode(std::vector<std::int32_t>{token});
+    if (tail.size() > 16) tail.erase(0, tail.size() - 16);
+    return sink_on && go_on && !(++chosen >= wrap_up && responder::ends_sentence(tail));
   };
   r.reply_ids = lm::generate(llm->model, r.prompt_ids, decoding).tokens;
   std::vector<std::int32_t> said = opening_ids;
