@@ -14,7 +14,7 @@ with so much charm hope enjoy""".split()}
 GOOD = {
     "conversation": "1",
     "dialog": [{"role": "user", "text": "I loved Pretty Woman (1990), and I feel sad today."}],
-    "user_emotions": {"negative": 0.8},
+    "user_emotions": [{"label": "negative", "prob": 0.8}],
     "recommended": "Notting Hill (1999)",
     "named_before": ["Pretty Woman (1990)"],
     "knowledge": ["Notting Hill (1999)'s starring is Julia Roberts", "Notting Hill (1999)'s director is Roger Michell"],
@@ -35,7 +35,8 @@ def checks(record):
 
 def test_a_good_reply_passes_every_check():
     c = checks(GOOD)
-    for key in ["title", "length", "english", "sentence", "no_repeat", "fact", "fact_generated", "new_movie"]:
+    for key in ["title", "length", "english", "sentence", "no_repeat", "fact", "fact_generated", "new_movie",
+                "no_earlier_movie"]:
         assert c[key], key
     assert c["facts_cited"] == ["Julia Roberts"]
 
@@ -93,6 +94,16 @@ def test_fact_cited_and_generated_part():
 def test_new_movie():
     assert not checks(with_reply(GOOD["reply"], named_before=["Notting Hill  (1999)"]))["new_movie"]
     assert not checks(with_reply(GOOD["reply"], named_before=["Notting Hill"]))["new_movie"]
+
+
+def test_earlier_movie_named_in_the_text():
+    again = with_reply(GOOD["reply"] + " You might also like Pretty Woman again.")
+    c = checks(again)
+    assert c["new_movie"] and not c["no_earlier_movie"] and c["earlier_movie_named"] == "Pretty Woman (1990)"
+    assert checks(GOOD)["no_earlier_movie"]
+    # A one-word title counts only with its year.
+    assert rr.names_earlier_movie("It is a warm film.", ["It (2017)"]) is None
+    assert rr.names_earlier_movie("Watch It (2017) again.", ["It (2017)"]) == "It (2017)"
 
 
 def test_dist2():

@@ -189,6 +189,7 @@ TEST_CASE("responder llm: streamed pieces add up to the reply, and the end of tu
   const auto tokenizer = text::tokenizer_from_gguf(file);
   const std::string opening = responder::llm_reply_opening([&] {
     responder::LlmPromptFacts facts;
+    facts.emotions = {"negative", "like"};  // matrix_recommendation's: the opening comforts first
     facts.movies = {"The Matrix (1999)"};
     facts.knowledge = e.knowledge;
     return facts;

@@ -18,7 +18,9 @@ goes through `ecr respond --json` (one process a dialog), and the reply is check
     fact       it names a retrieved fact of that movie (a person, genre or review entity the JSON
                says grounded it); `fact_generated` counts only facts named after the words the
                engine itself opened the reply with, so that the model's own use of them shows
-    new_movie  the movie it recommends is not one the dialog already named
+    new_movie  the movie it recommends is not one the dialog already named; `no_earlier_movie`
+               also asks that its text does not name such a movie again (the model's own words
+               often suggest one: "You might want to check out The Holiday (2006)")
 and over all replies, Dist-2 (distinct word bigrams / all word bigrams). The issue's targets:
 every reply passes title, length, english, sentence, no_repeat and new_movie; at least 70% pass
 fact; Dist-2 >= 0.5.
@@ -84,6 +86,19 @@ def contains_phrase(text, phrase):
 
 def title_appears(reply, title):
     return contains_phrase(reply, bare_title(title))
+
+
+def names_earlier_movie(reply, named_before):
+    """The first movie the dialog named that the reply's text names again, or None. A one-word
+    title counts only with its year ("It (1990)"): the word alone is too common."""
+    for name in named_before:
+        bare = bare_title(name)
+        year = re.search(r"\((\d{4})\)", name)
+        if len(words(bare)) > 1 and re.search(r"(?<!\w)" + re.escape(bare) + r"(?!\w)", reply):
+            return name
+        if year and re.search(re.escape(bare) + r"\s*\(" + year.group(1) + r"\)", reply):
+            return name
+    return None
 
 
 def length_ok(reply):
@@ -191,10 +206,13 @@ def score(record, dictionary):
         "fact": bool(cited_facts(reply, entities)),
         "fact_generated": bool(cited_facts(reply[len(opening) :], entities)),
         "new_movie": norm_title(record["recommended"]) not in {norm_title(n) for n in record["named_before"]},
+        "earlier_movie_named": names_earlier_movie(reply, record["named_before"]),
+        "no_earlier_movie": names_earlier_movie(reply, record["named_before"]) is None,
     }
 
 
-PER_REPLY = ["title", "length", "english", "sentence", "no_repeat", "fact", "fact_generated", "new_movie"]
+PER_REPLY = ["title", "length", "english", "sentence", "no_repeat", "fact", "fact_generated", "new_movie",
+             "no_earlier_movie"]
 TARGET = {"title": 1.0, "length": 1.0, "english": 1.0, "sentence": 1.0, "no_repeat": 1.0, "fact": FACT_SHARE,
           "new_movie": 1.0}
 
@@ -311,11 +329,12 @@ def percent(x):
 
 def table(summary, label):
     head = ("| replies | title | 12-120 words | English >= 85% | ends a sentence | no 4-gram repeat | cites a fact "
-            "(model-written part) | new movie | Dist-2 |")
+            "(model-written part) | new movie (text names none named before) | Dist-2 |")
     rule = "| --- " * 9 + "|"
     row = (f"| {label}: {summary['replies']} | {percent(summary['title'])} | {percent(summary['length'])} | "
            f"{percent(summary['english'])} | {percent(summary['sentence'])} | {percent(summary['no_repeat'])} | "
-           f"{percent(summary['fact'])} ({percent(summary['fact_generated'])}) | {percent(summary['new_movie'])} | "
+           f"{percent(summary['fact'])} ({percent(summary['fact_generated'])}) | {percent(summary['new_movie'])} "
+           f"({percent(summary['no_earlier_movie'])}) | "
            f"{summary['dist2']:.2f} |")
     return "\n".join([head, rule, row])
 
@@ -331,7 +350,7 @@ def markdown(records, summary, label, command):
     lines += ["", "## Replies", ""]
     for r in records:
         user = next(t["text"] for t in reversed(r["dialog"]) if t["role"] == "user")
-        emotions = ", ".join(r["user_emotions"]) if isinstance(r["user_emotions"], dict) else str(r["user_emotions"])
+        emotions = ", ".join(f"{e['label']} {e['prob']:.2f}" for e in r["user_emotions"])
         lines.append(f"- {r['conversation']}: user \"{user}\" ({emotions}) -> **{r['recommended']}**: {r['reply']}")
     return "\n".join(lines) + "\n"
 
