@@ -164,6 +164,10 @@ Responder::Impl::Impl(const Engine& e, ResponderOptions o)
   const RobertaConfig* t = nullptr;
   const PromptConfig* p = nullptr;
   if (on_device) {
+    // The device's GPT-2 decoder has no min_new_tokens: refused, not ignored.
+    if (options.generation.min_new_tokens > 0)
+      fail<ConfigError>("responder: min_new_tokens {} runs on the cpu only (device {})",
+                        options.generation.min_new_tokens, engine.options().device.str());
 #ifdef ECR_WITH_CUDA
     const DeviceModels& device = e.impl().device();
     g = &device.backbone().config();
