@@ -177,6 +177,7 @@ TEST_CASE("lm::check_generate_options names each impossible option") {
   refused_option([](GenerateOptions& o) { o.repetition_penalty = std::numeric_limits<float>::infinity(); },
           {"repetition_penalty inf"});
   refused_option([](GenerateOptions& o) { o.no_repeat_ngram_size = -3; }, {"no_repeat_ngram_size -3 is negative"});
+  refused_option([](GenerateOptions& o) { o.min_new_tokens = -1; }, {"min_new_tokens -1 is negative"});
   check_generate_options(GenerateOptions{});
 }
 
@@ -221,6 +222,26 @@ TEST_CASE("lm::Sampler: penalty, then n-gram ban, then the choice, over prompt a
   };
   CHECK(draws(5) == draws(5));
   CHECK(draws(5) != draws(6));
+}
+
+TEST_CASE("lm::Sampler: min_new_tokens bans the stop tokens until that many tokens are new, then not") {
+  GenerateOptions o;
+  o.stop_tokens = {2, 7};  // 7 is outside the logits: ignored
+  o.min_new_tokens = 2;
+  const std::vector<std::int32_t> prompt = {2, 2, 2};  // the prompt's tokens do not count as new
+  Sampler sampler(prompt, o);
+  std::vector<float> logits = {0.0f, 1.0f, 5.0f};
+  CHECK(sampler.next(logits) == 1);
+  CHECK(logits[2] == -std::numeric_limits<float>::infinity());
+  logits = {0.0f, 1.0f, 5.0f};
+  CHECK(sampler.next(logits) == 1);
+  logits = {0.0f, 1.0f, 5.0f};
+  CHECK(sampler.next(logits) == 2);  // two new tokens: the stop token is allowed again
+  // Without the option the first choice is the stop token.
+  o.min_new_tokens = 0;
+  Sampler free_to_stop(prompt, o);
+  logits = {0.0f, 1.0f, 5.0f};
+  CHECK(free_to_stop.next(logits) == 2);
 }
 
 TEST_CASE("lm::generate_batch: each sequence equals generate alone, and the batch shrinks as they stop") {

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <regex>
 
@@ -121,9 +122,25 @@ TEST_CASE("responder llm: the reply is lm::generate's greedy tokens on the chat 
   greedy.max_new_tokens = 24;
   greedy.repetition_penalty = 1.1f;
   greedy.stop_tokens = text::end_of_turn_tokens(*tokenizer);
+  greedy.min_new_tokens = ResponderOptions().llm_generation.min_new_tokens;
   const LlamaModel model = LlamaModel::load(file);
   const lm::Generation expected = lm::generate(model, prompt, greedy);
-  CHECK(r.reply_ids == expected.tokens);
+  // Past half the budget (and min_new_tokens) the reply stops after the first token that ends a
+  // sentence: ., ! or ? last (spaces, quotes and brackets after it aside), not an initial's period.
+  std::vector<std::int32_t> wanted = expected.tokens;
+  const auto wrap_up = static_cast<std::size_t>(std::max<std::int64_t>(greedy.min_new_tokens, greedy.max_new_tokens / 2));
+  for (std::size_t i = wrap_up - 1; i < expected.tokens.size(); ++i) {
+    std::string said = tokenizer->decode(std::span(expected.tokens).first(i + 1));
+    while (!said.empty() && std::string_view(" \"')").find(said.back()) != std::string_view::npos) said.pop_back();
+    const std::size_t n = said.size();
+    const bool initial = n >= 2 && std::isupper(static_cast<unsigned char>(said[n - 2])) && (n == 2 || said[n - 3] == ' ');
+    if (n > 0 && (said.back() == '!' || said.back() == '?' || (said.back() == '.' && !initial))) {
+      wanted.resize(i + 1);
+      break;
+    }
+  }
+  CHECK(r.reply_ids == wanted);
+  CHECK(r.reply_ids.size() >= std::min<std::size_t>(wrap_up, expected.tokens.size()));
   CHECK(r.text.rfind(opening, 0) == 0);  // the reply opens with the title
 
   // Gpt2 stays selectable on the same bundle, whatever is installed.
@@ -188,6 +205,7 @@ TEST_CASE("responder llm: streamed pieces add up to the reply, and the end of tu
   ResponderOptions ending = llm_options(gguf_path);
   const std::int32_t end = r.reply_ids[4];
   ending.llm_generation.stop_tokens = {end};
+  ending.llm_generation.min_new_tokens = 0;  // the end may come at once
   const Responder ends = Responder::load(f.bundle, ending);
   std::string pieces;
   const Response e = ends.respond(sad_dialog(), matrix_recommendation(), [&](std::string_view piece) {
@@ -202,6 +220,7 @@ TEST_CASE("responder llm: streamed pieces add up to the reply, and the end of tu
   const auto tokenizer = text::tokenizer_from_gguf(file);
   const std::string opening = responder::llm_reply_opening([&] {
     responder::LlmPromptFacts facts;
+    facts.emotions = {"negative", "like"};  // matrix_recommendation's: the opening comforts first
     facts.movies = {"The Matrix (1999)"};
     facts.knowledge = e.knowledge;
     return facts;
@@ -211,6 +230,14 @@ TEST_CASE("responder llm: streamed pieces add up to the reply, and the end of tu
   const std::string without_end = tokenizer->decode(said);
   // The text is the tokens before the end of turn (the final strip aside), not the end's bytes.
   CHECK(without_end.rfind(e.text, 0) == 0);
+
+  // min_new_tokens holds the end of turn back: not among the first 8 tokens, though the model
+  // chose it fifth above.
+  ResponderOptions later = ending;
+  later.llm_generation.min_new_tokens = 8;
+  const Response l = Responder::load(f.bundle, later).respond(sad_dialog(), matrix_recommendation());
+  REQUIRE(l.reply_ids.size() >= 8);
+  CHECK(std::find(l.reply_ids.begin(), l.reply_ids.begin() + 8, end) == l.reply_ids.begin() + 8);
 
   // The real end-of-turn token is never text: its spelling cannot appear in a reply.
   CHECK(r.text.find("<|im_end|>") == std::string::npos);

@@ -20,6 +20,7 @@ development=(
   pybind11-dev python3-pybind11 python3-pytest  # the Python package in the CMake build, its tests
   libopenblas0-pthread                  # a real BLAS for Debian's torch (the reference BLAS is ~20x slower)
   clang libclang-rt-dev                 # the libFuzzer target (its runtime is a separate package)
+  wamerican                             # tools/reply_report.py's English dictionary (/usr/share/dict/words)
   tmux                                  # drives `ecr chat` in its terminal test
   chromium chromium-driver              # the browser test of `ecr serve`'s page (with selenium: tools/setup_venv.sh)
 )

@@ -78,10 +78,13 @@ struct ResponderOptions : EngineOptions {
   std::filesystem::path llm_path;  // empty: default_llm_path()
   std::string chat_template;       // empty: the file's tokenizer.chat_template (else chatml, llama2...)
   // Its decoding: greedy with a repetition penalty; a temperature > 0 samples with `seed`. Empty
-  // stop_tokens: the model's end-of-turn tokens (text::end_of_turn_tokens).
+  // stop_tokens: the model's end-of-turn tokens (text::end_of_turn_tokens). The end of turn waits
+  // for min_new_tokens after the opening: a small model otherwise ends the reply right after the
+  // opening's sentence, with nothing of its own (docs/llm-replies.md).
   lm::GenerateOptions llm_generation = [] {
     lm::GenerateOptions g;
     g.max_new_tokens = 120;
+    g.min_new_tokens = 20;
     g.repetition_penalty = 1.1f;
     return g;
   }();

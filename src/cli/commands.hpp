@@ -21,5 +21,6 @@ int perplexity(const Argv& args);
 int respond(const Argv& args);
 int chat(const Argv& args);
 int serve(const Argv& args);
+int judge(const Argv& args);
 
 }  // namespace ecr::cli

@@ -59,6 +59,8 @@ void declare_conversation_options(Args& args) {
       .option("items", "N", "recommended items the reply names (ECR: 1)", "1")
       .option("max-new-tokens", "N", "gpt2: most tokens of the reply (ECR: 150)", "150")
       .option("llm-max-new-tokens", "N", "llm: most tokens of the reply", "120")
+      .option("llm-min-new-tokens", "N", "llm: tokens the reply has before it may end its turn",
+              std::to_string(ResponderOptions().llm_generation.min_new_tokens))
       .option("llm-repetition-penalty", "R", "llm: HF repetition penalty (1: none)", "1.1")
       .option("temperature", "T", "0: greedy (ECR); > 0: sample the reply at this temperature (either generator)", "0")
       .option("sample-top-k", "K", "sampling: keep the K most likely tokens (0: all)", "0")
@@ -97,6 +99,7 @@ ConversationOptions conversation_options(const Args& args) {
   if (args.has("llm")) resp.llm_path = args.get("llm");
   if (args.has("chat-template")) resp.chat_template = args.get("chat-template");
   resp.llm_generation.max_new_tokens = at_least(args, "llm-max-new-tokens", 1);
+  resp.llm_generation.min_new_tokens = at_least(args, "llm-min-new-tokens", 0);
   resp.llm_generation.repetition_penalty = static_cast<float>(args.get_double("llm-repetition-penalty"));
   resp.llm_generation.temperature = resp.generation.temperature;
   resp.llm_generation.top_k = resp.generation.top_k;

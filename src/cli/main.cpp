@@ -34,6 +34,7 @@ constexpr Command kCommands[] = {
     {"eval", "recommendation metrics (Recall/MRR/NDCG@K, AUC, RT@K) over ReDial dialogs", ecr::cli::eval},
     {"perplexity", "language-model perplexity of a GPT-2 component on ReDial dialogs, per weight type", ecr::cli::perplexity},
     {"respond", "recommend for a dialog (JSON) and write ECR's reply about the best item, streamed", ecr::cli::respond},
+    {"judge", "score replies 0-9 on the paper's five criteria with a chat GGUF model as the judge", ecr::cli::judge},
     {"chat", "talk to a bundle: type turns, see ranked items, emotions and the streamed reply", ecr::cli::chat},
     {"serve", "serve a bundle over HTTP: recommend, respond (streamed), sessions, OpenAI chat, a chat page", ecr::cli::serve},
 };

@@ -27,6 +27,7 @@ void check_generate_options(const GenerateOptions& o) {
     fail<InputError>("generate: repetition_penalty {} must be a positive finite number", o.repetition_penalty);
   if (o.no_repeat_ngram_size < 0)
     fail<InputError>("generate: no_repeat_ngram_size {} is negative", o.no_repeat_ngram_size);
+  if (o.min_new_tokens < 0) fail<InputError>("generate: min_new_tokens {} is negative", o.min_new_tokens);
 }
 
 void apply_repetition_penalty(std::span<float> logits, std::span<const std::int32_t> context, float penalty) {
@@ -51,6 +52,11 @@ void ban_repeated_ngrams(std::span<float> logits, std::span<const std::int32_t> 
     const std::int32_t next = context[static_cast<std::size_t>(start + n - 1)];
     if (next >= 0 && static_cast<std::size_t>(next) < logits.size()) logits[static_cast<std::size_t>(next)] = kBanned;
   }
+}
+
+void ban_stop_tokens(std::span<float> logits, std::span<const std::int32_t> stop_tokens) {
+  for (const std::int32_t t : stop_tokens)
+    if (t >= 0 && static_cast<std::size_t>(t) < logits.size()) logits[static_cast<std::size_t>(t)] = kBanned;
 }
 
 void warp_for_sampling(std::span<float> logits, const GenerateOptions& options) {
@@ -106,7 +112,7 @@ std::int32_t choose_token(std::span<float> logits, const GenerateOptions& option
 }
 
 Sampler::Sampler(std::span<const std::int32_t> prompt, const GenerateOptions& options)
-    : options_(&options), rng_(options.seed) {
+    : options_(&options), prompt_size_(prompt.size()), rng_(options.seed) {
   context_.reserve(prompt.size() + static_cast<std::size_t>(std::max<std::int64_t>(options.max_new_tokens, 0)));
   context_.assign(prompt.begin(), prompt.end());
 }
@@ -114,6 +120,8 @@ Sampler::Sampler(std::span<const std::int32_t> prompt, const GenerateOptions& op
 std::int32_t Sampler::next(std::span<float> logits) {
   apply_repetition_penalty(logits, context_, options_->repetition_penalty);
   ban_repeated_ngrams(logits, context_, options_->no_repeat_ngram_size);
+  if (static_cast<std::int64_t>(context_.size() - prompt_size_) < options_->min_new_tokens)
+    ban_stop_tokens(logits, options_->stop_tokens);
   const std::int32_t token = choose_token(logits, *options_, rng_);
   context_.push_back(token);
   return token;

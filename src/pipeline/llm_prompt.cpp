@@ -59,8 +59,20 @@ std::string feeling(const std::string& label) {
   return label;  // curious, happy, grateful
 }
 
+// What the reply should do for the user's strongest emotion, in words a small model follows:
+// "match that feeling" alone left a sad user with "I'm glad" (docs/llm-replies.md).
+std::string register_for(const std::string& label) {
+  if (label == "negative") return "Be gentle: say you are sorry they feel down, and how this movie could cheer them up.";
+  if (label == "like" || label == "happy") return "Share their enthusiasm.";
+  if (label == "curious") return "Answer their curiosity with something interesting about it.";
+  if (label == "nostalgia") return "Speak to their fond memories.";
+  if (label == "surprise") return "Share their surprise.";
+  if (label == "grateful") return "Be glad to help.";
+  return "Be warm and friendly.";  // neutral, agreement
+}
+
 std::string llm_instruction(const LlmPromptFacts& facts) {
-  std::string s = "You are a movie recommender.";
+  std::string s = "You are a kind movie recommender talking with a friend.";
   for (const std::string& movie : facts.movies)
     if (const std::string f = movie_facts(movie, facts.knowledge); !f.empty()) s += fmt::format(" {} is {}.", movie, f);
   if (!facts.review_entities.empty())
@@ -68,9 +80,9 @@ std::string llm_instruction(const LlmPromptFacts& facts) {
   if (!facts.emotions.empty()) {
     std::vector<std::string> feelings;
     for (const std::string& e : facts.emotions) feelings.push_back(feeling(e));
-    s += fmt::format(" The user feels {}; match that feeling.", joined(feelings, " and "));
+    s += fmt::format(" The user feels {}. {}", joined(feelings, " and "), register_for(facts.emotions.front()));
   }
-  s += " Say why they would enjoy it, in 2 sentences, using the facts above.";
+  s += " Say in 2 or 3 sentences why they would enjoy it, using one of the facts above; invent nothing.";
   return s;
 }
 
@@ -95,8 +107,12 @@ std::string llm_reply_opening(const LlmPromptFacts& facts) {
         people.push_back(t.entity);
         break;
       }
-  if (people.empty()) return fmt::format("I think you would like {}.", movie);
-  return fmt::format("I think you would like {}, {} {}.", movie, fact_phrase(relation), joined(people, " and "));
+  // A sad user hears that first: the model, left to itself, went on with "I'm glad".
+  const std::string comfort =
+      !facts.emotions.empty() && facts.emotions.front() == "negative" ? "I'm sorry you're feeling down. " : "";
+  if (people.empty()) return fmt::format("{}I think you would like {}.", comfort, movie);
+  return fmt::format("{}I think you would like {}, {} {}.", comfort, movie, fact_phrase(relation),
+                     joined(people, " and "));
 }
 
 std::vector<text::ChatMessage> llm_prompt_messages(const LlmPromptFacts& facts, bool system_turn) {

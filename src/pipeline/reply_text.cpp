@@ -142,6 +142,18 @@ bool ReplyTextStream::push(std::int32_t token) {
   return emit(body.substr(0, settled_end(body)));
 }
 
+bool ends_sentence(std::string_view text) {
+  while (!text.empty() && (text.back() == ' ' || text.back() == '"' || text.back() == '\'' || text.back() == ')'))
+    text.remove_suffix(1);
+  if (text.empty()) return false;
+  const char last = text.back();
+  if (last == '!' || last == '?') return true;
+  if (last != '.') return false;
+  const std::size_t n = text.size();
+  const bool initial = n >= 2 && text[n - 2] >= 'A' && text[n - 2] <= 'Z' && (n == 2 || text[n - 3] == ' ');
+  return !initial;
+}
+
 void ReplyTextStream::finish(std::string_view reply) {
   if (sink_ && !diverged_ && !stopped_) emit(reply);
 }

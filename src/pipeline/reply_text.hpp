@@ -54,6 +54,10 @@ std::vector<std::int32_t> generator_prompt_ids(const Tokenizer& tokenizer, std::
 // whitespace (the final strip removes it) and a trailing beginning of "<pad>" or
 // "<|endoftext|>". So every piece is complete UTF-8 and the pieces, with finish(), add up to
 // the final reply exactly, unless the sink stopped it: after returning false it hears no more.
+// Whether `text` ends a sentence: ., ! or ? last (closing quotes and brackets and spaces after it
+// aside), and not the period of an initial ("Michael B.").
+bool ends_sentence(std::string_view text);
+
 class ReplyTextStream {
  public:
   ReplyTextStream(const Tokenizer& tokenizer, ReplyStream sink) : tokenizer_(tokenizer), sink_(std::move(sink)) {}

@@ -189,6 +189,10 @@ Responder::Impl::Impl(const Engine& e, ResponderOptions o)
   const RobertaConfig* t = nullptr;
   const PromptConfig* p = nullptr;
   if (on_device) {
+    // The device's GPT-2 decoder has no min_new_tokens: refused, not ignored.
+    if (options.generation.min_new_tokens > 0)
+      fail<ConfigError>("responder: min_new_tokens {} runs on the cpu only (device {})",
+                        options.generation.min_new_tokens, engine.options().device.str());
 #ifdef ECR_WITH_CUDA
     const DeviceModels& device = e.impl().device();
     g = &device.backbone().config();
@@ -355,11 +359,20 @@ void Responder::Impl::llm_inputs(Draft& d) const {
   // The opening is the reply's first words: streamed first, and decoded with the new tokens so
   // that the text joins them as the tokenizer does.
   for (std::int32_t token : d.opening_ids) d.streamer->push(token);
-  d.decoding.on_token = [&streamer = *d.streamer, stop = d.decoding.stop_tokens,
-                         host = options.llm_generation.on_token](std::int32_t token) {
+  // Past half the token budget (and min_new_tokens) the reply ends with the sentence it is
+  // writing: bounded, yet ending a sentence; decided while decoding, so that the stream and the
+  // text stay the same (docs/llm-replies.md). The lambda owns that count and tail: it runs later,
+  // alone or in a batch.
+  const std::int64_t wrap_up = std::max(d.decoding.min_new_tokens, d.decoding.max_new_tokens / 2);
+  d.decoding.on_token = [&streamer = *d.streamer, &tokenizer = *llm->tokenizer, stop = d.decoding.stop_tokens,
+                         host = options.llm_generation.on_token, wrap_up, chosen = std::int64_t{0},
+                         tail = std::string()](std::int32_t token) mutable {
     const bool go_on = !host || host(token);
-    const bool ends_turn = std::find(stop.begin(), stop.end(), token) != stop.end();
-    return (ends_turn || streamer.push(token)) && go_on;  // the end of turn is no text
+    if (std::find(stop.begin(), stop.end(), token) != stop.end()) return go_on;  // the end of turn is no text
+    const bool sink_on = streamer.push(token);
+    tail += tokenizer.decode(std::vector<std::int32_t>{token});  // the reply's last decoded characters
+    if (tail.size() > 16) tail.erase(0, tail.size() - 16);
+    return sink_on && go_on && !(++chosen >= wrap_up && responder::ends_sentence(tail));
   };
 }
 

@@ -16,6 +16,9 @@ struct GenerateOptions {
   float repetition_penalty = 1.0f;     // > 1 discourages tokens already present
   std::int64_t no_repeat_ngram_size = 0;  // > 0: never repeat an n-gram of this size
   std::vector<std::int32_t> stop_tokens;  // generation ends after producing one of these
+  // The stop tokens are banned until this many new tokens are chosen (HF's min_new_tokens): a
+  // small chat model that would end its turn after one sentence has to say more.
+  std::int64_t min_new_tokens = 0;
   std::uint64_t seed = 0;
   // Called with each new token as soon as it is chosen; return false to stop after it.
   std::function<bool(std::int32_t)> on_token;

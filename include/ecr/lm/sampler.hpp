@@ -1,6 +1,6 @@
 // Choosing the next token from a model's logits, with HuggingFace's logits processors.
 //
-// Each step, in HuggingFace's order: repetition penalty, no-repeat n-grams, then (sampling
+// Each step, in HuggingFace's order: repetition penalty, no-repeat n-grams, min new tokens, then (sampling
 // only) temperature, top-k, top-p; greedy takes the first arg max. Penalties and n-grams look at
 // the prompt and the generated tokens together, as HF's input_ids do.
 //
@@ -29,6 +29,7 @@ class Sampler {
 
  private:
   const GenerateOptions* options_;
+  std::size_t prompt_size_;
   std::vector<std::int32_t> context_;
   std::mt19937_64 rng_;
 };
@@ -40,6 +41,9 @@ void apply_repetition_penalty(std::span<float> logits, std::span<const std::int3
 // HF NoRepeatNGramLogitsProcessor: tokens that would complete an n-gram already in `context`
 // get -infinity.
 void ban_repeated_ngrams(std::span<float> logits, std::span<const std::int32_t> context, std::int64_t n);
+// HF MinNewTokensLengthLogitsProcessor's step: the stop tokens get -infinity (Sampler::next
+// applies it while fewer than options.min_new_tokens tokens are new).
+void ban_stop_tokens(std::span<float> logits, std::span<const std::int32_t> stop_tokens);
 // Temperature, top-k and top-p (HF warpers, in that order): filtered tokens get -infinity.
 void warp_for_sampling(std::span<float> logits, const GenerateOptions& options);
 // Picks a token: arg max when options.temperature is 0, otherwise warps and samples.
