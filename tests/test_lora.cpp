@@ -202,6 +202,7 @@ TEST_CASE("lora: hostile adapter files are typed errors naming the file and tens
   check_refused<FormatError>(load("suffix"), {"blk.0.attn_q.weight.lora_c", "neither"});
   check_refused<ConfigError>(load("embd"), {"token_embd.weight", "not supported"});
   check_refused<ConfigError>(load("alora"), {"aLoRA"});
+  check_refused<FormatError>(load("nan"), {"blk.1.attn_k.weight.lora_b", "NaN"});
   // A model file is not an adapter; an output pair over a tied model has no matrix to adapt.
   check_refused<FormatError>([&] {
     const LoraSpec self[] = {{model, 1.0f}};

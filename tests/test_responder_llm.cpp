@@ -137,6 +137,37 @@ TEST_CASE("responder llm: the reply is lm::generate's greedy tokens on the chat 
   CHECK(g.prompt_text.find("Movie Name: The Matrix (1999)") != std::string::npos);
 }
 
+TEST_CASE("responder llm: llm_lora applies LoRA adapters to the LLM at load; a bad one fails the load") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  ECR_REQUIRE_GGUF_PACKAGE();
+  const auto f = responder_fixture();
+  const fs::path gguf_path = chat_fixture();
+  const fs::path adapter = temp_dir("responder_llm_lora") / "adapter.gguf";
+  ecr::test::run_tool(fmt::format("make_lora_fixture --gguf '{}' --rank 8 --alpha 16 --seed 3", adapter.string()));
+  ResponderOptions options = llm_options(gguf_path);
+  options.llm_lora = {{adapter, 0.7f}};
+  const Responder responder = Responder::load(f.bundle, options);
+  const Response r = responder.respond(sad_dialog(), matrix_recommendation());
+  // The reply is what the adapted model decodes from the same prompt.
+  const LoraSpec lora[] = {{adapter, 0.7f}};
+  const LlamaModel model = LlamaModel::load(gguf::File::open(gguf_path), nullptr, lora);
+  CHECK(model.lora_terms() == 5);
+  const auto tokenizer = text::tokenizer_from_gguf(gguf::File::open(gguf_path));
+  lm::GenerateOptions greedy;
+  greedy.max_new_tokens = 24;
+  greedy.repetition_penalty = 1.1f;
+  greedy.stop_tokens = text::end_of_turn_tokens(*tokenizer);
+  CHECK(r.reply_ids == lm::generate(model, r.prompt_ids, greedy).tokens);
+
+  ResponderOptions bad = llm_options(gguf_path);
+  bad.llm_lora = {{gguf_path, 1.0f}};  // a model, not an adapter
+  check_refused<FormatError>([&] { Responder::load(f.bundle, bad); }, {"chat.gguf", "not a LoRA adapter"});
+  ResponderOptions gpt2 = options;
+  gpt2.generator = ReplyGenerator::gpt2;
+  check_refused<ConfigError>([&] { Responder::load(f.bundle, gpt2); }, {"adapter.gguf", "llm generator"});
+}
+
 TEST_CASE("responder llm: streamed pieces add up to the reply, and the end of turn is no text") {
   ECR_REQUIRE_SHARED_DATA();
   ECR_REQUIRE_TORCH();

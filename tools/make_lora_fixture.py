@@ -18,7 +18,8 @@ be whole blocks). --break makes one thing wrong, for the loader's error tests: n
 (general.type model), arch (general.architecture gpt2), unknown (a pair for blk.7.attn_q),
 shape (lora_a of blk.0.attn_q with 48 inputs), rank (lora_b of blk.0.attn_q with rank r + 1),
 missing-b (no blk.1.ffn_up.weight.lora_b), suffix (a tensor blk.0.attn_q.weight.lora_c),
-embd (a pair for token_embd.weight), alora (adapter.alora.invocation_tokens). --like MODEL.gguf
+embd (a pair for token_embd.weight), alora (adapter.alora.invocation_tokens), nan (a NaN in
+blk.1.attn_k.weight.lora_b). --like MODEL.gguf
 instead adapts all seven matrices of every block of that model, at its shapes (for benchmarks:
 `bench_llama --lora`).
 
@@ -40,7 +41,7 @@ SHAPES = {  # module -> (out, in)
 }
 GGUF_SHAPES = {"attn_q": (N_EMBD, N_EMBD), "attn_k": (N_HEAD_KV * HEAD_DIM, N_EMBD),
                "attn_v": (N_HEAD_KV * HEAD_DIM, N_EMBD), "ffn_up": (N_FF, N_EMBD), "ffn_down": (N_EMBD, N_FF)}
-BREAKS = ("not-adapter", "arch", "unknown", "shape", "rank", "missing-b", "suffix", "embd", "alora")
+BREAKS = ("not-adapter", "arch", "unknown", "shape", "rank", "missing-b", "suffix", "embd", "alora", "nan")
 
 
 def pair(rng, out, inp, rank):
@@ -126,6 +127,8 @@ def write_gguf(args, rng):
         a, b = pair(rng, out, inp, args.rank)
         if broken == "rank" and name == "blk.0.attn_q":
             b = pair(rng, out, inp, args.rank + 1)[1]
+        if broken == "nan" and name == "blk.1.attn_k":
+            b[3, 1] = np.nan
         add(f"{name}.weight.lora_a", a)
         if not (broken == "missing-b" and name == "blk.1.ffn_up"):
             add(f"{name}.weight.lora_b", b)

@@ -250,10 +250,14 @@ void LlamaModel::add_lora(const gguf::File& file, const LoraSpec& spec) {
                        pair.a.dim(0), pair.b.dim(1), pair.b.dim(0), pair.base, p.weight.in(), p.weight.out());
     const float factor = adapter.factor(pair, spec.scale);
     if (factor == 0) continue;  // checked, but it adds nothing
-    Tensor b = pair.b.to_f32();
-    float* v = b.data<float>();
-    for (std::int64_t i = 0; i < b.numel(); ++i) v[i] *= factor;
-    p.lora.push_back({nn::Linear(pair.a.to_f32(), Tensor()), nn::Linear(std::move(b), Tensor())});
+    Tensor a = pair.a.to_f32(), b = pair.b.to_f32();
+    // Small enough to check whole: a NaN here would silently poison every logit.
+    for (const Tensor* t : {&a, &b})
+      if (!nn::view(*t).allFinite())
+        fail<FormatError>("lora '{}': tensor '{}' holds NaN or infinity", adapter.label(),
+                          pair.base + (t == &a ? ".lora_a" : ".lora_b"));
+    nn::view(b) *= factor;
+    p.lora.push_back({nn::Linear(std::move(a), Tensor()), nn::Linear(std::move(b), Tensor())});
     lora_rank_ = std::max(lora_rank_, pair.rank());
     ++lora_terms_;
   }
