@@ -137,7 +137,7 @@ TEST_CASE("responder llm: the reply is lm::generate's greedy tokens on the chat 
   CHECK(g.prompt_text.find("Movie Name: The Matrix (1999)") != std::string::npos);
 }
 
-TEST_CASE("responder llm: llm_lora applies LoRA adapters to the LLM at load; a bad one fails the load") {
+TEST_CASE("responder llm: llm_lora applies LoRA adapters to the LLM at load, and a bad one fails the load") {
   ECR_REQUIRE_SHARED_DATA();
   ECR_REQUIRE_TORCH();
   ECR_REQUIRE_GGUF_PACKAGE();
