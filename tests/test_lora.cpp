@@ -239,6 +239,10 @@ TEST_CASE("lora: the converter refuses what a GGUF LoRA cannot hold") {
   refused("peft_type", "--config-extra '{\"peft_type\": \"IA3\"}'", "peft_type");
   refused("rank", "--rank 8 --config-extra '{\"r\": 4}'", "expected [4, 64]");
   refused("tied_head", "--lm-head", "no tensor output.weight");
+  refused("embed_target", "--config-extra '{\"target_modules\": [\"q_proj\", \"embed_tokens\"]}'",
+          "['embed_tokens'] are not modules this converter maps");
+  refused("untargeted", "--config-extra '{\"target_modules\": [\"q_proj\"]}'",
+          "_proj is not in adapter_config.json's target_modules");
 }
 
 TEST_CASE("cli: ecr generate --gguf --lora FILE:SCALE (repeatable) equals the reference") {

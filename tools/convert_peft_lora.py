@@ -25,7 +25,8 @@ under llama.cpp's alpha / r.
 
 Refused with a message naming the field: a peft_type other than LORA, DoRA (use_dora),
 rank_pattern / alpha_pattern, modules_to_save, trained biases (bias != none), fan_in_fan_out,
-LoRA on embed_tokens, a module outside the list above, a tensor whose shape does not fit the
+LoRA on embed_tokens, a module outside the list above (in target_modules or among the tensors), a
+tensor of a module target_modules does not name, a tensor whose shape does not fit the
 base model or the rank r.
 
 Needs gguf, safetensors (tools/setup_venv.sh) and torch (Debian's python3; the venv sees it).
@@ -76,6 +77,12 @@ def read_config(directory):
         refuse("bias", "trained biases are not supported (Llama has none)")
     if config.get("fan_in_fan_out"):
         refuse("fan_in_fan_out", "Llama's projections are nn.Linear (out, in)")
+    targets = config.get("target_modules")
+    if isinstance(targets, list):  # (a string is a regex over module names: the tensors say what it matched)
+        known = {m.split(".")[1] for m in MODULES} | {"lm_head"}
+        unknown = sorted(set(targets) - known)
+        if unknown:
+            refuse("target_modules", f"{unknown} are not modules this converter maps ({', '.join(sorted(known))})")
     for field in ("r", "lora_alpha"):
         if not isinstance(config.get(field), (int, float)) or config[field] <= 0:
             refuse(field, "expected a positive number")
@@ -136,6 +143,9 @@ def convert(peft_dir, base_path, out_path, outtype="f32"):
         else:
             raise ConversionError(f"{name}: not a LoRA tensor of a module this converter maps "
                                   f"({', '.join(MODULES)}, lm_head)")
+        module = "lm_head" if h else m.group(2).split(".")[1]
+        if isinstance(config.get("target_modules"), list) and module not in config["target_modules"]:
+            raise ConversionError(f"{name}: module {module} is not in adapter_config.json's target_modules")
         if value.ndim != 2:
             raise ConversionError(f"{name}: shape {list(value.shape)}, expected a matrix")
         pairs.setdefault(target, {})[half] = (name, value)
