@@ -1,8 +1,10 @@
 // Prompt processing and generation speed of a Llama GGUF model, measured as llama.cpp's
 // llama-bench measures them (tools/bench_vs_llamacpp.sh runs both on one file):
 //
-//   bench_llama --gguf FILE [--threads N] [--prompt P] [--gen G] [--reps R] [--json]
+//   bench_llama --gguf FILE [--threads N] [--prompt P] [--gen G] [--reps R] [--lora FILE[:SCALE]]... [--json]
 //
+// --lora (repeatable) applies LoRA adapters as `ecr generate --lora` does; the JSON then has
+// "lora" (the files) and "lora_terms" (the adapted matrices), to compare with a run without.
 // pp: P prompt tokens fed in one forward pass to a fresh state; tg: G tokens fed one at a time
 // to a fresh state (each a forward pass with its logits). Each is run once to warm up, then R
 // times; the rates are tokens / mean seconds. The token ids are fixed pseudo-random ones: speed
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "ecr/core/error.hpp"
 #include "ecr/models/llama.hpp"
@@ -28,7 +31,9 @@ double seconds_since(Clock::time_point start) {
 }
 
 int usage() {
-  std::fprintf(stderr, "usage: bench_llama --gguf FILE [--threads N] [--prompt P] [--gen G] [--reps R] [--json]\n");
+  std::fprintf(stderr,
+               "usage: bench_llama --gguf FILE [--threads N] [--prompt P] [--gen G] [--reps R] [--lora FILE[:SCALE]]... "
+               "[--json]\n");
   return 2;
 }
 
@@ -38,6 +43,7 @@ int main(int argc, char** argv) {
   std::string path;
   int threads = 0, prompt = 128, gen = 64, reps = 5;
   bool json = false;
+  std::vector<std::string> lora_args;
   for (int i = 1; i < argc; ++i) {
     const std::string key = argv[i];
     if (key == "--json") {
@@ -51,13 +57,16 @@ int main(int argc, char** argv) {
     else if (key == "--prompt") prompt = std::atoi(value.c_str());
     else if (key == "--gen") gen = std::atoi(value.c_str());
     else if (key == "--reps") reps = std::atoi(value.c_str());
+    else if (key == "--lora") lora_args.push_back(value);
     else return usage();
   }
   if (path.empty() || threads < 0 || prompt < 1 || gen < 1 || reps < 1) return usage();
 
   try {
     const auto pool = std::make_shared<ecr::ThreadPool>(threads);
-    const ecr::LlamaModel model = ecr::LlamaModel::load(path, pool);
+    std::vector<ecr::LoraSpec> lora;
+    for (const auto& arg : lora_args) lora.push_back(ecr::LoraSpec::parse(arg));
+    const ecr::LlamaModel model = ecr::LlamaModel::load(path, pool, lora);
     std::vector<std::int32_t> ids(static_cast<std::size_t>(std::max(prompt, gen)));
     std::uint32_t x = 12345;
     for (auto& id : ids) {
@@ -87,14 +96,17 @@ int main(int argc, char** argv) {
     for (int r = 0; r < reps; ++r) pp += prompt_pass();
     for (int r = 0; r < reps; ++r) tg += generation();
     const double pp_tok_s = prompt * reps / pp, tg_tok_s = gen * reps / tg;
+    std::vector<std::string> quoted;
+    for (const auto& arg : lora_args) quoted.push_back(fmt::format("\"{}\"", arg));
     if (json)
       fmt::print(R"({{"gguf": "{}", "threads": {}, "prompt": {}, "gen": {}, "reps": {}, "isa": "{}", )"
-                 R"("pp_tok_s": {:.2f}, "tg_tok_s": {:.2f}}})"
+                 R"("lora": [{}], "lora_terms": {}, "pp_tok_s": {:.2f}, "tg_tok_s": {:.2f}}})"
                  "\n",
-                 path, pool->size(), prompt, gen, reps, ecr::nn::linear_kernel_level(), pp_tok_s, tg_tok_s);
+                 path, pool->size(), prompt, gen, reps, ecr::nn::linear_kernel_level(),
+                 fmt::join(quoted, ", "), model.lora_terms(), pp_tok_s, tg_tok_s);
     else
-      fmt::print("{}: {} threads, pp{} {:.2f} tok/s, tg{} {:.2f} tok/s ({} kernels)\n", path, pool->size(), prompt,
-                 pp_tok_s, gen, tg_tok_s, ecr::nn::linear_kernel_level());
+      fmt::print("{}: {} threads, pp{} {:.2f} tok/s, tg{} {:.2f} tok/s ({} kernels, {} LoRA terms)\n", path,
+                 pool->size(), prompt, pp_tok_s, gen, tg_tok_s, ecr::nn::linear_kernel_level(), model.lora_terms());
   } catch (const ecr::Error& e) {
     std::fprintf(stderr, "bench_llama: %s\n", e.what());
     return 1;

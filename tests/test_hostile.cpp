@@ -465,6 +465,11 @@ TEST_CASE("hostile arguments: repeated flags, NaN, out-of-range ids and thread c
   expect("chat --temperature -nan", "is not a number");
   expect("respond --temperature inf", "'inf' is not a finite number");
   expect("respond --top-p 1e999", "expected a number");
+  // --lora FILE[:SCALE] is repeatable; its scale is checked before any file is read.
+  expect("generate --gguf /nonexistent.gguf --prompt-ids 1 --lora a.gguf:inf", "the scale inf is not a finite number");
+  expect("generate --gguf /nonexistent.gguf --prompt-ids 1 --lora a.gguf --lora :2", "no file before the scale");
+  expect("respond --lora a.gguf:nan", "the scale nan is not a finite number");
+  expect("generate --bundle /nonexistent --component c --ids 1 --lora a.gguf", "--lora goes with a --gguf model");
   expect("tokenize --vocab v --merges m --added '{\"<x>\":4000000000}'", "has id 4000000000");
   expect("tokenize --vocab v --merges m --added '{\"<x>\":-1}'", "has id -1");
   expect("tokenize --vocab v --merges m --added '[1]'", "expected a JSON object");

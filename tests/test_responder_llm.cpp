@@ -185,6 +185,42 @@ TEST_CASE("responder llm: respond_batch gives each dialog its one-by-one greedy 
   CHECK(batch[0].prompt_ids != batch[1].prompt_ids);
 }
 
+TEST_CASE("responder llm: llm_lora applies LoRA adapters to the LLM at load, and a bad one fails the load") {
+  ECR_REQUIRE_SHARED_DATA();
+  ECR_REQUIRE_TORCH();
+  ECR_REQUIRE_GGUF_PACKAGE();
+  const auto f = responder_fixture();
+  const fs::path gguf_path = chat_fixture();
+  const fs::path adapter = temp_dir("responder_llm_lora") / "adapter.gguf";
+  ecr::test::run_tool(fmt::format("make_lora_fixture --gguf '{}' --rank 8 --alpha 16 --seed 3", adapter.string()));
+  ResponderOptions options = llm_options(gguf_path);
+  options.llm_lora = {{adapter, 0.7f}};
+  options.llm_generation.min_new_tokens = 0;
+  const Responder responder = Responder::load(f.bundle, options);
+  const Response r = responder.respond(sad_dialog(), matrix_recommendation());
+  // The reply is what the adapted model decodes from the same prompt.
+  const LoraSpec lora[] = {{adapter, 0.7f}};
+  const LlamaModel model = LlamaModel::load(gguf::File::open(gguf_path), nullptr, lora);
+  CHECK(model.lora_terms() == 5);
+  const auto tokenizer = text::tokenizer_from_gguf(gguf::File::open(gguf_path));
+  lm::GenerateOptions greedy;
+  greedy.max_new_tokens = 24;
+  greedy.repetition_penalty = 1.1f;
+  greedy.stop_tokens = text::end_of_turn_tokens(*tokenizer);
+  // The reply ends at a sentence end past half the budget: a prefix of the plain greedy decoding.
+  const std::vector<std::int32_t> plain = lm::generate(model, r.prompt_ids, greedy).tokens;
+  REQUIRE(!r.reply_ids.empty());
+  REQUIRE(r.reply_ids.size() <= plain.size());
+  CHECK(std::equal(r.reply_ids.begin(), r.reply_ids.end(), plain.begin()));
+
+  ResponderOptions bad = llm_options(gguf_path);
+  bad.llm_lora = {{gguf_path, 1.0f}};  // a model, not an adapter
+  check_refused<FormatError>([&] { Responder::load(f.bundle, bad); }, {"chat.gguf", "not a LoRA adapter"});
+  ResponderOptions gpt2 = options;
+  gpt2.generator = ReplyGenerator::gpt2;
+  check_refused<ConfigError>([&] { Responder::load(f.bundle, gpt2); }, {"adapter.gguf", "llm generator"});
+}
+
 TEST_CASE("responder llm: streamed pieces add up to the reply, and the end of turn is no text") {
   ECR_REQUIRE_SHARED_DATA();
   ECR_REQUIRE_TORCH();

@@ -3,6 +3,7 @@ from the file alone (every tensor dequantized with gguf.quants.dequantize): the 
 ecr's LlamaModel is tested against. It shares no code with ecr.
 
     python -m tools.llama_reference --gguf F.gguf --ids "1 2 3" [--ids "4 5" ...] [--logits OUT.npy] [--greedy N]
+        [--peft DIR[:SCALE] ...] [--lora ADAPTER.gguf[:SCALE] ...]
 
 --logits writes the f32 logits of every position of the first prompt, (len(ids), vocab).
 --greedy prints the N tokens of greedy decoding (the first arg max each step) of each prompt,
@@ -10,9 +11,18 @@ space-separated, one line per prompt, on stdout (no stop token: always N). The m
 is what llama.cpp computes for general.architecture = llama: RMSNorm, rotary embeddings in
 ggml's adjacent-pair form with linear scaling, grouped-query causal attention, SwiGLU, tied or
 separate output. Needs the PyPI package gguf (tools/setup_venv.sh).
+
+--peft and --lora merge LoRA adapters into the weights before running (W + scale * alpha / r *
+B @ A, in float64): --peft from a PEFT directory itself (adapter_config.json, the safetensors or
+.bin tensors, HF names), with the update's rows of q_proj / k_proj reordered per head from HF's
+rotate-half order to ggml's adjacent pairs as llama.cpp's converter reorders the base weights;
+--lora from a llama.cpp GGUF LoRA file (tensors <name>.lora_a / .lora_b, adapter.lora.alpha).
 """
 
 import argparse
+import json
+import re
+from pathlib import Path
 
 import numpy as np
 from gguf import GGUFReader
@@ -47,6 +57,56 @@ class Llama:
         for t in r.tensors:
             shape = tuple(int(d) for d in reversed(t.shape.tolist()))  # ggml dims are ne0 first
             self.w[t.name] = dequantize(t.data, t.tensor_type).astype(np.float64).reshape(shape)
+        self.output = self.w.get("output.weight", self.w["token_embd.weight"])
+
+    def merge(self, name, delta):
+        """Adds a LoRA update (out, in) to the (dequantized) matrix `name`."""
+        assert self.w[name].shape == delta.shape, (name, self.w[name].shape, delta.shape)
+        self.w[name] = self.w[name] + delta
+
+    def merge_gguf_lora(self, path, scale):
+        r = GGUFReader(path)
+        alpha = float(scalar(r, "adapter.lora.alpha", 0.0))
+        t = {x.name: dequantize(x.data, x.tensor_type).astype(np.float64).reshape(
+            tuple(int(d) for d in reversed(x.shape.tolist()))) for x in r.tensors}
+        for name in [n[:-len(".lora_a")] for n in t if n.endswith(".lora_a")]:
+            a, b = t[name + ".lora_a"], t[name + ".lora_b"]  # (r, in), (out, r)
+            factor = scale * alpha / a.shape[0] if alpha else scale
+            self.merge(name, factor * (b @ a))
+
+    def merge_peft(self, directory, scale):
+        import torch
+        directory = Path(directory)
+        config = json.loads((directory / "adapter_config.json").read_text())
+        factor = scale * float(config["lora_alpha"]) / int(config["r"])
+        if (directory / "adapter_model.safetensors").is_file():
+            from safetensors.torch import load_file
+            tensors = load_file(str(directory / "adapter_model.safetensors"))
+        else:
+            tensors = torch.load(str(directory / "adapter_model.bin"), weights_only=True)
+        tensors = {k: v.double().numpy() for k, v in tensors.items()}
+        names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+                 "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+                 "mlp.down_proj": "ffn_down"}
+        for key in [k for k in tensors if k.endswith(".lora_A.weight")]:
+            prefix = key[:-len(".lora_A.weight")]
+            delta = factor * (tensors[prefix + ".lora_B.weight"] @ tensors[key])  # HF (out, in)
+            m = re.fullmatch(r"base_model\.model\.model\.layers\.(\d+)\.(.+)", prefix)
+            if m:
+                kind = names[m.group(2)]
+                heads = {"attn_q": self.n_head, "attn_k": self.n_head_kv}.get(kind)
+                if heads:
+                    # ggml row h*d + 2j + t holds HF row h*d + t*d/2 + j (d: the head size)
+                    d = delta.shape[0] // heads
+                    h, j, t = np.meshgrid(np.arange(heads), np.arange(d // 2), np.arange(2), indexing="ij")
+                    order = np.empty(delta.shape[0], dtype=np.int64)
+                    order[(h * d + 2 * j + t).ravel()] = (h * d + t * (d // 2) + j).ravel()
+                    delta = delta[order]
+                self.merge(f"blk.{m.group(1)}.{kind}.weight", delta)
+            elif prefix == "base_model.model.lm_head":
+                self.merge("output.weight", delta)
+            else:
+                raise SystemExit(f"{key}: not a module the reference merges")
         self.output = self.w.get("output.weight", self.w["token_embd.weight"])
 
     def rms_norm(self, x, weight):
@@ -96,8 +156,19 @@ def main():
     ap.add_argument("--ids", required=True, action="append", help="prompt token ids, space-separated")
     ap.add_argument("--logits", help="write the prompt's logits (n, vocab) f32 here (.npy)")
     ap.add_argument("--greedy", type=int, default=0, help="print this many greedy tokens")
+    ap.add_argument("--peft", action="append", default=[], help="merge a PEFT adapter directory, DIR[:SCALE]")
+    ap.add_argument("--lora", action="append", default=[], help="merge a GGUF LoRA file, FILE[:SCALE]")
     args = ap.parse_args()
     model = Llama(args.gguf)
+
+    def split(spec):
+        path, _, scale = spec.rpartition(":")
+        return (path, float(scale)) if path else (spec, 1.0)
+    for spec in args.peft:
+        model.merge_peft(*split(spec))
+    for spec in args.lora:
+        model.merge_gguf_lora(*split(spec))
+        model.output = model.w.get("output.weight", model.w["token_embd.weight"])
     prompts = [[int(t) for t in ids.split()] for ids in args.ids]
     if args.logits:
         np.save(args.logits, model.logits(prompts[0]).astype(np.float32))

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "ecr/lm/generate.hpp"
+#include "ecr/models/lora.hpp"
 #include "ecr/recommender.hpp"
 
 namespace ecr {
@@ -77,6 +78,9 @@ struct ResponderOptions : EngineOptions {
   ReplyGenerator generator = ReplyGenerator::automatic;
   std::filesystem::path llm_path;  // empty: default_llm_path()
   std::string chat_template;       // empty: the file's tokenizer.chat_template (else chatml, llama2...)
+  // LoRA adapters over the LLM, each with its scale (models/lora.hpp; ECR[Llama 2-Chat] is Llama
+  // 2-Chat with one), applied at load; errors name the adapter file.
+  std::vector<LoraSpec> llm_lora;
   // Its decoding: greedy with a repetition penalty; a temperature > 0 samples with `seed`. Empty
   // stop_tokens: the model's end-of-turn tokens (text::end_of_turn_tokens). The end of turn waits
   // for min_new_tokens after the opening: a small model otherwise ends the reply right after the

@@ -198,7 +198,7 @@ Chat load_responder(py::handle path, py::object recommender, long long threads, 
                     std::uint64_t seed, std::optional<std::uint64_t> knowledge_seed,
                     std::optional<std::vector<std::string>> relations, bool link_text, bool verify_checksums,
                     const std::string& generator, std::optional<std::string> llm, std::optional<std::string> chat_template,
-                    long long llm_max_new_tokens, float llm_repetition_penalty) {
+                    long long llm_max_new_tokens, float llm_repetition_penalty, py::object lora) {
   const EngineOptions engine_opts = engine_options(threads, device, verify_checksums);
   if (top_k < 1) fail<InputError>("top_k must be at least 1, got {}", top_k);
   if (items < 1) fail<InputError>("items must be at least 1, got {}", items);
@@ -217,6 +217,17 @@ Chat load_responder(py::handle path, py::object recommender, long long threads, 
   options.generator = parse_reply_generator(generator);
   if (llm) options.llm_path = *llm;
   if (chat_template) options.chat_template = *chat_template;
+  // Each adapter as "FILE[:SCALE]", a path, or a (path, scale) pair.
+  if (!lora.is_none()) {
+    for (py::handle item : lora) {
+      if (py::isinstance<py::tuple>(item) && py::len(item) == 2)
+        options.llm_lora.push_back({py::str(item[py::int_(0)]).cast<std::string>(), item[py::int_(1)].cast<float>()});
+      else if (py::isinstance<py::str>(item))
+        options.llm_lora.push_back(LoraSpec::parse(item.cast<std::string>()));
+      else
+        options.llm_lora.push_back({py::str(item).cast<std::string>(), 1.0f});
+    }
+  }
   options.llm_generation.max_new_tokens = llm_max_new_tokens;
   options.llm_generation.repetition_penalty = llm_repetition_penalty;
   options.llm_generation.temperature = temperature;
@@ -359,7 +370,7 @@ threads; respond() and stream() release the GIL.)doc")
           py::arg("knowledge_seed") = py::none(), py::arg("relations") = py::none(), py::arg("link_text") = true,
           py::arg("verify_checksums") = true, py::arg("generator") = "auto", py::arg("llm") = py::none(),
           py::arg("chat_template") = py::none(), py::arg("llm_max_new_tokens") = 120,
-          py::arg("llm_repetition_penalty") = 1.1f, R"doc(
+          py::arg("llm_repetition_penalty") = 1.1f, py::arg("lora") = py::none(), R"doc(
 Loads the Responder, and a Recommender from the same bundle unless one is given. path: a bundle
 file, an ecr.Bundle, or None (the recommender's bundle, else the shipped model). top_k: items
 ranked per request; items: how many the reply names. Decoding is ECR's (greedy, no repeated
@@ -369,7 +380,9 @@ relations: the KG relations for knowledge (default: the bundle's, else ECR's).
 generator: "llm" (a Llama GGUF chat model given by llm, default $ECR_LLM or the installed
 SmolLM2, prompted with ECR's retrieval through its chat template, or chat_template by name),
 "gpt2" (ECR's generator) or "auto" (llm when one is given or installed). The LLM decodes greedily
-with llm_repetition_penalty, at most llm_max_new_tokens, unless temperature > 0 samples.)doc")
+with llm_repetition_penalty, at most llm_max_new_tokens, unless temperature > 0 samples.
+lora: LoRA adapters over the LLM (llama.cpp GGUF LoRA files), each "FILE[:SCALE]", a path, or a
+(path, scale) pair.)doc")
       .def(
           "respond",
           [](const Chat& chat, py::handle dialog, py::object recommendation, std::optional<long long> top_k) {

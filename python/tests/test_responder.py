@@ -143,3 +143,13 @@ def test_generator_is_chosen_at_load(tiny, responder):
         ecr.Responder.load(tiny.bundle, generator="llm", llm="/nonexistent/missing.gguf")
     with pytest.raises(ecr.InputError, match="gpt3"):
         ecr.Responder.load(tiny.bundle, generator="gpt3")
+
+
+def test_lora_goes_with_the_llm(tiny):
+    # "FILE:SCALE" strings and (path, scale) pairs reach ResponderOptions.llm_lora; gpt2 takes none.
+    with pytest.raises(ecr.ConfigError, match=r"\(/nonexistent/a\.gguf\) go with the llm generator"):
+        ecr.Responder.load(tiny.bundle, generator="gpt2", lora=["/nonexistent/a.gguf:0.5"])
+    with pytest.raises(ecr.ConfigError, match=r"\(/nonexistent/b\.gguf\) go with the llm generator"):
+        ecr.Responder.load(tiny.bundle, generator="gpt2", lora=[("/nonexistent/b.gguf", 2.0)])
+    with pytest.raises(ecr.IoError, match="missing.gguf"):
+        ecr.Responder.load(tiny.bundle, generator="llm", llm="/nonexistent/missing.gguf", lora=["x.gguf"])

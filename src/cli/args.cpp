@@ -22,6 +22,16 @@ Args& Args::option(std::string name, std::string metavar, std::string help, std:
   return *this;
 }
 
+Args& Args::repeatable(std::string name, std::string metavar, std::string help) {
+  opts_.push_back({std::move(name), std::move(metavar), std::move(help), std::nullopt, true});
+  return *this;
+}
+
+std::vector<std::string> Args::get_all(std::string_view name) const {
+  const auto it = repeated_.find(name);
+  return it == repeated_.end() ? std::vector<std::string>{} : it->second;
+}
+
 Args& Args::positional(std::string name, std::string help, bool required) {
   pos_.push_back({std::move(name), std::move(help), required});
   return *this;
@@ -86,7 +96,7 @@ bool Args::parse(const std::vector<std::string>& argv) {
         if (!hint.empty()) fail<UsageError>("unknown option '--{}'; did you mean '--{}'? (see --help)", name, hint);
         fail<UsageError>("unknown option '--{}' (see --help)", name);
       }
-      if (has(name)) fail<UsageError>("option '--{}' is given twice", name);
+      if (has(name) && !o->repeatable) fail<UsageError>("option '--{}' is given twice", name);
       if (o->metavar.empty()) {
         if (inline_value) fail<UsageError>("option '--{}' takes no value", name);
         values_[name] = "1";
@@ -96,6 +106,7 @@ bool Args::parse(const std::vector<std::string>& argv) {
           value = argv[++i];
         }
         values_[name] = value;
+        if (o->repeatable) repeated_[name].push_back(value);
       }
       continue;
     }
@@ -153,7 +164,7 @@ std::string Args::help() const {
   }
   out += "\noptions:\n";
   for (const auto& o : opts_) {
-    std::string left = "--" + o.name + (o.metavar.empty() ? "" : " " + o.metavar);
+    std::string left = "--" + o.name + (o.metavar.empty() ? "" : " " + o.metavar) + (o.repeatable ? " ..." : "");
     out += fmt::format("  {:<24} {}{}\n", left, o.help, o.def ? fmt::format(" (default: {})", *o.def) : "");
   }
   out += fmt::format("  {:<24} {}\n", "--help", "show this help");

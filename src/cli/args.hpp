@@ -36,6 +36,8 @@ class Args {
   // Declare before parse(). `metavar` empty means a boolean flag.
   Args& option(std::string name, std::string metavar, std::string help, std::optional<std::string> def = {});
   Args& flag(std::string name, std::string help) { return option(std::move(name), "", std::move(help)); }
+  // An option that may be given any number of times (--lora A --lora B); get_all() has them in order.
+  Args& repeatable(std::string name, std::string metavar, std::string help);
   Args& positional(std::string name, std::string help, bool required = true);
 
   // Returns false when --help was printed (the caller exits 0). Throws ecr::InputError on misuse.
@@ -47,6 +49,7 @@ class Args {
   long long get_int(std::string_view name) const;
   double get_double(std::string_view name) const;
   bool get_flag(std::string_view name) const { return has(name); }
+  std::vector<std::string> get_all(std::string_view name) const;  // a repeatable option's values
   const std::vector<std::string>& rest() const { return rest_; }  // positionals beyond the declared ones
 
   std::string help() const;
@@ -55,6 +58,7 @@ class Args {
   struct Opt {
     std::string name, metavar, help;
     std::optional<std::string> def;
+    bool repeatable = false;
   };
   struct Pos {
     std::string name, help;
@@ -66,6 +70,7 @@ class Args {
   std::vector<Opt> opts_;
   std::vector<Pos> pos_;
   std::map<std::string, std::string, std::less<>> values_;
+  std::map<std::string, std::vector<std::string>, std::less<>> repeated_;
   std::vector<std::string> rest_;
 };
 

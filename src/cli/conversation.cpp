@@ -56,6 +56,8 @@ void declare_conversation_options(Args& args) {
               "SmolLM2-135M-Instruct where tools/fetch_llm.sh puts it)")
       .option("chat-template", "NAME", "the LLM's chat template instead of its file's: chatml, llama2, llama3, "
               "zephyr or mistral")
+      .repeatable("lora", "FILE[:SCALE]", "a LoRA adapter over the LLM (llama.cpp's GGUF LoRA; "
+                  "tools/convert_peft_lora.py converts a PEFT directory) with SCALE (default 1)")
       .option("items", "N", "recommended items the reply names (ECR: 1)", "1")
       .option("max-new-tokens", "N", "gpt2: most tokens of the reply (ECR: 150)", "150")
       .option("llm-max-new-tokens", "N", "llm: most tokens of the reply", "120")
@@ -98,6 +100,7 @@ ConversationOptions conversation_options(const Args& args) {
   resp.generator = parse_reply_generator(args.get("generator"));
   if (args.has("llm")) resp.llm_path = args.get("llm");
   if (args.has("chat-template")) resp.chat_template = args.get("chat-template");
+  for (const std::string& arg : args.get_all("lora")) resp.llm_lora.push_back(LoraSpec::parse(arg));
   resp.llm_generation.max_new_tokens = at_least(args, "llm-max-new-tokens", 1);
   resp.llm_generation.min_new_tokens = at_least(args, "llm-min-new-tokens", 0);
   resp.llm_generation.repetition_penalty = static_cast<float>(args.get_double("llm-repetition-penalty"));

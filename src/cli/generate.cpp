@@ -109,6 +109,8 @@ int generate(const Argv& argv) {
       .flag("chat", "--gguf: the prompt is a user turn in the model's chat template (control tokens in it stay text)")
       .option("system", "TEXT", "--chat: a system turn before it")
       .option("chat-template", "NAME", kChatTemplateHelp)
+      .repeatable("lora", "FILE[:SCALE]", "--gguf: apply a LoRA adapter (llama.cpp's GGUF LoRA; "
+                  "tools/convert_peft_lora.py converts a PEFT directory) with SCALE (default 1)")
       .option("prefix", "FILE", "prefix prompt: f32 .npy (S, n_layer * 2 * n_embd)")
       .option("max-new-tokens", "N", "most tokens to generate", "50")
       .option("max-tokens", "N", "the same as --max-new-tokens")
@@ -139,6 +141,9 @@ int generate(const Argv& argv) {
     fail<InputError>("--system and --chat-template go with --chat");
   if (chat && (!args.has("gguf") || !text_prompt)) fail<InputError>("--chat takes a --gguf model and a --prompt");
   lm::GenerateOptions options = sampling_options(args);
+  std::vector<LoraSpec> lora;
+  for (const std::string& arg : args.get_all("lora")) lora.push_back(LoraSpec::parse(arg));
+  if (!lora.empty() && !args.has("gguf")) fail<InputError>("--lora goes with a --gguf model");
   std::vector<std::int32_t> prompt;
 
   // A GGUF file: a Llama model with the tokenizer (and chat template) its metadata describes.
@@ -215,7 +220,8 @@ int generate(const Argv& argv) {
 
   lm::Generation result;
   if (file) {
-    const LlamaModel model = LlamaModel::load(*file, std::make_shared<ThreadPool>(static_cast<int>(engine.threads)));
+    const LlamaModel model =
+        LlamaModel::load(*file, std::make_shared<ThreadPool>(static_cast<int>(engine.threads)), lora);
     result = lm::generate(model, prompt, options);
   } else {
     const Tensor prefix = args.has("prefix") ? read_npy_f32(args.get("prefix")) : Tensor();

@@ -9,6 +9,7 @@
 #include <numeric>
 #include <unordered_map>
 
+#include "ecr/core/dtype.hpp"
 #include "ecr/core/utf8.hpp"
 #include "mapped_file.hpp"
 
@@ -439,6 +440,14 @@ TensorView File::tensor(std::string_view name) const {
                       "(it reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)",
                       impl_->label, shown(t.name), t.traits().name, static_cast<std::uint32_t>(t.type));
   return {t, impl_->image->bytes().subspan(static_cast<std::size_t>(t.offset), static_cast<std::size_t>(t.nbytes))};
+}
+
+Tensor File::view(std::string_view name) const {
+  const TensorView t = tensor(name);
+  // Every supported ggml type has a DType (dtype_from_gguf is the one mapping).
+  const DType dtype = *dtype_from_gguf(t.info.type);
+  return Tensor::wrap(const_cast<std::byte*>(t.bytes.data()), dtype, t.info.shape(), std::make_shared<File>(*this),
+                      StorageKind::mapped, Device::cpu, std::string(t.info.name));
 }
 
 }  // namespace ecr::gguf

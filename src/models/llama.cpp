@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <string>
 #include <utility>
 
@@ -145,22 +146,18 @@ namespace {
 // ne0 first) against what the hyper-parameters say.
 struct TensorLoader {
   const gguf::File& file;
-  std::shared_ptr<void> owner;  // a copy of the File: the map lives while a Tensor does
 
   Tensor view(const std::string& name, std::vector<std::int64_t> dims) const {
     const gguf::TensorInfo& info = file.info(name);
     if (info.dims != dims)
       fail<ShapeError>("gguf '{}': tensor '{}' has dims [{}], expected [{}] (ggml order, ne0 first)", file.label(),
                        name, fmt::join(info.dims, ", "), fmt::join(dims, ", "));
-    const std::optional<DType> dtype = dtype_from_gguf(info.type);
-    if (!dtype)
+    if (!dtype_from_gguf(info.type))
       fail<ConfigError>("gguf '{}': tensor '{}' has type {}, which ecr has no kernel for", file.label(), name,
                         info.traits().name);
-    const gguf::TensorView bytes = file.tensor(name);
     // A row of a block type must be whole blocks (ggml's rule as well); the reader checked the
     // byte count against the same dims.
-    return Tensor::wrap(const_cast<std::byte*>(bytes.bytes.data()), *dtype, info.shape(), owner, StorageKind::mapped,
-                        Device::cpu, name);
+    return file.view(name);
   }
   // (out, in) row-major: ggml dims [in, out].
   nn::Linear linear(const std::string& name, std::int64_t in, std::int64_t out) const {
@@ -175,17 +172,18 @@ struct TensorLoader {
 
 }  // namespace
 
-LlamaModel LlamaModel::load(const std::filesystem::path& path, std::shared_ptr<ThreadPool> pool) {
-  return load(gguf::File::open(path), std::move(pool));
+LlamaModel LlamaModel::load(const std::filesystem::path& path, std::shared_ptr<ThreadPool> pool,
+                            std::span<const LoraSpec> lora) {
+  return load(gguf::File::open(path), std::move(pool), lora);
 }
 
-LlamaModel LlamaModel::load(const gguf::File& file, std::shared_ptr<ThreadPool> pool) {
+LlamaModel LlamaModel::load(const gguf::File& file, std::shared_ptr<ThreadPool> pool, std::span<const LoraSpec> lora) {
   LlamaModel m;
   m.label_ = file.label();
   m.config_ = LlamaConfig::from_gguf(file);
   m.pool_ = pool ? std::move(pool) : ThreadPool::shared_default();
   LlamaConfig& c = m.config_;
-  const TensorLoader load{file, std::make_shared<gguf::File>(file)};
+  const TensorLoader load{file};
 
   const gguf::TensorInfo& embd = file.info("token_embd.weight");
   if (embd.dims.size() != 2 || embd.dims[1] < 1)
@@ -199,20 +197,70 @@ LlamaModel LlamaModel::load(const gguf::File& file, std::shared_ptr<ThreadPool> 
     const std::string b = "blk." + std::to_string(l) + ".";
     m.layers_[static_cast<std::size_t>(l)] = {
         load.norm(b + "attn_norm.weight", c.n_embd, c.rms_eps),
-        load.linear(b + "attn_q.weight", c.n_embd, c.n_embd),
-        load.linear(b + "attn_k.weight", c.n_embd, c.kv_width()),
-        load.linear(b + "attn_v.weight", c.n_embd, c.kv_width()),
-        load.linear(b + "attn_output.weight", c.n_embd, c.n_embd),
+        Projection{load.linear(b + "attn_q.weight", c.n_embd, c.n_embd), {}},
+        Projection{load.linear(b + "attn_k.weight", c.n_embd, c.kv_width()), {}},
+        Projection{load.linear(b + "attn_v.weight", c.n_embd, c.kv_width()), {}},
+        Projection{load.linear(b + "attn_output.weight", c.n_embd, c.n_embd), {}},
         load.norm(b + "ffn_norm.weight", c.n_embd, c.rms_eps),
-        load.linear(b + "ffn_gate.weight", c.n_embd, c.n_ff),
-        load.linear(b + "ffn_up.weight", c.n_embd, c.n_ff),
-        load.linear(b + "ffn_down.weight", c.n_ff, c.n_embd),
+        Projection{load.linear(b + "ffn_gate.weight", c.n_embd, c.n_ff), {}},
+        Projection{load.linear(b + "ffn_up.weight", c.n_embd, c.n_ff), {}},
+        Projection{load.linear(b + "ffn_down.weight", c.n_ff, c.n_embd), {}},
     };
   }
   m.output_norm_ = load.norm("output_norm.weight", c.n_embd, c.rms_eps);
   m.tied_ = !file.has_tensor("output.weight");
-  m.output_ = m.tied_ ? m.token_embd_ : load.linear("output.weight", c.n_embd, c.vocab_size);
+  m.output_.weight = m.tied_ ? m.token_embd_ : load.linear("output.weight", c.n_embd, c.vocab_size);
+  for (const LoraSpec& spec : lora) m.add_lora(file, spec);
   return m;
+}
+
+// Run time, not merged: merging would dequantize every adapted matrix to f32 (a 7B model's
+// attention and MLP matrices at 4 bytes a value instead of ~0.6) and give up the quantized
+// kernels, where the two thin products of a rank-r term cost about r * (in + out) / (in * out)
+// of the matrix's, a few percent at r = 8..64 (docs/llama.md has the measured cost).
+void LlamaModel::add_lora(const gguf::File& file, const LoraSpec& spec) {
+  const LoraAdapter adapter = LoraAdapter::open(spec.path);
+  if (adapter.architecture() != "llama")
+    fail<ConfigError>("lora '{}': general.architecture is '{}', but the model '{}' is 'llama'", adapter.label(),
+                      adapter.architecture(), file.label());
+  std::map<std::string, Projection*, std::less<>> matrices;
+  for (std::size_t l = 0; l < layers_.size(); ++l) {
+    Layer& layer = layers_[l];
+    const std::string b = "blk." + std::to_string(l) + ".";
+    for (auto [name, p] : {std::pair{"attn_q", &layer.attn_q}, {"attn_k", &layer.attn_k}, {"attn_v", &layer.attn_v},
+                           {"attn_output", &layer.attn_output}, {"ffn_gate", &layer.ffn_gate},
+                           {"ffn_up", &layer.ffn_up}, {"ffn_down", &layer.ffn_down}})
+      matrices[b + name + ".weight"] = p;
+  }
+  if (!tied_) matrices["output.weight"] = &output_;
+  for (const LoraAdapter::Pair& pair : adapter.pairs()) {
+    if (pair.base == "token_embd.weight")
+      fail<ConfigError>("lora '{}': tensor 'token_embd.weight.lora_a': LoRA of the token embeddings is not supported",
+                        adapter.label());
+    const auto it = matrices.find(pair.base);
+    if (it == matrices.end())
+      fail<ConfigError>("lora '{}': tensor '{}.lora_a' adapts '{}', which model '{}' has no matrix of that name for{}",
+                        adapter.label(), pair.base, pair.base, file.label(),
+                        pair.base == "output.weight" ? " (its output is tied to token_embd)" : "");
+    Projection& p = *it->second;
+    // llama.cpp's check: A's ne0 is the matrix's ne0 (in), B's ne1 its ne1 (out).
+    if (pair.a.dim(1) != p.weight.in() || pair.b.dim(0) != p.weight.out())
+      fail<ShapeError>("lora '{}': tensors '{}.lora_a' [{}, {}] and '.lora_b' [{}, {}] do not fit '{}' [{}, {}] "
+                       "(expected A [in, r], B [r, out], ggml order)", adapter.label(), pair.base, pair.a.dim(1),
+                       pair.a.dim(0), pair.b.dim(1), pair.b.dim(0), pair.base, p.weight.in(), p.weight.out());
+    const float factor = adapter.factor(pair, spec.scale);
+    if (factor == 0) continue;  // checked, but it adds nothing
+    Tensor a = pair.a.to_f32(), b = pair.b.to_f32();
+    // Small enough to check whole: a NaN here would silently poison every logit.
+    for (const Tensor* t : {&a, &b})
+      if (!nn::view(*t).allFinite())
+        fail<FormatError>("lora '{}': tensor '{}' holds NaN or infinity", adapter.label(),
+                          pair.base + (t == &a ? ".lora_a" : ".lora_b"));
+    nn::view(b) *= factor;
+    p.lora.push_back({nn::Linear(std::move(a), Tensor()), nn::Linear(std::move(b), Tensor())});
+    lora_rank_ = std::max(lora_rank_, pair.rank());
+    ++lora_terms_;
+  }
 }
 
 // --- running ----------------------------------------------------------------------------------
@@ -276,25 +324,25 @@ Tensor LlamaModel::forward(LlamaState& state, std::span<const std::span<const st
   for (std::int64_t l = 0; l < c.n_layer; ++l) {
     const Layer& layer = layers_[static_cast<std::size_t>(l)];
     nn::rms_norm(x, layer.attn_norm, normed);
-    nn::linear(normed, layer.attn_q, q, *pool_);
-    nn::linear(normed, layer.attn_k, k, *pool_);
-    nn::linear(normed, layer.attn_v, v, *pool_);
+    project(normed, layer.attn_q, q, state);
+    project(normed, layer.attn_k, k, state);
+    project(normed, layer.attn_v, v, state);
     nn::rope(q, c.head_dim(), state.positions_, c.rope);
     nn::rope(k, c.head_dim(), state.positions_, c.rope);
     attention(l, state, offsets);
-    nn::linear(attn, layer.attn_output, x, *pool_, nn::Activation::none, /*accumulate=*/true);
+    project(attn, layer.attn_output, x, state, /*accumulate=*/true);
     nn::rms_norm(x, layer.ffn_norm, normed);
-    nn::linear(normed, layer.ffn_gate, gate, *pool_);
-    nn::linear(normed, layer.ffn_up, up, *pool_);
+    project(normed, layer.ffn_gate, gate, state);
+    project(normed, layer.ffn_up, up, state);
     nn::swiglu(gate, up);
-    nn::linear(gate, layer.ffn_down, x, *pool_, nn::Activation::none, /*accumulate=*/true);
+    project(gate, layer.ffn_down, x, state, /*accumulate=*/true);
   }
   for (std::size_t b = 0; b < tokens.size(); ++b)
     state.sequences_[b].tokens += static_cast<std::int64_t>(tokens[b].size());
 
   if (all_logits) {
     nn::rms_norm(x, output_norm_, normed);
-    nn::linear(normed, output_, scratch(state.logits_, rows, c.vocab_size), *pool_);
+    project(normed, output_, scratch(state.logits_, rows, c.vocab_size), state);
     return state.logits_.rows(0, rows);
   }
   // Only the last token of each sequence needs the (vocab, n_embd) head.
@@ -302,8 +350,20 @@ Tensor LlamaModel::forward(LlamaState& state, std::span<const std::span<const st
   nn::MutableMap last = scratch(state.last_, batch, d);
   for (std::int64_t b = 0; b < batch; ++b) last.row(b) = x.row(offsets[b + 1] - 1);
   nn::rms_norm(last, output_norm_, last);
-  nn::linear(last, output_, scratch(state.logits_, batch, c.vocab_size), *pool_);
+  project(last, output_, scratch(state.logits_, batch, c.vocab_size), state);
   return state.logits_.rows(0, batch);
+}
+
+void LlamaModel::project(nn::ConstMatrix x, const Projection& p, nn::Matrix y, LlamaState& state,
+                         bool accumulate) const {
+  nn::linear(x, p.weight, y, *pool_, nn::Activation::none, accumulate);
+  if (p.lora.empty()) return;
+  nn::MutableMap t = scratch(state.lora_, x.rows(), lora_rank_);
+  for (const LoraTerm& term : p.lora) {
+    const std::int64_t r = term.a.out();
+    nn::linear(x, term.a, t.leftCols(r), *pool_);
+    nn::linear(t.leftCols(r), term.b, y, *pool_, nn::Activation::none, /*accumulate=*/true);
+  }
 }
 
 // Appends the new keys/values to each sequence's cache, then runs every (sequence, query head)

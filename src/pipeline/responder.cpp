@@ -71,13 +71,13 @@ struct Llm {
 };
 
 std::shared_ptr<const Llm> load_llm(const std::filesystem::path& path, const std::string& chat_template,
-                                    std::shared_ptr<ThreadPool> pool) {
+                                    std::span<const LoraSpec> lora, std::shared_ptr<ThreadPool> pool) {
   const gguf::File file = gguf::File::open(path);
   auto tokenizer = text::tokenizer_from_gguf(file);
   auto chat = text::ChatTemplate::from_gguf(
       file, chat_template.empty() ? std::nullopt : std::optional<std::string_view>(chat_template));
   auto end_of_turn = text::end_of_turn_tokens(*tokenizer);
-  return std::make_shared<const Llm>(Llm{LlamaModel::load(file, std::move(pool)), std::move(tokenizer),
+  return std::make_shared<const Llm>(Llm{LlamaModel::load(file, std::move(pool), lora), std::move(tokenizer),
                                          std::move(chat), std::move(end_of_turn)});
 }
 
@@ -242,14 +242,20 @@ Responder::Impl::Impl(const Engine& e, ResponderOptions o)
     fail<ConfigError>("responder: generator llm needs an LLM: pass --llm FILE.gguf, set ECR_LLM or run "
                       "tools/fetch_llm.sh (tried: {})", tried);
   }
+  if (!options.llm_lora.empty() && options.generator == ReplyGenerator::gpt2)
+    fail<ConfigError>("responder: LoRA adapters ({}) go with the llm generator, not gpt2",
+                      options.llm_lora.front().path.string());
   if (llm_path && on_device) {
-    if (options.generator == ReplyGenerator::llm || !options.llm_path.empty())
+    if (options.generator == ReplyGenerator::llm || !options.llm_path.empty() || !options.llm_lora.empty())
       fail<ConfigError>("responder: the LLM generator runs on the cpu only (device {})", engine.options().device.str());
     llm_path.reset();  // automatic on a device: ECR's generator
   }
+  if (!options.llm_lora.empty() && !llm_path)
+    fail<ConfigError>("responder: LoRA adapter '{}' given, but there is no LLM to apply it to (--llm FILE.gguf)",
+                      options.llm_lora.front().path.string());
   if (llm_path) {
     lm::check_generate_options(options.llm_generation);
-    llm = load_llm(*llm_path, options.chat_template, e.impl().pool);
+    llm = load_llm(*llm_path, options.chat_template, options.llm_lora, e.impl().pool);
   }
 }
 

@@ -154,6 +154,9 @@ class File {
   // The tensor's bytes; ConfigError naming the tensor and its type when ecr does not compute on
   // that type (a file with such tensors still opens and lists).
   TensorView tensor(std::string_view name) const;
+  // The same bytes as an ecr Tensor in place (shape() row-major, the stored type): the Tensor
+  // keeps the map alive. ConfigError as tensor() for a type ecr does not compute on.
+  Tensor view(std::string_view name) const;
 
  private:
   struct Impl;

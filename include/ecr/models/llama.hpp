@@ -27,6 +27,7 @@
 #include "ecr/core/thread_pool.hpp"
 #include "ecr/io/gguf.hpp"
 #include "ecr/lm/causal_lm.hpp"
+#include "ecr/models/lora.hpp"
 #include "ecr/nn/linear.hpp"
 #include "ecr/nn/ops.hpp"
 #include "ecr/nn/rope.hpp"
@@ -76,6 +77,7 @@ class LlamaState final : public lm::State {
   std::vector<std::int64_t> positions_;
   // Scratch and output buffers, (rows, width) each; they grow and are then reused.
   Tensor x_, normed_, q_, k_, v_, attn_, gate_, up_, last_, logits_;
+  Tensor lora_;  // A x of a LoRA term, (rows, the model's largest rank)
 };
 
 class LlamaModel final : public lm::CausalLM {
@@ -86,11 +88,22 @@ class LlamaModel final : public lm::CausalLM {
   // has no kernel for (naming the tensor and the type); FormatError naming a missing tensor or
   // key; ShapeError naming a tensor whose shape the hyper-parameters contradict, with the shape
   // expected. `pool` runs the ops; null means ThreadPool::shared_default().
-  static LlamaModel load(const gguf::File& file, std::shared_ptr<ThreadPool> pool = nullptr);
-  static LlamaModel load(const std::filesystem::path& path, std::shared_ptr<ThreadPool> pool = nullptr);
+  //
+  // `lora` applies LoRA adapters (models/lora.hpp), each with its scale, at run time over the
+  // weights as stored: y = W x + sum over adapters of factor * B (A x). The base stays quantized
+  // and in the map; an adapter adds only its small A and B (f32). Besides LoraAdapter's errors:
+  // ConfigError naming the adapter file for another architecture, a tensor the model has no
+  // matrix of that name for (or token_embd, whose LoRA ecr does not apply); ShapeError naming
+  // the tensor when A's input or B's output width is not the matrix's.
+  static LlamaModel load(const gguf::File& file, std::shared_ptr<ThreadPool> pool = nullptr,
+                         std::span<const LoraSpec> lora = {});
+  static LlamaModel load(const std::filesystem::path& path, std::shared_ptr<ThreadPool> pool = nullptr,
+                         std::span<const LoraSpec> lora = {});
 
   const LlamaConfig& config() const { return config_; }
   bool tied_output() const { return tied_; }
+  // The matrices LoRA adapters adapt (with a non-zero scale), counted once per adapter.
+  std::size_t lora_terms() const { return lora_terms_; }
 
   // A fresh state for `batch` sequences with room for `reserve` tokens each.
   LlamaState start(std::size_t batch, std::int64_t reserve = 0) const;
@@ -106,21 +119,35 @@ class LlamaModel final : public lm::CausalLM {
   Tensor forward_last(lm::State& state, std::span<const std::span<const std::int32_t>> tokens) const override;
 
  private:
+  // One adapter's low-rank update of a matrix: a (r, in), b (out, r) with the factor folded in.
+  struct LoraTerm {
+    nn::Linear a, b;
+  };
+  // A weight matrix and the LoRA terms over it.
+  struct Projection {
+    nn::Linear weight;
+    std::vector<LoraTerm> lora;
+  };
   struct Layer {
     nn::RmsNorm attn_norm;
-    nn::Linear attn_q, attn_k, attn_v, attn_output;
+    Projection attn_q, attn_k, attn_v, attn_output;
     nn::RmsNorm ffn_norm;
-    nn::Linear ffn_gate, ffn_up, ffn_down;
+    Projection ffn_gate, ffn_up, ffn_down;
   };
   void attention(std::int64_t layer, LlamaState& state, std::span<const std::int64_t> offsets) const;
+  // y = x W^T + each term's (x A^T) B^T; with `accumulate`, y += all of it.
+  void project(nn::ConstMatrix x, const Projection& p, nn::Matrix y, LlamaState& state, bool accumulate = false) const;
+  void add_lora(const gguf::File& file, const LoraSpec& spec);
 
   std::string label_;
   LlamaConfig config_;
   nn::Linear token_embd_;  // (vocab, n_embd)
   std::vector<Layer> layers_;
   nn::RmsNorm output_norm_;
-  nn::Linear output_;  // tied: token_embd_
+  Projection output_;  // tied: token_embd_
   bool tied_ = false;
+  std::int64_t lora_rank_ = 0;  // the largest rank of a LoRA term (the width of LlamaState::lora_)
+  std::size_t lora_terms_ = 0;
   std::shared_ptr<ThreadPool> pool_;
 };
 
