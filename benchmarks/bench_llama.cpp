@@ -1,7 +1,7 @@
 // Prompt processing and generation speed of a Llama GGUF model, measured as llama.cpp's
 // llama-bench measures them (tools/bench_vs_llamacpp.sh runs both on one file):
 //
-//   bench_llama --gguf FILE [--threads N] [--prompt P] [--gen G] [--reps R] [--json]
+//   bench_llama --gguf FILE [--threads N] [--prompt P] [--gen G] [--reps R] [--exact] [--json]
 //
 // pp: P prompt tokens fed in one forward pass to a fresh state; tg: G tokens fed one at a time
 // to a fresh state (each a forward pass with its logits). Each is run once to warm up, then R
@@ -28,7 +28,7 @@ double seconds_since(Clock::time_point start) {
 }
 
 int usage() {
-  std::fprintf(stderr, "usage: bench_llama --gguf FILE [--threads N] [--prompt P] [--gen G] [--reps R] [--json]\n");
+  std::fprintf(stderr, "usage: bench_llama --gguf FILE [--threads N] [--prompt P] [--gen G] [--reps R] [--exact] [--json]\n");
   return 2;
 }
 
@@ -38,10 +38,15 @@ int main(int argc, char** argv) {
   std::string path;
   int threads = 0, prompt = 128, gen = 64, reps = 5;
   bool json = false;
+  ecr::LlamaOptions options;  // --exact: f32 activations for the block types (default: ggml's 8-bit ones)
   for (int i = 1; i < argc; ++i) {
     const std::string key = argv[i];
     if (key == "--json") {
       json = true;
+      continue;
+    }
+    if (key == "--exact") {
+      options.activations = ecr::nn::Activations::f32;
       continue;
     }
     if (i + 1 >= argc) return usage();
@@ -57,7 +62,7 @@ int main(int argc, char** argv) {
 
   try {
     const auto pool = std::make_shared<ecr::ThreadPool>(threads);
-    const ecr::LlamaModel model = ecr::LlamaModel::load(path, pool);
+    const ecr::LlamaModel model = ecr::LlamaModel::load(path, pool, options);
     std::vector<std::int32_t> ids(static_cast<std::size_t>(std::max(prompt, gen)));
     std::uint32_t x = 12345;
     for (auto& id : ids) {
@@ -88,10 +93,11 @@ int main(int argc, char** argv) {
     for (int r = 0; r < reps; ++r) tg += generation();
     const double pp_tok_s = prompt * reps / pp, tg_tok_s = gen * reps / tg;
     if (json)
-      fmt::print(R"({{"gguf": "{}", "threads": {}, "prompt": {}, "gen": {}, "reps": {}, "isa": "{}", )"
+      fmt::print(R"({{"gguf": "{}", "threads": {}, "prompt": {}, "gen": {}, "reps": {}, "isa": "{}", "activations": "{}", )"
                  R"("pp_tok_s": {:.2f}, "tg_tok_s": {:.2f}}})"
                  "\n",
-                 path, pool->size(), prompt, gen, reps, ecr::nn::linear_kernel_level(), pp_tok_s, tg_tok_s);
+                 path, pool->size(), prompt, gen, reps, ecr::nn::linear_kernel_level(),
+                 options.activations == ecr::nn::Activations::q8 ? "q8" : "f32", pp_tok_s, tg_tok_s);
     else
       fmt::print("{}: {} threads, pp{} {:.2f} tok/s, tg{} {:.2f} tok/s ({} kernels)\n", path, pool->size(), prompt,
                  pp_tok_s, gen, tg_tok_s, ecr::nn::linear_kernel_level());

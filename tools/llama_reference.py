@@ -10,12 +10,19 @@ space-separated, one line per prompt, on stdout (no stop token: always N). The m
 is what llama.cpp computes for general.architecture = llama: RMSNorm, rotary embeddings in
 ggml's adjacent-pair form with linear scaling, grouped-query causal attention, SwiGLU, tied or
 separate output. Needs the PyPI package gguf (tools/setup_venv.sh).
+
+--activations q8 emulates llama.cpp's 8-bit activations (ecr's default, nn::Activations::q8):
+before a product with a weight in GGML's blocks of 32, each row of activations is rounded to f32
+and quantized as ggml's quantize_row_q8_0 / q8_1 do (d = max|x| / 127 stored f16, q = x * (127 /
+max|x|) rounded half to even), and the product is the float64 one of the dequantized operands,
+with the minimum's term of Q4_1 / Q5_1 weights taken, as ggml takes it, from q8_1's
+s = f16(d * sum(q)). Everything else stays float64.
 """
 
 import argparse
 
 import numpy as np
-from gguf import GGUFReader
+from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize
 
 
@@ -29,8 +36,36 @@ def scalar(reader, key, default=None):
     return value
 
 
+# Weight types of 32-value blocks, the blocks ggml quantizes their activations to, and the byte
+# offset of the block's minimum m (Q4_1, Q5_1) or None.
+Q8_BLOCKS = {
+    GGMLQuantizationType.Q8_0: None,
+    GGMLQuantizationType.Q4_0: None,
+    GGMLQuantizationType.Q5_0: None,
+    GGMLQuantizationType.Q4_1: 2,
+    GGMLQuantizationType.Q5_1: 2,
+}
+
+
+def quantize_q8(x):
+    """Rows of x (rounded to f32) as ggml's q8 blocks: the dequantized values d16 * q, and per
+    block d (f32), the f16 s = d * sum(q) and sum(q)."""
+    blocks = x.astype(np.float32).reshape(x.shape[0], -1, 32)
+    amax = np.abs(blocks).max(axis=-1)
+    d = amax / np.float32(127)
+    with np.errstate(divide="ignore"):
+        inverse = np.where(amax != 0, np.float32(127) / amax, np.float32(0)).astype(np.float32)
+    q = np.rint(blocks * inverse[..., None])
+    d16 = d.astype(np.float16).astype(np.float64)
+    s16 = (d * q.sum(axis=-1).astype(np.float32)).astype(np.float16).astype(np.float64)
+    return (d16[..., None] * q).reshape(x.shape), d16, s16, q.sum(axis=-1)
+
+
 class Llama:
-    def __init__(self, path):
+    def __init__(self, path, activations="f32"):
+        self.q8 = activations == "q8"
+        self.mins = {}  # weight name -> (out, in / 32) minima m of a Q4_1 / Q5_1 weight
+        self.q8_weights = set()
         r = GGUFReader(path)
         assert scalar(r, "general.architecture") == "llama"
         self.n_layer = int(scalar(r, "llama.block_count"))
@@ -47,7 +82,24 @@ class Llama:
         for t in r.tensors:
             shape = tuple(int(d) for d in reversed(t.shape.tolist()))  # ggml dims are ne0 first
             self.w[t.name] = dequantize(t.data, t.tensor_type).astype(np.float64).reshape(shape)
-        self.output = self.w.get("output.weight", self.w["token_embd.weight"])
+            if t.tensor_type in Q8_BLOCKS and len(shape) == 2:
+                self.q8_weights.add(t.name)
+                at = Q8_BLOCKS[t.tensor_type]
+                if at is not None:
+                    raw = np.asarray(t.data, dtype=np.uint8).reshape(shape[0], shape[1] // 32, -1)
+                    self.mins[t.name] = raw[..., at:at + 2].copy().view(np.float16)[..., 0].astype(np.float64)
+        self.output_name = "output.weight" if "output.weight" in self.w else "token_embd.weight"
+
+    def linear(self, x, name):
+        """x @ W.T, with llama.cpp's 8-bit activations under --activations q8."""
+        w = self.w[name]
+        if not (self.q8 and name in self.q8_weights):
+            return x @ w.T
+        xq, d, s, qsum = quantize_q8(x)
+        y = xq @ w.T
+        if name in self.mins:  # ggml's m * s in place of m * d * sum(q), the exact value's term
+            y += (s - d * qsum) @ self.mins[name].T
+        return y
 
     def rms_norm(self, x, weight):
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.eps) * weight
@@ -70,24 +122,24 @@ class Llama:
         group = self.n_head // self.n_head_kv
         mask = np.triu(np.full((n, n), -np.inf), 1)
         for layer in range(self.n_layer):
-            p = lambda name: self.w[f"blk.{layer}.{name}.weight"]
-            h = self.rms_norm(x, p("attn_norm"))
-            q = self.rope((h @ p("attn_q").T).reshape(n, self.n_head, self.head_dim), positions)
-            k = self.rope((h @ p("attn_k").T).reshape(n, self.n_head_kv, self.head_dim), positions)
-            v = (h @ p("attn_v").T).reshape(n, self.n_head_kv, self.head_dim)
+            h = self.rms_norm(x, self.w[f"blk.{layer}.attn_norm.weight"])
+            p = lambda name: f"blk.{layer}.{name}.weight"
+            q = self.rope(self.linear(h, p("attn_q")).reshape(n, self.n_head, self.head_dim), positions)
+            k = self.rope(self.linear(h, p("attn_k")).reshape(n, self.n_head_kv, self.head_dim), positions)
+            v = self.linear(h, p("attn_v")).reshape(n, self.n_head_kv, self.head_dim)
             out = np.empty((n, self.n_head, self.head_dim))
             for head in range(self.n_head):
                 kv = head // group
                 scores = q[:, head] @ k[:, kv].T / np.sqrt(self.head_dim) + mask
                 scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
                 out[:, head] = (scores / scores.sum(axis=-1, keepdims=True)) @ v[:, kv]
-            x = x + out.reshape(n, self.n_embd) @ p("attn_output").T
-            h = self.rms_norm(x, p("ffn_norm"))
-            gate, up = h @ p("ffn_gate").T, h @ p("ffn_up").T
-            x = x + (gate / (1.0 + np.exp(-gate)) * up) @ p("ffn_down").T
+            x = x + self.linear(out.reshape(n, self.n_embd), p("attn_output"))
+            h = self.rms_norm(x, self.w[p("ffn_norm")])
+            gate, up = self.linear(h, p("ffn_gate")), self.linear(h, p("ffn_up"))
+            x = x + self.linear(gate / (1.0 + np.exp(-gate)) * up, p("ffn_down"))
         if last_only:  # the (vocab, n_embd) head on one row: a greedy step needs no more
             x = x[-1:]
-        return self.rms_norm(x, self.w["output_norm.weight"]) @ self.output.T
+        return self.linear(self.rms_norm(x, self.w["output_norm.weight"]), self.output_name)
 
 
 def main():
@@ -96,8 +148,10 @@ def main():
     ap.add_argument("--ids", required=True, action="append", help="prompt token ids, space-separated")
     ap.add_argument("--logits", help="write the prompt's logits (n, vocab) f32 here (.npy)")
     ap.add_argument("--greedy", type=int, default=0, help="print this many greedy tokens")
+    ap.add_argument("--activations", choices=["f32", "q8"], default="f32",
+                    help="f32: exact (default); q8: llama.cpp's 8-bit activations for the 32-value block types")
     args = ap.parse_args()
-    model = Llama(args.gguf)
+    model = Llama(args.gguf, args.activations)
     prompts = [[int(t) for t in ids.split()] for ids in args.ids]
     if args.logits:
         np.save(args.logits, model.logits(prompts[0]).astype(np.float32))

@@ -123,6 +123,8 @@ int generate(const Argv& argv) {
       .option("seed", "S", "sampling seed", "0")
       .option("threads", "N", kThreadsHelp, "0")
       .option("device", "D", kDeviceHelp, "cpu")
+      .flag("exact", "--gguf: f32 activations for block-quantized weights (the dequantized weights' exact product) "
+            "instead of llama.cpp's 8-bit ones")
       .flag("stream", "print each token as soon as it is chosen")
       .flag("json", "print {\"prompt\", \"generated\", \"text\", \"stop\"} as JSON");
   if (!args.parse(argv)) return 0;
@@ -215,7 +217,10 @@ int generate(const Argv& argv) {
 
   lm::Generation result;
   if (file) {
-    const LlamaModel model = LlamaModel::load(*file, std::make_shared<ThreadPool>(static_cast<int>(engine.threads)));
+    LlamaOptions llama;
+    if (args.get_flag("exact")) llama.activations = nn::Activations::f32;
+    const LlamaModel model =
+        LlamaModel::load(*file, std::make_shared<ThreadPool>(static_cast<int>(engine.threads)), llama);
     result = lm::generate(model, prompt, options);
   } else {
     const Tensor prefix = args.has("prefix") ? read_npy_f32(args.get("prefix")) : Tensor();

@@ -146,6 +146,7 @@ namespace {
 struct TensorLoader {
   const gguf::File& file;
   std::shared_ptr<void> owner;  // a copy of the File: the map lives while a Tensor does
+  nn::Activations activations;  // of every weight matrix (LlamaOptions)
 
   Tensor view(const std::string& name, std::vector<std::int64_t> dims) const {
     const gguf::TensorInfo& info = file.info(name);
@@ -164,7 +165,9 @@ struct TensorLoader {
   }
   // (out, in) row-major: ggml dims [in, out].
   nn::Linear linear(const std::string& name, std::int64_t in, std::int64_t out) const {
-    return nn::Linear(view(name, {in, out}), Tensor());
+    nn::Linear layer(view(name, {in, out}), Tensor());
+    layer.activations = activations;
+    return layer;
   }
   // Norm weights are computed on in f32; GGUF files store them so, but widen any other type.
   nn::RmsNorm norm(const std::string& name, std::int64_t n, float eps) const {
@@ -175,17 +178,18 @@ struct TensorLoader {
 
 }  // namespace
 
-LlamaModel LlamaModel::load(const std::filesystem::path& path, std::shared_ptr<ThreadPool> pool) {
-  return load(gguf::File::open(path), std::move(pool));
+LlamaModel LlamaModel::load(const std::filesystem::path& path, std::shared_ptr<ThreadPool> pool,
+                            LlamaOptions options) {
+  return load(gguf::File::open(path), std::move(pool), options);
 }
 
-LlamaModel LlamaModel::load(const gguf::File& file, std::shared_ptr<ThreadPool> pool) {
+LlamaModel LlamaModel::load(const gguf::File& file, std::shared_ptr<ThreadPool> pool, LlamaOptions options) {
   LlamaModel m;
   m.label_ = file.label();
   m.config_ = LlamaConfig::from_gguf(file);
   m.pool_ = pool ? std::move(pool) : ThreadPool::shared_default();
   LlamaConfig& c = m.config_;
-  const TensorLoader load{file, std::make_shared<gguf::File>(file)};
+  const TensorLoader load{file, std::make_shared<gguf::File>(file), options.activations};
 
   const gguf::TensorInfo& embd = file.info("token_embd.weight");
   if (embd.dims.size() != 2 || embd.dims[1] < 1)

@@ -52,6 +52,14 @@ struct LlamaConfig {
   static LlamaConfig from_gguf(const gguf::File& file);
 };
 
+// How the model is computed. activations: q8 (the default) runs the weights stored in GGML's
+// blocks of 32 as llama.cpp does, on 8-bit activations and integer dot products
+// (nn::Activations); f32 runs them exactly on f32 activations, the product of the dequantized
+// weights (what the float64 reference in tools/llama_reference.py computes).
+struct LlamaOptions {
+  nn::Activations activations = nn::Activations::q8;
+};
+
 class LlamaState final : public lm::State {
  public:
   std::size_t batch() const override { return sequences_.size(); }
@@ -86,8 +94,10 @@ class LlamaModel final : public lm::CausalLM {
   // has no kernel for (naming the tensor and the type); FormatError naming a missing tensor or
   // key; ShapeError naming a tensor whose shape the hyper-parameters contradict, with the shape
   // expected. `pool` runs the ops; null means ThreadPool::shared_default().
-  static LlamaModel load(const gguf::File& file, std::shared_ptr<ThreadPool> pool = nullptr);
-  static LlamaModel load(const std::filesystem::path& path, std::shared_ptr<ThreadPool> pool = nullptr);
+  static LlamaModel load(const gguf::File& file, std::shared_ptr<ThreadPool> pool = nullptr,
+                         LlamaOptions options = {});
+  static LlamaModel load(const std::filesystem::path& path, std::shared_ptr<ThreadPool> pool = nullptr,
+                         LlamaOptions options = {});
 
   const LlamaConfig& config() const { return config_; }
   bool tied_output() const { return tied_; }
