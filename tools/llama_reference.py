@@ -16,7 +16,9 @@ before a product with a weight in GGML's blocks of 32, each row of activations i
 and quantized as ggml's quantize_row_q8_0 / q8_1 do (d = max|x| / 127 stored f16, q = x * (127 /
 max|x|) rounded half to even), and the product is the float64 one of the dequantized operands,
 with the minimum's term of Q4_1 / Q5_1 weights taken, as ggml takes it, from q8_1's
-s = f16(d * sum(q)). Everything else stays float64.
+s = f16(d * sum(q)). Everything else stays float64. --jitter E scales the activations by 1 + E
+before they are quantized: a probe of how far a rounding boundary is, since f32 and float64
+activations differ by about 1e-7 and can then round to neighbouring quants.
 """
 
 import argparse
@@ -62,8 +64,9 @@ def quantize_q8(x):
 
 
 class Llama:
-    def __init__(self, path, activations="f32"):
+    def __init__(self, path, activations="f32", jitter=0.0):
         self.q8 = activations == "q8"
+        self.jitter = jitter
         self.mins = {}  # weight name -> (out, in / 32) minima m of a Q4_1 / Q5_1 weight
         self.q8_weights = set()
         r = GGUFReader(path)
@@ -95,7 +98,7 @@ class Llama:
         w = self.w[name]
         if not (self.q8 and name in self.q8_weights):
             return x @ w.T
-        xq, d, s, qsum = quantize_q8(x)
+        xq, d, s, qsum = quantize_q8(x * (1.0 + self.jitter))
         y = xq @ w.T
         if name in self.mins:  # ggml's m * s in place of m * d * sum(q), the exact value's term
             y += (s - d * qsum) @ self.mins[name].T
@@ -150,8 +153,9 @@ def main():
     ap.add_argument("--greedy", type=int, default=0, help="print this many greedy tokens")
     ap.add_argument("--activations", choices=["f32", "q8"], default="f32",
                     help="f32: exact (default); q8: llama.cpp's 8-bit activations for the 32-value block types")
+    ap.add_argument("--jitter", type=float, default=0.0, help="q8: scale activations by 1 + this before quantizing")
     args = ap.parse_args()
-    model = Llama(args.gguf, args.activations)
+    model = Llama(args.gguf, args.activations, args.jitter)
     prompts = [[int(t) for t in ids.split()] for ids in args.ids]
     if args.logits:
         np.save(args.logits, model.logits(prompts[0]).astype(np.float32))
