@@ -25,6 +25,11 @@ struct Q8Avx2 {
     const __m256i q = _mm256_or_si256(nibbles(qs), _mm256_and_si256(set, _mm256_set1_epi8(16)));
     return _mm256_sub_epi8(q, _mm256_set1_epi8(static_cast<char>(offset)));
   }
+  static float half(const std::uint8_t* p) {
+    std::uint16_t bits;
+    __builtin_memcpy(&bits, p, sizeof bits);
+    return _cvtsh_ss(bits);
+  }
   static lanes zero() { return _mm256_setzero_ps(); }
   // maddubs multiplies unsigned by signed bytes: a signed weight lends its sign to the activation.
   // No pair saturates: |w| <= 128 and |x| <= 128 give at most 2 * 128 * 128 = 32768 only for

@@ -4,6 +4,7 @@
 //   Q::quants                      32 weight quants of one block as bytes, in value order
 //   Q::q8_0(p), Q::q4(p, offset), Q::q5(qh, qs, offset)   a block's quants (offset subtracted)
 //   Q::lanes                       8 f32 lanes
+//   Q::half(p)                     the f16 value at p as f32
 //   Q::zero(), Q::sum(lanes)       ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)), ggml's hsum_float_8
 //   Q::dot(quants, signed, xq, d, acc)   acc[i] = fma(d, (float)isum[i], acc[i]) where isum[i] is the
 //                                  exact integer sum of quants[4i + t] * xq[4i + t] over t < 4
@@ -78,37 +79,57 @@ struct Q5_1Int {  // { f16 d; f16 m; uint8 qh[4]; uint8 qs[16]; }: q, and m time
   static typename Q::quants quants(const std::uint8_t* b) { return Q::q5(b + 4, b + 8, 0); }
 };
 
-inline float half_of(const std::uint8_t* p) {
-  std::uint16_t bits;
-  __builtin_memcpy(&bits, p, sizeof bits);
-  return scalar(Half{}, bits);
-}
-
-// One weight row (in / 32 blocks at w) against one quantized activation row (xq).
-template <class Q, class Block>
-float dot_q8_row(const std::uint8_t* w, const std::uint8_t* xq, std::int64_t blocks) {
+// One weight row after another (in / 32 blocks each) against R quantized activation rows (xq,
+// ldxq bytes apart): a weight block's quants are unpacked once for the R rows.
+template <class Q, class Block, int R>
+void dot_q8_rows(const std::uint8_t* xq, std::int64_t ldxq, const std::uint8_t* w, std::int64_t blocks,
+                 std::int64_t count, float* y, std::int64_t ldy) {
   constexpr std::int64_t xbytes = q8_block_bytes(Block::with_min);
   constexpr std::int64_t qs_at = Block::with_min ? 4 : 2;
-  auto acc = Q::zero();
-  float mins = 0.0f;
-  for (std::int64_t b = 0; b < blocks; ++b, w += Block::bytes, xq += xbytes) {
-    const float d = half_of(w) * half_of(xq);
-    acc = Q::dot(Block::quants(w), Block::is_signed, reinterpret_cast<const std::int8_t*>(xq + qs_at), d, acc);
-    if constexpr (Block::with_min) mins = std::fma(half_of(w + 2), half_of(xq + 2), mins);
+  for (std::int64_t j = 0; j < count; ++j) {
+    typename Q::lanes acc[R];
+    float mins[R];
+    for (int r = 0; r < R; ++r) {
+      acc[r] = Q::zero();
+      mins[r] = 0.0f;
+    }
+    const std::uint8_t* x = xq;
+    for (std::int64_t b = 0; b < blocks; ++b, w += Block::bytes, x += xbytes) {
+      const auto quants = Block::quants(w);
+      const float dw = Q::half(w);
+      for (int r = 0; r < R; ++r) {
+        const std::uint8_t* xb = x + r * ldxq;
+        acc[r] = Q::dot(quants, Block::is_signed, reinterpret_cast<const std::int8_t*>(xb + qs_at), dw * Q::half(xb),
+                        acc[r]);
+      }
+      if constexpr (Block::with_min) {
+        const float m = Q::half(w + 2);
+        for (int r = 0; r < R; ++r) mins[r] = std::fma(m, Q::half(x + r * ldxq + 2), mins[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r) y[r * ldy + j] = Block::with_min ? Q::sum(acc[r]) + mins[r] : Q::sum(acc[r]);
   }
-  return Block::with_min ? Q::sum(acc) + mins : Q::sum(acc);
 }
 
 // y[r * ldy + j] = row r of the quantized activations (xq, ldxq bytes apart) dotted with weight
-// row j, for r < rows and j < count. A weight row stays in cache while the activation rows pass.
+// row j, for r < rows and j < count: groups of 4 activation rows pass over the chunk's weight
+// rows, which stay in cache.
 template <class Q, class Block>
 void dot_q8(const void* xq, std::int64_t ldxq, std::int64_t rows, const void* weights, std::int64_t in,
             std::int64_t count, float* y, std::int64_t ldy) {
   const auto* w = static_cast<const std::uint8_t*>(weights);
   const auto* x = static_cast<const std::uint8_t*>(xq);
   const std::int64_t blocks = in / kQ8Values;
-  for (std::int64_t j = 0; j < count; ++j, w += blocks * Block::bytes)
-    for (std::int64_t r = 0; r < rows; ++r) y[r * ldy + j] = dot_q8_row<Q, Block>(w, x + r * ldxq, blocks);
+  for (std::int64_t r = 0; r < rows; r += 4) {
+    const std::uint8_t* xr = x + r * ldxq;
+    float* yr = y + r * ldy;
+    switch (std::min<std::int64_t>(4, rows - r)) {
+      case 1: dot_q8_rows<Q, Block, 1>(xr, ldxq, w, blocks, count, yr, ldy); break;
+      case 2: dot_q8_rows<Q, Block, 2>(xr, ldxq, w, blocks, count, yr, ldy); break;
+      case 3: dot_q8_rows<Q, Block, 3>(xr, ldxq, w, blocks, count, yr, ldy); break;
+      default: dot_q8_rows<Q, Block, 4>(xr, ldxq, w, blocks, count, yr, ldy); break;
+    }
+  }
 }
 
 template <class Q>
@@ -160,6 +181,11 @@ struct Q8Scalar {
     quants q = q4(qs, 0);
     for (int j = 0; j < 32; ++j) q.v[j] = static_cast<std::int8_t>((q.v[j] | ((high >> j) & 1) << 4) - offset);
     return q;
+  }
+  static float half(const std::uint8_t* p) {
+    std::uint16_t bits;
+    __builtin_memcpy(&bits, p, sizeof bits);
+    return scalar(Half{}, bits);
   }
   static lanes zero() { return {}; }
   static lanes dot(const quants& w, bool, const std::int8_t* xq, float d, lanes acc) {
