@@ -1,7 +1,7 @@
 // Prompt processing and generation speed of a Llama GGUF model, measured as llama.cpp's
 // llama-bench measures them (tools/bench_vs_llamacpp.sh runs both on one file):
 //
-//   bench_llama --gguf FILE [--threads N] [--prompt P] [--gen G] [--reps R] [--lora FILE[:SCALE]]... [--json]
+//   bench_llama --gguf FILE [--threads N] [--prompt P] [--gen G] [--reps R] [--lora FILE[:SCALE]]... [--exact] [--json]
 //
 // --lora (repeatable) applies LoRA adapters as `ecr generate --lora` does; the JSON then has
 // "lora" (the files) and "lora_terms" (the adapted matrices), to compare with a run without.
@@ -33,7 +33,7 @@ double seconds_since(Clock::time_point start) {
 int usage() {
   std::fprintf(stderr,
                "usage: bench_llama --gguf FILE [--threads N] [--prompt P] [--gen G] [--reps R] [--lora FILE[:SCALE]]... "
-               "[--json]\n");
+               "[--exact] [--json]\n");
   return 2;
 }
 
@@ -44,10 +44,15 @@ int main(int argc, char** argv) {
   int threads = 0, prompt = 128, gen = 64, reps = 5;
   bool json = false;
   std::vector<std::string> lora_args;
+  ecr::LlamaOptions options;  // --exact: f32 activations for the block types (default: ggml's 8-bit ones)
   for (int i = 1; i < argc; ++i) {
     const std::string key = argv[i];
     if (key == "--json") {
       json = true;
+      continue;
+    }
+    if (key == "--exact") {
+      options.activations = ecr::nn::Activations::exact;
       continue;
     }
     if (i + 1 >= argc) return usage();
@@ -66,7 +71,7 @@ int main(int argc, char** argv) {
     const auto pool = std::make_shared<ecr::ThreadPool>(threads);
     std::vector<ecr::LoraSpec> lora;
     for (const auto& arg : lora_args) lora.push_back(ecr::LoraSpec::parse(arg));
-    const ecr::LlamaModel model = ecr::LlamaModel::load(path, pool, lora);
+    const ecr::LlamaModel model = ecr::LlamaModel::load(path, pool, lora, options);
     std::vector<std::int32_t> ids(static_cast<std::size_t>(std::max(prompt, gen)));
     std::uint32_t x = 12345;
     for (auto& id : ids) {
@@ -99,11 +104,12 @@ int main(int argc, char** argv) {
     std::vector<std::string> quoted;
     for (const auto& arg : lora_args) quoted.push_back(fmt::format("\"{}\"", arg));
     if (json)
-      fmt::print(R"({{"gguf": "{}", "threads": {}, "prompt": {}, "gen": {}, "reps": {}, "isa": "{}", )"
+      fmt::print(R"({{"gguf": "{}", "threads": {}, "prompt": {}, "gen": {}, "reps": {}, "isa": "{}", "activations": "{}", )"
                  R"("lora": [{}], "lora_terms": {}, "pp_tok_s": {:.2f}, "tg_tok_s": {:.2f}}})"
                  "\n",
                  path, pool->size(), prompt, gen, reps, ecr::nn::linear_kernel_level(),
-                 fmt::join(quoted, ", "), model.lora_terms(), pp_tok_s, tg_tok_s);
+                 options.activations == ecr::nn::Activations::q8 ? "q8" : "exact", fmt::join(quoted, ", "),
+                 model.lora_terms(), pp_tok_s, tg_tok_s);
     else
       fmt::print("{}: {} threads, pp{} {:.2f} tok/s, tg{} {:.2f} tok/s ({} kernels, {} LoRA terms)\n", path,
                  pool->size(), prompt, pp_tok_s, gen, tg_tok_s, ecr::nn::linear_kernel_level(), model.lora_terms());

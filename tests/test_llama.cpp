@@ -58,6 +58,9 @@ Tensor logits_of(const LlamaModel& model, std::span<const std::int32_t> ids) {
   return model.forward(state, one, /*all_logits=*/true).clone();
 }
 
+// The float64 reference computes the dequantized weights' exact product: f32 activations.
+constexpr LlamaOptions kExact{nn::Activations::exact};
+
 struct Variant {
   const char* name;
   const char* options;
@@ -85,7 +88,7 @@ TEST_CASE("llama: every fixture type equals the NumPy reference (logits, decode,
     CAPTURE(name);
     const fs::path path = fixture(variant.name, variant.options);
     const gguf::File file = gguf::File::open(path);
-    const LlamaModel model = LlamaModel::load(file, std::make_shared<ThreadPool>(1));
+    const LlamaModel model = LlamaModel::load(file, std::make_shared<ThreadPool>(1), kExact);
     CHECK(model.tied_output() == (std::string(variant.options).find("--untied") == std::string::npos));
     const std::vector<std::int32_t> prompt = prompt_ids(static_cast<std::int32_t>(variant.name[1]));
 
@@ -140,9 +143,59 @@ TEST_CASE("llama: every fixture type equals the NumPy reference (logits, decode,
     }
 
     // One thread and two: the same bits.
-    const LlamaModel two = LlamaModel::load(file, std::make_shared<ThreadPool>(2));
+    const LlamaModel two = LlamaModel::load(file, std::make_shared<ThreadPool>(2), kExact);
     CHECK(test::max_abs_diff(logits_of(two, prompt), got) == 0.0f);
     CHECK(lm::generate(two, prompt, sampled).tokens == lm::generate(model, prompt, sampled).tokens);
+  }
+}
+
+// llama.cpp's 8-bit activations (the default) against the reference emulating their rounding.
+// What is left is f32 against float64 arithmetic, about 1e-7 apart, which now and then moves an
+// activation across a rounding boundary of its q8 block (one quant step: 1/127 of the block's
+// largest value). So each position's logits are within 1e-5 of the scale of the reference's, or
+// within twice what the reference itself moves when its activations are scaled by 1 + 2e-7
+// (--jitter, the witness that a boundary is that close); the greedy tokens are the reference's,
+// or the jittered reference's.
+TEST_CASE("llama: 8-bit activations equal the reference emulating ggml's q8 rounding") {
+  ECR_REQUIRE_GGUF_PACKAGE();
+  for (const Variant& variant : kVariants) {
+    const std::string name = variant.name;
+    if (name.rfind("q", 0) != 0) continue;  // the blocks of 32: q8_0, q4_0, q4_1, q5_0, q5_1
+    CAPTURE(name);
+    const fs::path path = fixture(variant.name, variant.options);
+    const LlamaModel model = LlamaModel::load(path, std::make_shared<ThreadPool>(2));
+    const std::vector<std::int32_t> prompt = prompt_ids(static_cast<std::int32_t>(variant.name[1]));
+    const fs::path dir = path.parent_path();
+    const auto reference = [&](const std::string& options, const fs::path& logits) {
+      return parse(run_tool(fmt::format("llama_reference --gguf '{}' --ids '{}' --logits '{}' {}", path.string(),
+                                        fmt::join(prompt, " "), logits.string(), options)));
+    };
+    const auto greedy_ref = reference("--activations q8 --greedy 32", dir / "q8.npy");
+    const auto greedy_jittered = reference("--activations q8 --jitter 2e-7 --greedy 32", dir / "jittered.npy");
+    reference("", dir / "exact.npy");
+    const Tensor expected = test::read_npy(dir / "q8.npy"), jittered = test::read_npy(dir / "jittered.npy");
+    const Tensor exact = test::read_npy(dir / "exact.npy");
+    const Tensor got = logits_of(model, prompt);
+    REQUIRE(got.shape() == expected.shape());
+    const float scale = nn::view(expected).cwiseAbs().maxCoeff();
+    int tight = 0;
+    for (std::int64_t p = 0; p < got.dim(0); ++p) {
+      CAPTURE(p);
+      const float error = test::max_abs_diff(got.rows(p, 1), expected.rows(p, 1));
+      const float witness = test::max_abs_diff(jittered.rows(p, 1), expected.rows(p, 1));
+      tight += error <= 1e-5f * scale;
+      CHECK(error <= std::max(1e-5f * scale, 2 * witness));
+    }
+    const float error = test::max_abs_diff(got, expected), rounding = test::max_abs_diff(exact, expected);
+    MESSAGE(name << ": max |logit| " << scale << ", max abs error " << error << " (" << error / scale << " of it), "
+                 << tight << " of " << got.dim(0) << " positions within 1e-5 of it; the q8 rounding itself moves "
+                 << "the logits by " << rounding);
+    CHECK(tight >= got.dim(0) - 2);
+    CHECK(error < rounding);
+    lm::GenerateOptions greedy;
+    greedy.max_new_tokens = 32;
+    const auto tokens = lm::generate(model, prompt, greedy).tokens;
+    CHECK((tokens == greedy_ref || tokens == greedy_jittered));
   }
 }
 
@@ -220,7 +273,7 @@ TEST_CASE("llama: SmolLM2-135M-Instruct (Q4_1) greedy tokens equal the reference
   for (const auto& p : prompts) ids_args += fmt::format(" --ids '{}'", p);
   std::istringstream expected(
       run_tool(fmt::format("llama_reference --gguf '{}'{} --greedy 16", path.string(), ids_args)));
-  const LlamaModel model = LlamaModel::load(path);
+  const LlamaModel model = LlamaModel::load(path, nullptr, kExact);
   CHECK(model.config().n_layer == 30);
   CHECK(model.tied_output());
   lm::GenerateOptions greedy;
@@ -241,7 +294,7 @@ TEST_CASE("cli: ecr generate --gguf decodes a Llama file from token ids") {
   const std::string expected =
       run_tool(fmt::format("llama_reference --gguf '{}' --ids '{}' --greedy 20", path.string(), ids));
   std::string out;
-  REQUIRE(run_command(fmt::format("'{}' generate --gguf '{}' --prompt-ids '{}' --max-tokens 20 --threads 2",
+  REQUIRE(run_command(fmt::format("'{}' generate --gguf '{}' --prompt-ids '{}' --max-tokens 20 --threads 2 --exact",
                                   test::cli_path().string(), path.string(), ids),
                       &out) == 0);
   std::string commas = out;

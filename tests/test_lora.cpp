@@ -32,6 +32,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// f32 activations: what the float64 reference of the merged weights computes.
+constexpr LlamaOptions kExact{nn::Activations::exact};
+
 // A fresh folder per artifact (temp_dir empties what it returns).
 fs::path dir(const std::string& name) { return temp_dir("lora_" + name); }
 
@@ -83,11 +86,11 @@ Tensor logits_of(const LlamaModel& model, std::span<const std::int32_t> ids) {
 
 // The model with `lora` against the reference run with `merge` (its --peft / --lora arguments):
 // logits of every prompt position within 1e-4 of the logit scale, the same 32 greedy tokens.
-// Returns the logits.
+// Returns the logits. f32 activations: the reference's float64 products of the merged weights.
 Tensor check_against_reference(const std::string& name, const fs::path& model_path, std::span<const LoraSpec> lora,
                                const std::string& merge) {
   CAPTURE(name);
-  const LlamaModel model = LlamaModel::load(model_path, std::make_shared<ThreadPool>(2), lora);
+  const LlamaModel model = LlamaModel::load(model_path, std::make_shared<ThreadPool>(2), lora, kExact);
   const std::vector<std::int32_t> prompt = prompt_ids(static_cast<std::int32_t>(name.size()));
   const fs::path ref_logits = dir(name + "_ref") / "ref_logits.npy";
   const std::vector<std::int32_t> ref_greedy = parse(run_tool(
@@ -148,7 +151,7 @@ TEST_CASE("lora: a converted PEFT adapter equals the reference with the PEFT ada
     const Tensor with =
         check_against_reference(c.name, model, lora, fmt::format("--peft '{}:{}'", peft.string(), c.scale));
     // The adapter changed something (a test that an ignored adapter would pass proves nothing).
-    const LlamaModel base = LlamaModel::load(model, std::make_shared<ThreadPool>(2));
+    const LlamaModel base = LlamaModel::load(model, std::make_shared<ThreadPool>(2), kExact);
     const std::vector<std::int32_t> prompt = prompt_ids(static_cast<std::int32_t>(std::string(c.name).size()));
     CHECK(test::max_abs_diff(with, logits_of(base, prompt)) > 1e-2f);
   }

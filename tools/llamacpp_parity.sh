@@ -10,6 +10,7 @@
 # default. Needs a llama.cpp source tree and build (LLAMACPP_SRC, default build/llamacpp-src;
 # LLAMACPP_BUILD, default build/llamacpp) to compile tools/llamacpp_greedy.cpp against,
 # and ecr's build (ECR_BUILD, default build/). Both decode with 2 threads (THREADS to change it).
+# ECR_ARGS adds options to ecr generate (--exact).
 # Prints one line per prompt and a summary; exits 1 when any prompt's tokens differ.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +51,7 @@ while IFS= read -r line; do
     out=$("$greedy" "$model" "$n" "$threads" ids $rest)
   fi
   ids=$(sed -n 1p <<<"$out") theirs=$(sed -n 2p <<<"$out")
-  ours=$("$ecr" generate --gguf "$model" --prompt-ids "$ids" --max-tokens "$n" --threads "$threads" --json |
+  ours=$("$ecr" generate --gguf "$model" --prompt-ids "$ids" --max-tokens "$n" --threads "$threads" ${ECR_ARGS:-} --json |
          python3 -c 'import json, sys; print(*json.load(sys.stdin)["generated"])')
   total=$((total + 1))
   if [ "$ours" = "$theirs" ]; then

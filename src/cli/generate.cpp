@@ -125,6 +125,8 @@ int generate(const Argv& argv) {
       .option("seed", "S", "sampling seed", "0")
       .option("threads", "N", kThreadsHelp, "0")
       .option("device", "D", kDeviceHelp, "cpu")
+      .flag("exact", "--gguf: f32 activations for block-quantized weights (the dequantized weights' exact product) "
+            "instead of llama.cpp's 8-bit ones")
       .flag("stream", "print each token as soon as it is chosen")
       .flag("json", "print {\"prompt\", \"generated\", \"text\", \"stop\"} as JSON");
   if (!args.parse(argv)) return 0;
@@ -220,8 +222,10 @@ int generate(const Argv& argv) {
 
   lm::Generation result;
   if (file) {
+    LlamaOptions llama;
+    if (args.get_flag("exact")) llama.activations = nn::Activations::exact;
     const LlamaModel model =
-        LlamaModel::load(*file, std::make_shared<ThreadPool>(static_cast<int>(engine.threads)), lora);
+        LlamaModel::load(*file, std::make_shared<ThreadPool>(static_cast<int>(engine.threads)), lora, llama);
     result = lm::generate(model, prompt, options);
   } else {
     const Tensor prefix = args.has("prefix") ? read_npy_f32(args.get("prefix")) : Tensor();

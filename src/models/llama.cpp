@@ -146,6 +146,7 @@ namespace {
 // ne0 first) against what the hyper-parameters say.
 struct TensorLoader {
   const gguf::File& file;
+  nn::Activations activations;  // of every weight matrix (LlamaOptions)
 
   Tensor view(const std::string& name, std::vector<std::int64_t> dims) const {
     const gguf::TensorInfo& info = file.info(name);
@@ -161,7 +162,9 @@ struct TensorLoader {
   }
   // (out, in) row-major: ggml dims [in, out].
   nn::Linear linear(const std::string& name, std::int64_t in, std::int64_t out) const {
-    return nn::Linear(view(name, {in, out}), Tensor());
+    nn::Linear layer(view(name, {in, out}), Tensor());
+    layer.activations = activations;
+    return layer;
   }
   // Norm weights are computed on in f32; GGUF files store them so, but widen any other type.
   nn::RmsNorm norm(const std::string& name, std::int64_t n, float eps) const {
@@ -173,17 +176,27 @@ struct TensorLoader {
 }  // namespace
 
 LlamaModel LlamaModel::load(const std::filesystem::path& path, std::shared_ptr<ThreadPool> pool,
-                            std::span<const LoraSpec> lora) {
-  return load(gguf::File::open(path), std::move(pool), lora);
+                            LlamaOptions options) {
+  return load(gguf::File::open(path), std::move(pool), {}, options);
 }
 
-LlamaModel LlamaModel::load(const gguf::File& file, std::shared_ptr<ThreadPool> pool, std::span<const LoraSpec> lora) {
+LlamaModel LlamaModel::load(const std::filesystem::path& path, std::shared_ptr<ThreadPool> pool,
+                            std::span<const LoraSpec> lora, LlamaOptions options) {
+  return load(gguf::File::open(path), std::move(pool), lora, options);
+}
+
+LlamaModel LlamaModel::load(const gguf::File& file, std::shared_ptr<ThreadPool> pool, LlamaOptions options) {
+  return load(file, std::move(pool), {}, options);
+}
+
+LlamaModel LlamaModel::load(const gguf::File& file, std::shared_ptr<ThreadPool> pool, std::span<const LoraSpec> lora,
+                            LlamaOptions options) {
   LlamaModel m;
   m.label_ = file.label();
   m.config_ = LlamaConfig::from_gguf(file);
   m.pool_ = pool ? std::move(pool) : ThreadPool::shared_default();
   LlamaConfig& c = m.config_;
-  const TensorLoader load{file};
+  const TensorLoader load{file, options.activations};
 
   const gguf::TensorInfo& embd = file.info("token_embd.weight");
   if (embd.dims.size() != 2 || embd.dims[1] < 1)

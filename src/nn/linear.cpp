@@ -97,13 +97,31 @@ void cpu::linear_stored(const LinearKernels& kernels, ConstMatrix x, const Linea
   const std::size_t row_bytes = ecr::row_bytes(layer.weight.dtype(), in, layer.weight.name());
   const float* scale = layer.scale.defined() ? layer.scale.data<float>() : nullptr;
   const float* bias = layer.bias.defined() ? layer.bias.data<float>() : nullptr;
-  // Prefill with bf16 weights on a CPU with a bf16 dot product: x rounded to bf16 once for every chunk.
-  const bool bf16_gemm = rows > kDotRows && type == static_cast<int>(WeightType::bf16) && kernels.gemm_bf16;
+  // Prefill with bf16 weights on a CPU with a bf16 dot product: x rounded to bf16 once for every
+  // chunk, unless the layer asks for exact activations.
+  const bool bf16_gemm = rows > kDotRows && type == static_cast<int>(WeightType::bf16) && kernels.gemm_bf16 &&
+                         layer.activations != Activations::exact;
   const std::int64_t ldx16 = in + (in & 1);
   std::vector<std::uint16_t> x16;  // per call: a few hundred KiB against milliseconds of GEMM
   if (bf16_gemm) {
     x16.resize(static_cast<std::size_t>(rows * ldx16));
     kernels.to_bf16(x.data(), x.outerStride(), rows, in, x16.data(), ldx16);
+  }
+  // 8-bit activations: each row of x quantized once, before the chunks share it.
+  const ActivationBlocks blocks = dtype_traits(layer.weight.dtype()).activations;
+  const bool q8 = layer.activations == Activations::q8 && kernels.dot_q8[type] &&
+                  (blocks == ActivationBlocks::q8_0 || blocks == ActivationBlocks::q8_1);
+  const bool with_sum = blocks == ActivationBlocks::q8_1;
+  const std::int64_t ldxq = q8 ? q8_row_bytes(in, with_sum) : 0;
+  // The calling thread's buffer, passed to the chunks as a pointer (a thread_local named inside
+  // them would be each worker's own).
+  thread_local std::vector<std::uint8_t> quantized;
+  const std::uint8_t* xq = nullptr;
+  if (q8) {
+    const auto quantize = with_sum ? kernels.quantize_q8_1 : kernels.quantize_q8_0;
+    std::uint8_t* dst = scratch(quantized, rows * ldxq);
+    for (std::int64_t r = 0; r < rows; ++r) quantize(x.data() + r * x.outerStride(), in, dst + r * ldxq);
+    xq = dst;
   }
   const std::int64_t chunks = (out + kLinearChunk - 1) / kLinearChunk;
   pool.parallel_for(static_cast<std::size_t>(chunks), [&](std::size_t c) {
@@ -115,7 +133,9 @@ void cpu::linear_stored(const LinearKernels& kernels, ConstMatrix x, const Linea
     auto block = y.middleCols(begin, width);
     MutableMap p(scratch(product, rows * width), rows, width, Eigen::OuterStride<>(width));
     bool in_product = true;  // the sums are in p, still to be scaled, biased and stored into y
-    if (rows <= kDotRows) {
+    if (q8) {
+      kernels.dot_q8[type](xq, ldxq, rows, w, in, width, p.data(), width);
+    } else if (rows <= kDotRows) {
       kernels.dot[type](x.data(), x.outerStride(), static_cast<int>(rows), w, in, width, p.data(), width);
     } else if (bf16_gemm) {
       kernels.gemm_bf16(x16.data(), ldx16, rows, w, in, width, scratch(packed, bf16_packed_words(in, width)), p.data(),
@@ -160,6 +180,12 @@ void gather_rows(const Linear& table, std::span<const std::int32_t> ids, Matrix 
     kernels.widen[type](weight + static_cast<std::size_t>(id) * row_bytes, row.data(), in);
     if (scale) row *= scale[id];
   }
+}
+
+bool uses_q8_activations(const Linear& layer) {
+  const ActivationBlocks blocks = dtype_traits(layer.weight.dtype()).activations;
+  return layer.activations == Activations::q8 && cpu::active_kernels().dot_q8[static_cast<int>(weight_type(layer))] &&
+         (blocks == ActivationBlocks::q8_0 || blocks == ActivationBlocks::q8_1);
 }
 
 std::string_view linear_kernel_level() { return cpu::active_kernels().level; }

@@ -43,6 +43,15 @@ enum class LinearKernel : std::uint8_t {
   none, f32, f16, bf16, i8, q8_0, q4_0, q4_1, q5_0, q5_1, q6_k, q4_k, q5_k, q3_k, q2_k,
 };
 
+// The blocks ggml quantizes a matmul's activations into before its integer dot products with a
+// weight of a type (ggml's vec_dot_type), when nn::Linear computes with Activations::q8:
+//   q8_0: { f16 d; int8 qs[32]; }          for Q8_0, Q4_0, Q5_0 weights
+//   q8_1: { f16 d; f16 s; int8 qs[32]; }   for Q4_1, Q5_1 (s = d * sum(qs): the minimum's term)
+//   q8_k: { f32 d; int8 qs[256]; int16 bsums[16]; }   for the k-quants (ecr keeps f32 activations
+//         there: no q8_k kernels yet)
+// none for the per-element types, which ggml multiplies in floating point.
+enum class ActivationBlocks : std::uint8_t { none, q8_0, q8_1, q8_k };
+
 struct DTypeTraits {
   DType dtype;
   std::string_view name;
@@ -57,6 +66,7 @@ struct DTypeTraits {
   // makes no sense, or has no reference that the gguf package repeats (the k-quants).
   void (*from_f32)(const float* src, void* dst, std::int64_t n);
   LinearKernel linear;
+  ActivationBlocks activations;
   // ggml's id of the tensor type that stores these bytes in a GGUF file, or -1 for none (i8's
   // rows need their scales, the integers are never weights).
   int ggml_type;

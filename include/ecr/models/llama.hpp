@@ -53,6 +53,14 @@ struct LlamaConfig {
   static LlamaConfig from_gguf(const gguf::File& file);
 };
 
+// How the model is computed. activations: q8 (the default) runs the weights stored in GGML's
+// blocks of 32 as llama.cpp does, on 8-bit activations and integer dot products
+// (nn::Activations); exact runs every matrix on f32 activations, the product of the dequantized
+// weights on any CPU (what the float64 reference in tools/llama_reference.py computes).
+struct LlamaOptions {
+  nn::Activations activations = nn::Activations::q8;
+};
+
 class LlamaState final : public lm::State {
  public:
   std::size_t batch() const override { return sequences_.size(); }
@@ -96,9 +104,13 @@ class LlamaModel final : public lm::CausalLM {
   // matrix of that name for (or token_embd, whose LoRA ecr does not apply); ShapeError naming
   // the tensor when A's input or B's output width is not the matrix's.
   static LlamaModel load(const gguf::File& file, std::shared_ptr<ThreadPool> pool = nullptr,
-                         std::span<const LoraSpec> lora = {});
+                         LlamaOptions options = {});
   static LlamaModel load(const std::filesystem::path& path, std::shared_ptr<ThreadPool> pool = nullptr,
-                         std::span<const LoraSpec> lora = {});
+                         LlamaOptions options = {});
+  static LlamaModel load(const gguf::File& file, std::shared_ptr<ThreadPool> pool, std::span<const LoraSpec> lora,
+                         LlamaOptions options = {});
+  static LlamaModel load(const std::filesystem::path& path, std::shared_ptr<ThreadPool> pool,
+                         std::span<const LoraSpec> lora, LlamaOptions options = {});
 
   const LlamaConfig& config() const { return config_; }
   bool tied_output() const { return tied_; }

@@ -34,6 +34,19 @@
 
 namespace ecr::nn {
 
+// How a layer's weight meets the activations:
+//   f32    f32 activations (the default of a Linear). Exact for every type but one: prefill with
+//          bf16 weights on a CPU with a bf16 dot product (AVX-512 BF16) rounds x to bf16 once per
+//          call, the speed a bf16 weight is stored for (ggml rounds x to bf16 for bf16 weights too).
+//   exact  f32 activations on every CPU and type: the product with the dequantized matrix, summed
+//          in f32 -- what a float64 reference of the same weights computes.
+//   q8     as llama.cpp computes a weight in GGML's blocks of 32 (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1):
+//          each row of x quantized once per call to ggml's 8-bit blocks (q8_0, or q8_1 for Q4_1 /
+//          Q5_1: dtype.hpp's ActivationBlocks), then integer dot products scaled per block, with
+//          ggml's rounding and summation order (src/nn/cpu/q8_kernels.inl), so the logits follow
+//          llama.cpp's rather than the exact ones. Faster: 8-bit products. Other types: as f32.
+enum class Activations : std::uint8_t { f32, exact, q8 };
+
 // A weight matrix of any stored type, and its bias: a block-type weight is one (out, in) tensor
 // whose rows are blocks (in a multiple of the block), an i8 one comes with its scales.
 struct Linear {
@@ -43,6 +56,7 @@ struct Linear {
   Tensor weight;  // (out, in) f32, f16, bf16, i8 or a block type
   Tensor bias;    // (out) f32, or undefined for a bias-free layer
   Tensor scale;   // (out) f32 for an i8 weight, else undefined
+  Activations activations = Activations::f32;
   std::int64_t in() const { return weight.dim(1); }
   std::int64_t out() const { return weight.dim(0); }
 };
@@ -58,6 +72,9 @@ void linear(ConstMatrix x, const Linear& layer, Matrix y, ThreadPool& pool,
 // out[i] = row ids[i] of the layer's weight as f32 (scaled for i8, dequantized for block types):
 // the embedding table that is also GPT-2's tied LM head. InputError when an id is outside [0, out()); `what` names it.
 void gather_rows(const Linear& table, std::span<const std::int32_t> ids, Matrix out, const char* what);
+
+// Whether linear() computes `layer` with 8-bit activations: asked for, and a kernel for its type.
+bool uses_q8_activations(const Linear& layer);
 
 // The instruction-set level of the 16-bit, int8 and block kernels: "portable", "avx2", "avx512" or
 // "avx512bf16".

@@ -44,7 +44,21 @@ struct LinearKernels {
                   std::int64_t ldx16);
   void (*gemm_bf16)(const std::uint16_t* x16, std::int64_t ldx16, std::int64_t rows, const void* w, std::int64_t in,
                     std::int64_t count, std::uint32_t* packed, float* y, std::int64_t ldy);
+
+  // The 8-bit activation path (Activations::q8; q8_kernels.inl has ggml's numerics, the same bits
+  // on every level). quantize_q8_0 / quantize_q8_1: n values of x (a multiple of 32) to blocks of
+  // q8_block_bytes(false / true) bytes at dst. dot_q8[type] (null where the type has none):
+  //   y[r * ldy + j] = dot(row r of the activation blocks, ldxq bytes apart, weight row j)
+  // for r < rows and j < count, the integer sums scaled per block as ggml's vec_dot does.
+  void (*quantize_q8_0)(const float* x, std::int64_t n, void* dst);
+  void (*quantize_q8_1)(const float* x, std::int64_t n, void* dst);
+  void (*dot_q8[kWeightTypes])(const void* xq, std::int64_t ldxq, std::int64_t rows, const void* w, std::int64_t in,
+                               std::int64_t count, float* y, std::int64_t ldy);
 };
+
+// Bytes of a row of `in` activations (a multiple of 32) quantized to q8_0 (34 per block) or q8_1
+// (36: the sum's term as well).
+inline std::int64_t q8_row_bytes(std::int64_t in, bool with_sum) { return in / 32 * (with_sum ? 36 : 34); }
 
 // Scratch words gemm_bf16 packs `count` weight rows of `in` bf16 values into: panels of 64 columns
 // (four 16-column tiles), each holding every pair (w[j, 2p], w[j, 2p + 1]) as one 32-bit word.

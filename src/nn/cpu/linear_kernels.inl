@@ -377,6 +377,7 @@ void widen(const void* source, float* dst, std::int64_t n) {
 
 template <class V>
 LinearKernels make_kernels(const char* level) {
+  // The 8-bit activation entries are filled by add_q8_kernels (q8_kernels.inl).
   return {level,
           {dot<V, Half>, dot<V, Brain>, dot<V, Int8>, dot<V, Single>, dot_blocks<V, Q8_0<V>>, dot_blocks<V, Q4_0<V>>,
            dot_blocks<V, Q4_1<V>>, dot_blocks<V, Q5_0<V>>, dot_blocks<V, Q5_1<V>>, dot_blocks<V, Q6_K<V>>,
@@ -386,5 +387,8 @@ LinearKernels make_kernels(const char* level) {
            widen_blocks<V, Q6_K<V>>, widen_blocks<V, Q4_K<V>>, widen_blocks<V, Q5_K<V>>, widen_blocks<V, Q3_K<V>>,
            widen_blocks<V, Q2_K<V>>},
           nullptr,
-          nullptr};
+          nullptr,
+          nullptr,
+          nullptr,
+          {}};
 }

@@ -2,6 +2,8 @@
 // Built with -mavx2 -mfma -mf16c (src/CMakeLists.txt); isa.cpp calls it only on CPUs that have them.
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
 
@@ -11,6 +13,9 @@ namespace ecr::nn::cpu {
 namespace {
 
 #include "linear_kernels.inl"
+
+#include "q8_kernels.inl"
+#include "q8_avx2.inl"
 
 struct Avx2 {
   static constexpr int width = 8;
@@ -57,7 +62,11 @@ struct Avx2 {
 }  // namespace
 
 const LinearKernels& avx2_kernels() {
-  static const LinearKernels kernels = make_kernels<Avx2>("avx2");
+  static const LinearKernels kernels = [] {
+    LinearKernels k = make_kernels<Avx2>("avx2");
+    add_q8_kernels<Q8Avx2>(k);
+    return k;
+  }();
   return kernels;
 }
 

@@ -5,6 +5,8 @@
 // Built with its own -m flags (src/CMakeLists.txt); isa.cpp calls it only on CPUs that have them.
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
 
@@ -15,12 +17,19 @@ namespace {
 
 #include "linear_kernels.inl"
 
+#include "q8_kernels.inl"
+#include "q8_avx2.inl"
+
 #include "avx512_vector.inl"
 
 }  // namespace
 
 const LinearKernels& avx512_kernels() {
-  static const LinearKernels kernels = make_kernels<Avx512>("avx512");
+  static const LinearKernels kernels = [] {
+    LinearKernels k = make_kernels<Avx512>("avx512");
+    add_q8_kernels<Q8Avx2>(k);
+    return k;
+  }();
   return kernels;
 }
 

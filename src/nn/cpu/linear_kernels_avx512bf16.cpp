@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -26,6 +27,9 @@ namespace ecr::nn::cpu {
 namespace {
 
 #include "linear_kernels.inl"
+
+#include "q8_kernels.inl"
+#include "q8_avx2.inl"
 
 #include "avx512_vector.inl"
 
@@ -181,6 +185,7 @@ const LinearKernels& avx512bf16_kernels() {
     LinearKernels k = make_kernels<Avx512>("avx512bf16");
     k.to_bf16 = to_bf16;
     k.gemm_bf16 = gemm_bf16;
+    add_q8_kernels<Q8Avx2>(k);
     return k;
   }();
   return kernels;

@@ -1,5 +1,7 @@
 // The kernels for any CPU: eight f32 lanes in plain C++, which the compiler maps onto whatever
 // vector unit the baseline target has (SSE2 on x86-64, NEON on AArch64).
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
 
@@ -9,6 +11,8 @@ namespace ecr::nn::cpu {
 namespace {
 
 #include "linear_kernels.inl"
+
+#include "q8_kernels.inl"
 
 struct Lanes {
   static constexpr int width = 8;
@@ -87,7 +91,11 @@ struct Lanes {
 }  // namespace
 
 const LinearKernels& portable_kernels() {
-  static const LinearKernels kernels = make_kernels<Lanes>("portable");
+  static const LinearKernels kernels = [] {
+    LinearKernels k = make_kernels<Lanes>("portable");
+    add_q8_kernels<Q8Scalar>(k);
+    return k;
+  }();
   return kernels;
 }
 
