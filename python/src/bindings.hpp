@@ -61,5 +61,6 @@ py::object response_object(const Response& response, py::object recommendation);
 void bind_dialog(py::module_& m);
 void bind_bundle(py::module_& m);
 void bind_models(py::module_& m);
+void bind_llm(py::module_& m);
 
 }  // namespace ecr::python

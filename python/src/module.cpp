@@ -40,4 +40,5 @@ PYBIND11_MODULE(_ecr, m) {
   bind_bundle(m);
   bind_text_stream(m);
   bind_models(m);
+  bind_llm(m);
 }
