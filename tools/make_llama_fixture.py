@@ -1,7 +1,7 @@
 """A small random-weight Llama GGUF file, written by the `gguf` package's GGUFWriter.
 
     python -m tools.make_llama_fixture --out F.gguf [--type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1] [--untied]
-        [--rope-scale FACTOR] [--seed S] [--break WHAT] [--chat] [--context N]
+        [--rope-scale FACTOR] [--seed S] [--break WHAT] [--chat [--full-vocab]] [--context N]
 
 2 blocks, width 64, 4 query heads sharing 2 key/value heads (head size 16), feed-forward 128,
 vocabulary 300, context 64, rope base 10000 (or 500000 with --rope-scale, which also sets a linear
@@ -16,6 +16,8 @@ a ggml type ecr has no kernel for), arch (general.architecture gpt2).
 --chat adds what a chat model's file has (the LLM responder's fixture): a byte-level BPE tokenizer
 (tokenizer.ggml.model gpt2, pre gpt2) of the 256 byte tokens, a few merges and the control tokens
 <|endoftext|> (bos, eos), <|im_start|> and <|im_end|>, and a ChatML tokenizer.chat_template.
+--full-vocab pads that vocabulary with user-defined tokens <|extra_N|> up to token_embd's 300 rows,
+so that any id the model chooses decodes to text (an untied random model chooses them freely).
 --context sets the context length (default 64).
 
 Needs the PyPI package gguf (tools/setup_venv.sh installs it into build/venv).
@@ -41,14 +43,19 @@ def byte_tokens():
     return [chr(b) if b in printable else chr(next(extra)) for b in range(256)]
 
 
-def add_chat_tokenizer(w):
+def add_chat_tokenizer(w, full_vocab=False):
     merges = ["Ġ t", "h e", "Ġt he", "i n", "Ġ a"]
     tokens = byte_tokens() + [m.replace(" ", "") for m in merges] + ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     assert len(tokens) <= N_VOCAB
+    types = [1] * (len(tokens) - 3) + [3, 3, 3]
+    if full_vocab:  # user-defined tokens for the rest of token_embd's rows, so that every id decodes
+        extra = N_VOCAB - len(tokens)
+        tokens += [f"<|extra_{i}|>" for i in range(extra)]
+        types += [4] * extra
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("gpt2")
     w.add_token_list(tokens)
-    w.add_token_types([1] * (len(tokens) - 3) + [3, 3, 3])
+    w.add_token_types(types)
     w.add_token_merges(merges)
     w.add_bos_token_id(tokens.index("<|endoftext|>"))
     w.add_eos_token_id(tokens.index("<|endoftext|>"))
@@ -66,6 +73,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--break", dest="broken", choices=BREAKS)
     ap.add_argument("--chat", action="store_true")
+    ap.add_argument("--full-vocab", action="store_true")
     ap.add_argument("--context", type=int, default=N_CTX)
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
@@ -75,7 +83,7 @@ def main():
     w.add_block_count(0 if args.broken == "zero-blocks" else N_LAYER)
     w.add_context_length(args.context)
     if args.chat:
-        add_chat_tokenizer(w)
+        add_chat_tokenizer(w, args.full_vocab)
     w.add_embedding_length(N_EMBD)
     if args.broken != "missing-key":
         w.add_feed_forward_length(N_FF)

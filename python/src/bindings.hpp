@@ -5,12 +5,14 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <pybind11/pybind11.h>
 
 #include "ecr/dialog.hpp"
 #include "ecr/io/bundle.hpp"
+#include "ecr/models/lora.hpp"
 #include "ecr/recommender.hpp"
 #include "ecr/responder.hpp"
 
@@ -31,6 +33,12 @@ const PyTypes& types();
 // ecr.Turn becomes its dict. TypeError naming `where` and the offending type otherwise.
 nlohmann::json to_json(py::handle obj, const std::string& where = "value");
 py::object from_json(const nlohmann::json& j);
+
+// The threads argument of a load (0: one per core); ConfigError outside 0 to ThreadPool::kMaxThreads.
+std::size_t thread_count(long long threads);
+// LoRA adapters as Python gives them: None, or a list of "FILE[:SCALE]", a path, or a
+// (path, scale) pair each.
+std::vector<LoraSpec> lora_specs(py::handle lora);
 
 // str or os.PathLike -> path.
 std::filesystem::path path_arg(py::handle obj);
@@ -53,5 +61,6 @@ py::object response_object(const Response& response, py::object recommendation);
 void bind_dialog(py::module_& m);
 void bind_bundle(py::module_& m);
 void bind_models(py::module_& m);
+void bind_llm(py::module_& m);
 
 }  // namespace ecr::python

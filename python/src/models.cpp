@@ -1,30 +1,40 @@
 // ecr.Recommender, ecr.Responder and ecr.ReplyStream. Every model call copies its Python inputs
 // into C++ values first, then runs without the GIL, so Python threads sharing one loaded model
 // run their requests at the same time; results become ecr.results dataclasses afterwards.
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <mutex>
 #include <optional>
-#include <thread>
 
 #include <fmt/format.h>
 #include <pybind11/stl.h>
 
 #include "bindings.hpp"
+#include "stream.hpp"
 #include "ecr/core/error.hpp"
 #include "ecr/core/thread_pool.hpp"
 
 namespace ecr::python {
-
-namespace {
 
 std::size_t thread_count(long long threads) {
   if (threads < 0 || threads > ThreadPool::kMaxThreads)
     fail<ConfigError>("threads must be 0 (one per core) to {}, got {}", ThreadPool::kMaxThreads, threads);
   return static_cast<std::size_t>(threads);
 }
+
+std::vector<LoraSpec> lora_specs(py::handle lora) {
+  std::vector<LoraSpec> specs;
+  if (lora.is_none()) return specs;
+  for (py::handle item : lora) {
+    if (py::isinstance<py::tuple>(item) && py::len(item) == 2)
+      specs.push_back({py::str(item[py::int_(0)]).cast<std::string>(), item[py::int_(1)].cast<float>()});
+    else if (py::isinstance<py::str>(item))
+      specs.push_back(LoraSpec::parse(item.cast<std::string>()));
+    else
+      specs.push_back({py::str(item).cast<std::string>(), 1.0f});
+  }
+  return specs;
+}
+
+namespace {
 
 // What the Engine behind a Recommender or Responder loads with; "cuda" on a machine or build
 // without it is the DeviceError Engine::load gives.
@@ -72,84 +82,36 @@ struct Chat {
   std::size_t top_k = 5;
 };
 
-// The reply of one request, decoded on a worker thread and handed to Python piece by piece.
+// The reply of one request, decoded on a worker thread (a TextStream) and handed to Python piece
+// by piece; the recommendation and the response are kept for Python as they become known.
 class ReplyStream {
  public:
   ReplyStream(const Chat& chat, Dialog dialog, RecommendRequest request, py::object given)
-      : state_(std::make_shared<State>()), recommendation_(std::move(given)) {
-    std::shared_ptr<Recommendation> native = recommendation_.is_none() ? nullptr : native_recommendation(recommendation_);
-    worker_ = std::thread([state = state_, chat, dialog = std::move(dialog), request, native]() mutable {
-      try {
-        if (!native) native = std::make_shared<Recommendation>(chat.recommender.recommend(dialog, request));
-        {
-          std::lock_guard lock(state->mutex);
-          state->recommendation = native;
-        }
-        Response response = chat.responder.respond(dialog, *native, [&](std::string_view piece) {
-          std::lock_guard lock(state->mutex);
-          if (state->cancelled) return false;
-          if (!piece.empty()) state->pieces.emplace_back(piece);
-          state->wake.notify_all();
-          return true;
-        });
-        std::lock_guard lock(state->mutex);
-        state->response = std::move(response);
-      } catch (...) {
-        std::lock_guard lock(state->mutex);
-        state->error = std::current_exception();
-      }
-      std::lock_guard lock(state->mutex);
-      state->done = true;
-      state->wake.notify_all();
-    });
-  }
+      : outcome_(std::make_shared<Outcome>()),
+        recommendation_(std::move(given)),
+        text_([outcome = outcome_, chat, dialog = std::move(dialog), request,
+               native = recommendation_.is_none() ? nullptr : native_recommendation(recommendation_)](
+                  const TextStream::Sink& sink) mutable {
+          if (!native) native = std::make_shared<Recommendation>(chat.recommender.recommend(dialog, request));
+          {
+            std::lock_guard lock(outcome->mutex);
+            outcome->recommendation = native;
+          }
+          Response response = chat.responder.respond(dialog, *native, sink);
+          std::lock_guard lock(outcome->mutex);
+          outcome->response = std::move(response);
+        }) {}
 
-  ReplyStream(const ReplyStream&) = delete;
-  ReplyStream& operator=(const ReplyStream&) = delete;
-  ~ReplyStream() { close(); }
-
-  py::str next() {
-    for (;;) {
-      std::optional<std::string> piece;
-      bool finished = false;
-      {
-        py::gil_scoped_release unlocked;
-        std::unique_lock lock(state_->mutex);
-        // Wakes now and then so that Ctrl-C reaches Python while a long reply decodes.
-        state_->wake.wait_for(lock, std::chrono::milliseconds(100),
-                              [&] { return !state_->pieces.empty() || state_->done; });
-        if (!state_->pieces.empty()) {
-          piece = std::move(state_->pieces.front());
-          state_->pieces.pop_front();
-        } else {
-          finished = state_->done;
-        }
-      }
-      if (piece) return py::str(*piece);
-      if (finished) {
-        join();
-        if (state_->error) std::rethrow_exception(std::exchange(state_->error, nullptr));
-        throw py::stop_iteration();
-      }
-      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-    }
-  }
-
+  py::str next() { return text_.next(); }
   // Stops the reply after the token being decoded and waits for the worker.
-  void close() {
-    {
-      std::lock_guard lock(state_->mutex);
-      state_->cancelled = true;
-    }
-    join();
-  }
+  void close() { text_.close(); }
 
   py::object recommendation() {
     if (recommendation_.is_none()) {
       std::shared_ptr<Recommendation> native;
       {
-        std::lock_guard lock(state_->mutex);
-        native = state_->recommendation;
+        std::lock_guard lock(outcome_->mutex);
+        native = outcome_->recommendation;
       }
       if (native) recommendation_ = recommendation_object(std::move(native));
     }
@@ -160,8 +122,8 @@ class ReplyStream {
     if (response_.is_none()) {
       std::optional<Response> done;
       {
-        std::lock_guard lock(state_->mutex);
-        if (state_->done && state_->response) done = state_->response;
+        std::lock_guard lock(outcome_->mutex);
+        done = outcome_->response;
       }
       if (done) response_ = response_object(*done, recommendation());
     }
@@ -169,27 +131,16 @@ class ReplyStream {
   }
 
  private:
-  struct State {
+  // What the worker leaves for Python besides the pieces.
+  struct Outcome {
     std::mutex mutex;
-    std::condition_variable wake;
-    std::deque<std::string> pieces;
-    bool done = false, cancelled = false;
-    std::exception_ptr error;
     std::shared_ptr<Recommendation> recommendation;
-    std::optional<Response> response;
+    std::optional<Response> response;  // set once the reply is done
   };
 
-  // Python threads sharing the stream may all come here: one joins, the others wait for it.
-  void join() {
-    py::gil_scoped_release unlocked;
-    std::lock_guard lock(join_mutex_);
-    if (worker_.joinable()) worker_.join();
-  }
-
-  std::shared_ptr<State> state_;
-  std::mutex join_mutex_;
-  std::thread worker_;
+  std::shared_ptr<Outcome> outcome_;
   py::object recommendation_, response_ = py::none();
+  TextStream text_;  // last: its worker stops before the rest goes
 };
 
 Chat load_responder(py::handle path, py::object recommender, long long threads, const std::string& device,
@@ -217,17 +168,7 @@ Chat load_responder(py::handle path, py::object recommender, long long threads, 
   options.generator = parse_reply_generator(generator);
   if (llm) options.llm_path = *llm;
   if (chat_template) options.chat_template = *chat_template;
-  // Each adapter as "FILE[:SCALE]", a path, or a (path, scale) pair.
-  if (!lora.is_none()) {
-    for (py::handle item : lora) {
-      if (py::isinstance<py::tuple>(item) && py::len(item) == 2)
-        options.llm_lora.push_back({py::str(item[py::int_(0)]).cast<std::string>(), item[py::int_(1)].cast<float>()});
-      else if (py::isinstance<py::str>(item))
-        options.llm_lora.push_back(LoraSpec::parse(item.cast<std::string>()));
-      else
-        options.llm_lora.push_back({py::str(item).cast<std::string>(), 1.0f});
-    }
-  }
+  options.llm_lora = lora_specs(lora);
   options.llm_generation.max_new_tokens = llm_max_new_tokens;
   options.llm_generation.repetition_penalty = llm_repetition_penalty;
   options.llm_generation.temperature = temperature;

@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 
 #include "bindings.hpp"
+#include "stream.hpp"
 #include "ecr/core/error.hpp"
 #include "ecr/device/cuda.hpp"
 
@@ -37,5 +38,7 @@ PYBIND11_MODULE(_ecr, m) {
 
   bind_dialog(m);
   bind_bundle(m);
+  bind_text_stream(m);
   bind_models(m);
+  bind_llm(m);
 }
