@@ -31,7 +31,7 @@ namespace {
 class LLM {
  public:
   static std::shared_ptr<const LLM> load(py::handle path, py::handle lora, long long threads,
-                                         std::optional<std::string> chat_template) {
+                                         std::optional<std::string> chat_template, bool exact) {
     const std::filesystem::path file_path = path_arg(path);
     const std::vector<LoraSpec> adapters = lora_specs(lora);
     const std::size_t n_threads = thread_count(threads);
@@ -39,7 +39,10 @@ class LLM {
     auto llm = std::make_shared<LLM>();
     py::gil_scoped_release unlocked;
     const gguf::File file = gguf::File::open(file_path);
-    llm->model_.emplace(LlamaModel::load(file, std::make_shared<ThreadPool>(static_cast<int>(n_threads)), adapters));
+    LlamaOptions options;
+    if (exact) options.activations = nn::Activations::exact;
+    llm->model_.emplace(
+        LlamaModel::load(file, std::make_shared<ThreadPool>(static_cast<int>(n_threads)), adapters, options));
     llm->label_ = file.label();
     llm->architecture_ = file.get<std::string>("general.architecture");
     // A file without a tokenizer (a test fixture, a converted checkpoint) takes and gives ids.
@@ -166,16 +169,19 @@ for token. Immutable after load, shared across threads; generation releases the 
         print(piece, end="", flush=True))doc")
       .def_static(
           "load",
-          [](py::handle path, py::handle lora, long long threads, std::optional<std::string> chat_template) {
-            return std::const_pointer_cast<LLM>(LLM::load(path, lora, threads, std::move(chat_template)));
+          [](py::handle path, py::handle lora, long long threads, std::optional<std::string> chat_template,
+             bool exact) {
+            return std::const_pointer_cast<LLM>(LLM::load(path, lora, threads, std::move(chat_template), exact));
           },
           py::arg("path"), py::kw_only(), py::arg("lora") = py::none(), py::arg("threads") = 0,
-          py::arg("chat_template") = py::none(), R"doc(
+          py::arg("chat_template") = py::none(), py::arg("exact") = false, R"doc(
 Loads a GGUF file (memory-mapped; quantized weights stay quantized). lora: LoRA adapters
 (llama.cpp GGUF LoRA files; tools/convert_peft_lora.py converts a PEFT directory), each
 "FILE[:SCALE]", a path, or a (path, scale) pair. threads: for the ops of one request (0: one per
 core). chat_template: a family by name ("chatml", "llama2", "llama3", "zephyr", "mistral") instead
-of the one detected from tokenizer.chat_template. FormatError / ConfigError / ShapeError / IoError
+of the one detected from tokenizer.chat_template. exact: f32 activations for every matrix (the
+dequantized weights' exact product, `ecr generate --exact`) instead of llama.cpp's 8-bit ones for
+the blocks of 32. FormatError / ConfigError / ShapeError / IoError
 naming the file, tensor or key.)doc")
       .def_property_readonly("architecture", &LLM::architecture, "general.architecture (\"llama\").")
       .def_property_readonly("vocab_size", [](const LLM& llm) { return llm.model().vocab_size(); })

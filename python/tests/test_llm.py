@@ -97,6 +97,16 @@ def test_greedy_equals_cli(chat_llm, chat_path, prompt):
     assert chat_llm.generate_ids(expected["prompt"], max_tokens=24) == expected["generated"]
 
 
+@pytest.mark.parametrize("exact", [False, True])
+def test_activations_equal_cli(exact):
+    # Q4_1 weights: llama.cpp's 8-bit activations by default, f32 ones with exact=True (--exact).
+    path = llama_fixture("chat_q4_1", "--chat", "--full-vocab", "--untied", "--type", "q4_1", "--seed", 6)
+    expected = cli_generate(path, "--prompt", PROMPTS[0], "--temperature", 0, "--max-tokens", 24,
+                            *(["--exact"] if exact else []))
+    llm = ecr.LLM.load(path, threads=THREADS, exact=exact)
+    assert llm.generate_ids(PROMPTS[0], max_tokens=24) == expected["generated"]
+
+
 @pytest.mark.parametrize("system", [None, "You are a film critic."])
 def test_chat_equals_cli(chat_llm, chat_path, system):
     args = ["--chat", "--prompt", "Recommend me a movie", "--max-tokens", 32]
