@@ -64,6 +64,8 @@ void declare_conversation_options(Args& args) {
       .option("llm-min-new-tokens", "N", "llm: tokens the reply has before it may end its turn",
               std::to_string(ResponderOptions().llm_generation.min_new_tokens))
       .option("llm-repetition-penalty", "R", "llm: HF repetition penalty (1: none)", "1.1")
+      .option("llm-no-repeat-ngram", "N", "llm: never repeat an n-gram of this size, prompt included (0: off)",
+              std::to_string(ResponderOptions().llm_generation.no_repeat_ngram_size))
       .option("temperature", "T", "0: greedy (ECR); > 0: sample the reply at this temperature (either generator)", "0")
       .option("sample-top-k", "K", "sampling: keep the K most likely tokens (0: all)", "0")
       .option("top-p", "P", "sampling: nucleus probability", "1")
@@ -104,6 +106,7 @@ ConversationOptions conversation_options(const Args& args) {
   resp.llm_generation.max_new_tokens = at_least(args, "llm-max-new-tokens", 1);
   resp.llm_generation.min_new_tokens = at_least(args, "llm-min-new-tokens", 0);
   resp.llm_generation.repetition_penalty = static_cast<float>(args.get_double("llm-repetition-penalty"));
+  resp.llm_generation.no_repeat_ngram_size = at_least(args, "llm-no-repeat-ngram", 0);
   resp.llm_generation.temperature = resp.generation.temperature;
   resp.llm_generation.top_k = resp.generation.top_k;
   resp.llm_generation.top_p = resp.generation.top_p;
