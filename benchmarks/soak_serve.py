@@ -20,7 +20,6 @@ import argparse
 import http.client
 import json
 import random
-import select
 import signal
 import statistics
 import subprocess
@@ -29,6 +28,8 @@ import threading
 import time
 from pathlib import Path
 
+import bench_serve  # start(): one `ecr serve` on a free port
+
 SOURCE = Path(__file__).resolve().parents[1]
 TEXTS = ["I loved The Shining (1980). Any horror movies like it?", "Something funny, maybe with Jim Carrey?",
          "I didn't like Titanic (1997) much.", "Do you know any good animated films?",
@@ -36,16 +37,8 @@ TEXTS = ["I loved The Shining (1980). Any horror movies like it?", "Something fu
 
 
 def start(cli):
-    proc = subprocess.Popen([cli, "serve", "--port", "0", "--bundle", str(SOURCE / "models" / "ecr-redial-small.ecr"),
-                             "--generator", "gpt2", "--max-sessions", "32", "--session-idle", "4",
-                             "--max-new-tokens", "16", "--max-turns", "8", "--queue", "64"],
-                            stdout=subprocess.PIPE, text=True)
-    ready, _, _ = select.select([proc.stdout], [], [], 120)
-    line = proc.stdout.readline() if ready else ""
-    if "listening on http://" not in line:
-        proc.kill()
-        sys.exit(f"ecr serve did not start: {line!r}")
-    return proc, int(line.split("http://127.0.0.1:")[1].split("/")[0])
+    return bench_serve.start(cli, ["--generator", "gpt2", "--max-sessions", "32", "--session-idle", "4",
+                                   "--max-new-tokens", "16", "--max-turns", "8", "--queue", "64"])
 
 
 def rss_mib(pid):

@@ -3,11 +3,16 @@
 // A target that includes this defines ECR_VENV_PYTHON and ECR_SMOLLM2_GGUF (tests/CMakeLists.txt).
 #pragma once
 
+#include <cstdint>
 #include <cstdlib>
+#include <span>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
+#include "ecr/models/llama.hpp"
 #include "support.hpp"
 
 namespace ecr::test {
@@ -34,6 +39,28 @@ inline std::string run_tool(const std::string& module_and_args) {
                              &out);
   REQUIRE_MESSAGE(rc == 0, out);
   return out;
+}
+
+// Token ids printed one after another (tools/llama_reference.py --greedy).
+inline std::vector<std::int32_t> parse_ids(const std::string& text) {
+  std::vector<std::int32_t> ids;
+  std::istringstream in(text);
+  for (std::int32_t id; in >> id;) ids.push_back(id);
+  return ids;
+}
+
+// A 16-token prompt: distinct, spread over the 300-token vocabulary of the Llama fixtures.
+inline std::vector<std::int32_t> prompt_ids(std::int32_t seed) {
+  std::vector<std::int32_t> ids;
+  for (std::int32_t i = 0; i < 16; ++i) ids.push_back((seed * 37 + i * 53 + i * i * 7) % 300);
+  return ids;
+}
+
+// The logits of every position of `ids`, fed as one sequence.
+inline Tensor logits_of(const LlamaModel& model, std::span<const std::int32_t> ids) {
+  LlamaState state = model.start(1);
+  const std::span<const std::int32_t> one[] = {ids};
+  return model.forward(state, one, /*all_logits=*/true).clone();
 }
 
 }  // namespace ecr::test

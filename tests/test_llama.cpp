@@ -22,12 +22,15 @@
 
 using namespace ecr;
 using ecr::test::check_refused;
+using ecr::test::logits_of;
+using ecr::test::parse_ids;
+using ecr::test::prompt_ids;
 using ecr::test::run_command;
 using ecr::test::run_tool;
 using ecr::test::smollm2;
-using ecr::test::venv_python;
 using ecr::test::source_dir;
 using ecr::test::temp_dir;
+using ecr::test::venv_python;
 namespace fs = std::filesystem;
 
 namespace {
@@ -36,26 +39,6 @@ fs::path fixture(const std::string& name, const std::string& options) {
   const fs::path path = temp_dir("llama_" + name) / (name + ".gguf");
   run_tool(fmt::format("make_llama_fixture --out '{}' {}", path.string(), options));
   return path;
-}
-
-std::vector<std::int32_t> parse(const std::string& text) {
-  std::vector<std::int32_t> ids;
-  std::istringstream in(text);
-  for (std::int32_t id; in >> id;) ids.push_back(id);
-  return ids;
-}
-
-// A 16-token prompt: distinct, spread over the 300-token vocabulary.
-std::vector<std::int32_t> prompt_ids(std::int32_t seed) {
-  std::vector<std::int32_t> ids;
-  for (std::int32_t i = 0; i < 16; ++i) ids.push_back((seed * 37 + i * 53 + i * i * 7) % 300);
-  return ids;
-}
-
-Tensor logits_of(const LlamaModel& model, std::span<const std::int32_t> ids) {
-  LlamaState state = model.start(1);
-  const std::span<const std::int32_t> one[] = {ids};
-  return model.forward(state, one, /*all_logits=*/true).clone();
 }
 
 // The float64 reference computes the dequantized weights' exact product: f32 activations.
@@ -94,7 +77,7 @@ TEST_CASE("llama: every fixture type equals the NumPy reference (logits, decode,
 
     // Logits of every position of the prompt.
     const fs::path ref_logits = path.parent_path() / "ref_logits.npy";
-    const std::vector<std::int32_t> ref_greedy = parse(run_tool(fmt::format(
+    const std::vector<std::int32_t> ref_greedy = parse_ids(run_tool(fmt::format(
         "llama_reference --gguf '{}' --ids '{}' --logits '{}' --greedy 32", path.string(), fmt::join(prompt, " "),
         ref_logits.string())));
     const Tensor expected = test::read_npy(ref_logits);
@@ -167,7 +150,7 @@ TEST_CASE("llama: 8-bit activations equal the reference emulating ggml's q8 roun
     const std::vector<std::int32_t> prompt = prompt_ids(static_cast<std::int32_t>(variant.name[1]));
     const fs::path dir = path.parent_path();
     const auto reference = [&](const std::string& options, const fs::path& logits) {
-      return parse(run_tool(fmt::format("llama_reference --gguf '{}' --ids '{}' --logits '{}' {}", path.string(),
+      return parse_ids(run_tool(fmt::format("llama_reference --gguf '{}' --ids '{}' --logits '{}' {}", path.string(),
                                         fmt::join(prompt, " "), logits.string(), options)));
     };
     const auto greedy_ref = reference("--activations q8 --greedy 32", dir / "q8.npy");
@@ -282,7 +265,7 @@ TEST_CASE("llama: SmolLM2-135M-Instruct (Q4_1) greedy tokens equal the reference
     std::string line;
     REQUIRE(std::getline(expected, line));
     CAPTURE(p);
-    CHECK(lm::generate(model, parse(p), greedy).tokens == parse(line));
+    CHECK(lm::generate(model, parse_ids(p), greedy).tokens == parse_ids(line));
   }
 }
 
@@ -299,7 +282,7 @@ TEST_CASE("cli: ecr generate --gguf decodes a Llama file from token ids") {
                       &out) == 0);
   std::string commas = out;
   std::replace(commas.begin(), commas.end(), ',', ' ');
-  CHECK(parse(commas) == parse(expected));
+  CHECK(parse_ids(commas) == parse_ids(expected));
 
   // Sampling options reach the sampler: a seed gives the same tokens twice, through --json.
   const std::string sampled = fmt::format(

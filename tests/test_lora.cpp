@@ -23,6 +23,9 @@
 
 using namespace ecr;
 using ecr::test::check_refused;
+using ecr::test::logits_of;
+using ecr::test::parse_ids;
+using ecr::test::prompt_ids;
 using ecr::test::run_command;
 using ecr::test::run_tool;
 using ecr::test::source_dir;
@@ -65,25 +68,6 @@ bool have_torch_and_safetensors() {
   return ok;
 }
 
-std::vector<std::int32_t> parse(const std::string& text) {
-  std::vector<std::int32_t> ids;
-  std::istringstream in(text);
-  for (std::int32_t id; in >> id;) ids.push_back(id);
-  return ids;
-}
-
-std::vector<std::int32_t> prompt_ids(std::int32_t seed) {
-  std::vector<std::int32_t> ids;
-  for (std::int32_t i = 0; i < 16; ++i) ids.push_back((seed * 41 + i * 59 + i * i * 5) % 300);
-  return ids;
-}
-
-Tensor logits_of(const LlamaModel& model, std::span<const std::int32_t> ids) {
-  LlamaState state = model.start(1);
-  const std::span<const std::int32_t> one[] = {ids};
-  return model.forward(state, one, /*all_logits=*/true).clone();
-}
-
 // The model with `lora` against the reference run with `merge` (its --peft / --lora arguments):
 // logits of every prompt position within 1e-4 of the logit scale, the same 32 greedy tokens.
 // Returns the logits. f32 activations: the reference's float64 products of the merged weights.
@@ -93,7 +77,7 @@ Tensor check_against_reference(const std::string& name, const fs::path& model_pa
   const LlamaModel model = LlamaModel::load(model_path, std::make_shared<ThreadPool>(2), lora, kExact);
   const std::vector<std::int32_t> prompt = prompt_ids(static_cast<std::int32_t>(name.size()));
   const fs::path ref_logits = dir(name + "_ref") / "ref_logits.npy";
-  const std::vector<std::int32_t> ref_greedy = parse(run_tool(
+  const std::vector<std::int32_t> ref_greedy = parse_ids(run_tool(
       fmt::format("llama_reference --gguf '{}' --ids '{}' --logits '{}' --greedy 32 {}", model_path.string(),
                   fmt::join(prompt, " "), ref_logits.string(), merge)));
   const Tensor expected = test::read_npy(ref_logits);
@@ -263,7 +247,7 @@ TEST_CASE("cli: ecr generate --gguf --lora FILE:SCALE (repeatable) equals the re
                                   test::cli_path().string(), model.string(), ids, a.string(), b.string()),
                       &out) == 0);
   std::replace(out.begin(), out.end(), ',', ' ');
-  CHECK(parse(out) == parse(expected));
+  CHECK(parse_ids(out) == parse_ids(expected));
 
   CHECK(run_command(fmt::format("'{}' generate --gguf '{}' --prompt-ids 1 --lora '{}' 2>&1", test::cli_path().string(),
                                 model.string(), model.string()),
